@@ -1,0 +1,21 @@
+//! Mission Control's domain model.
+//!
+//! Everything here is a pure function over plain data: no SQL, no HTTP, no processes, no clock
+//! reads. The store, the engines and the binary call into this crate; it calls into none of them.
+
+pub mod config;
+pub mod deps;
+pub mod event;
+pub mod id;
+pub mod policy;
+pub mod ticket;
+pub mod time;
+pub mod transition;
+
+pub use config::{ConfigError, PolicyConfig, WorkerConfig, Workforce};
+pub use event::{Actor, Event, EventKind};
+pub use id::{IdError, Name, TicketId, TicketKey};
+pub use policy::{Reason, ReasonCode, Runnability, runnability};
+pub use ticket::{EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError};
+pub use time::Timestamp;
+pub use transition::{TransitionError, check_transition};

@@ -1,0 +1,227 @@
+//! The runnability policy: the ONE function that says whether a ticket may be dispatched now, and
+//! if not, every reason why. The dispatcher, triage, the operator audit, `mission explain` and the
+//! dashboard all ask this function; none keeps its own list of runnable assignees.
+
+use crate::config::Workforce;
+use crate::id::TicketId;
+use crate::ticket::{State, Ticket};
+use serde::Serialize;
+use std::fmt;
+
+/// Stable reason codes. Scripts match on these strings; never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    StateNotTodo,
+    Unassigned,
+    AssigneeNotAWorker,
+    WorkerDisabled,
+    ControllerParked,
+    DependencyOpen,
+}
+
+impl ReasonCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::StateNotTodo => "state_not_todo",
+            ReasonCode::Unassigned => "unassigned",
+            ReasonCode::AssigneeNotAWorker => "assignee_not_a_worker",
+            ReasonCode::WorkerDisabled => "worker_disabled",
+            ReasonCode::ControllerParked => "controller_parked",
+            ReasonCode::DependencyOpen => "dependency_open",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Runnability {
+    Runnable,
+    NotRunnable(Vec<Reason>),
+}
+
+impl Runnability {
+    pub fn is_runnable(&self) -> bool {
+        matches!(self, Runnability::Runnable)
+    }
+
+    pub fn reasons(&self) -> &[Reason] {
+        match self {
+            Runnability::Runnable => &[],
+            Runnability::NotRunnable(reasons) => reasons,
+        }
+    }
+
+    pub fn codes(&self) -> Vec<ReasonCode> {
+        self.reasons().iter().map(|r| r.code).collect()
+    }
+}
+
+/// A dependency of the ticket and its current state (`None`: the store has no such ticket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DependencyState {
+    pub id: TicketId,
+    pub state: Option<State>,
+}
+
+/// Everything beyond the ticket itself that the policy reads.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyContext<'a> {
+    pub workforce: &'a Workforce,
+}
+
+/// Whether `ticket` may be dispatched now. Reasons are listed in a fixed order, all that apply.
+pub fn runnability(
+    ticket: &Ticket,
+    dependencies: &[DependencyState],
+    context: PolicyContext<'_>,
+) -> Runnability {
+    let mut reasons = Vec::new();
+    let mut reason = |code, detail: String| reasons.push(Reason { code, detail });
+
+    if ticket.state != State::Todo {
+        reason(
+            ReasonCode::StateNotTodo,
+            format!("the ticket is {}; only todo tickets are dispatched", ticket.state),
+        );
+    }
+
+    let workforce = context.workforce;
+    match &ticket.assignee {
+        None => match ticket.owner.as_ref().filter(|o| workforce.is_controller(o)) {
+            Some(owner) => reason(
+                ReasonCode::ControllerParked,
+                format!("unassigned and owned by controller {owner}; a controller's tickets are never dispatched"),
+            ),
+            None => reason(ReasonCode::Unassigned, "no assignee".to_owned()),
+        },
+        Some(assignee) if workforce.is_controller(assignee) => reason(
+            ReasonCode::ControllerParked,
+            format!("assigned to controller {assignee}; a controller's tickets are never dispatched"),
+        ),
+        Some(assignee) => match workforce.worker(assignee) {
+            None => reason(
+                ReasonCode::AssigneeNotAWorker,
+                format!("{assignee} is not a configured worker (see [workers] in mission.toml)"),
+            ),
+            Some(worker) if !worker.enabled => reason(
+                ReasonCode::WorkerDisabled,
+                format!("worker {assignee} is disabled"),
+            ),
+            Some(_) => {}
+        },
+    }
+
+    for dep in dependencies {
+        match dep.state {
+            Some(state) if state.satisfies_dependency() => {}
+            Some(state) => reason(
+                ReasonCode::DependencyOpen,
+                format!("depends on {}, which is {state}", dep.id),
+            ),
+            None => reason(
+                ReasonCode::DependencyOpen,
+                format!("depends on {}, which does not exist", dep.id),
+            ),
+        }
+    }
+
+    if reasons.is_empty() {
+        Runnability::Runnable
+    } else {
+        Runnability::NotRunnable(reasons)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PolicyConfig, RuntimeKind, WorkerConfig};
+    use crate::id::{Name, TicketKey};
+    use crate::ticket::EvidencePolicy;
+    use crate::time::Timestamp;
+    use std::collections::BTreeMap;
+
+    fn workforce() -> Workforce {
+        let worker = |enabled| WorkerConfig {
+            runtime: RuntimeKind::Shell,
+            model: None,
+            max_concurrent: 1,
+            pool: "default".into(),
+            enabled,
+            command: vec!["true".into()],
+        };
+        let workers: BTreeMap<String, WorkerConfig> = [
+            ("luci".to_string(), worker(true)),
+            ("larry".to_string(), worker(false)),
+        ]
+        .into();
+        let policy = PolicyConfig { controllers: vec!["lucienne".into()] };
+        Workforce::new(&workers, &policy).unwrap()
+    }
+
+    fn ticket(state: State, assignee: Option<&str>, owner: Option<&str>) -> Ticket {
+        Ticket {
+            id: TicketId::new(&TicketKey::default(), 4122),
+            title: "t".into(),
+            body: String::new(),
+            state,
+            assignee: assignee.map(|a| Name::parse(a).unwrap()),
+            owner: owner.map(|o| Name::parse(o).unwrap()),
+            labels: vec![],
+            priority: 0,
+            depends_on: vec![],
+            evidence_policy: EvidencePolicy::default(),
+            repo: None,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+            version: 1,
+        }
+    }
+
+    fn dep(n: i64, state: Option<State>) -> DependencyState {
+        DependencyState { id: TicketId::new(&TicketKey::default(), n), state }
+    }
+
+    fn check(ticket: Ticket, deps: &[DependencyState], expect: &[ReasonCode]) {
+        let wf = workforce();
+        let got = runnability(&ticket, deps, PolicyContext { workforce: &wf });
+        assert_eq!(got.codes(), expect, "{ticket:?} {deps:?}");
+        assert_eq!(got.is_runnable(), expect.is_empty());
+    }
+
+    #[test]
+    fn cases() {
+        use ReasonCode::*;
+        use State::*;
+        check(ticket(Todo, Some("luci"), None), &[], &[]);
+        // MC-4122: owner = assignee = controller.
+        check(ticket(Todo, Some("lucienne"), Some("lucienne")), &[], &[ControllerParked]);
+        check(ticket(Todo, None, Some("lucienne")), &[], &[ControllerParked]);
+        // A controller may own a campaign whose tickets its workers run.
+        check(ticket(Todo, Some("luci"), Some("lucienne")), &[], &[]);
+        check(ticket(Todo, None, None), &[], &[Unassigned]);
+        check(ticket(Todo, Some("ghost"), None), &[], &[AssigneeNotAWorker]);
+        check(ticket(Todo, Some("larry"), None), &[], &[WorkerDisabled]);
+        check(ticket(Triage, None, None), &[], &[StateNotTodo, Unassigned]);
+        check(ticket(Running, Some("luci"), None), &[], &[StateNotTodo]);
+        check(ticket(Todo, Some("luci"), None), &[dep(1, Some(Done))], &[]);
+        check(
+            ticket(Todo, Some("luci"), None),
+            &[dep(1, Some(Review)), dep(2, None), dep(3, Some(Done))],
+            &[DependencyOpen, DependencyOpen],
+        );
+        check(ticket(Blocked, Some("larry"), None), &[dep(1, Some(Cancelled))], &[StateNotTodo, WorkerDisabled, DependencyOpen]);
+    }
+}

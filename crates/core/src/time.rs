@@ -1,0 +1,73 @@
+//! Timestamps as milliseconds since the Unix epoch, the one representation stored and compared.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A point in time, milliseconds since 1970-01-01T00:00:00Z.
+///
+/// Stored as an integer (portable across SQLite and PostgreSQL, cheap to index and compare) and
+/// shown as RFC 3339 with millisecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_millis(millis: i64) -> Self {
+        Timestamp(millis)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// The current wall-clock time. Engines get time from an injected clock; this is only for
+    /// the edges (the CLI, the system clock implementation).
+    pub fn now() -> Self {
+        Timestamp(Utc::now().timestamp_millis())
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        match DateTime::<Utc>::from_timestamp_millis(self.0) {
+            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Millis, true),
+            None => format!("@{}ms", self.0),
+        }
+    }
+
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|dt| Timestamp(dt.timestamp_millis()))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse_rfc3339(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {text:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_rfc3339() {
+        let t = Timestamp::from_millis(1_795_000_000_123);
+        assert_eq!(t.to_rfc3339(), "2026-11-18T11:06:40.123Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+    }
+}
