@@ -1,0 +1,82 @@
+//! Decoding rows into domain types. A value the domain rejects means the file was written by
+//! something else or damaged: that is reported as corruption, not silently patched over.
+
+use crate::{Result, StoreError, TicketSummary};
+use mission_core::{EvidencePolicy, Event, Name, State, Ticket, TicketId, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
+}
+
+pub(crate) fn ticket_id(text: &str) -> Result<TicketId> {
+    TicketId::parse(text).map_err(|_| corrupt("ticket id", text))
+}
+
+pub(crate) fn state_from_db(text: &str) -> Result<State> {
+    text.parse().map_err(|_| corrupt("state", text))
+}
+
+fn name(text: Option<String>) -> Result<Option<Name>> {
+    text.map(|t| Name::parse(&t).map_err(|_| corrupt("name", &t)))
+        .transpose()
+}
+
+fn labels(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| corrupt("labels", text))
+}
+
+pub(crate) fn decode_ticket(row: &SqliteRow, deps: Vec<String>) -> Result<Ticket> {
+    let mut depends_on = deps
+        .iter()
+        .map(|d| ticket_id(d))
+        .collect::<Result<Vec<_>>>()?;
+    depends_on.sort();
+    let policy: String = row.try_get("evidence_policy")?;
+    Ok(Ticket {
+        id: ticket_id(&row.try_get::<String, _>("id")?)?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        state: state_from_db(&row.try_get::<String, _>("state")?)?,
+        assignee: name(row.try_get("assignee")?)?,
+        owner: name(row.try_get("owner")?)?,
+        labels: labels(&row.try_get::<String, _>("labels")?)?,
+        priority: row.try_get("priority")?,
+        depends_on,
+        evidence_policy: EvidencePolicy::parse(&policy)
+            .map_err(|_| corrupt("evidence policy", &policy))?,
+        repo: row.try_get("repo")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        version: row.try_get("version")?,
+    })
+}
+
+pub(crate) fn decode_summary(row: &SqliteRow) -> Result<TicketSummary> {
+    Ok(TicketSummary {
+        id: ticket_id(&row.try_get::<String, _>("id")?)?,
+        title: row.try_get("title")?,
+        state: state_from_db(&row.try_get::<String, _>("state")?)?,
+        assignee: name(row.try_get("assignee")?)?,
+        owner: name(row.try_get("owner")?)?,
+        labels: labels(&row.try_get::<String, _>("labels")?)?,
+        priority: row.try_get("priority")?,
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(crate) fn decode_event(row: &SqliteRow) -> Result<Event> {
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        seq: row.try_get("seq")?,
+        at: Timestamp::from_millis(row.try_get("at")?),
+        kind: row.try_get("kind")?,
+        ticket: row
+            .try_get::<Option<String>, _>("ticket")?
+            .map(|t| ticket_id(&t))
+            .transpose()?,
+        actor: row.try_get("actor")?,
+        data: serde_json::from_str(&data).map_err(|_| corrupt("event data", &data))?,
+    })
+}
