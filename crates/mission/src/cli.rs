@@ -1,0 +1,206 @@
+//! The command-line surface (SPEC §3). Only argument shapes live here; each command's behaviour
+//! is in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mission",
+    version,
+    about = "Mission Control: runs a board of tickets through a fleet of autonomous workers",
+    after_help = "Exit codes: 0 success, 1 negative answer, 2 usage or input error, 3 internal or store error."
+)]
+pub struct Cli {
+    /// The instance's mission.toml (default: ./mission.toml).
+    #[arg(long, global = true, env = "MISSION_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an instance: mission.toml, tasks/, the data folder and the store. Idempotent.
+    Init(InitArgs),
+    /// Apply pending store migrations.
+    Migrate(JsonFlag),
+    /// Create, list, show, edit and move tickets.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Say whether a ticket may be dispatched now, and every reason why not.
+    Explain(ExplainArgs),
+    /// Print the event log as JSON Lines.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder of the new instance (default: the current folder).
+    pub dir: Option<PathBuf>,
+    /// Also add a few example tickets to a new, empty board.
+    #[arg(long)]
+    pub demo: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Create a ticket; it starts in todo when assigned, else in triage.
+    Add(TicketAddArgs),
+    /// List tickets, highest priority first.
+    List(TicketListArgs),
+    /// Show a ticket with its timeline.
+    Show(TicketShowArgs),
+    /// Move a ticket to another state.
+    Move(TicketMoveArgs),
+    /// Change a ticket's fields.
+    Edit(TicketEditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BodyArgs {
+    /// The ticket's body text.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the body from a file (`-` for standard input), byte for byte.
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketAddArgs {
+    #[arg(long)]
+    pub title: String,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// The worker (or controller) the ticket is assigned to.
+    #[arg(long)]
+    pub assignee: Option<String>,
+    /// Who owns the ticket (e.g. the controller of its campaign).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// A label; repeat for more.
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Higher runs first; -1000..=1000, default 0.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// A ticket this one waits for; repeat for more.
+    #[arg(long = "depends-on", value_name = "ID")]
+    pub depends_on: Vec<String>,
+    /// The git repository the work happens in.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// What the ticket must prove to be done: none, or commit, test, route, artifact joined by '+'.
+    #[arg(long, value_name = "POLICY")]
+    pub evidence_policy: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketListArgs {
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub assignee: Option<String>,
+    /// At most this many tickets.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketShowArgs {
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketMoveArgs {
+    pub id: String,
+    /// triage, todo, blocked, cancelled, … (running, review, needs_input and done are reached
+    /// through the dispatcher, runs, answers and the gate).
+    pub state: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketEditArgs {
+    pub id: String,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    #[arg(long, conflicts_with = "no_assignee")]
+    pub assignee: Option<String>,
+    /// Remove the assignee.
+    #[arg(long)]
+    pub no_assignee: bool,
+    #[arg(long, conflicts_with = "no_owner")]
+    pub owner: Option<String>,
+    /// Remove the owner.
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Replace the labels with these; repeat for more.
+    #[arg(long = "label", value_name = "LABEL", conflicts_with = "no_labels")]
+    pub labels: Vec<String>,
+    /// Remove every label.
+    #[arg(long)]
+    pub no_labels: bool,
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Replace the dependencies with these; repeat for more.
+    #[arg(long = "depends-on", value_name = "ID", conflicts_with = "no_depends")]
+    pub depends_on: Vec<String>,
+    /// Remove every dependency.
+    #[arg(long)]
+    pub no_depends: bool,
+    #[arg(long, conflicts_with = "no_repo")]
+    pub repo: Option<String>,
+    /// Remove the repository.
+    #[arg(long)]
+    pub no_repo: bool,
+    #[arg(long, value_name = "POLICY")]
+    pub evidence_policy: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    /// Only events of this ticket.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Keep printing new events as they are written.
+    #[arg(long)]
+    pub follow: bool,
+    /// Accepted for symmetry: events are always JSON Lines.
+    #[arg(long)]
+    pub json: bool,
+}

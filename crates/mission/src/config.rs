@@ -1,0 +1,314 @@
+//! Loading the configuration: `mission.toml` (from `--config`, `MISSION_CONFIG`, or the current
+//! folder) with `MISSION_SECTION__KEY` environment overrides. Any problem names the file (or the
+//! variable), the key and the problem, in one line, and nothing starts.
+
+use crate::exit::CliError;
+use mission_core::config::Config;
+use mission_core::Workforce;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "mission.toml";
+
+/// `MISSION_*` variables that are not configuration: set for runs, or read by the CLI itself.
+const RESERVED_ENV: &[&str] = &[
+    "MISSION_CONFIG",
+    "MISSION_LOG",
+    "MISSION_RUN_TOKEN",
+    "MISSION_TICKET",
+    "MISSION_ATTEMPT",
+];
+
+/// A loaded, checked instance configuration with its paths resolved.
+#[derive(Debug)]
+pub struct Instance {
+    pub config: Config,
+    pub workforce: Workforce,
+    /// Where the store file, logs and workspaces live.
+    pub data_dir: PathBuf,
+    /// The SQLite database file.
+    pub store_path: PathBuf,
+}
+
+/// Finds and loads the configuration.
+pub fn load(explicit: Option<&Path>) -> Result<Instance, CliError> {
+    let config_file = match explicit {
+        Some(path) => path.to_owned(),
+        None => std::env::current_dir()
+            .map_err(|e| CliError::internal(format!("cannot read the current folder: {e}")))?
+            .join(CONFIG_FILE),
+    };
+    if !config_file.is_file() {
+        return Err(CliError::usage(format!(
+            "no configuration at {} (run `mission init`, or pass --config / MISSION_CONFIG)",
+            config_file.display()
+        )));
+    }
+    let bytes = std::fs::read(&config_file).map_err(|e| {
+        CliError::usage(format!("{}: cannot read: {e}", config_file.display()))
+    })?;
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MISSION_"))
+        .collect();
+    load_from(&config_file, &bytes, &env).map_err(CliError::usage)
+}
+
+/// Parses and checks a configuration file's bytes with the given `MISSION_*` variables.
+pub fn load_from(
+    config_file: &Path,
+    bytes: &[u8],
+    env: &[(String, String)],
+) -> Result<Instance, String> {
+    let file = config_file.display();
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!("{file}: not UTF-8 text (invalid byte at offset {})", e.valid_up_to())
+    })?;
+
+    // First the file on its own, so that an error in it comes with its line.
+    let located = |key: &str, problem: &str| match locate(text, key) {
+        Some(line) => format!("{file}:{line}: key `{key}`: {problem}"),
+        None if key.is_empty() => format!("{file}: {problem}"),
+        None => format!("{file}: key `{key}`: {problem}"),
+    };
+    let config: Config = deserialize_text(text).map_err(|(key, problem, line)| match line {
+        Some(line) if key.is_empty() => format!("{file}:{line}: {problem}"),
+        Some(line) => format!("{file}:{line}: key `{key}`: {problem}"),
+        None => located(&key, &problem),
+    })?;
+
+    // Then with the environment's overrides on top, naming the variable on error.
+    let config = if env.iter().any(|(k, _)| !RESERVED_ENV.contains(&k.as_str())) {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+        let mut applied = Vec::new();
+        for (name, value) in env {
+            if RESERVED_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let key = apply_override(&mut table, name, value)?;
+            applied.push((name.clone(), key));
+        }
+        let value = toml::Value::Table(table);
+        serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
+            let key = e.path().to_string();
+            let var = applied
+                .iter()
+                .find(|(_, k)| key.starts_with(k.as_str()) || k.starts_with(key.as_str()))
+                .map(|(n, _)| n.as_str())
+                .unwrap_or("the environment");
+            format!("{var}: key `{key}`: {}", e.into_inner().message())
+        })?
+    } else {
+        config
+    };
+
+    let workforce = Workforce::new(&config.workers, &config.policy)
+        .map_err(|e| located(&e.key, &e.problem))?;
+    let dir = config_file
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    // Relative paths in the configuration are relative to the config file's folder.
+    let data_dir = dir.join(&config.instance.data_dir);
+    let store_path = store_path(&config, &data_dir).map_err(|p| located("store.url", &p))?;
+    Ok(Instance {
+        config,
+        workforce,
+        data_dir,
+        store_path,
+    })
+}
+
+fn store_path(config: &Config, data_dir: &Path) -> Result<PathBuf, String> {
+    let url = config.store.url.as_deref().unwrap_or("sqlite:mission.db");
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            return Err("the sqlite: URL names no file".to_owned());
+        }
+        return Ok(data_dir.join(path));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err("the PostgreSQL backend is not available in this version; use sqlite:PATH".to_owned());
+    }
+    Err(format!("unsupported store URL {url:?}; expected sqlite:PATH"))
+}
+
+/// Deserializes the file, returning `(key, problem, line)` on error.
+fn deserialize_text(text: &str) -> Result<Config, (String, String, Option<usize>)> {
+    let line_of = |span: Option<std::ops::Range<usize>>| span.map(|s| line_at(text, s.start));
+    let deserializer = toml::de::Deserializer::parse(text)
+        .map_err(|e| (String::new(), e.message().to_owned(), line_of(e.span())))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        (key, inner.message().to_owned(), line_of(inner.span()))
+    })
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `key` (`a.b.c` or `a.b[2]`) is written in the file, if it is.
+fn locate(text: &str, key: &str) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut segments = Vec::new();
+    for part in key.split('.') {
+        match part.split_once('[') {
+            Some((name, index)) => {
+                segments.push(Segment::Key(name));
+                segments.push(Segment::Index(index.trim_end_matches(']').parse().ok()?));
+            }
+            None => segments.push(Segment::Key(part)),
+        }
+    }
+    let mut span: Option<std::ops::Range<usize>> = None;
+    let mut table = Some(root.get_ref());
+    let mut value: Option<&toml::de::DeValue<'_>> = None;
+    for segment in segments {
+        match segment {
+            Segment::Key(name) => {
+                let current = match (table, value) {
+                    (Some(t), _) => t,
+                    (None, Some(toml::de::DeValue::Table(t))) => t,
+                    _ => return span.map(|s| line_at(text, s.start)),
+                };
+                let (k, v) = current.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
+                span = Some(k.span());
+                table = None;
+                value = Some(v.get_ref());
+            }
+            Segment::Index(i) => {
+                let Some(toml::de::DeValue::Array(items)) = value else { break };
+                let item = items.get(i)?;
+                span = Some(item.span());
+                value = Some(item.get_ref());
+            }
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Applies `MISSION_A__B__C=value` as `a.b.c = value`; returns the key.
+fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<String, String> {
+    let rest = &name["MISSION_".len()..];
+    let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    if parts.len() < 2 || parts.iter().any(String::is_empty) {
+        return Err(format!(
+            "{name}: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)"
+        ));
+    }
+    // The value as TOML (numbers, booleans, arrays), else as a plain string.
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let (last, parents) = parts.split_last().expect("at least two parts");
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("{name}: `{part}` is not a table in the configuration")),
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(parts.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[instance]
+key = "MC"
+
+[policy]
+controllers = ["lucienne"]
+
+[workers.luci]
+runtime = "shell"
+command = ["true"]
+"#;
+
+    fn check(text: &str, env: &[(&str, &str)], expect: Result<(), &str>) {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let got = load_from(Path::new("/srv/mc/mission.toml"), text.as_bytes(), &env).map(|_| ());
+        match (got, expect) {
+            (Ok(()), Ok(())) => {}
+            (Err(got), Err(want)) => assert_eq!(got, want),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn configs() {
+        check(GOOD, &[], Ok(()));
+        check("", &[], Ok(()));
+        check(
+            "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurent = 2\n",
+            &[],
+            Err("/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`"),
+        );
+        check(
+            "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurrent = \"two\"\n",
+            &[],
+            Err("/srv/mc/mission.toml:4: key `workers.luci.max_concurrent`: invalid type: string \"two\", expected u32"),
+        );
+        check(
+            "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurrent = 0\n",
+            &[],
+            Err("/srv/mc/mission.toml:4: key `workers.luci.max_concurrent`: must be at least 1"),
+        );
+        check(
+            "[instance]\nkey = \"mc\"\n",
+            &[],
+            Err("/srv/mc/mission.toml:2: key `instance.key`: invalid ticket key \"mc\": expected 1-10 capital letters or digits, starting with a letter"),
+        );
+        check("[instance\nkey = 1\n", &[], Err("/srv/mc/mission.toml:1: unclosed table, expected `]`"));
+        check(
+            "[policy]\ncontrollers = [\"luci\"]\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"x\"]\n",
+            &[],
+            Err("/srv/mc/mission.toml:2: key `policy.controllers[0]`: \"luci\" is also a worker; a name is either a worker or a controller"),
+        );
+        check(GOOD, &[("MISSION_WORKERS__LUCI__ENABLED", "false")], Ok(()));
+        check(GOOD, &[("MISSION_RUN_TOKEN", "secret"), ("MISSION_CONFIG", "/x")], Ok(()));
+        check(
+            GOOD,
+            &[("MISSION_WORKERS__LUCI__MAX_CONCURRENT", "lots")],
+            Err("MISSION_WORKERS__LUCI__MAX_CONCURRENT: key `workers.luci.max_concurrent`: invalid type: string \"lots\", expected u32"),
+        );
+        check(
+            GOOD,
+            &[("MISSION_STORE_URL", "sqlite:x.db")],
+            Err("MISSION_STORE_URL: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)"),
+        );
+        check(
+            GOOD,
+            &[("MISSION_STORE__URL", "postgres://x")],
+            Err("/srv/mc/mission.toml: key `store.url`: the PostgreSQL backend is not available in this version; use sqlite:PATH"),
+        );
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let env = vec![("MISSION_WORKERS__LUCI__ENABLED".to_string(), "false".to_string())];
+        let instance = load_from(Path::new("/srv/mc/mission.toml"), GOOD.as_bytes(), &env).unwrap();
+        assert!(!instance.config.workers["luci"].enabled);
+        assert_eq!(instance.store_path, Path::new("/srv/mc/data/mission.db"));
+    }
+
+    #[test]
+    fn binary_garbage_is_named() {
+        let got = load_from(Path::new("m.toml"), &[0xff, 0xfe, 0x00], &[]).unwrap_err();
+        assert_eq!(got, "m.toml: not UTF-8 text (invalid byte at offset 0)");
+    }
+}
