@@ -5,10 +5,10 @@
 //! only an answer takes it out of `needs_input`, and only the gate moves it to `done`.
 
 use crate::ticket::State;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The path through which a transition is requested.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     /// A person or script moving a ticket by hand (CLI `ticket move`, API, dashboard).
