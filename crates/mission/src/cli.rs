@@ -192,7 +192,7 @@ pub struct ExplainArgs {
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Only events after this sequence number.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub since: i64,
     /// Only events of this ticket.
     #[arg(long)]

@@ -12,7 +12,10 @@ use cli::{Cli, Command};
 use exit::CliError;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -22,6 +25,19 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => report(err),
     }
+}
+
+/// Help and version go to stdout as clap renders them; a usage error becomes one line.
+fn usage_error(err: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = err.print();
+        return std::process::ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    report(CliError::usage(format!("{first} (see `mission --help`)")))
 }
 
 fn report(err: CliError) -> std::process::ExitCode {
