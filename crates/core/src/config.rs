@@ -140,7 +140,10 @@ impl Workforce {
             let parsed = Name::parse(name)
                 .map_err(|e| ConfigError::new(format!("workers.{name}"), e.to_string()))?;
             if worker.max_concurrent == 0 {
-                return Err(ConfigError::new(key("max_concurrent"), "must be at least 1"));
+                return Err(ConfigError::new(
+                    key("max_concurrent"),
+                    "must be at least 1",
+                ));
             }
             Name::parse(&worker.pool).map_err(|e| ConfigError::new(key("pool"), e.to_string()))?;
             match worker.runtime {
@@ -200,7 +203,10 @@ impl Workforce {
 mod tests {
     use super::*;
 
-    fn workforce(toml_workers: &[(&str, WorkerConfig)], controllers: &[&str]) -> Result<Workforce, String> {
+    fn workforce(
+        toml_workers: &[(&str, WorkerConfig)],
+        controllers: &[&str],
+    ) -> Result<Workforce, String> {
         let workers = toml_workers
             .iter()
             .map(|(n, w)| (n.to_string(), w.clone()))
@@ -230,14 +236,37 @@ mod tests {
             "key `policy.controllers[0]`: \"luci\" is also a worker; a name is either a worker or a controller"
         );
         assert_eq!(
-            workforce(&[("luci", WorkerConfig { max_concurrent: 0, ..shell() })], &[]).unwrap_err(),
+            workforce(
+                &[(
+                    "luci",
+                    WorkerConfig {
+                        max_concurrent: 0,
+                        ..shell()
+                    }
+                )],
+                &[]
+            )
+            .unwrap_err(),
             "key `workers.luci.max_concurrent`: must be at least 1"
         );
         assert!(
-            workforce(&[("luci", WorkerConfig { command: vec![], ..shell() })], &[])
-                .unwrap_err()
-                .starts_with("key `workers.luci.command`")
+            workforce(
+                &[(
+                    "luci",
+                    WorkerConfig {
+                        command: vec![],
+                        ..shell()
+                    }
+                )],
+                &[]
+            )
+            .unwrap_err()
+            .starts_with("key `workers.luci.command`")
         );
-        assert!(workforce(&[("bad name", shell())], &[]).unwrap_err().starts_with("key `workers.bad name`"));
+        assert!(
+            workforce(&[("bad name", shell())], &[])
+                .unwrap_err()
+                .starts_with("key `workers.bad name`")
+        );
     }
 }

@@ -6,11 +6,15 @@ use std::str::FromStr;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("invalid ticket key {0:?}: expected 1-10 capital letters or digits, starting with a letter")]
+    #[error(
+        "invalid ticket key {0:?}: expected 1-10 capital letters or digits, starting with a letter"
+    )]
     Key(String),
     #[error("invalid ticket id {0:?}: expected KEY-N such as MC-12")]
     Ticket(String),
-    #[error("invalid name {0:?}: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    #[error(
+        "invalid name {0:?}: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )]
     Name(String),
 }
 
@@ -69,10 +73,10 @@ impl TicketId {
     /// Parses `KEY-N` (case-insensitive), or a bare `N`, which takes `default_key`.
     pub fn parse_with_default(text: &str, default_key: &TicketKey) -> Result<Self, IdError> {
         let trimmed = text.trim();
-        if let Ok(number) = trimmed.parse::<i64>() {
-            if number > 0 {
-                return Ok(TicketId::new(default_key, number));
-            }
+        if let Ok(number) = trimmed.parse::<i64>()
+            && number > 0
+        {
+            return Ok(TicketId::new(default_key, number));
         }
         TicketId::parse(trimmed)
     }
@@ -82,7 +86,9 @@ impl TicketId {
         let err = || IdError::Ticket(text.to_owned());
         let (key, number) = text.rsplit_once('-').ok_or_else(err)?;
         let key = TicketKey::parse(&key.to_ascii_uppercase()).map_err(|_| err())?;
-        if number.is_empty() || number.starts_with('0') || !number.bytes().all(|b| b.is_ascii_digit())
+        if number.is_empty()
+            || number.starts_with('0')
+            || !number.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(err());
         }

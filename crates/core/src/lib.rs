@@ -16,6 +16,8 @@ pub use config::{ConfigError, PolicyConfig, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use policy::{Reason, ReasonCode, Runnability, runnability};
-pub use ticket::{EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError};
+pub use ticket::{
+    EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError,
+};
 pub use time::Timestamp;
 pub use transition::{TransitionError, check_transition};

@@ -93,7 +93,10 @@ pub fn runnability(
     if ticket.state != State::Todo {
         reason(
             ReasonCode::StateNotTodo,
-            format!("the ticket is {}; only todo tickets are dispatched", ticket.state),
+            format!(
+                "the ticket is {}; only todo tickets are dispatched",
+                ticket.state
+            ),
         );
     }
 
@@ -102,13 +105,17 @@ pub fn runnability(
         None => match ticket.owner.as_ref().filter(|o| workforce.is_controller(o)) {
             Some(owner) => reason(
                 ReasonCode::ControllerParked,
-                format!("unassigned and owned by controller {owner}; a controller's tickets are never dispatched"),
+                format!(
+                    "unassigned and owned by controller {owner}; a controller's tickets are never dispatched"
+                ),
             ),
             None => reason(ReasonCode::Unassigned, "no assignee".to_owned()),
         },
         Some(assignee) if workforce.is_controller(assignee) => reason(
             ReasonCode::ControllerParked,
-            format!("assigned to controller {assignee}; a controller's tickets are never dispatched"),
+            format!(
+                "assigned to controller {assignee}; a controller's tickets are never dispatched"
+            ),
         ),
         Some(assignee) => match workforce.worker(assignee) {
             None => reason(
@@ -167,7 +174,9 @@ mod tests {
             ("larry".to_string(), worker(false)),
         ]
         .into();
-        let policy = PolicyConfig { controllers: vec!["lucienne".into()] };
+        let policy = PolicyConfig {
+            controllers: vec!["lucienne".into()],
+        };
         Workforce::new(&workers, &policy).unwrap()
     }
 
@@ -191,7 +200,10 @@ mod tests {
     }
 
     fn dep(n: i64, state: Option<State>) -> DependencyState {
-        DependencyState { id: TicketId::new(&TicketKey::default(), n), state }
+        DependencyState {
+            id: TicketId::new(&TicketKey::default(), n),
+            state,
+        }
     }
 
     fn check(ticket: Ticket, deps: &[DependencyState], expect: &[ReasonCode]) {
@@ -207,12 +219,24 @@ mod tests {
         use State::*;
         check(ticket(Todo, Some("luci"), None), &[], &[]);
         // MC-4122: owner = assignee = controller.
-        check(ticket(Todo, Some("lucienne"), Some("lucienne")), &[], &[ControllerParked]);
-        check(ticket(Todo, None, Some("lucienne")), &[], &[ControllerParked]);
+        check(
+            ticket(Todo, Some("lucienne"), Some("lucienne")),
+            &[],
+            &[ControllerParked],
+        );
+        check(
+            ticket(Todo, None, Some("lucienne")),
+            &[],
+            &[ControllerParked],
+        );
         // A controller may own a campaign whose tickets its workers run.
         check(ticket(Todo, Some("luci"), Some("lucienne")), &[], &[]);
         check(ticket(Todo, None, None), &[], &[Unassigned]);
-        check(ticket(Todo, Some("ghost"), None), &[], &[AssigneeNotAWorker]);
+        check(
+            ticket(Todo, Some("ghost"), None),
+            &[],
+            &[AssigneeNotAWorker],
+        );
         check(ticket(Todo, Some("larry"), None), &[], &[WorkerDisabled]);
         check(ticket(Triage, None, None), &[], &[StateNotTodo, Unassigned]);
         check(ticket(Running, Some("luci"), None), &[], &[StateNotTodo]);
@@ -222,6 +246,10 @@ mod tests {
             &[dep(1, Some(Review)), dep(2, None), dep(3, Some(Done))],
             &[DependencyOpen, DependencyOpen],
         );
-        check(ticket(Blocked, Some("larry"), None), &[dep(1, Some(Cancelled))], &[StateNotTodo, WorkerDisabled, DependencyOpen]);
+        check(
+            ticket(Blocked, Some("larry"), None),
+            &[dep(1, Some(Cancelled))],
+            &[StateNotTodo, WorkerDisabled, DependencyOpen],
+        );
     }
 }

@@ -198,11 +198,15 @@ pub enum ValidationError {
     TooManyDependencies(usize),
     #[error("priority {0} is out of range {min}..={max}", min = PRIORITY_RANGE.start(), max = PRIORITY_RANGE.end())]
     Priority(i64),
-    #[error("invalid evidence policy {0:?}: expected none, or kinds from commit, test, route, artifact joined by '+'")]
+    #[error(
+        "invalid evidence policy {0:?}: expected none, or kinds from commit, test, route, artifact joined by '+'"
+    )]
     EvidencePolicy(String),
     #[error("invalid repository path {0:?}")]
     Repo(String),
-    #[error("unknown state {0:?}: expected one of triage, todo, running, review, done, needs_input, blocked, failed, cancelled")]
+    #[error(
+        "unknown state {0:?}: expected one of triage, todo, running, review, done, needs_input, blocked, failed, cancelled"
+    )]
     State(String),
     #[error("ticket {0} cannot depend on itself")]
     SelfDependency(TicketId),
@@ -337,14 +341,14 @@ impl TicketPatch {
             slot: &mut T,
             new: &Option<T>,
         ) {
-            if let Some(new) = new {
-                if slot != new {
-                    changes.insert(
-                        field.to_owned(),
-                        serde_json::json!({ "from": slot.clone(), "to": new }),
-                    );
-                    *slot = new.clone();
-                }
+            if let Some(new) = new
+                && slot != new
+            {
+                changes.insert(
+                    field.to_owned(),
+                    serde_json::json!({ "from": slot.clone(), "to": new }),
+                );
+                *slot = new.clone();
             }
         }
         set(&mut changes, "title", &mut ticket.title, &self.title);
@@ -358,11 +362,26 @@ impl TicketPatch {
                 ticket.body = body.clone();
             }
         }
-        set(&mut changes, "assignee", &mut ticket.assignee, &self.assignee);
+        set(
+            &mut changes,
+            "assignee",
+            &mut ticket.assignee,
+            &self.assignee,
+        );
         set(&mut changes, "owner", &mut ticket.owner, &self.owner);
         set(&mut changes, "labels", &mut ticket.labels, &self.labels);
-        set(&mut changes, "priority", &mut ticket.priority, &self.priority);
-        set(&mut changes, "depends_on", &mut ticket.depends_on, &self.depends_on);
+        set(
+            &mut changes,
+            "priority",
+            &mut ticket.priority,
+            &self.priority,
+        );
+        set(
+            &mut changes,
+            "depends_on",
+            &mut ticket.depends_on,
+            &self.depends_on,
+        );
         set(
             &mut changes,
             "evidence_policy",
@@ -437,8 +456,7 @@ fn validate_dependencies(mut deps: Vec<TicketId>) -> Result<Vec<TicketId>, Valid
 }
 
 fn validate_repo(repo: String) -> Result<String, ValidationError> {
-    if repo.trim().is_empty() || repo.len() > MAX_REPO_BYTES || repo.chars().any(char::is_control)
-    {
+    if repo.trim().is_empty() || repo.len() > MAX_REPO_BYTES || repo.chars().any(char::is_control) {
         return Err(ValidationError::Repo(repo));
     }
     Ok(repo)
@@ -463,25 +481,47 @@ mod tests {
             (draft("a\nb"), Err("control character")),
             (draft(&"x".repeat(201)), Err("201 characters")),
             (
-                TicketDraft { body: "x".repeat(MAX_BODY_BYTES + 1), ..draft("t") },
+                TicketDraft {
+                    body: "x".repeat(MAX_BODY_BYTES + 1),
+                    ..draft("t")
+                },
                 Err("body is 2097153 bytes"),
             ),
             (
-                TicketDraft { labels: vec!["ok".into(), "Bad Label".into()], ..draft("t") },
+                TicketDraft {
+                    labels: vec!["ok".into(), "Bad Label".into()],
+                    ..draft("t")
+                },
                 Err("invalid label \"bad label\""),
             ),
-            (TicketDraft { priority: Some(5000), ..draft("t") }, Err("priority 5000")),
             (
-                TicketDraft { evidence_policy: Some("commit+vibes".into()), ..draft("t") },
+                TicketDraft {
+                    priority: Some(5000),
+                    ..draft("t")
+                },
+                Err("priority 5000"),
+            ),
+            (
+                TicketDraft {
+                    evidence_policy: Some("commit+vibes".into()),
+                    ..draft("t")
+                },
                 Err("invalid evidence policy"),
             ),
             (
-                TicketDraft { assignee: Some("$(rm -rf /)".into()), ..draft("t") },
+                TicketDraft {
+                    assignee: Some("$(rm -rf /)".into()),
+                    ..draft("t")
+                },
                 Err("invalid name"),
             ),
         ];
         for (input, expect) in cases {
-            let got = input.clone().validate().map(|_| ()).map_err(|e| e.to_string());
+            let got = input
+                .clone()
+                .validate()
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             match (got, expect) {
                 (Ok(()), Ok(())) => {}
                 (Err(got), Err(want)) => assert!(got.contains(want), "{got:?} lacks {want:?}"),
@@ -494,14 +534,24 @@ mod tests {
     fn initial_state_follows_assignee() {
         let t = draft("t").validate().unwrap();
         assert_eq!(t.initial_state(), State::Triage);
-        let t = TicketDraft { assignee: Some("luci".into()), ..draft("t") }.validate().unwrap();
+        let t = TicketDraft {
+            assignee: Some("luci".into()),
+            ..draft("t")
+        }
+        .validate()
+        .unwrap();
         assert_eq!(t.initial_state(), State::Todo);
     }
 
     #[test]
     fn evidence_policies() {
         assert_eq!(EvidencePolicy::parse("none").unwrap().to_string(), "none");
-        assert_eq!(EvidencePolicy::parse("test+commit+test").unwrap().to_string(), "commit+test");
+        assert_eq!(
+            EvidencePolicy::parse("test+commit+test")
+                .unwrap()
+                .to_string(),
+            "commit+test"
+        );
         assert_eq!(EvidencePolicy::default().to_string(), "commit");
         assert!(EvidencePolicy::parse("").is_err());
     }

@@ -154,8 +154,14 @@ mod tests {
     #[test]
     fn errors_name_both_states() {
         let err = check_transition(Done, Todo, Via::Operator).unwrap_err();
-        assert_eq!(err.to_string(), "cannot move from done to todo (done is final; open a new ticket)");
+        assert_eq!(
+            err.to_string(),
+            "cannot move from done to todo (done is final; open a new ticket)"
+        );
         let err = check_transition(Todo, Running, Via::Operator).unwrap_err();
-        assert_eq!(err.to_string(), "cannot move from todo to running (only the dispatcher starts a run)");
+        assert_eq!(
+            err.to_string(),
+            "cannot move from todo to running (only the dispatcher starts a run)"
+        );
     }
 }

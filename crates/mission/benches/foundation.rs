@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Stats {
@@ -67,19 +70,40 @@ fn main() {
     let tickets = env_usize("BENCH_TICKETS", 100_000);
     let events = env_usize("BENCH_EVENTS", 1_000_000);
     let batch = 1000;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    if let Ok(instance) = std::env::var("BENCH_CLI_PHASE") {
+        return cli_phase(Path::new(&instance), tickets);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(MISSION).args(["init", dir.path().to_str().unwrap()]).output().unwrap();
+    // BENCH_KEEP=DIR builds the board in DIR (which must not exist) and leaves it there.
+    let path = match std::env::var("BENCH_KEEP") {
+        Ok(keep) => std::path::PathBuf::from(keep),
+        Err(_) => dir.path().join("instance"),
+    };
+    let out = Command::new(MISSION)
+        .args(["init", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let db = dir.path().join("data/mission.db");
-    println!("foundation benchmark: {tickets} tickets, {events} events, store {}", db.display());
-    runtime.block_on(run(&db, dir.path(), tickets, events, batch));
+    let db = path.join("data/mission.db");
+    println!(
+        "foundation benchmark: {tickets} tickets, {events} events, store {}",
+        db.display()
+    );
+    runtime.block_on(run(&db, &path, tickets, events, batch));
 }
 
 async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: usize) {
-    let store = SqliteStore::open(db, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(db, SqliteOptions::default())
+        .await
+        .unwrap();
     let key = TicketKey::default();
-    let workers = ["luci", "larry", "tessa", "scott", "atlas", "council", "lucienne", "ghost"];
+    let workers = [
+        "luci", "larry", "tessa", "scott", "atlas", "council", "lucienne", "ghost",
+    ];
 
     // 1. Inserts through the store, in batches of `batch`, each batch one transaction.
     let mut batch_times = Vec::new();
@@ -96,7 +120,10 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
                     labels: vec![format!("area-{}", n % 7)],
                     priority: Some((n % 5) as i64),
                     depends_on: if n > 10 && n % 10 == 3 {
-                        vec![TicketId::new(&key, (n - 7) as i64), TicketId::new(&key, (n - 9) as i64)]
+                        vec![
+                            TicketId::new(&key, (n - 7) as i64),
+                            TicketId::new(&key, (n - 9) as i64),
+                        ]
                     } else {
                         vec![]
                     },
@@ -108,7 +135,11 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
             .collect();
         let t = Instant::now();
         store
-            .create_tickets(&key, drafts, &Change::new(Actor::new("bench"), Timestamp::now()))
+            .create_tickets(
+                &key,
+                drafts,
+                &Change::new(Actor::new("bench"), Timestamp::now()),
+            )
             .await
             .unwrap();
         batch_times.push(t.elapsed());
@@ -133,18 +164,28 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
 
     // 2. The rest of the board's history, written directly (setup, not measured): spread states
     // and pad the event log to `events` rows.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
     let setup = Instant::now();
     let mut tx = pool.begin().await.unwrap();
     sqlx::query(
-        "UPDATE tickets SET state = CASE number % 10 \
-           WHEN 0 THEN 'triage' WHEN 1 THEN 'todo' WHEN 2 THEN 'todo' WHEN 3 THEN 'todo' \
-           WHEN 4 THEN 'running' WHEN 5 THEN 'review' ELSE 'done' END",
+        // A board in use: most tickets done, 5% todo.
+        "UPDATE tickets SET state = CASE number % 100 \
+           WHEN 0 THEN 'triage' WHEN 1 THEN 'triage' WHEN 2 THEN 'triage' \
+           WHEN 3 THEN 'todo' WHEN 4 THEN 'todo' WHEN 5 THEN 'todo' WHEN 6 THEN 'todo' WHEN 7 THEN 'todo' \
+           WHEN 8 THEN 'running' WHEN 9 THEN 'review' WHEN 10 THEN 'review' WHEN 11 THEN 'review' \
+           WHEN 12 THEN 'review' WHEN 13 THEN 'blocked' WHEN 14 THEN 'blocked' \
+           WHEN 15 THEN 'failed' WHEN 16 THEN 'needs_input' WHEN 17 THEN 'cancelled' \
+           WHEN 18 THEN 'cancelled' ELSE 'done' END",
     )
     .execute(&mut *tx)
     .await
     .unwrap();
-    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut *tx).await.unwrap();
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     let missing = events.saturating_sub(existing as usize);
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
@@ -159,10 +200,11 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
     .unwrap();
     tx.commit().await.unwrap();
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    let counts: (i64, i64) = sqlx::query_as("SELECT (SELECT COUNT(*) FROM tickets), (SELECT COUNT(*) FROM events)")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM tickets), (SELECT COUNT(*) FROM events)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     pool.close().await;
     println!(
         "setup: board now has {} tickets and {} events ({:.1}s, not measured)",
@@ -172,7 +214,9 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
     );
 
     // 3. In-process reads, each next to a baseline of the cheapest possible store round trip.
-    let store = SqliteStore::open(db, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(db, SqliteOptions::default())
+        .await
+        .unwrap();
     let instance_config = std::fs::read_to_string(instance.join("mission.toml")).unwrap();
     let config: mission_core::config::Config = toml::from_str(&instance_config).unwrap();
     let workforce = mission_core::Workforce::new(&config.workers, &config.policy).unwrap();
@@ -185,7 +229,10 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
         baseline.push(t.elapsed());
         let _ = id;
     }
-    println!("{}", Stats::new(baseline).line("baseline: one trivial store query"));
+    println!(
+        "{}",
+        Stats::new(baseline).line("baseline: one trivial store query")
+    );
 
     let mut explain = Vec::new();
     let mut runnable = 0;
@@ -193,33 +240,67 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
         let id = TicketId::new(&key, 1 + (n * 7919) % tickets as i64);
         let t = Instant::now();
         let (ticket, deps) = store.ticket_with_dependencies(&id).await.unwrap();
-        let verdict = runnability(&ticket, &deps, PolicyContext { workforce: &workforce });
+        let verdict = runnability(
+            &ticket,
+            &deps,
+            PolicyContext {
+                workforce: &workforce,
+            },
+        );
         explain.push(t.elapsed());
         runnable += usize::from(verdict.is_runnable());
     }
-    println!("{}", Stats::new(explain).line("explain (store read + policy)"));
+    println!(
+        "{}",
+        Stats::new(explain).line("explain (store read + policy)")
+    );
 
     let mut list = Vec::new();
     let mut listed = 0;
     for _ in 0..40 {
         let t = Instant::now();
         let todo = store
-            .list_tickets(&TicketFilter { state: Some(mission_core::State::Todo), ..TicketFilter::default() })
+            .list_tickets(&TicketFilter {
+                state: Some(mission_core::State::Todo),
+                ..TicketFilter::default()
+            })
             .await
             .unwrap();
         list.push(t.elapsed());
         listed = todo.len();
     }
-    println!("{}", Stats::new(list).line(&format!("ticket list --state todo ({listed} rows)")));
+    println!(
+        "{}",
+        Stats::new(list).line(&format!("ticket list --state todo ({listed} rows)"))
+    );
     store.close().await;
     let _ = runnable;
 
-    // 4. The CLI as a real process: wall time per command and peak RSS.
+    // 4. The CLI as real processes, measured from a small child process of this one so that
+    // peak RSS is that of the CLI, not of this process's memory seen through fork.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env("BENCH_CLI_PHASE", instance)
+        .env("BENCH_TICKETS", tickets.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn cli_phase(instance: &Path, tickets: usize) {
     let config = instance.join("mission.toml");
     let cli = |args: &[&str]| {
         let t = Instant::now();
-        let out = Command::new(MISSION).arg("--config").arg(&config).args(args).output().unwrap();
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(MISSION)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         t.elapsed()
     };
     let version: Vec<Duration> = (0..30)
@@ -229,13 +310,45 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
             t.elapsed()
         })
         .collect();
-    println!("{}", Stats::new(version).line("baseline: `mission --version` process"));
+    println!(
+        "{}",
+        Stats::new(version).line("baseline: `mission --version` process")
+    );
     let explain_cli: Vec<Duration> = (0..60i64)
-        .map(|n| cli(&["explain", &format!("MC-{}", 1 + (n * 7919) % tickets as i64), "--json"]))
+        .map(|n| {
+            cli(&[
+                "explain",
+                &format!("MC-{}", 1 + (n * 7919) % tickets as i64),
+                "--json",
+            ])
+        })
         .collect();
-    println!("{}", Stats::new(explain_cli).line("`mission explain ID --json` process"));
-    println!("{:<44} {:.1} MiB", "  peak RSS so far (version, explain)", children_peak_rss_mib());
-    let list_cli: Vec<Duration> = (0..15).map(|_| cli(&["ticket", "list", "--state", "todo", "--json"])).collect();
-    println!("{}", Stats::new(list_cli).line("`mission ticket list --state todo --json`"));
-    println!("{:<44} {:.1} MiB", "  peak RSS of any CLI process", children_peak_rss_mib());
+    println!(
+        "{}",
+        Stats::new(explain_cli).line("`mission explain ID --json` process")
+    );
+    println!(
+        "{:<44} {:.1} MiB",
+        "  peak RSS of those processes",
+        children_peak_rss_mib()
+    );
+    let list_cli: Vec<Duration> = (0..15)
+        .map(|_| cli(&["ticket", "list", "--state", "todo", "--json"]))
+        .collect();
+    println!(
+        "{}",
+        Stats::new(list_cli).line("`mission ticket list --state todo --json`")
+    );
+    let limited: Vec<Duration> = (0..30)
+        .map(|_| cli(&["ticket", "list", "--limit", "100"]))
+        .collect();
+    println!(
+        "{}",
+        Stats::new(limited).line("`mission ticket list --limit 100`")
+    );
+    println!(
+        "{:<44} {:.1} MiB",
+        "  peak RSS of any CLI process",
+        children_peak_rss_mib()
+    );
 }

@@ -3,8 +3,8 @@
 //! variable), the key and the problem, in one line, and nothing starts.
 
 use crate::exit::CliError;
-use mission_core::config::Config;
 use mission_core::Workforce;
+use mission_core::config::Config;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "mission.toml";
@@ -43,9 +43,8 @@ pub fn load(explicit: Option<&Path>) -> Result<Instance, CliError> {
             config_file.display()
         )));
     }
-    let bytes = std::fs::read(&config_file).map_err(|e| {
-        CliError::usage(format!("{}: cannot read: {e}", config_file.display()))
-    })?;
+    let bytes = std::fs::read(&config_file)
+        .map_err(|e| CliError::usage(format!("{}: cannot read: {e}", config_file.display())))?;
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MISSION_"))
         .collect();
@@ -60,7 +59,10 @@ pub fn load_from(
 ) -> Result<Instance, String> {
     let file = config_file.display();
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!("{file}: not UTF-8 text (invalid byte at offset {})", e.valid_up_to())
+        format!(
+            "{file}: not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )
     })?;
 
     // First the file on its own, so that an error in it comes with its line.
@@ -100,8 +102,8 @@ pub fn load_from(
         config
     };
 
-    let workforce = Workforce::new(&config.workers, &config.policy)
-        .map_err(|e| located(&e.key, &e.problem))?;
+    let workforce =
+        Workforce::new(&config.workers, &config.policy).map_err(|e| located(&e.key, &e.problem))?;
     let dir = config_file
         .parent()
         .map(Path::to_owned)
@@ -127,9 +129,13 @@ fn store_path(config: &Config, data_dir: &Path) -> Result<PathBuf, String> {
         return Ok(data_dir.join(path));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("the PostgreSQL backend is not available in this version; use sqlite:PATH".to_owned());
+        return Err(
+            "the PostgreSQL backend is not available in this version; use sqlite:PATH".to_owned(),
+        );
     }
-    Err(format!("unsupported store URL {url:?}; expected sqlite:PATH"))
+    Err(format!(
+        "unsupported store URL {url:?}; expected sqlite:PATH"
+    ))
 }
 
 /// Deserializes the file, returning `(key, problem, line)` on error.
@@ -179,7 +185,9 @@ fn locate(text: &str, key: &str) -> Option<usize> {
                 value = Some(v.get_ref());
             }
             Segment::Index(i) => {
-                let Some(toml::de::DeValue::Array(items)) = value else { break };
+                let Some(toml::de::DeValue::Array(items)) = value else {
+                    break;
+                };
                 let item = items.get(i)?;
                 span = Some(item.span());
                 value = Some(item.get_ref());
@@ -216,7 +224,11 @@ fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<Stri
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = match entry {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("{name}: `{part}` is not a table in the configuration")),
+            _ => {
+                return Err(format!(
+                    "{name}: `{part}` is not a table in the configuration"
+                ));
+            }
         };
     }
     current.insert(last.clone(), value);
@@ -240,7 +252,10 @@ command = ["true"]
 "#;
 
     fn check(text: &str, env: &[(&str, &str)], expect: Result<(), &str>) {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let got = load_from(Path::new("/srv/mc/mission.toml"), text.as_bytes(), &env).map(|_| ());
         match (got, expect) {
             (Ok(()), Ok(())) => {}
@@ -256,12 +271,16 @@ command = ["true"]
         check(
             "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurent = 2\n",
             &[],
-            Err("/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`"),
+            Err(
+                "/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`",
+            ),
         );
         check(
             "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurrent = \"two\"\n",
             &[],
-            Err("/srv/mc/mission.toml:4: key `workers.luci.max_concurrent`: invalid type: string \"two\", expected u32"),
+            Err(
+                "/srv/mc/mission.toml:4: key `workers.luci.max_concurrent`: invalid type: string \"two\", expected u32",
+            ),
         );
         check(
             "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurrent = 0\n",
@@ -271,36 +290,57 @@ command = ["true"]
         check(
             "[instance]\nkey = \"mc\"\n",
             &[],
-            Err("/srv/mc/mission.toml:2: key `instance.key`: invalid ticket key \"mc\": expected 1-10 capital letters or digits, starting with a letter"),
+            Err(
+                "/srv/mc/mission.toml:2: key `instance.key`: invalid ticket key \"mc\": expected 1-10 capital letters or digits, starting with a letter",
+            ),
         );
-        check("[instance\nkey = 1\n", &[], Err("/srv/mc/mission.toml:1: unclosed table, expected `]`"));
+        check(
+            "[instance\nkey = 1\n",
+            &[],
+            Err("/srv/mc/mission.toml:1: unclosed table, expected `]`"),
+        );
         check(
             "[policy]\ncontrollers = [\"luci\"]\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"x\"]\n",
             &[],
-            Err("/srv/mc/mission.toml:2: key `policy.controllers[0]`: \"luci\" is also a worker; a name is either a worker or a controller"),
+            Err(
+                "/srv/mc/mission.toml:2: key `policy.controllers[0]`: \"luci\" is also a worker; a name is either a worker or a controller",
+            ),
         );
         check(GOOD, &[("MISSION_WORKERS__LUCI__ENABLED", "false")], Ok(()));
-        check(GOOD, &[("MISSION_RUN_TOKEN", "secret"), ("MISSION_CONFIG", "/x")], Ok(()));
+        check(
+            GOOD,
+            &[("MISSION_RUN_TOKEN", "secret"), ("MISSION_CONFIG", "/x")],
+            Ok(()),
+        );
         check(
             GOOD,
             &[("MISSION_WORKERS__LUCI__MAX_CONCURRENT", "lots")],
-            Err("MISSION_WORKERS__LUCI__MAX_CONCURRENT: key `workers.luci.max_concurrent`: invalid type: string \"lots\", expected u32"),
+            Err(
+                "MISSION_WORKERS__LUCI__MAX_CONCURRENT: key `workers.luci.max_concurrent`: invalid type: string \"lots\", expected u32",
+            ),
         );
         check(
             GOOD,
             &[("MISSION_STORE_URL", "sqlite:x.db")],
-            Err("MISSION_STORE_URL: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)"),
+            Err(
+                "MISSION_STORE_URL: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)",
+            ),
         );
         check(
             GOOD,
             &[("MISSION_STORE__URL", "postgres://x")],
-            Err("/srv/mc/mission.toml: key `store.url`: the PostgreSQL backend is not available in this version; use sqlite:PATH"),
+            Err(
+                "/srv/mc/mission.toml: key `store.url`: the PostgreSQL backend is not available in this version; use sqlite:PATH",
+            ),
         );
     }
 
     #[test]
     fn env_overrides_apply() {
-        let env = vec![("MISSION_WORKERS__LUCI__ENABLED".to_string(), "false".to_string())];
+        let env = vec![(
+            "MISSION_WORKERS__LUCI__ENABLED".to_string(),
+            "false".to_string(),
+        )];
         let instance = load_from(Path::new("/srv/mc/mission.toml"), GOOD.as_bytes(), &env).unwrap();
         assert!(!instance.config.workers["luci"].enabled);
         assert_eq!(instance.store_path, Path::new("/srv/mc/data/mission.db"));

@@ -17,9 +17,16 @@ fn main() -> std::process::ExitCode {
         Err(err) => return usage_error(err),
     };
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
-        Err(err) => return report(CliError::internal(format!("cannot start the runtime: {err}"))),
+        Err(err) => {
+            return report(CliError::internal(format!(
+                "cannot start the runtime: {err}"
+            )));
+        }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -30,7 +37,12 @@ fn main() -> std::process::ExitCode {
 /// Help and version go to stdout as clap renders them; a usage error becomes one line.
 fn usage_error(err: clap::Error) -> std::process::ExitCode {
     use clap::error::ErrorKind;
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         let _ = err.print();
         return std::process::ExitCode::from(if err.use_stderr() { 2 } else { 0 });
     }

@@ -15,7 +15,12 @@ impl Instance {
     fn new() -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let out = run_in(dir.path(), &["init", "."]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Instance { dir }
     }
 
@@ -34,7 +39,12 @@ impl Instance {
     /// Runs a command that must succeed, returning its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -42,8 +52,13 @@ impl Instance {
         let mut args = args.to_vec();
         args.push("--json");
         let out = self.run(&args);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", String::from_utf8_lossy(&out.stdout)))
     }
 
     fn add(&self, args: &[&str]) -> String {
@@ -72,14 +87,20 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
 fn init_is_idempotent_and_writes_the_reference_deployment() {
     let instance = Instance::new();
     let config = std::fs::read_to_string(instance.config()).unwrap();
-    for name in ["luci", "larry", "tessa", "scott", "atlas", "council", "lucienne"] {
+    for name in [
+        "luci", "larry", "tessa", "scott", "atlas", "council", "lucienne",
+    ] {
         assert!(config.contains(name), "example config lacks {name}");
     }
     std::fs::write(instance.config(), format!("{config}\n# edited by hand\n")).unwrap();
     let again = instance.json(&["init", "."]);
     assert!(again["created"].as_array().unwrap().is_empty(), "{again}");
     assert_eq!(again["kept"].as_array().unwrap().len(), 5);
-    assert!(std::fs::read_to_string(instance.config()).unwrap().ends_with("# edited by hand\n"));
+    assert!(
+        std::fs::read_to_string(instance.config())
+            .unwrap()
+            .ends_with("# edited by hand\n")
+    );
     assert!(instance.path().join("tasks").is_dir());
     assert!(instance.path().join("data/mission.db").is_file());
 }
@@ -88,26 +109,59 @@ fn init_is_idempotent_and_writes_the_reference_deployment() {
 fn a_ticket_parked_with_its_controller_is_explained_as_such() {
     // The scenario of MC-4122: todo, assignee = owner = the controller.
     let instance = Instance::new();
-    let id = instance.add(&["--title", "Campaign plan", "--assignee", "lucienne", "--owner", "lucienne"]);
+    let id = instance.add(&[
+        "--title",
+        "Campaign plan",
+        "--assignee",
+        "lucienne",
+        "--owner",
+        "lucienne",
+    ]);
     let out = instance.run(&["explain", &id, "--json"]);
-    assert_eq!(out.status.code(), Some(1), "not runnable is a negative answer");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not runnable is a negative answer"
+    );
     let explained: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(explained["ticket"], id);
     assert_eq!(explained["runnable"], false);
-    let codes: Vec<&str> = explained["reasons"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = explained["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, vec!["controller_parked"]);
 
-    let runnable = instance.add(&["--title", "Release notes", "--assignee", "luci", "--owner", "lucienne"]);
+    let runnable = instance.add(&[
+        "--title",
+        "Release notes",
+        "--assignee",
+        "luci",
+        "--owner",
+        "lucienne",
+    ]);
     let out = instance.run(&["explain", &runnable]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{runnable}: runnable\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{runnable}: runnable\n")
+    );
 }
 
 #[test]
 fn explain_gives_every_reason() {
     let instance = Instance::new();
     let first = instance.add(&["--title", "first", "--assignee", "luci"]);
-    let ghost = instance.add(&["--title", "for a ghost", "--assignee", "ghost", "--depends-on", &first]);
+    let ghost = instance.add(&[
+        "--title",
+        "for a ghost",
+        "--assignee",
+        "ghost",
+        "--depends-on",
+        &first,
+    ]);
     let explained = instance.json(&["explain", &ghost]);
     assert_eq!(
         explained["reasons"],
@@ -139,22 +193,85 @@ fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["ticket", "show", "MC-999"], 2, "no ticket MC-999"),
-        (vec!["ticket", "move", "MC-999", "todo"], 2, "no ticket MC-999"),
-        (vec!["explain", "nonsense"], 2, "invalid ticket id \"nonsense\""),
-        (vec!["ticket", "move", &a, "done"], 2, "cannot move from todo to done"),
-        (vec!["ticket", "move", &a, "running"], 2, "cannot move from todo to running"),
-        (vec!["ticket", "move", &a, "sideways"], 2, "unknown state \"sideways\""),
+        (
+            vec!["ticket", "move", "MC-999", "todo"],
+            2,
+            "no ticket MC-999",
+        ),
+        (
+            vec!["explain", "nonsense"],
+            2,
+            "invalid ticket id \"nonsense\"",
+        ),
+        (
+            vec!["ticket", "move", &a, "done"],
+            2,
+            "cannot move from todo to done",
+        ),
+        (
+            vec!["ticket", "move", &a, "running"],
+            2,
+            "cannot move from todo to running",
+        ),
+        (
+            vec!["ticket", "move", &a, "sideways"],
+            2,
+            "unknown state \"sideways\"",
+        ),
         (vec!["ticket", "add", "--title", "  "], 2, "title is empty"),
-        (vec!["ticket", "add", "--title", "x", "--body-file", &big], 2, "body is 3145728 bytes long; the limit is 2097152"),
-        (vec!["ticket", "add", "--title", "x", "--label", "no spaces"], 2, "invalid label"),
-        (vec!["ticket", "add", "--title", "x", "--assignee", "a;b"], 2, "invalid name \"a;b\""),
-        (vec!["ticket", "add", "--title", "x", "--depends-on", "MC-77"], 2, "depends on MC-77, which does not exist"),
-        (vec!["ticket", "add", "--title", "x", "--evidence-policy", "vibes"], 2, "invalid evidence policy \"vibes\""),
-        (vec!["ticket", "edit", &a, "--depends-on", &b], 2, "dependency cycle:"),
-        (vec!["ticket", "edit", &a, "--depends-on", &a], 2, "cannot depend on itself"),
+        (
+            vec!["ticket", "add", "--title", "x", "--body-file", &big],
+            2,
+            "body is 3145728 bytes long; the limit is 2097152",
+        ),
+        (
+            vec!["ticket", "add", "--title", "x", "--label", "no spaces"],
+            2,
+            "invalid label",
+        ),
+        (
+            vec!["ticket", "add", "--title", "x", "--assignee", "a;b"],
+            2,
+            "invalid name \"a;b\"",
+        ),
+        (
+            vec!["ticket", "add", "--title", "x", "--depends-on", "MC-77"],
+            2,
+            "depends on MC-77, which does not exist",
+        ),
+        (
+            vec![
+                "ticket",
+                "add",
+                "--title",
+                "x",
+                "--evidence-policy",
+                "vibes",
+            ],
+            2,
+            "invalid evidence policy \"vibes\"",
+        ),
+        (
+            vec!["ticket", "edit", &a, "--depends-on", &b],
+            2,
+            "dependency cycle:",
+        ),
+        (
+            vec!["ticket", "edit", &a, "--depends-on", &a],
+            2,
+            "cannot depend on itself",
+        ),
         (vec!["ticket", "edit", &a], 2, "nothing to change"),
-        (vec!["ticket", "list", "--state", "doing"], 2, "unknown state \"doing\""),
-        (vec!["events", "--since", "-4"], 2, "--since -4: must be 0 or more"),
+        (
+            vec!["ticket", "list", "--state", "doing"],
+            2,
+            "unknown state \"doing\"",
+        ),
+        (
+            vec!["events", "--since", "-4"],
+            2,
+            "--since -4: must be 0 or more",
+        ),
         (vec!["ticket", "frobnicate"], 2, "unrecognized subcommand"),
     ];
     let before = instance.snapshot();
@@ -162,7 +279,10 @@ fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
         let out = instance.run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(stderr.contains(message), "{args:?}: {stderr:?} lacks {message:?}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: {stderr:?} lacks {message:?}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
         assert!(stderr.starts_with("mission: "), "{stderr:?}");
         assert_eq!(instance.snapshot(), before, "{args:?} changed the store");
@@ -185,9 +305,17 @@ fn a_bad_config_names_file_line_and_key_and_nothing_starts() {
     );
     assert_eq!(stderr, expected);
 
-    let out = Command::new(MISSION).args(["ticket", "list"]).current_dir(instance.path().join("tasks")).env_remove("MISSION_CONFIG").output().unwrap();
+    let out = Command::new(MISSION)
+        .args(["ticket", "list"])
+        .current_dir(instance.path().join("tasks"))
+        .env_remove("MISSION_CONFIG")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no configuration at"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no configuration at"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -206,7 +334,10 @@ fn corrupt_and_newer_stores_are_refused_with_exit_3_and_left_as_they_were() {
     let out = instance.run(&["ticket", "list"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("schema is at version 999, newer than this binary knows"), "{stderr}");
+    assert!(
+        stderr.contains("schema is at version 999, newer than this binary knows"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1);
     assert_eq!(std::fs::read(&db).unwrap(), bytes);
 
@@ -214,12 +345,17 @@ fn corrupt_and_newer_stores_are_refused_with_exit_3_and_left_as_they_were() {
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let garbage: Vec<u8> = (0..16384u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let garbage: Vec<u8> = (0..16384u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
     std::fs::write(&db, &garbage).unwrap();
     let out = instance.run(&["ticket", "add", "--title", "lost?"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("corrupt or not a Mission Control store"), "{stderr}");
+    assert!(
+        stderr.contains("corrupt or not a Mission Control store"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
 
@@ -229,21 +365,39 @@ fn ticket_text_round_trips_byte_exact() {
     let body = "line one\n; rm -rf / | $(id) `whoami` \"quoted\" 'single'\n--leading-dash\n\0nul\ttab\u{1F680}\n";
     let file = instance.path().join("body.txt");
     std::fs::write(&file, body).unwrap();
-    let id = instance.add(&["--title", "hostile body", "--body-file", file.to_str().unwrap()]);
+    let id = instance.add(&[
+        "--title",
+        "hostile body",
+        "--body-file",
+        file.to_str().unwrap(),
+    ]);
     let shown = instance.json(&["ticket", "show", &id]);
     assert_eq!(shown["body"].as_str().unwrap(), body);
     assert_eq!(shown["timeline"][0]["kind"], "ticket.created");
 
     // Standard input works too.
     let mut child = Command::new(MISSION)
-        .args(["ticket", "add", "--title", "from stdin", "--body-file", "-", "--json"])
+        .args([
+            "ticket",
+            "add",
+            "--title",
+            "from stdin",
+            "--body-file",
+            "-",
+            "--json",
+        ])
         .current_dir(instance.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let added: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(added["body"].as_str().unwrap(), body);
@@ -254,20 +408,43 @@ fn moves_edits_and_the_timeline() {
     let instance = Instance::new();
     let id = instance.add(&["--title", "triage me", "--label", "ci"]);
     assert_eq!(instance.json(&["ticket", "show", &id])["state"], "triage");
-    instance.ok(&["ticket", "edit", &id, "--assignee", "luci", "--priority", "7", "--label", "ci", "--label", "urgent"]);
+    instance.ok(&[
+        "ticket",
+        "edit",
+        &id,
+        "--assignee",
+        "luci",
+        "--priority",
+        "7",
+        "--label",
+        "ci",
+        "--label",
+        "urgent",
+    ]);
     instance.ok(&["ticket", "move", &id, "todo", "--reason", "assigned"]);
     let shown = instance.json(&["ticket", "show", &id]);
     assert_eq!(shown["state"], "todo");
     assert_eq!(shown["priority"], 7);
     assert_eq!(shown["labels"], serde_json::json!(["ci", "urgent"]));
-    let kinds: Vec<&str> = shown["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["ticket.created", "ticket.edited", "ticket.moved"]);
+    let kinds: Vec<&str> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["ticket.created", "ticket.edited", "ticket.moved"]
+    );
     assert_eq!(shown["timeline"][2]["data"]["reason"], "assigned");
 
     let listed = instance.json(&["ticket", "list", "--state", "todo", "--assignee", "luci"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let human = instance.ok(&["ticket", "list"]);
-    assert!(human.contains(&format!("{id}")) && human.contains("triage me"), "{human}");
+    assert!(
+        human.contains(&id) && human.contains("triage me"),
+        "{human}"
+    );
     // A bare number means the instance's key.
     let number = id.trim_start_matches("MC-");
     assert_eq!(instance.json(&["ticket", "show", number])["id"], id);
@@ -308,10 +485,21 @@ fn two_processes_adding_500_tickets_each_lose_nothing() {
             std::thread::spawn(move || {
                 for i in 0..per_process {
                     let out = Command::new(MISSION)
-                        .args(["--config", config.to_str().unwrap(), "ticket", "add", "--title", &format!("p{p} t{i}")])
+                        .args([
+                            "--config",
+                            config.to_str().unwrap(),
+                            "ticket",
+                            "add",
+                            "--title",
+                            &format!("p{p} t{i}"),
+                        ])
                         .output()
                         .unwrap();
-                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
             })
         })
@@ -320,11 +508,29 @@ fn two_processes_adding_500_tickets_each_lose_nothing() {
         worker.join().unwrap();
     }
     let listed = instance.json(&["ticket", "list"]);
-    let ids: std::collections::HashSet<&str> = listed.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2 * per_process);
     let events = instance.ok(&["events"]);
-    let created = events.lines().filter(|l| l.contains("\"kind\":\"ticket.created\"")).count();
+    let created = events
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"ticket.created\""))
+        .count();
     assert_eq!(created, 2 * per_process);
-    let seqs: Vec<i64> = events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_i64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence strictly increases");
+    let seqs: Vec<i64> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "sequence strictly increases"
+    );
 }

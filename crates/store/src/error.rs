@@ -20,7 +20,9 @@ pub enum StoreError {
     Cycle(Vec<TicketId>),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    #[error("the database schema is at version {found}, newer than this binary knows ({supported}); upgrade mission")]
+    #[error(
+        "the database schema is at version {found}, newer than this binary knows ({supported}); upgrade mission"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("the database is corrupt or not a Mission Control store: {0}")]
     Corrupt(String),
@@ -47,7 +49,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &err {
             // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), with extended codes.
-            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .map(|c| c & 0xff);
             if matches!(primary, Some(11) | Some(26)) {
                 return StoreError::Corrupt(db.message().to_owned());
             }

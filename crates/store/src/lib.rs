@@ -10,7 +10,9 @@ pub mod sqlite;
 use async_trait::async_trait;
 use mission_core::policy::DependencyState;
 use mission_core::transition::Via;
-use mission_core::{Actor, Event, Name, NewTicket, State, Ticket, TicketId, TicketKey, TicketPatch, Timestamp};
+use mission_core::{
+    Actor, Event, Name, NewTicket, State, Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
+};
 use serde_json::Value;
 
 pub use error::StoreError;
@@ -85,8 +87,10 @@ pub trait Store: Send + Sync {
     async fn ticket(&self, id: &TicketId) -> Result<Ticket>;
 
     /// The ticket and the current state of each of its dependencies, read in one snapshot.
-    async fn ticket_with_dependencies(&self, id: &TicketId)
-    -> Result<(Ticket, Vec<DependencyState>)>;
+    async fn ticket_with_dependencies(
+        &self,
+        id: &TicketId,
+    ) -> Result<(Ticket, Vec<DependencyState>)>;
 
     /// Tickets ordered by priority (highest first), then number.
     async fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>>;
@@ -96,8 +100,12 @@ pub trait Store: Send + Sync {
 
     /// Edits a ticket's fields; writes `ticket.edited` with what changed, or nothing when nothing
     /// did. New dependencies must exist and must not close a cycle.
-    async fn edit_ticket(&self, id: &TicketId, patch: &TicketPatch, change: &Change)
-    -> Result<Ticket>;
+    async fn edit_ticket(
+        &self,
+        id: &TicketId,
+        patch: &TicketPatch,
+        change: &Change,
+    ) -> Result<Ticket>;
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
 

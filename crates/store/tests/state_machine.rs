@@ -16,12 +16,23 @@ use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { assigned: bool },
+    Create {
+        assigned: bool,
+    },
     /// With `steer`, the move is picked (by `pick`) among those the model allows (1) or the core
     /// allows (2), so that sequences walk deep into the state machine instead of bouncing off
     /// refusals, and a disagreement in either direction is found.
-    Move { ticket: usize, to: State, via: Via, steer: u8, pick: usize },
-    SetDeps { ticket: usize, deps: Vec<usize> },
+    Move {
+        ticket: usize,
+        to: State,
+        via: Via,
+        steer: u8,
+        pick: usize,
+    },
+    SetDeps {
+        ticket: usize,
+        deps: Vec<usize>,
+    },
     Reopen,
 }
 
@@ -103,12 +114,21 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Create { assigned } => {
                 let assignee = assigned.then_some("luci");
-                let created = store.create_tickets(&key(), vec![new_ticket("t", assignee)], &change(at)).await.unwrap();
+                let created = store
+                    .create_tickets(&key(), vec![new_ticket("t", assignee)], &change(at))
+                    .await
+                    .unwrap();
                 model.states.push(created[0].state);
                 prop_assert_eq!(created[0].id.number(), model.states.len() as i64);
                 events += 1;
             }
-            Op::Move { ticket, mut to, mut via, steer, pick } if !model.states.is_empty() => {
+            Op::Move {
+                ticket,
+                mut to,
+                mut via,
+                steer,
+                pick,
+            } if !model.states.is_empty() => {
                 let n = ticket % model.states.len();
                 let from = model.states[n];
                 if steer > 0 {
@@ -124,8 +144,14 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         (to, via) = allowed[pick % allowed.len()];
                     }
                 }
-                let request = Move { to, via, reason: None };
-                let got = store.move_ticket(&id(n as i64 + 1), &request, &change(at)).await;
+                let request = Move {
+                    to,
+                    via,
+                    reason: None,
+                };
+                let got = store
+                    .move_ticket(&id(n as i64 + 1), &request, &change(at))
+                    .await;
                 if Model::move_allowed(from, to, via) {
                     prop_assert!(got.is_ok(), "{from} -> {to} via {via:?} refused: {got:?}");
                     model.states[n] = to;
@@ -142,7 +168,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut deps: Vec<i64> = deps.iter().map(|d| (d % count) as i64 + 1).collect();
                 deps.sort();
                 deps.dedup();
-                let patch = TicketPatch { depends_on: Some(deps.iter().map(|d| id(*d)).collect()), ..TicketPatch::default() };
+                let patch = TicketPatch {
+                    depends_on: Some(deps.iter().map(|d| id(*d)).collect()),
+                    ..TicketPatch::default()
+                };
                 let got = store.edit_ticket(&id(n), &patch, &change(at)).await;
                 let current = model.deps.get(&n).cloned().unwrap_or_default();
                 if deps.contains(&n) || model.creates_cycle(n, &deps) {
@@ -162,28 +191,59 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Move { .. } | Op::SetDeps { .. } => {}
         }
 
-        prop_assert_eq!(store.last_event_seq().await.unwrap(), events, "events after step {}", step);
+        prop_assert_eq!(
+            store.last_event_seq().await.unwrap(),
+            events,
+            "events after step {}",
+            step
+        );
         let stored = store.list_tickets(&TicketFilter::default()).await.unwrap();
-        let mut by_number: Vec<(i64, State)> = stored.iter().map(|s| (s.id.number(), s.state)).collect();
+        let mut by_number: Vec<(i64, State)> =
+            stored.iter().map(|s| (s.id.number(), s.state)).collect();
         by_number.sort();
-        let expected: Vec<(i64, State)> = model.states.iter().enumerate().map(|(i, s)| (i as i64 + 1, *s)).collect();
+        let expected: Vec<(i64, State)> = model
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64 + 1, *s))
+            .collect();
         prop_assert_eq!(by_number, expected);
     }
 
     // The generator must actually exercise the machine; a run of refusals proves little.
-    let moves_logged = store.events(&EventQuery { since: 0, limit: 1_000_000, ticket: None }).await.unwrap()
-        .iter().filter(|e| e.kind == "ticket.moved").count();
+    let moves_logged = store
+        .events(&EventQuery {
+            since: 0,
+            limit: 1_000_000,
+            ticket: None,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "ticket.moved")
+        .count();
     prop_assert_eq!(moves_logged, accepted_moves);
 
     // Replay: every recorded move is legal and starts where the previous one ended.
-    let log = store.events(&EventQuery { since: 0, limit: 1_000_000, ticket: None }).await.unwrap();
+    let log = store
+        .events(&EventQuery {
+            since: 0,
+            limit: 1_000_000,
+            ticket: None,
+        })
+        .await
+        .unwrap();
     let mut replayed: HashMap<TicketId, State> = HashMap::new();
     for event in &log {
         let ticket = event.ticket.clone().unwrap();
         let state = |v: &serde_json::Value| serde_json::from_value::<State>(v.clone()).unwrap();
         match event.kind.as_str() {
             "ticket.created" => {
-                prop_assert!(replayed.insert(ticket, state(&event.data["state"])).is_none());
+                prop_assert!(
+                    replayed
+                        .insert(ticket, state(&event.data["state"]))
+                        .is_none()
+                );
             }
             "ticket.moved" => {
                 let (from, to) = (state(&event.data["from"]), state(&event.data["to"]));

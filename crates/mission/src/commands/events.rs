@@ -16,13 +16,24 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(config: Option<&Path>, args: EventsArgs) -> Result<ExitCode, CliError> {
     if args.since < 0 {
-        return Err(CliError::usage(format!("--since {}: must be 0 or more", args.since)));
+        return Err(CliError::usage(format!(
+            "--since {}: must be 0 or more",
+            args.since
+        )));
     }
     let (instance, store) = open(config).await?;
-    let ticket = args.ticket.as_deref().map(|t| ticket_id(&instance, t)).transpose()?;
+    let ticket = args
+        .ticket
+        .as_deref()
+        .map(|t| ticket_id(&instance, t))
+        .transpose()?;
     let mut since = args.since;
     loop {
-        let query = EventQuery { since, limit: PAGE, ticket: ticket.clone() };
+        let query = EventQuery {
+            since,
+            limit: PAGE,
+            ticket: ticket.clone(),
+        };
         let events = store.events(&query).await?;
         let mut text = String::new();
         for event in &events {

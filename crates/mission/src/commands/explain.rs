@@ -5,8 +5,8 @@ use super::{open, ticket_id};
 use crate::cli::ExplainArgs;
 use crate::exit::CliError;
 use crate::output;
-use mission_core::policy::{PolicyContext, Reason, runnability};
 use mission_core::TicketId;
+use mission_core::policy::{PolicyContext, Reason, runnability};
 use mission_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,7 +22,13 @@ pub async fn run(config: Option<&Path>, args: ExplainArgs) -> Result<ExitCode, C
     let (instance, store) = open(config).await?;
     let id = ticket_id(&instance, &args.id)?;
     let (ticket, deps) = store.ticket_with_dependencies(&id).await?;
-    let verdict = runnability(&ticket, &deps, PolicyContext { workforce: &instance.workforce });
+    let verdict = runnability(
+        &ticket,
+        &deps,
+        PolicyContext {
+            workforce: &instance.workforce,
+        },
+    );
     let explanation = Explanation {
         ticket: &ticket.id,
         runnable: verdict.is_runnable(),
@@ -39,5 +45,9 @@ pub async fn run(config: Option<&Path>, args: ExplainArgs) -> Result<ExitCode, C
         }
         output::print(&text)?;
     }
-    Ok(if explanation.runnable { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if explanation.runnable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

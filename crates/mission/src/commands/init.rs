@@ -29,13 +29,20 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
     let mut kept = Vec::new();
     let mut note = |path: &Path, made: bool| {
         let shown = path.display().to_string();
-        if made { created.push(shown) } else { kept.push(shown) }
+        if made {
+            created.push(shown)
+        } else {
+            kept.push(shown)
+        }
     };
 
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
     let config_file = dir.join(CONFIG_FILE);
-    note(&config_file, write_new(&config_file, EXAMPLE_CONFIG, false)?);
+    note(
+        &config_file,
+        write_new(&config_file, EXAMPLE_CONFIG, false)?,
+    );
     let scripts = dir.join("scripts");
     let worker = scripts.join("worker.sh");
     if !worker.exists() {
@@ -56,7 +63,10 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
     let mut demo_tickets = Vec::new();
     if args.demo {
         let empty = store
-            .list_tickets(&TicketFilter { limit: Some(1), ..TicketFilter::default() })
+            .list_tickets(&TicketFilter {
+                limit: Some(1),
+                ..TicketFilter::default()
+            })
             .await?
             .is_empty();
         if empty {
@@ -126,22 +136,36 @@ async fn add_demo_tickets(
 ) -> Result<Vec<TicketId>, CliError> {
     let key = &instance.config.instance.key;
     let change = cli_change();
-    let draft = |title: &str, assignee: Option<&str>, owner: Option<&str>, labels: &[&str]| TicketDraft {
-        title: title.to_owned(),
-        body: format!("{title}.\n\nThis is an example ticket made by `mission init --demo`."),
-        assignee: assignee.map(str::to_owned),
-        owner: owner.map(str::to_owned),
-        labels: labels.iter().map(|l| l.to_string()).collect(),
-        evidence_policy: Some("commit".to_owned()),
-        ..TicketDraft::default()
-    };
+    let draft =
+        |title: &str, assignee: Option<&str>, owner: Option<&str>, labels: &[&str]| TicketDraft {
+            title: title.to_owned(),
+            body: format!("{title}.\n\nThis is an example ticket made by `mission init --demo`."),
+            assignee: assignee.map(str::to_owned),
+            owner: owner.map(str::to_owned),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            evidence_policy: Some("commit".to_owned()),
+            ..TicketDraft::default()
+        };
     let first = draft("Write the release notes", Some("luci"), None, &["docs"]).validate()?;
-    let first = store.create_tickets(key, vec![first], &change).await?.remove(0);
+    let first = store
+        .create_tickets(key, vec![first], &change)
+        .await?
+        .remove(0);
     let rest = vec![
-        draft("Plan the next campaign", Some("lucienne"), Some("lucienne"), &["campaign"]),
+        draft(
+            "Plan the next campaign",
+            Some("lucienne"),
+            Some("lucienne"),
+            &["campaign"],
+        ),
         TicketDraft {
             depends_on: vec![first.id.clone()],
-            ..draft("Test the release notes links", Some("tessa"), None, &["docs", "tests"])
+            ..draft(
+                "Test the release notes links",
+                Some("tessa"),
+                None,
+                &["docs", "tests"],
+            )
         },
         draft("Investigate the flaky nightly build", None, None, &["ci"]),
     ];

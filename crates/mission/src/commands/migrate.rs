@@ -14,7 +14,10 @@ pub async fn run(config: Option<&Path>, args: JsonFlag) -> Result<ExitCode, CliE
     if args.json {
         output::json_line(&report)?;
     } else if report.applied.is_empty() {
-        output::print(&format!("schema is current (version {})\n", report.to_version))?;
+        output::print(&format!(
+            "schema is current (version {})\n",
+            report.to_version
+        ))?;
     } else {
         output::print(&format!(
             "migrated from version {} to {}: {}\n",

@@ -10,8 +10,8 @@ pub mod ticket;
 use crate::config::{self, Instance};
 use crate::exit::CliError;
 use mission_core::{Actor, TicketId, Timestamp};
-use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
 use mission_store::sqlite::SqliteOptions;
+use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
 use std::path::Path;
 
 /// Loads the configuration and opens the store, applying pending migrations.
@@ -56,5 +56,8 @@ pub fn cli_change() -> Change {
 }
 
 pub fn ticket_id(instance: &Instance, text: &str) -> Result<TicketId, CliError> {
-    Ok(TicketId::parse_with_default(text, &instance.config.instance.key)?)
+    Ok(TicketId::parse_with_default(
+        text,
+        &instance.config.instance.key,
+    )?)
 }

@@ -34,14 +34,21 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             };
             let new = draft.validate()?;
             let key = &instance.config.instance.key;
-            let ticket = store.create_tickets(key, vec![new], &cli_change()).await?.remove(0);
+            let ticket = store
+                .create_tickets(key, vec![new], &cli_change())
+                .await?
+                .remove(0);
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::List(args) => {
             let state = args.state.as_deref().map(str::parse::<State>).transpose()?;
             let assignee = args.assignee.as_deref().map(Name::parse).transpose()?;
             let (_, store) = open(config).await?;
-            let filter = TicketFilter { state, assignee, limit: args.limit };
+            let filter = TicketFilter {
+                state,
+                assignee,
+                limit: args.limit,
+            };
             let tickets = store.list_tickets(&filter).await?;
             if args.json {
                 output::json_line(&tickets)?;
@@ -73,7 +80,11 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             let id = ticket_id(&instance, &args.id)?;
             let ticket = store.ticket(&id).await?;
             let timeline = store
-                .events(&EventQuery { since: 0, limit: TIMELINE_LIMIT, ticket: Some(id) })
+                .events(&EventQuery {
+                    since: 0,
+                    limit: TIMELINE_LIMIT,
+                    ticket: Some(id),
+                })
                 .await?;
             if args.json {
                 let mut value = serde_json::to_value(&ticket)?;
@@ -95,7 +106,11 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             let to: State = args.state.parse()?;
             let (instance, store) = open(config).await?;
             let id = ticket_id(&instance, &args.id)?;
-            let request = Move { to, via: Via::Operator, reason: args.reason };
+            let request = Move {
+                to,
+                via: Via::Operator,
+                reason: args.reason,
+            };
             let ticket = store.move_ticket(&id, &request, &cli_change()).await?;
             print_ticket(&ticket, args.json)?;
         }
@@ -103,12 +118,13 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             let body = read_body(&args.body)?;
             let (instance, store) = open(config).await?;
             let id = ticket_id(&instance, &args.id)?;
-            let name = |text: Option<String>, clear: bool| -> Result<Option<Option<Name>>, CliError> {
-                if clear {
-                    return Ok(Some(None));
-                }
-                Ok(text.as_deref().map(Name::parse).transpose()?.map(Some))
-            };
+            let name =
+                |text: Option<String>, clear: bool| -> Result<Option<Option<Name>>, CliError> {
+                    if clear {
+                        return Ok(Some(None));
+                    }
+                    Ok(text.as_deref().map(Name::parse).transpose()?.map(Some))
+                };
             let patch = TicketPatch {
                 title: args.title,
                 body,
@@ -132,11 +148,17 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                     .as_deref()
                     .map(EvidencePolicy::parse)
                     .transpose()?,
-                repo: if args.no_repo { Some(None) } else { args.repo.map(Some) },
+                repo: if args.no_repo {
+                    Some(None)
+                } else {
+                    args.repo.map(Some)
+                },
             }
             .validate()?;
             if patch.is_empty() {
-                return Err(CliError::usage("nothing to change: give at least one field to edit"));
+                return Err(CliError::usage(
+                    "nothing to change: give at least one field to edit",
+                ));
             }
             let ticket = store.edit_ticket(&id, &patch, &cli_change()).await?;
             print_ticket(&ticket, args.json)?;
@@ -156,30 +178,31 @@ fn read_body(args: &BodyArgs) -> Result<Option<String>, CliError> {
     };
     let bytes = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| CliError::usage(format!("--body-file -: cannot read standard input: {e}")))?;
+        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+            CliError::usage(format!("--body-file -: cannot read standard input: {e}"))
+        })?;
         bytes
     } else {
         std::fs::read(path)
             .map_err(|e| CliError::usage(format!("--body-file {}: {e}", path.display())))?
     };
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|e| {
-            CliError::usage(format!(
-                "--body-file {}: not UTF-8 text (invalid byte at offset {})",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ))
-        })
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        CliError::usage(format!(
+            "--body-file {}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 fn print_ticket(ticket: &Ticket, json: bool) -> Result<(), CliError> {
     if json {
         output::json_line(ticket)
     } else {
-        output::print(&format!("{} {} {}\n", ticket.id, ticket.state, ticket.title))
+        output::print(&format!(
+            "{} {} {}\n",
+            ticket.id, ticket.state, ticket.title
+        ))
     }
 }
 
@@ -194,8 +217,16 @@ fn describe(t: &Ticket) -> String {
         or_dash(t.assignee.as_ref().map(|a| a.as_str())),
         or_dash(t.owner.as_ref().map(|a| a.as_str())),
         t.priority,
-        if t.labels.is_empty() { "-".to_owned() } else { t.labels.join(", ") },
-        if deps.is_empty() { "-".to_owned() } else { deps.join(", ") },
+        if t.labels.is_empty() {
+            "-".to_owned()
+        } else {
+            t.labels.join(", ")
+        },
+        if deps.is_empty() {
+            "-".to_owned()
+        } else {
+            deps.join(", ")
+        },
         t.evidence_policy,
         or_dash(t.repo.as_deref()),
         t.created_at,

@@ -21,6 +21,7 @@ CREATE TABLE tickets (
 
 CREATE INDEX tickets_by_state ON tickets (state, priority DESC, number);
 CREATE INDEX tickets_by_assignee ON tickets (assignee, state);
+CREATE INDEX tickets_by_priority ON tickets (priority DESC, number);
 
 CREATE TABLE ticket_dependencies (
     ticket     TEXT NOT NULL REFERENCES tickets (id),

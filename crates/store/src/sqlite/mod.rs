@@ -130,12 +130,11 @@ async fn load_ticket(conn: &mut SqliteConnection, id: &TicketId) -> Result<Ticke
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-    let deps: Vec<String> = sqlx::query_scalar(
-        "SELECT depends_on FROM ticket_dependencies WHERE ticket = ?",
-    )
-    .bind(id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
+    let deps: Vec<String> =
+        sqlx::query_scalar("SELECT depends_on FROM ticket_dependencies WHERE ticket = ?")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
     decode_ticket(&row, deps)
 }
 
@@ -225,17 +224,23 @@ impl Store for SqliteStore {
         let mut applied = Vec::new();
         for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
             tx.execute(migration.sql).await?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                .bind(migration.version)
-                .bind(migration.name)
-                .bind(mission_core::Timestamp::now().as_millis())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(mission_core::Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await?;
             applied.push(migration.name.to_owned());
         }
         tx.commit().await?;
         if !applied.is_empty() {
-            tracing::info!(from_version = found, to_version = supported, "store migrated");
+            tracing::info!(
+                from_version = found,
+                to_version = supported,
+                "store migrated"
+            );
         }
         Ok(MigrationReport {
             from_version: found,
@@ -360,7 +365,9 @@ impl Store for SqliteStore {
             query.push(" AND state = ").push_bind(state.as_str());
         }
         if let Some(assignee) = &filter.assignee {
-            query.push(" AND assignee = ").push_bind(assignee.as_str().to_owned());
+            query
+                .push(" AND assignee = ")
+                .push_bind(assignee.as_str().to_owned());
         }
         query.push(" ORDER BY priority DESC, number");
         if let Some(limit) = filter.limit {
@@ -473,7 +480,9 @@ impl Store for SqliteStore {
         if let Some(ticket) = &query.ticket {
             builder.push(" AND ticket = ").push_bind(ticket.to_string());
         }
-        builder.push(" ORDER BY seq LIMIT ").push_bind(i64::from(query.limit));
+        builder
+            .push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(query.limit));
         let rows = builder.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode_event).collect()
     }

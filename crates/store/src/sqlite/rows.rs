@@ -2,7 +2,7 @@
 //! something else or damaged: that is reported as corruption, not silently patched over.
 
 use crate::{Result, StoreError, TicketSummary};
-use mission_core::{EvidencePolicy, Event, Name, State, Ticket, TicketId, Timestamp};
+use mission_core::{Event, EvidencePolicy, Name, State, Ticket, TicketId, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 

@@ -21,9 +21,15 @@ pub async fn fresh() -> TestStore {
 }
 
 pub async fn open(path: &std::path::Path, create: bool) -> SqliteStore {
-    let store = SqliteStore::open(path, SqliteOptions { create, ..SqliteOptions::default() })
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        path,
+        SqliteOptions {
+            create,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     store.migrate().await.unwrap();
     store
 }
