@@ -1,0 +1,1 @@
+//! Runtime adapters (being written).
