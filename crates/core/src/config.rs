@@ -108,6 +108,10 @@ pub struct WorkerConfig {
     /// For the `shell` runtime: the program and its arguments, run without a shell.
     #[serde(default)]
     pub command: Vec<String>,
+    /// For the agent runtimes: extra arguments, e.g. `["--allowedTools", "Bash Edit Write Read"]`
+    /// for Claude Code or `["-s", "workspace-write"]` for Codex.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -151,6 +155,12 @@ impl Workforce {
                     return Err(ConfigError::new(
                         key("command"),
                         "the shell runtime needs a command, e.g. [\"./scripts/work.sh\"]",
+                    ));
+                }
+                RuntimeKind::Shell if !worker.args.is_empty() => {
+                    return Err(ConfigError::new(
+                        key("args"),
+                        "the shell runtime takes its arguments in `command`",
                     ));
                 }
                 RuntimeKind::Shell => {}
@@ -225,6 +235,7 @@ mod tests {
             pool: "default".into(),
             enabled: true,
             command: vec!["true".into()],
+            args: vec![],
         }
     }
 

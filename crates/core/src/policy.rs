@@ -168,6 +168,7 @@ mod tests {
             pool: "default".into(),
             enabled,
             command: vec!["true".into()],
+            args: vec![],
         };
         let workers: BTreeMap<String, WorkerConfig> = [
             ("luci".to_string(), worker(true)),

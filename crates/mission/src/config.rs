@@ -272,7 +272,7 @@ command = ["true"]
             "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurent = 2\n",
             &[],
             Err(
-                "/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`",
+                "/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`, `args`",
             ),
         );
         check(
