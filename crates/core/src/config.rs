@@ -4,6 +4,7 @@
 use crate::id::{Name, TicketKey};
 use serde::{Deserialize, Deserializer};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// A problem with the configuration, naming the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +34,93 @@ pub struct Config {
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
+    pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolConfig>,
+    #[serde(default)]
     pub workers: BTreeMap<String, WorkerConfig>,
+}
+
+/// How the dispatcher and the runner behave.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Most runs at once across all workers.
+    #[serde(default = "default_max_workers")]
+    pub max_workers: u32,
+    /// Attempts per ticket before it fails.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles per attempt up to `backoff_max`.
+    #[serde(default = "secs::<10>", deserialize_with = "duration")]
+    pub backoff_base: Duration,
+    #[serde(default = "secs::<600>", deserialize_with = "duration")]
+    pub backoff_max: Duration,
+    /// A run's lease; renewed by its supervisor's heartbeat. An expired lease means the run is
+    /// orphaned.
+    #[serde(default = "secs::<30>", deserialize_with = "duration")]
+    pub lease: Duration,
+    /// The fallback pass when no event woke the dispatcher.
+    #[serde(default = "secs::<2>", deserialize_with = "duration")]
+    pub reconcile_interval: Duration,
+    /// No output and no progress report for this long: the run is stalled.
+    #[serde(default = "secs::<600>", deserialize_with = "duration")]
+    pub stall_timeout: Duration,
+    /// A run taking longer than this is stopped as timed out.
+    #[serde(default = "secs::<7200>", deserialize_with = "duration")]
+    pub run_timeout: Duration,
+    /// Between SIGTERM and SIGKILL of a run's process group.
+    #[serde(default = "secs::<10>", deserialize_with = "duration")]
+    pub kill_grace: Duration,
+    /// A run's log file stops growing at this size.
+    #[serde(default = "default_log_cap")]
+    pub log_cap_bytes: u64,
+    /// Environment variables passed to runs besides the built-in allow-list.
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// This server's name in runs (several servers may share a store). Default: the host name.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        // The serde defaults, in one place.
+        toml_defaults()
+    }
+}
+
+fn toml_defaults() -> DispatchConfig {
+    serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+}
+
+fn default_max_workers() -> u32 {
+    4
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+fn default_log_cap() -> u64 {
+    10 * 1024 * 1024
+}
+
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e} (e.g. \"30s\", \"10m\")")))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Most runs at once of the workers in this pool.
+    pub max_concurrent: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -127,14 +214,35 @@ fn default_pool() -> String {
 }
 
 /// The workers and controllers, checked against each other. The one source of who may run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Workforce {
     workers: BTreeMap<Name, WorkerConfig>,
     controllers: BTreeSet<Name>,
+    max_workers: u32,
+    pool_limits: BTreeMap<String, u32>,
 }
 
 impl Workforce {
-    pub fn new(
+    pub fn new(config: &Config) -> Result<Workforce, ConfigError> {
+        let mut workforce = Workforce::from_parts(&config.workers, &config.policy)?;
+        if config.dispatch.max_workers == 0 {
+            return Err(ConfigError::new("dispatch.max_workers", "must be at least 1"));
+        }
+        if config.dispatch.max_attempts == 0 {
+            return Err(ConfigError::new("dispatch.max_attempts", "must be at least 1"));
+        }
+        for (name, pool) in &config.pools {
+            if pool.max_concurrent == 0 {
+                return Err(ConfigError::new(format!("pools.{name}.max_concurrent"), "must be at least 1"));
+            }
+        }
+        workforce.max_workers = config.dispatch.max_workers;
+        workforce.pool_limits = config.pools.iter().map(|(n, p)| (n.clone(), p.max_concurrent)).collect();
+        Ok(workforce)
+    }
+
+    /// Workers and controllers alone, with the default capacity limits.
+    pub fn from_parts(
         workers: &BTreeMap<String, WorkerConfig>,
         policy: &PolicyConfig,
     ) -> Result<Workforce, ConfigError> {
@@ -189,7 +297,19 @@ impl Workforce {
         Ok(Workforce {
             workers: checked,
             controllers,
+            max_workers: default_max_workers(),
+            pool_limits: BTreeMap::new(),
         })
+    }
+
+    /// Most runs at once across all workers.
+    pub fn max_workers(&self) -> u32 {
+        self.max_workers
+    }
+
+    /// The cap of a pool, if it has one.
+    pub fn pool_limit(&self, pool: &str) -> Option<u32> {
+        self.pool_limits.get(pool).copied()
     }
 
     pub fn worker(&self, name: &Name) -> Option<&WorkerConfig> {
@@ -224,7 +344,7 @@ mod tests {
         let policy = PolicyConfig {
             controllers: controllers.iter().map(|s| s.to_string()).collect(),
         };
-        Workforce::new(&workers, &policy).map_err(|e| e.to_string())
+        Workforce::from_parts(&workers, &policy).map_err(|e| e.to_string())
     }
 
     fn shell() -> WorkerConfig {

@@ -12,6 +12,10 @@ pub enum EventKind {
     TicketCreated,
     TicketMoved,
     TicketEdited,
+    /// The dispatcher's decision about a ticket changed.
+    DispatchDecision,
+    RunEnded,
+    RunProgress,
 }
 
 impl EventKind {
@@ -20,6 +24,9 @@ impl EventKind {
             EventKind::TicketCreated => "ticket.created",
             EventKind::TicketMoved => "ticket.moved",
             EventKind::TicketEdited => "ticket.edited",
+            EventKind::DispatchDecision => "dispatch.decision",
+            EventKind::RunEnded => "run.ended",
+            EventKind::RunProgress => "run.progress",
         }
     }
 }

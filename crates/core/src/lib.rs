@@ -8,6 +8,7 @@ pub mod deps;
 pub mod event;
 pub mod id;
 pub mod policy;
+pub mod run;
 pub mod ticket;
 pub mod time;
 pub mod transition;
@@ -15,7 +16,8 @@ pub mod transition;
 pub use config::{ConfigError, PolicyConfig, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
 pub use id::{IdError, Name, TicketId, TicketKey};
-pub use policy::{Reason, ReasonCode, Runnability, runnability};
+pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
+pub use run::{ActiveCounts, FailureClass, Lane, RetryPolicy, Run, RunOutcome};
 pub use ticket::{
     EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError,
 };

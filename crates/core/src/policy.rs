@@ -4,6 +4,8 @@
 
 use crate::config::Workforce;
 use crate::id::TicketId;
+use crate::run::ActiveCounts;
+use crate::time::Timestamp;
 use crate::ticket::{State, Ticket};
 use serde::Serialize;
 use std::fmt;
@@ -18,6 +20,9 @@ pub enum ReasonCode {
     WorkerDisabled,
     ControllerParked,
     DependencyOpen,
+    CapacityFull,
+    CapacityUnknown,
+    Backoff,
 }
 
 impl ReasonCode {
@@ -29,6 +34,9 @@ impl ReasonCode {
             ReasonCode::WorkerDisabled => "worker_disabled",
             ReasonCode::ControllerParked => "controller_parked",
             ReasonCode::DependencyOpen => "dependency_open",
+            ReasonCode::CapacityFull => "capacity_full",
+            ReasonCode::CapacityUnknown => "capacity_unknown",
+            ReasonCode::Backoff => "backoff",
         }
     }
 }
@@ -75,10 +83,20 @@ pub struct DependencyState {
     pub state: Option<State>,
 }
 
+/// The active runs as counted from the store, or why they could not be counted. Counting that
+/// fails never reads as "nothing running": it makes every ticket `capacity_unknown`.
+#[derive(Clone, Copy, Debug)]
+pub enum Capacity<'a> {
+    Counted(&'a ActiveCounts),
+    Unknown(&'a str),
+}
+
 /// Everything beyond the ticket itself that the policy reads.
 #[derive(Clone, Copy, Debug)]
 pub struct PolicyContext<'a> {
     pub workforce: &'a Workforce,
+    pub capacity: Capacity<'a>,
+    pub now: Timestamp,
 }
 
 /// Whether `ticket` may be dispatched now. Reasons are listed in a fixed order, all that apply.
@@ -126,8 +144,39 @@ pub fn runnability(
                 ReasonCode::WorkerDisabled,
                 format!("worker {assignee} is disabled"),
             ),
-            Some(_) => {}
+            Some(worker) => match context.capacity {
+                Capacity::Unknown(error) => reason(
+                    ReasonCode::CapacityUnknown,
+                    format!("active runs could not be counted ({error}); nothing is dispatched until they can"),
+                ),
+                Capacity::Counted(counts) => {
+                    let running = counts.worker(assignee.as_str());
+                    if running >= worker.max_concurrent {
+                        reason(
+                            ReasonCode::CapacityFull,
+                            format!("worker {assignee} runs {running} of its {} at once", worker.max_concurrent),
+                        );
+                    } else if let Some(limit) = workforce.pool_limit(&worker.pool).filter(|l| counts.pool(&worker.pool) >= *l) {
+                        reason(
+                            ReasonCode::CapacityFull,
+                            format!("pool {} runs {} of its {limit} at once", worker.pool, counts.pool(&worker.pool)),
+                        );
+                    } else if counts.total >= workforce.max_workers() {
+                        reason(
+                            ReasonCode::CapacityFull,
+                            format!("{} runs of at most {} are active", counts.total, workforce.max_workers()),
+                        );
+                    }
+                }
+            },
         },
+    }
+
+    if let Some(not_before) = ticket.not_before.filter(|t| *t > context.now) {
+        reason(
+            ReasonCode::Backoff,
+            format!("attempt {} failed; retry not before {not_before}", ticket.attempts),
+        );
     }
 
     for dep in dependencies {
@@ -178,7 +227,7 @@ mod tests {
         let policy = PolicyConfig {
             controllers: vec!["lucienne".into()],
         };
-        Workforce::new(&workers, &policy).unwrap()
+        Workforce::from_parts(&workers, &policy).unwrap()
     }
 
     fn ticket(state: State, assignee: Option<&str>, owner: Option<&str>) -> Ticket {
@@ -197,6 +246,9 @@ mod tests {
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
             version: 1,
+            attempts: 0,
+            resume: false,
+            not_before: None,
         }
     }
 
@@ -208,8 +260,13 @@ mod tests {
     }
 
     fn check(ticket: Ticket, deps: &[DependencyState], expect: &[ReasonCode]) {
+        check_with(ticket, deps, Capacity::Counted(&ActiveCounts::default()), expect);
+    }
+
+    fn check_with(ticket: Ticket, deps: &[DependencyState], capacity: Capacity<'_>, expect: &[ReasonCode]) {
         let wf = workforce();
-        let got = runnability(&ticket, deps, PolicyContext { workforce: &wf });
+        let context = PolicyContext { workforce: &wf, capacity, now: Timestamp::from_millis(10_000) };
+        let got = runnability(&ticket, deps, context);
         assert_eq!(got.codes(), expect, "{ticket:?} {deps:?}");
         assert_eq!(got.is_runnable(), expect.is_empty());
     }

@@ -232,6 +232,12 @@ pub struct Ticket {
     pub updated_at: Timestamp,
     /// Increases with every change; the optimistic-concurrency token of the row.
     pub version: i64,
+    /// Attempts started so far; the current run's attempt number.
+    pub attempts: i64,
+    /// Answered after a question: the needs-input lane resumes its agent session.
+    pub resume: bool,
+    /// After a failed attempt: not to be dispatched before this time.
+    pub not_before: Option<Timestamp>,
 }
 
 /// A new ticket as the user typed it: strings, not yet checked.

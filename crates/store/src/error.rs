@@ -20,6 +20,12 @@ pub enum StoreError {
     Cycle(Vec<TicketId>),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error("run {run} attempt {attempt} is not the current attempt of its ticket, or has ended")]
+    Fenced { run: i64, attempt: i64 },
+    #[error("no run {0}")]
+    RunNotFound(i64),
+    #[error("{0} has no open question")]
+    NoQuestion(TicketId),
     #[error(
         "the database schema is at version {found}, newer than this binary knows ({supported}); upgrade mission"
     )]
@@ -41,6 +47,9 @@ impl StoreError {
                 | StoreError::MissingDependency { .. }
                 | StoreError::Cycle(_)
                 | StoreError::Invalid(_)
+                | StoreError::Fenced { .. }
+                | StoreError::RunNotFound(_)
+                | StoreError::NoQuestion(_)
         )
     }
 }

@@ -11,12 +11,14 @@ use async_trait::async_trait;
 use mission_core::policy::DependencyState;
 use mission_core::transition::Via;
 use mission_core::{
-    Actor, Event, Name, NewTicket, State, Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
+    ActiveCounts, Actor, Event, FailureClass, Lane, Name, NewTicket, RetryPolicy, Run, State,
+    Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
 };
 use serde_json::Value;
+use std::time::Duration;
 
 pub use error::StoreError;
-pub use migrate::{MigrationReport, SchemaStatus};
+pub use migrate::MigrationReport;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -112,8 +114,194 @@ pub trait Store: Send + Sync {
     /// The sequence number of the newest event, 0 when there is none.
     async fn last_event_seq(&self) -> Result<i64>;
 
+    // --- Dispatch -------------------------------------------------------------------------------
+
+    /// Active runs counted per worker and pool.
+    async fn active_counts(&self) -> Result<ActiveCounts>;
+
+    /// Todo tickets of `lane` assigned to one of `workers`, out of backoff at `now`, with no open
+    /// dependency: highest priority first, at most `limit`. A narrowing of the board for the
+    /// dispatcher, which still asks the policy about each.
+    async fn dispatch_candidates(
+        &self,
+        lane: Lane,
+        workers: &[Name],
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TicketId>>;
+
+    /// Tickets named by ticket events after `since` (at most `limit`), and the last sequence
+    /// number read.
+    async fn touched_tickets(&self, since: i64, limit: u32) -> Result<(Vec<TicketId>, i64)>;
+
+    /// Reads a dispatcher-wide value (e.g. the decision cursor).
+    async fn dispatcher_value(&self, name: &str) -> Result<Option<String>>;
+
+    /// Writes a dispatcher-wide value; with `event`, also records an event of that kind when the
+    /// value changed. Returns whether it changed.
+    async fn set_dispatcher_value(
+        &self,
+        name: &str,
+        value: &str,
+        event: Option<(&str, Value)>,
+        change: &Change,
+    ) -> Result<bool>;
+
+    /// Records the dispatcher's decision about a ticket in a lane, with a `dispatch.decision`
+    /// event, unless the same decision (by fingerprint) is already recorded. Returns whether it
+    /// recorded.
+    async fn record_decision(
+        &self,
+        ticket: &TicketId,
+        lane: Lane,
+        fingerprint: &str,
+        decision: &Value,
+        change: &Change,
+    ) -> Result<bool>;
+
+    /// Claims a ticket for a new run: compare-and-set on the ticket's state, lane and version,
+    /// capacity re-counted inside the same write transaction.
+    async fn claim(&self, request: &ClaimRequest, change: &Change) -> Result<ClaimOutcome>;
+
+    // --- Runs -----------------------------------------------------------------------------------
+
+    async fn run(&self, id: i64) -> Result<Run>;
+
+    async fn run_for_token(&self, token_hash: &str) -> Result<Option<Run>>;
+
+    async fn runs_of(&self, ticket: &TicketId) -> Result<Vec<Run>>;
+
+    async fn active_runs(&self) -> Result<Vec<Run>>;
+
+    /// Records what the runner learned when the process started. Fenced.
+    async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()>;
+
+    /// Renews the lease. Fenced: refused once the run ended or is not the current attempt.
+    async fn heartbeat(&self, run: i64, attempt: i64, now: Timestamp, lease: Duration)
+    -> Result<Heartbeat>;
+
+    /// Records the agent session id as soon as the runtime reports it. Fenced.
+    async fn run_session(&self, run: i64, attempt: i64, session_id: &str) -> Result<()>;
+
+    /// A progress report from the run. Fenced.
+    async fn run_progress(&self, run: i64, attempt: i64, text: &str, change: &Change)
+    -> Result<()>;
+
+    /// The run asks a question: the ticket moves to needs_input, the run ends (its slot and lease
+    /// are released), the question is stored. Fenced.
+    async fn run_ask(&self, run: i64, attempt: i64, question: &str, change: &Change)
+    -> Result<Ticket>;
+
+    /// The run submits its work: the ticket moves to review and the run ends. Fenced.
+    async fn run_submit(&self, run: i64, attempt: i64, change: &Change) -> Result<Ticket>;
+
+    /// The runner's account of how the process ended. When the run is still active, this ends
+    /// it: a clean finish submits for review; a failure requeues with backoff or fails the
+    /// ticket, by `retry`. When the run already ended (it asked or submitted), only the figures
+    /// are recorded.
+    async fn end_run(
+        &self,
+        run: i64,
+        attempt: i64,
+        end: &RunEnd,
+        retry: &RetryPolicy,
+        change: &Change,
+    ) -> Result<EndedRun>;
+
+    /// Answers a ticket's open question; the ticket goes back to todo for the needs-input lane.
+    async fn answer(&self, ticket: &TicketId, text: &str, change: &Change) -> Result<Ticket>;
+
+    /// For resuming: the latest run's agent session and the latest answered question.
+    async fn resume_context(&self, ticket: &TicketId) -> Result<Option<ResumeContext>>;
+
     /// Closes connections, checkpointing what the backend needs to.
     async fn close(&self);
+}
+
+/// A request to claim a ticket for a run.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    pub ticket: TicketId,
+    pub lane: Lane,
+    /// The ticket version the dispatcher's policy check saw.
+    pub expected_version: i64,
+    pub worker: Name,
+    pub pool: String,
+    pub worker_max: u32,
+    pub pool_max: Option<u32>,
+    pub global_max: u32,
+    pub node: String,
+    pub token_hash: String,
+    pub lease: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimOutcome {
+    Claimed(Box<Run>),
+    Refused(ClaimRefusal),
+}
+
+/// Why a claim was refused, typed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum ClaimRefusal {
+    /// Someone else claimed it first.
+    AlreadyClaimed { run: i64 },
+    /// The ticket changed since the policy looked at it.
+    Changed { state: State, version: i64 },
+    /// The ticket belongs to the other lane.
+    WrongLane,
+    /// Capacity filled up since the policy looked.
+    CapacityFull { detail: String },
+}
+
+/// What the runner learned when the process started.
+#[derive(Clone, Debug, Default)]
+pub struct RunStart {
+    pub pid: Option<i64>,
+    pub workspace: Option<String>,
+    pub head_before: Option<String>,
+    pub log_path: Option<String>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The ticket's state now; `cancelled` tells the runner to stop.
+    pub ticket_state: State,
+    pub progress_at: Option<Timestamp>,
+}
+
+/// How a run's process ended, as the runner saw it.
+#[derive(Clone, Debug, Default)]
+pub struct RunEnd {
+    /// `None`: a clean finish.
+    pub failure: Option<FailureClass>,
+    pub detail: Option<String>,
+    pub exit_code: Option<i64>,
+    pub head_after: Option<String>,
+    pub session_id: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+/// The result of `end_run`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedRun {
+    pub run: Run,
+    /// The ticket's state afterwards.
+    pub ticket_state: State,
+    /// Whether this call ended the run (false: it had already ended by ask or submit).
+    pub ended_now: bool,
+}
+
+/// What the needs-input lane needs to resume a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeContext {
+    pub session_id: Option<String>,
+    pub question: String,
+    pub answer: String,
 }
 
 /// The JSON recorded with `ticket.created`: every field but the body, which can be megabytes and

@@ -21,17 +21,6 @@ pub struct MigrationReport {
     pub applied: Vec<String>,
 }
 
-/// The schema version of a database relative to this binary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SchemaStatus {
-    /// An empty database: nothing applied yet.
-    Empty,
-    /// Some migrations are pending.
-    Behind { found: i64 },
-    /// Everything applied.
-    Current,
-}
-
 pub(crate) fn latest(migrations: &[Migration]) -> i64 {
     migrations.last().map_or(0, |m| m.version)
 }

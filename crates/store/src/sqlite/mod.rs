@@ -3,18 +3,19 @@
 //! writer (it waits for the write lock instead).
 
 mod rows;
+mod runs;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{
-    Change, EventQuery, Move, Result, Store, StoreError, TicketFilter, TicketSummary,
-    created_event_data,
+    Change, ClaimOutcome, ClaimRequest, EndedRun, EventQuery, Heartbeat, Move, ResumeContext,
+    Result, RunEnd, RunStart, Store, StoreError, TicketFilter, TicketSummary, created_event_data,
 };
 use async_trait::async_trait;
 use mission_core::deps::find_cycle;
 use mission_core::policy::DependencyState;
 use mission_core::{
-    Event, EventKind, NewTicket, Ticket, TicketId, TicketKey, TicketPatch, ValidationError,
-    check_transition,
+    ActiveCounts, Event, EventKind, Lane, Name, NewTicket, RetryPolicy, Run, Ticket, TicketId,
+    TicketKey, TicketPatch, Timestamp, ValidationError, check_transition,
 };
 use rows::{decode_event, decode_summary, decode_ticket, state_from_db};
 use serde_json::Value;
@@ -26,11 +27,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_tickets_and_events",
-    sql: include_str!("../../migrations/sqlite/0001_tickets_and_events.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_tickets_and_events",
+        sql: include_str!("../../migrations/sqlite/0001_tickets_and_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_runs",
+        sql: include_str!("../../migrations/sqlite/0002_runs.sql"),
+    },
+];
 
 /// How to open the database file.
 #[derive(Clone, Debug)]
@@ -59,7 +67,7 @@ pub struct SqliteStore {
 }
 
 const TICKET_COLUMNS: &str = "id, title, body, state, assignee, owner, labels, priority, \
-    evidence_policy, repo, created_at, updated_at, version";
+    evidence_policy, repo, created_at, updated_at, version, attempts, resume, not_before";
 
 impl SqliteStore {
     /// Opens (and with `create`, creates) the database file. Does not migrate: call `migrate`.
@@ -122,8 +130,56 @@ impl SqliteStore {
     }
 }
 
+/// Moves a ticket inside a write transaction: checks the transition against the state read in
+/// this transaction, applies `adjust` (attempts, resume, backoff), writes the row and one
+/// `ticket.moved` event whose data is `{from, to, via}` plus the fields of `extra`.
+pub(crate) async fn transition(
+    conn: &mut SqliteConnection,
+    id: &TicketId,
+    to: mission_core::State,
+    via: mission_core::transition::Via,
+    extra: Value,
+    change: &Change,
+    adjust: impl FnOnce(&mut Ticket),
+) -> Result<Ticket> {
+    let mut ticket = load_ticket(&mut *conn, id).await?;
+    let from = ticket.state;
+    check_transition(from, to, via).map_err(|source| StoreError::Transition {
+        id: id.clone(),
+        source,
+    })?;
+    adjust(&mut ticket);
+    ticket.state = to;
+    ticket.updated_at = change.at;
+    ticket.version += 1;
+    sqlx::query(
+        "UPDATE tickets SET state = ?, updated_at = ?, state_since = ?, version = ?, attempts = ?, \
+         resume = ?, not_before = ? WHERE id = ?",
+    )
+    .bind(to.as_str())
+    .bind(change.at.as_millis())
+    .bind(change.at.as_millis())
+    .bind(ticket.version)
+    .bind(ticket.attempts)
+    .bind(i64::from(ticket.resume))
+    .bind(ticket.not_before.map(|t| t.as_millis()))
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let mut data = serde_json::json!({ "from": from, "to": to, "via": via });
+    if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
+        for (k, v) in extra {
+            if !v.is_null() {
+                data.insert(k, v);
+            }
+        }
+    }
+    append_event(conn, EventKind::TicketMoved, Some(id), change, &data).await?;
+    Ok(ticket)
+}
+
 /// Loads a ticket and its dependency ids.
-async fn load_ticket(conn: &mut SqliteConnection, id: &TicketId) -> Result<Ticket> {
+pub(crate) async fn load_ticket(conn: &mut SqliteConnection, id: &TicketId) -> Result<Ticket> {
     let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?");
     let row = sqlx::query(&sql)
         .bind(id.to_string())
@@ -147,7 +203,7 @@ async fn ticket_exists(conn: &mut SqliteConnection, id: &TicketId) -> Result<boo
     )
 }
 
-async fn append_event(
+pub(crate) async fn append_event(
     conn: &mut SqliteConnection,
     kind: EventKind,
     ticket: Option<&TicketId>,
@@ -286,6 +342,9 @@ impl Store for SqliteStore {
                 created_at: change.at,
                 updated_at: change.at,
                 version: 1,
+                attempts: 0,
+                resume: false,
+                not_before: None,
             };
             sqlx::query(
                 "INSERT INTO tickets (number, id, title, body, state, assignee, owner, labels, \
@@ -379,35 +438,9 @@ impl Store for SqliteStore {
 
     async fn move_ticket(&self, id: &TicketId, request: &Move, change: &Change) -> Result<Ticket> {
         let mut tx = self.write_tx().await?;
-        let mut ticket = load_ticket(&mut tx, id).await?;
-        let from = ticket.state;
-        check_transition(from, request.to, request.via).map_err(|source| {
-            StoreError::Transition {
-                id: id.clone(),
-                source,
-            }
-        })?;
-        sqlx::query(
-            "UPDATE tickets SET state = ?, updated_at = ?, state_since = ?, version = version + 1 \
-             WHERE id = ?",
-        )
-        .bind(request.to.as_str())
-        .bind(change.at.as_millis())
-        .bind(change.at.as_millis())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let data = serde_json::json!({
-            "from": from,
-            "to": request.to,
-            "via": request.via,
-            "reason": request.reason,
-        });
-        append_event(&mut tx, EventKind::TicketMoved, Some(id), change, &data).await?;
+        let extra = serde_json::json!({ "reason": request.reason });
+        let ticket = transition(&mut tx, id, request.to, request.via, extra, change, |_| {}).await?;
         tx.commit().await?;
-        ticket.state = request.to;
-        ticket.updated_at = change.at;
-        ticket.version += 1;
         Ok(ticket)
     }
 
@@ -493,6 +526,130 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn active_counts(&self) -> Result<ActiveCounts> {
+        runs::active_counts(self).await
+    }
+
+    async fn dispatch_candidates(
+        &self,
+        lane: Lane,
+        workers: &[Name],
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TicketId>> {
+        runs::dispatch_candidates(self, lane, workers, now, limit).await
+    }
+
+    async fn touched_tickets(&self, since: i64, limit: u32) -> Result<(Vec<TicketId>, i64)> {
+        runs::touched_tickets(self, since, limit).await
+    }
+
+    async fn dispatcher_value(&self, name: &str) -> Result<Option<String>> {
+        runs::dispatcher_value(self, name).await
+    }
+
+    async fn set_dispatcher_value(
+        &self,
+        name: &str,
+        value: &str,
+        event: Option<(&str, Value)>,
+        change: &Change,
+    ) -> Result<bool> {
+        runs::set_dispatcher_value(self, name, value, event, change).await
+    }
+
+    async fn record_decision(
+        &self,
+        ticket: &TicketId,
+        lane: Lane,
+        fingerprint: &str,
+        decision: &Value,
+        change: &Change,
+    ) -> Result<bool> {
+        runs::record_decision(self, ticket, lane, fingerprint, decision, change).await
+    }
+
+    async fn claim(&self, request: &ClaimRequest, change: &Change) -> Result<ClaimOutcome> {
+        runs::claim(self, request, change).await
+    }
+
+    async fn run(&self, id: i64) -> Result<Run> {
+        runs::run(self, id).await
+    }
+
+    async fn run_for_token(&self, token_hash: &str) -> Result<Option<Run>> {
+        runs::run_for_token(self, token_hash).await
+    }
+
+    async fn runs_of(&self, ticket: &TicketId) -> Result<Vec<Run>> {
+        runs::runs_of(self, ticket).await
+    }
+
+    async fn active_runs(&self) -> Result<Vec<Run>> {
+        runs::active_runs(self).await
+    }
+
+    async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()> {
+        runs::run_started(self, run, attempt, start).await
+    }
+
+    async fn heartbeat(
+        &self,
+        run: i64,
+        attempt: i64,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Heartbeat> {
+        runs::heartbeat(self, run, attempt, now, lease).await
+    }
+
+    async fn run_session(&self, run: i64, attempt: i64, session_id: &str) -> Result<()> {
+        runs::run_session(self, run, attempt, session_id).await
+    }
+
+    async fn run_progress(
+        &self,
+        run: i64,
+        attempt: i64,
+        text: &str,
+        change: &Change,
+    ) -> Result<()> {
+        runs::run_progress(self, run, attempt, text, change).await
+    }
+
+    async fn run_ask(
+        &self,
+        run: i64,
+        attempt: i64,
+        question: &str,
+        change: &Change,
+    ) -> Result<Ticket> {
+        runs::run_ask(self, run, attempt, question, change).await
+    }
+
+    async fn run_submit(&self, run: i64, attempt: i64, change: &Change) -> Result<Ticket> {
+        runs::run_submit(self, run, attempt, change).await
+    }
+
+    async fn end_run(
+        &self,
+        run: i64,
+        attempt: i64,
+        end: &RunEnd,
+        retry: &RetryPolicy,
+        change: &Change,
+    ) -> Result<EndedRun> {
+        runs::end_run(self, run, attempt, end, retry, change).await
+    }
+
+    async fn answer(&self, ticket: &TicketId, text: &str, change: &Change) -> Result<Ticket> {
+        runs::answer(self, ticket, text, change).await
+    }
+
+    async fn resume_context(&self, ticket: &TicketId) -> Result<Option<ResumeContext>> {
+        runs::resume_context(self, ticket).await
     }
 
     async fn close(&self) {

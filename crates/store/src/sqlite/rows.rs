@@ -2,7 +2,7 @@
 //! something else or damaged: that is reported as corruption, not silently patched over.
 
 use crate::{Result, StoreError, TicketSummary};
-use mission_core::{Event, EvidencePolicy, Name, State, Ticket, TicketId, Timestamp};
+use mission_core::{Event, EvidencePolicy, Name, Run, State, Ticket, TicketId, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -50,6 +50,54 @@ pub(crate) fn decode_ticket(row: &SqliteRow, deps: Vec<String>) -> Result<Ticket
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
         version: row.try_get("version")?,
+        attempts: row.try_get("attempts")?,
+        resume: row.try_get::<i64, _>("resume")? != 0,
+        not_before: row
+            .try_get::<Option<i64>, _>("not_before")?
+            .map(Timestamp::from_millis),
+    })
+}
+
+pub(crate) const RUN_COLUMNS: &str = "id, ticket, attempt, worker, pool, lane, node, started_at, \
+    heartbeat_at, lease_expires_at, pid, workspace, session_id, head_before, head_after, log_path, \
+    ended_at, outcome, failure_class, detail, exit_code, input_tokens, output_tokens, cost_usd";
+
+pub(crate) fn decode_run(row: &SqliteRow) -> Result<Run> {
+    let parsed = |what: &str, text: String| corrupt(what, &text);
+    let worker: String = row.try_get("worker")?;
+    let lane: String = row.try_get("lane")?;
+    let ms = |col: &str| -> Result<Timestamp> { Ok(Timestamp::from_millis(row.try_get(col)?)) };
+    Ok(Run {
+        id: row.try_get("id")?,
+        ticket: ticket_id(&row.try_get::<String, _>("ticket")?)?,
+        attempt: row.try_get("attempt")?,
+        worker: Name::parse(&worker).map_err(|_| parsed("worker", worker.clone()))?,
+        pool: row.try_get("pool")?,
+        lane: lane.parse().map_err(|_| parsed("lane", lane.clone()))?,
+        node: row.try_get("node")?,
+        started_at: ms("started_at")?,
+        heartbeat_at: ms("heartbeat_at")?,
+        lease_expires_at: ms("lease_expires_at")?,
+        pid: row.try_get("pid")?,
+        workspace: row.try_get("workspace")?,
+        session_id: row.try_get("session_id")?,
+        head_before: row.try_get("head_before")?,
+        head_after: row.try_get("head_after")?,
+        log_path: row.try_get("log_path")?,
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp::from_millis),
+        outcome: row
+            .try_get::<Option<String>, _>("outcome")?
+            .map(|o| o.parse().map_err(|_| parsed("run outcome", o.clone())))
+            .transpose()?,
+        failure_class: row
+            .try_get::<Option<String>, _>("failure_class")?
+            .map(|c| c.parse().map_err(|_| parsed("failure class", c.clone())))
+            .transpose()?,
+        detail: row.try_get("detail")?,
+        exit_code: row.try_get("exit_code")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cost_usd: row.try_get("cost_usd")?,
     })
 }
 

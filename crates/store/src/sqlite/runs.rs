@@ -1,0 +1,583 @@
+//! Dispatch and run records in SQLite: claims, fencing, questions, decisions.
+
+use super::rows::{RUN_COLUMNS, decode_run, ticket_id};
+use super::{SqliteStore, append_event, load_ticket, transition};
+use crate::{
+    Change, ClaimOutcome, ClaimRefusal, ClaimRequest, EndedRun, Heartbeat, ResumeContext, Result,
+    RunEnd, RunStart, StoreError,
+};
+use mission_core::run::AfterFailure;
+use mission_core::transition::Via;
+use mission_core::{
+    ActiveCounts, EventKind, FailureClass, Lane, Name, RetryPolicy, Run, RunOutcome, State,
+    Ticket, TicketId, Timestamp,
+};
+use serde_json::{Value, json};
+use sqlx::{Row, Sqlite, SqliteConnection};
+use std::time::Duration;
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn active_counts(store: &SqliteStore) -> Result<ActiveCounts> {
+    let rows = sqlx::query(
+        "SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
+    )
+    .fetch_all(&store.pool)
+    .await?;
+    let mut counts = ActiveCounts::default();
+    for row in rows {
+        let worker: String = row.try_get(0)?;
+        let pool: String = row.try_get(1)?;
+        let n: i64 = row.try_get(2)?;
+        for _ in 0..n {
+            counts.add(&worker, &pool);
+        }
+    }
+    Ok(counts)
+}
+
+pub(super) async fn dispatch_candidates(
+    store: &SqliteStore,
+    lane: Lane,
+    workers: &[Name],
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<TicketId>> {
+    if workers.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+        "SELECT id FROM tickets t WHERE state = 'todo' AND resume = ",
+    );
+    query.push_bind(i64::from(lane == Lane::NeedsInput));
+    query.push(" AND (not_before IS NULL OR not_before <= ");
+    query.push_bind(now.as_millis());
+    query.push(") AND assignee IN (");
+    let mut names = query.separated(", ");
+    for worker in workers {
+        names.push_bind(worker.as_str().to_owned());
+    }
+    query.push(
+        ") AND NOT EXISTS (SELECT 1 FROM ticket_dependencies d JOIN tickets u ON u.id = d.depends_on \
+         WHERE d.ticket = t.id AND u.state <> 'done') ORDER BY priority DESC, number LIMIT ",
+    );
+    query.push_bind(i64::from(limit));
+    let ids: Vec<String> = query
+        .build_query_scalar()
+        .fetch_all(&store.pool)
+        .await?;
+    ids.iter().map(|id| ticket_id(id)).collect()
+}
+
+pub(super) async fn touched_tickets(
+    store: &SqliteStore,
+    since: i64,
+    limit: u32,
+) -> Result<(Vec<TicketId>, i64)> {
+    let rows = sqlx::query(
+        "SELECT seq, ticket FROM events WHERE seq > ? AND ticket IS NOT NULL \
+         AND kind IN ('ticket.created', 'ticket.moved', 'ticket.edited') ORDER BY seq LIMIT ?",
+    )
+    .bind(since)
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await?;
+    let mut last = since;
+    let mut ids: Vec<TicketId> = Vec::new();
+    for row in rows {
+        last = row.try_get(0)?;
+        let id = ticket_id(&row.try_get::<String, _>(1)?)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() < limit as usize {
+        // Past the last ticket event: later events of other kinds need no second look.
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&store.pool)
+            .await?;
+        last = last.max(newest);
+    }
+    Ok((ids, last))
+}
+
+pub(super) async fn dispatcher_value(store: &SqliteStore, name: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT value FROM dispatcher_state WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&store.pool)
+            .await?,
+    )
+}
+
+pub(super) async fn set_dispatcher_value(
+    store: &SqliteStore,
+    name: &str,
+    value: &str,
+    event: Option<(&str, Value)>,
+    change: &Change,
+) -> Result<bool> {
+    let mut tx = store.write_tx().await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT value FROM dispatcher_state WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current.as_deref() == Some(value) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO dispatcher_state (name, value, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(value)
+    .bind(change.at.as_millis())
+    .execute(&mut *tx)
+    .await?;
+    if let Some((kind, data)) = event {
+        sqlx::query("INSERT INTO events (at, kind, ticket, actor, data) VALUES (?, ?, NULL, ?, ?)")
+            .bind(change.at.as_millis())
+            .bind(kind)
+            .bind(change.actor.as_str())
+            .bind(data.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn record_decision(
+    store: &SqliteStore,
+    ticket: &TicketId,
+    lane: Lane,
+    fingerprint: &str,
+    decision: &Value,
+    change: &Change,
+) -> Result<bool> {
+    let mut tx = store.write_tx().await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT fingerprint FROM dispatch_decisions WHERE ticket = ? AND lane = ?",
+    )
+    .bind(ticket.to_string())
+    .bind(lane.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if current.as_deref() == Some(fingerprint) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO dispatch_decisions (ticket, lane, fingerprint, decision, decided_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticket, lane) DO UPDATE SET \
+         fingerprint = excluded.fingerprint, decision = excluded.decision, decided_at = excluded.decided_at",
+    )
+    .bind(ticket.to_string())
+    .bind(lane.as_str())
+    .bind(fingerprint)
+    .bind(decision.to_string())
+    .bind(change.at.as_millis())
+    .execute(&mut *tx)
+    .await?;
+    let mut data = decision.clone();
+    data["lane"] = json!(lane);
+    append_event(&mut tx, EventKind::DispatchDecision, Some(ticket), change, &data).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn claim(
+    store: &SqliteStore,
+    request: &ClaimRequest,
+    change: &Change,
+) -> Result<ClaimOutcome> {
+    let mut tx = store.write_tx().await?;
+    let current = load_ticket(&mut tx, &request.ticket).await?;
+    if current.state == State::Running {
+        let run: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE ticket = ? AND ended_at IS NULL")
+                .bind(request.ticket.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(run) = run {
+            return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run }));
+        }
+    }
+    if current.state != State::Todo || current.version != request.expected_version {
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::Changed {
+            state: current.state,
+            version: current.version,
+        }));
+    }
+    if Lane::of(current.resume) != request.lane {
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::WrongLane));
+    }
+    let (total, of_worker, of_pool): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(worker = ?), 0), COALESCE(SUM(pool = ?), 0) \
+         FROM runs WHERE ended_at IS NULL",
+    )
+    .bind(request.worker.as_str())
+    .bind(&request.pool)
+    .fetch_one(&mut *tx)
+    .await?;
+    let full = if of_worker >= i64::from(request.worker_max) {
+        Some(format!("worker {} runs {of_worker} of its {}", request.worker, request.worker_max))
+    } else if let Some(max) = request.pool_max.filter(|m| of_pool >= i64::from(*m)) {
+        Some(format!("pool {} runs {of_pool} of its {max}", request.pool))
+    } else if total >= i64::from(request.global_max) {
+        Some(format!("{total} runs of at most {} are active", request.global_max))
+    } else {
+        None
+    };
+    if let Some(detail) = full {
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::CapacityFull { detail }));
+    }
+
+    let attempt = current.attempts + 1;
+    let lease_until = change.at.as_millis() + millis(request.lease);
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (ticket, attempt, worker, pool, lane, node, token_hash, started_at, \
+         heartbeat_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(request.ticket.to_string())
+    .bind(attempt)
+    .bind(request.worker.as_str())
+    .bind(&request.pool)
+    .bind(request.lane.as_str())
+    .bind(&request.node)
+    .bind(&request.token_hash)
+    .bind(change.at.as_millis())
+    .bind(change.at.as_millis())
+    .bind(lease_until)
+    .fetch_one(&mut *tx)
+    .await?;
+    let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.worker, "lane": request.lane });
+    transition(&mut tx, &request.ticket, State::Running, Via::Claim, extra, change, |t| {
+        t.attempts = attempt;
+        t.resume = false;
+        t.not_before = None;
+    })
+    .await?;
+    // A claimed ticket's old decisions no longer describe it; when it waits again, the new
+    // decision is recorded afresh.
+    sqlx::query("DELETE FROM dispatch_decisions WHERE ticket = ?")
+        .bind(request.ticket.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let run = load_run(&mut tx, run_id).await?;
+    tx.commit().await?;
+    Ok(ClaimOutcome::Claimed(Box::new(run)))
+}
+
+async fn load_run(conn: &mut SqliteConnection, id: i64) -> Result<Run> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::RunNotFound(id))?;
+    decode_run(&row)
+}
+
+/// Loads the run and checks that it is the live, current attempt of its ticket.
+async fn fenced_run(conn: &mut SqliteConnection, id: i64, attempt: i64) -> Result<(Run, Ticket)> {
+    let run = load_run(&mut *conn, id).await?;
+    let ticket = load_ticket(&mut *conn, &run.ticket).await?;
+    if run.attempt != attempt || ticket.attempts != attempt || run.ended_at.is_some() {
+        return Err(StoreError::Fenced { run: id, attempt });
+    }
+    Ok((run, ticket))
+}
+
+pub(super) async fn run(store: &SqliteStore, id: i64) -> Result<Run> {
+    let mut conn = store.pool.acquire().await?;
+    load_run(&mut conn, id).await
+}
+
+async fn runs_where(store: &SqliteStore, condition: &str, bind: Option<String>) -> Result<Vec<Run>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE {condition} ORDER BY id");
+    let mut query = sqlx::query(&sql);
+    if let Some(value) = bind {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(&store.pool).await?;
+    rows.iter().map(decode_run).collect()
+}
+
+pub(super) async fn run_for_token(store: &SqliteStore, token_hash: &str) -> Result<Option<Run>> {
+    Ok(runs_where(store, "token_hash = ?", Some(token_hash.to_owned())).await?.pop())
+}
+
+pub(super) async fn runs_of(store: &SqliteStore, ticket: &TicketId) -> Result<Vec<Run>> {
+    runs_where(store, "ticket = ?", Some(ticket.to_string())).await
+}
+
+pub(super) async fn active_runs(store: &SqliteStore) -> Result<Vec<Run>> {
+    runs_where(store, "ended_at IS NULL", None).await
+}
+
+pub(super) async fn run_started(store: &SqliteStore, id: i64, attempt: i64, start: &RunStart) -> Result<()> {
+    let mut tx = store.write_tx().await?;
+    fenced_run(&mut tx, id, attempt).await?;
+    sqlx::query("UPDATE runs SET pid = ?, workspace = ?, head_before = ?, log_path = ? WHERE id = ?")
+        .bind(start.pid)
+        .bind(&start.workspace)
+        .bind(&start.head_before)
+        .bind(&start.log_path)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn heartbeat(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    now: Timestamp,
+    lease: Duration,
+) -> Result<Heartbeat> {
+    let mut tx = store.write_tx().await?;
+    let (run, ticket) = fenced_run(&mut tx, id, attempt).await?;
+    sqlx::query("UPDATE runs SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ?")
+        .bind(now.as_millis())
+        .bind(now.as_millis() + millis(lease))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let progress_at: Option<i64> = sqlx::query_scalar("SELECT progress_at FROM runs WHERE id = ?")
+        .bind(run.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Heartbeat {
+        ticket_state: ticket.state,
+        progress_at: progress_at.map(Timestamp::from_millis),
+    })
+}
+
+pub(super) async fn run_session(store: &SqliteStore, id: i64, attempt: i64, session: &str) -> Result<()> {
+    let mut tx = store.write_tx().await?;
+    fenced_run(&mut tx, id, attempt).await?;
+    sqlx::query("UPDATE runs SET session_id = ? WHERE id = ?")
+        .bind(session)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn run_progress(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    text: &str,
+    change: &Change,
+) -> Result<()> {
+    let mut tx = store.write_tx().await?;
+    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
+    sqlx::query("UPDATE runs SET progress_at = ? WHERE id = ?")
+        .bind(change.at.as_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let data = json!({ "run": id, "attempt": attempt, "text": text });
+    append_event(&mut tx, EventKind::RunProgress, Some(&run.ticket), change, &data).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn close_run(
+    conn: &mut SqliteConnection,
+    id: i64,
+    outcome: RunOutcome,
+    failure: Option<FailureClass>,
+    detail: Option<&str>,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET ended_at = ?, outcome = ?, failure_class = ?, detail = ? \
+         WHERE id = ? AND ended_at IS NULL",
+    )
+    .bind(at.as_millis())
+    .bind(outcome.as_str())
+    .bind(failure.map(FailureClass::as_str))
+    .bind(detail)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn run_ask(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    question: &str,
+    change: &Change,
+) -> Result<Ticket> {
+    let mut tx = store.write_tx().await?;
+    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
+    close_run(&mut tx, id, RunOutcome::Asked, None, None, change.at).await?;
+    let question_id: i64 = sqlx::query_scalar(
+        "INSERT INTO questions (ticket, run, text, asked_at) VALUES (?, ?, ?, ?) RETURNING id",
+    )
+    .bind(run.ticket.to_string())
+    .bind(id)
+    .bind(question)
+    .bind(change.at.as_millis())
+    .fetch_one(&mut *tx)
+    .await?;
+    let extra = json!({ "run": id, "attempt": attempt, "outcome": "asked", "question": question_id });
+    let ticket = transition(&mut tx, &run.ticket, State::NeedsInput, Via::RunAsk, extra, change, |_| {}).await?;
+    tx.commit().await?;
+    Ok(ticket)
+}
+
+pub(super) async fn run_submit(store: &SqliteStore, id: i64, attempt: i64, change: &Change) -> Result<Ticket> {
+    let mut tx = store.write_tx().await?;
+    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
+    close_run(&mut tx, id, RunOutcome::Submitted, None, None, change.at).await?;
+    let extra = json!({ "run": id, "attempt": attempt, "outcome": "submitted" });
+    let ticket = transition(&mut tx, &run.ticket, State::Review, Via::RunSubmit, extra, change, |_| {}).await?;
+    tx.commit().await?;
+    Ok(ticket)
+}
+
+pub(super) async fn end_run(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    end: &RunEnd,
+    retry: &RetryPolicy,
+    change: &Change,
+) -> Result<EndedRun> {
+    let mut tx = store.write_tx().await?;
+    let run = load_run(&mut tx, id).await?;
+    if run.attempt != attempt {
+        return Err(StoreError::Fenced { run: id, attempt });
+    }
+    sqlx::query(
+        "UPDATE runs SET exit_code = ?, head_after = COALESCE(?, head_after), \
+         session_id = COALESCE(?, session_id), input_tokens = ?, output_tokens = ?, cost_usd = ? \
+         WHERE id = ?",
+    )
+    .bind(end.exit_code)
+    .bind(&end.head_after)
+    .bind(&end.session_id)
+    .bind(end.input_tokens)
+    .bind(end.output_tokens)
+    .bind(end.cost_usd)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let ticket = load_ticket(&mut tx, &run.ticket).await?;
+    let ended_now = run.ended_at.is_none();
+    let mut ticket_state = ticket.state;
+    if ended_now {
+        let base = json!({
+            "run": id,
+            "attempt": attempt,
+            "exit_code": end.exit_code,
+            "detail": end.detail,
+        });
+        let with = |mut data: Value, fields: Value| {
+            if let (Value::Object(d), Value::Object(f)) = (&mut data, fields) {
+                d.extend(f);
+            }
+            data
+        };
+        match (end.failure, ticket.state) {
+            (None, State::Running) => {
+                close_run(&mut tx, id, RunOutcome::Submitted, None, end.detail.as_deref(), change.at).await?;
+                let extra = with(base, json!({ "outcome": "submitted" }));
+                ticket_state = transition(&mut tx, &run.ticket, State::Review, Via::RunSubmit, extra, change, |_| {})
+                    .await?
+                    .state;
+            }
+            (failure, State::Running) => {
+                let class = failure.unwrap_or(FailureClass::AgentError);
+                close_run(&mut tx, id, RunOutcome::Failed, Some(class), end.detail.as_deref(), change.at).await?;
+                let extra = with(base, json!({ "outcome": "failed", "failure_class": class }));
+                ticket_state = match retry.after_failure(class, attempt, change.at) {
+                    AfterFailure::Retry { not_before } => {
+                        let extra = with(extra, json!({ "not_before": not_before }));
+                        transition(&mut tx, &run.ticket, State::Todo, Via::RunRequeue, extra, change, |t| {
+                            t.not_before = Some(not_before);
+                        })
+                        .await?
+                        .state
+                    }
+                    AfterFailure::Fail | AfterFailure::StayCancelled => {
+                        transition(&mut tx, &run.ticket, State::Failed, Via::RunFail, extra, change, |_| {})
+                            .await?
+                            .state
+                    }
+                };
+            }
+            (failure, _) => {
+                // The ticket left `running` without this run (an operator cancelled it): the run
+                // ends as cancelled and the ticket stays where the operator put it.
+                let class = failure.unwrap_or(FailureClass::Cancelled);
+                close_run(&mut tx, id, RunOutcome::Failed, Some(class), end.detail.as_deref(), change.at).await?;
+                let data = with(base, json!({ "outcome": "failed", "failure_class": class, "ticket_state": ticket.state }));
+                append_event(&mut tx, EventKind::RunEnded, Some(&run.ticket), change, &data).await?;
+            }
+        }
+    }
+    let run = load_run(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(EndedRun { run, ticket_state, ended_now })
+}
+
+pub(super) async fn answer(store: &SqliteStore, ticket: &TicketId, text: &str, change: &Change) -> Result<Ticket> {
+    let mut tx = store.write_tx().await?;
+    let question: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM questions WHERE ticket = ? AND answer IS NULL",
+    )
+    .bind(ticket.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(question) = question else {
+        // Distinguish "no such ticket" from "nothing to answer".
+        load_ticket(&mut tx, ticket).await?;
+        return Err(StoreError::NoQuestion(ticket.clone()));
+    };
+    sqlx::query("UPDATE questions SET answer = ?, answered_at = ?, answered_by = ? WHERE id = ?")
+        .bind(text)
+        .bind(change.at.as_millis())
+        .bind(change.actor.as_str())
+        .bind(question)
+        .execute(&mut *tx)
+        .await?;
+    let extra = json!({ "question": question });
+    let ticket = transition(&mut tx, ticket, State::Todo, Via::Answer, extra, change, |t| {
+        t.resume = true;
+        t.not_before = None;
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(ticket)
+}
+
+pub(super) async fn resume_context(store: &SqliteStore, ticket: &TicketId) -> Result<Option<ResumeContext>> {
+    let row = sqlx::query(
+        "SELECT q.text, q.answer, r.session_id FROM questions q JOIN runs r ON r.id = q.run \
+         WHERE q.ticket = ? AND q.answer IS NOT NULL ORDER BY q.id DESC LIMIT 1",
+    )
+    .bind(ticket.to_string())
+    .fetch_optional(&store.pool)
+    .await?;
+    row.map(|row| {
+        Ok(ResumeContext {
+            question: row.try_get(0)?,
+            answer: row.try_get(1)?,
+            session_id: row.try_get(2)?,
+        })
+    })
+    .transpose()
+}
