@@ -112,8 +112,11 @@ fn secs<const N: u64>() -> Duration {
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e} (e.g. \"30s\", \"10m\")")))
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: {e} (e.g. \"30s\", \"10m\")"
+        ))
+    })
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -226,18 +229,31 @@ impl Workforce {
     pub fn new(config: &Config) -> Result<Workforce, ConfigError> {
         let mut workforce = Workforce::from_parts(&config.workers, &config.policy)?;
         if config.dispatch.max_workers == 0 {
-            return Err(ConfigError::new("dispatch.max_workers", "must be at least 1"));
+            return Err(ConfigError::new(
+                "dispatch.max_workers",
+                "must be at least 1",
+            ));
         }
         if config.dispatch.max_attempts == 0 {
-            return Err(ConfigError::new("dispatch.max_attempts", "must be at least 1"));
+            return Err(ConfigError::new(
+                "dispatch.max_attempts",
+                "must be at least 1",
+            ));
         }
         for (name, pool) in &config.pools {
             if pool.max_concurrent == 0 {
-                return Err(ConfigError::new(format!("pools.{name}.max_concurrent"), "must be at least 1"));
+                return Err(ConfigError::new(
+                    format!("pools.{name}.max_concurrent"),
+                    "must be at least 1",
+                ));
             }
         }
         workforce.max_workers = config.dispatch.max_workers;
-        workforce.pool_limits = config.pools.iter().map(|(n, p)| (n.clone(), p.max_concurrent)).collect();
+        workforce.pool_limits = config
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), p.max_concurrent))
+            .collect();
         Ok(workforce)
     }
 

@@ -5,8 +5,8 @@
 use crate::config::Workforce;
 use crate::id::TicketId;
 use crate::run::ActiveCounts;
-use crate::time::Timestamp;
 use crate::ticket::{State, Ticket};
+use crate::time::Timestamp;
 use serde::Serialize;
 use std::fmt;
 
@@ -147,24 +147,40 @@ pub fn runnability(
             Some(worker) => match context.capacity {
                 Capacity::Unknown(error) => reason(
                     ReasonCode::CapacityUnknown,
-                    format!("active runs could not be counted ({error}); nothing is dispatched until they can"),
+                    format!(
+                        "active runs could not be counted ({error}); nothing is dispatched until they can"
+                    ),
                 ),
                 Capacity::Counted(counts) => {
                     let running = counts.worker(assignee.as_str());
                     if running >= worker.max_concurrent {
                         reason(
                             ReasonCode::CapacityFull,
-                            format!("worker {assignee} runs {running} of its {} at once", worker.max_concurrent),
+                            format!(
+                                "worker {assignee} runs {running} of its {} at once",
+                                worker.max_concurrent
+                            ),
                         );
-                    } else if let Some(limit) = workforce.pool_limit(&worker.pool).filter(|l| counts.pool(&worker.pool) >= *l) {
+                    } else if let Some(limit) = workforce
+                        .pool_limit(&worker.pool)
+                        .filter(|l| counts.pool(&worker.pool) >= *l)
+                    {
                         reason(
                             ReasonCode::CapacityFull,
-                            format!("pool {} runs {} of its {limit} at once", worker.pool, counts.pool(&worker.pool)),
+                            format!(
+                                "pool {} runs {} of its {limit} at once",
+                                worker.pool,
+                                counts.pool(&worker.pool)
+                            ),
                         );
                     } else if counts.total >= workforce.max_workers() {
                         reason(
                             ReasonCode::CapacityFull,
-                            format!("{} runs of at most {} are active", counts.total, workforce.max_workers()),
+                            format!(
+                                "{} runs of at most {} are active",
+                                counts.total,
+                                workforce.max_workers()
+                            ),
                         );
                     }
                 }
@@ -175,7 +191,10 @@ pub fn runnability(
     if let Some(not_before) = ticket.not_before.filter(|t| *t > context.now) {
         reason(
             ReasonCode::Backoff,
-            format!("attempt {} failed; retry not before {not_before}", ticket.attempts),
+            format!(
+                "attempt {} failed; retry not before {not_before}",
+                ticket.attempts
+            ),
         );
     }
 
@@ -260,12 +279,26 @@ mod tests {
     }
 
     fn check(ticket: Ticket, deps: &[DependencyState], expect: &[ReasonCode]) {
-        check_with(ticket, deps, Capacity::Counted(&ActiveCounts::default()), expect);
+        check_with(
+            ticket,
+            deps,
+            Capacity::Counted(&ActiveCounts::default()),
+            expect,
+        );
     }
 
-    fn check_with(ticket: Ticket, deps: &[DependencyState], capacity: Capacity<'_>, expect: &[ReasonCode]) {
+    fn check_with(
+        ticket: Ticket,
+        deps: &[DependencyState],
+        capacity: Capacity<'_>,
+        expect: &[ReasonCode],
+    ) {
         let wf = workforce();
-        let context = PolicyContext { workforce: &wf, capacity, now: Timestamp::from_millis(10_000) };
+        let context = PolicyContext {
+            workforce: &wf,
+            capacity,
+            now: Timestamp::from_millis(10_000),
+        };
         let got = runnability(&ticket, deps, context);
         assert_eq!(got.codes(), expect, "{ticket:?} {deps:?}");
         assert_eq!(got.is_runnable(), expect.is_empty());

@@ -32,7 +32,11 @@ impl Lane {
 
     /// The lane of a todo ticket with this resume flag.
     pub fn of(resume: bool) -> Lane {
-        if resume { Lane::NeedsInput } else { Lane::Normal }
+        if resume {
+            Lane::NeedsInput
+        } else {
+            Lane::Normal
+        }
     }
 }
 
@@ -48,7 +52,9 @@ impl FromStr for Lane {
         match s {
             "normal" => Ok(Lane::Normal),
             "needs-input" | "needs_input" => Ok(Lane::NeedsInput),
-            _ => Err(format!("unknown lane {s:?}: expected normal or needs-input")),
+            _ => Err(format!(
+                "unknown lane {s:?}: expected normal or needs-input"
+            )),
         }
     }
 }
@@ -224,7 +230,9 @@ impl RetryPolicy {
     pub fn backoff(&self, attempt: i64) -> Duration {
         let exponent = attempt.clamp(1, 32) as u32 - 1;
         let factor = 2u32.saturating_pow(exponent);
-        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
     }
 
     pub fn after_failure(&self, class: FailureClass, attempt: i64, now: Timestamp) -> AfterFailure {
@@ -267,21 +275,47 @@ mod tests {
         use AfterFailure::*;
         use FailureClass::*;
         let cases = [
-            (AgentError, 1, Retry { not_before: Timestamp::from_millis(2000) }),
-            (Timeout, 2, Retry { not_before: Timestamp::from_millis(3000) }),
+            (
+                AgentError,
+                1,
+                Retry {
+                    not_before: Timestamp::from_millis(2000),
+                },
+            ),
+            (
+                Timeout,
+                2,
+                Retry {
+                    not_before: Timestamp::from_millis(3000),
+                },
+            ),
             (AgentError, 3, Fail),
             (RuntimeMissing, 1, Fail),
             (Cancelled, 1, StayCancelled),
-            (Orphaned, 1, Retry { not_before: Timestamp::from_millis(2000) }),
+            (
+                Orphaned,
+                1,
+                Retry {
+                    not_before: Timestamp::from_millis(2000),
+                },
+            ),
         ];
         for (class, attempt, expect) in cases {
-            assert_eq!(policy.after_failure(class, attempt, now), expect, "{class} #{attempt}");
+            assert_eq!(
+                policy.after_failure(class, attempt, now),
+                expect,
+                "{class} #{attempt}"
+            );
         }
     }
 
     #[test]
     fn failure_classes_round_trip() {
-        for class in [FailureClass::AgentError, FailureClass::RateLimited, FailureClass::Orphaned] {
+        for class in [
+            FailureClass::AgentError,
+            FailureClass::RateLimited,
+            FailureClass::Orphaned,
+        ] {
             assert_eq!(class.as_str().parse::<FailureClass>().unwrap(), class);
         }
     }

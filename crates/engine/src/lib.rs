@@ -1,1 +1,30 @@
-//! Engines (being written).
+//! Mission Control's engines, written against `mission-core` and the `Store` trait.
+//!
+//! - `dispatcher` — one pass of one lane: count capacity (failing closed), record changed
+//!   decisions, claim runnable tickets.
+//! - `runner` — supervises one run: workspace, process group, log, heartbeat, stall and timeout,
+//!   termination, classification, the run's end.
+//! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
+//! - `server` — the loop that ties them together, woken by events.
+
+pub mod clock;
+pub mod dispatcher;
+pub mod process;
+pub mod recovery;
+pub mod runner;
+pub mod server;
+pub mod settings;
+pub mod token;
+pub mod wake;
+pub mod workspace;
+
+pub use clock::{Clock, SystemClock};
+pub use dispatcher::{Dispatcher, PassReport};
+pub use runner::{RunReport, Runner};
+pub use settings::Settings;
+
+/// Sets up fault injection from the `FAILPOINTS` environment variable (a no-op unless built with
+/// the `failpoints` feature). Keep the guard alive for the life of the process.
+pub fn failpoints_from_env() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
+}

@@ -219,7 +219,7 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
         .unwrap();
     let instance_config = std::fs::read_to_string(instance.join("mission.toml")).unwrap();
     let config: mission_core::config::Config = toml::from_str(&instance_config).unwrap();
-    let workforce = mission_core::Workforce::new(&config.workers, &config.policy).unwrap();
+    let workforce = mission_core::Workforce::new(&config).unwrap();
 
     let mut baseline = Vec::new();
     for n in 0..2000 {

@@ -35,6 +35,45 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the event log as JSON Lines.
     Events(EventsArgs),
+    /// Run the dispatcher and the runners in the foreground until SIGTERM or ctrl-c.
+    Serve(ServeArgs),
+    /// One dispatch pass, the server's own, then supervise the runs it claimed to their end.
+    Dispatch(DispatchArgs),
+    /// Inside a run: talk back to Mission Control (the run token comes from the environment).
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {}
+
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    /// Exactly one pass (the only mode; the server runs the loop).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// One lane only: normal or needs-input (default: needs-input, then normal, as the server).
+    #[arg(long)]
+    pub lane: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Ask a question: the ticket waits in needs_input, the worker's slot is released.
+    Ask(RunTextArgs),
+    /// Report progress (also keeps the run from being judged stalled).
+    Progress(RunTextArgs),
+    /// Submit the work for review.
+    Submit(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct RunTextArgs {
+    pub text: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +106,16 @@ pub enum TicketCommand {
     Move(TicketMoveArgs),
     /// Change a ticket's fields.
     Edit(TicketEditArgs),
+    /// Answer a ticket's open question; it is requeued to resume the same agent session.
+    Answer(TicketAnswerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TicketAnswerArgs {
+    pub id: String,
+    pub text: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

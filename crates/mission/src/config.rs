@@ -14,13 +14,20 @@ const RESERVED_ENV: &[&str] = &[
     "MISSION_CONFIG",
     "MISSION_LOG",
     "MISSION_RUN_TOKEN",
+    "MISSION_RUN",
     "MISSION_TICKET",
+    "MISSION_TICKET_FILE",
     "MISSION_ATTEMPT",
+    "MISSION_RUN_DIR",
 ];
 
 /// A loaded, checked instance configuration with its paths resolved.
 #[derive(Debug)]
 pub struct Instance {
+    /// The config file.
+    pub config_file: PathBuf,
+    /// Its folder; relative paths in the configuration start here.
+    pub dir: PathBuf,
     pub config: Config,
     pub workforce: Workforce,
     /// Where the store file, logs and workspaces live.
@@ -102,16 +109,22 @@ pub fn load_from(
         config
     };
 
-    let workforce =
-        Workforce::new(&config.workers, &config.policy).map_err(|e| located(&e.key, &e.problem))?;
+    let workforce = Workforce::new(&config).map_err(|e| located(&e.key, &e.problem))?;
     let dir = config_file
         .parent()
         .map(Path::to_owned)
+        .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    // Relative paths in the configuration are relative to the config file's folder.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let data_dir = dir.join(&config.instance.data_dir);
     let store_path = store_path(&config, &data_dir).map_err(|p| located("store.url", &p))?;
+    let config_file = match config_file.file_name() {
+        Some(name) => dir.join(name),
+        None => config_file.to_owned(),
+    };
     Ok(Instance {
+        config_file,
+        dir,
         config,
         workforce,
         data_dir,

@@ -7,8 +7,8 @@ use mission_store::StoreError;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-/// Failure exit codes; success (0) and a negative answer (1) are returned by the commands.
 pub enum ExitCode {
+    Negative = 1,
     Usage = 2,
     Internal = 3,
 }
@@ -22,6 +22,11 @@ pub struct CliError {
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
         CliError::new(ExitCode::Usage, message)
+    }
+
+    /// The command's answer is negative (a refusal), not an error in the input.
+    pub fn negative(message: impl Into<String>) -> Self {
+        CliError::new(ExitCode::Negative, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

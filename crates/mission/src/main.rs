@@ -16,7 +16,13 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    init_tracing();
+    // The server reports what it does; one-shot commands speak only of problems.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
+    let _failpoints = mission_engine::failpoints_from_env();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,9 +63,9 @@ fn report(err: CliError) -> std::process::ExitCode {
     std::process::ExitCode::from(err.code as u8)
 }
 
-fn init_tracing() {
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MISSION_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -75,5 +81,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Ticket(command) => commands::ticket::run(config, command).await,
         Command::Explain(args) => commands::explain::run(config, args).await,
         Command::Events(args) => commands::events::run(config, args).await,
+        Command::Serve(args) => commands::serve::run(config, args).await,
+        Command::Dispatch(args) => commands::dispatch::run(config, args).await,
+        Command::Run(command) => commands::run::run(config, command).await,
     }
 }

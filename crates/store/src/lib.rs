@@ -177,8 +177,13 @@ pub trait Store: Send + Sync {
     async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()>;
 
     /// Renews the lease. Fenced: refused once the run ended or is not the current attempt.
-    async fn heartbeat(&self, run: i64, attempt: i64, now: Timestamp, lease: Duration)
-    -> Result<Heartbeat>;
+    async fn heartbeat(
+        &self,
+        run: i64,
+        attempt: i64,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Heartbeat>;
 
     /// Records the agent session id as soon as the runtime reports it. Fenced.
     async fn run_session(&self, run: i64, attempt: i64, session_id: &str) -> Result<()>;
@@ -189,8 +194,13 @@ pub trait Store: Send + Sync {
 
     /// The run asks a question: the ticket moves to needs_input, the run ends (its slot and lease
     /// are released), the question is stored. Fenced.
-    async fn run_ask(&self, run: i64, attempt: i64, question: &str, change: &Change)
-    -> Result<Ticket>;
+    async fn run_ask(
+        &self,
+        run: i64,
+        attempt: i64,
+        question: &str,
+        change: &Change,
+    ) -> Result<Ticket>;
 
     /// The run submits its work: the ticket moves to review and the run ends. Fenced.
     async fn run_submit(&self, run: i64, attempt: i64, change: &Change) -> Result<Ticket>;

@@ -70,6 +70,8 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
             .await?
             .is_empty();
         if empty {
+            let repo = dir.join("repo");
+            note(&repo, make_demo_repo(&repo)?);
             demo_tickets = add_demo_tickets(&instance, &store).await?;
         }
     }
@@ -120,6 +122,45 @@ fn write_new(path: &Path, content: &str, executable: bool) -> Result<bool, CliEr
     Ok(true)
 }
 
+/// A small git repository for the demo tickets to work in.
+fn make_demo_repo(repo: &Path) -> Result<bool, CliError> {
+    if repo.join(".git").exists() {
+        return Ok(false);
+    }
+    make_dir(repo)?;
+    std::fs::write(
+        repo.join("README.md"),
+        "# Demo repository\n\nWorkers commit their notes here.\n",
+    )?;
+    let git = |args: &[&str]| -> Result<(), CliError> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args([
+                "-c",
+                "user.name=Mission Control",
+                "-c",
+                "user.email=mission@localhost",
+            ])
+            .args(args)
+            .output()
+            .map_err(|e| CliError::internal(format!("git: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(CliError::internal(format!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    git(&["init", "-q", "-b", "main"])?;
+    git(&["add", "README.md"])?;
+    git(&["commit", "-q", "-m", "Initial commit"])?;
+    Ok(true)
+}
+
 fn make_dir(path: &Path) -> Result<bool, CliError> {
     if path.is_dir() {
         return Ok(false);
@@ -144,6 +185,7 @@ async fn add_demo_tickets(
             owner: owner.map(str::to_owned),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             evidence_policy: Some("commit".to_owned()),
+            repo: Some("repo".to_owned()),
             ..TicketDraft::default()
         };
     let first = draft("Write the release notes", Some("luci"), None, &["docs"]).validate()?;

@@ -1,18 +1,23 @@
 //! One module per command. Each parses its arguments into core types, calls the store and the
 //! core, and prints; none holds domain rules of its own.
 
+pub mod dispatch;
 pub mod events;
 pub mod explain;
 pub mod init;
 pub mod migrate;
+pub mod run;
+pub mod serve;
 pub mod ticket;
 
 use crate::config::{self, Instance};
 use crate::exit::CliError;
 use mission_core::{Actor, TicketId, Timestamp};
+use mission_engine::{Clock, Settings, SystemClock};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Loads the configuration and opens the store, applying pending migrations.
 pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
@@ -52,7 +57,70 @@ fn store_error(instance: &Instance, err: StoreError) -> CliError {
 
 /// A change made from the command line, now.
 pub fn cli_change() -> Change {
-    Change::new(Actor::cli(), Timestamp::now())
+    cli_change_by(Actor::cli())
+}
+
+pub fn cli_change_by(actor: Actor) -> Change {
+    Change::new(actor, Timestamp::now())
+}
+
+/// Opens the store for the server: more connections, same checks.
+pub async fn open_for_server(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+    let instance = config::load(config)?;
+    let options = SqliteOptions {
+        create: false,
+        max_connections: 8,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&instance.store_path, options)
+        .await
+        .map_err(|e| store_error(&instance, e))?;
+    migrate_store(&instance, &store).await?;
+    Ok((instance, store))
+}
+
+/// The engines' resolved settings: the same for the server, a scheduled task and the CLI.
+pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
+    let dispatch = instance.config.dispatch.clone();
+    let node = dispatch.node.clone().unwrap_or_else(host_name);
+    let mission_bin = std::env::current_exe()
+        .map_err(|e| CliError::internal(format!("cannot find the mission binary: {e}")))?;
+    Ok(Settings {
+        workforce: instance.workforce.clone(),
+        dispatch,
+        instance_dir: instance.dir.clone(),
+        config_file: instance.config_file.clone(),
+        runs_dir: instance.data_dir.join("runs"),
+        workspaces_dir: instance.data_dir.join("workspaces"),
+        node,
+        mission_bin,
+        wake_socket: wake_socket(instance),
+    })
+}
+
+pub type Engine = (Arc<dyn Store>, Arc<Settings>, Arc<dyn Clock>);
+
+/// The store, settings and clock the engines run with.
+pub fn engine(instance: &Instance, store: SqliteStore) -> Result<Engine, CliError> {
+    let store: Arc<dyn Store> = Arc::new(store);
+    Ok((store, Arc::new(settings(instance)?), Arc::new(SystemClock)))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn wake_socket(instance: &Instance) -> PathBuf {
+    instance.data_dir.join("wake.sock")
+}
+
+/// Tells a running server of this instance that something changed (best effort).
+pub fn poke(instance: &Instance) {
+    mission_engine::wake::poke(&wake_socket(instance));
 }
 
 pub fn ticket_id(instance: &Instance, text: &str) -> Result<TicketId, CliError> {

@@ -1,6 +1,6 @@
 //! `mission ticket add | list | show | move | edit`.
 
-use super::{cli_change, open, ticket_id};
+use super::{cli_change, open, poke, ticket_id};
 use crate::cli::{BodyArgs, TicketCommand};
 use crate::config::Instance;
 use crate::exit::CliError;
@@ -112,6 +112,7 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 reason: args.reason,
             };
             let ticket = store.move_ticket(&id, &request, &cli_change()).await?;
+            poke(&instance);
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::Edit(args) => {
@@ -161,6 +162,14 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 ));
             }
             let ticket = store.edit_ticket(&id, &patch, &cli_change()).await?;
+            poke(&instance);
+            print_ticket(&ticket, args.json)?;
+        }
+        TicketCommand::Answer(args) => {
+            let (instance, store) = open(config).await?;
+            let id = ticket_id(&instance, &args.id)?;
+            let ticket = store.answer(&id, &args.text, &cli_change()).await?;
+            poke(&instance);
             print_ticket(&ticket, args.json)?;
         }
     }

@@ -7,8 +7,9 @@ mod runs;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{
-    Change, ClaimOutcome, ClaimRequest, EndedRun, EventQuery, Heartbeat, Move, ResumeContext,
-    Result, RunEnd, RunStart, Store, StoreError, TicketFilter, TicketSummary, created_event_data,
+    Change, ClaimOutcome, ClaimRequest, EndedRun, EventQuery, Heartbeat, Move, Result,
+    ResumeContext, RunEnd, RunStart, Store, StoreError, TicketFilter, TicketSummary,
+    created_event_data,
 };
 use async_trait::async_trait;
 use mission_core::deps::find_cycle;
@@ -439,7 +440,8 @@ impl Store for SqliteStore {
     async fn move_ticket(&self, id: &TicketId, request: &Move, change: &Change) -> Result<Ticket> {
         let mut tx = self.write_tx().await?;
         let extra = serde_json::json!({ "reason": request.reason });
-        let ticket = transition(&mut tx, id, request.to, request.via, extra, change, |_| {}).await?;
+        let ticket =
+            transition(&mut tx, id, request.to, request.via, extra, change, |_| {}).await?;
         tx.commit().await?;
         Ok(ticket)
     }

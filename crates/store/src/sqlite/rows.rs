@@ -84,7 +84,9 @@ pub(crate) fn decode_run(row: &SqliteRow) -> Result<Run> {
         head_before: row.try_get("head_before")?,
         head_after: row.try_get("head_after")?,
         log_path: row.try_get("log_path")?,
-        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Timestamp::from_millis),
+        ended_at: row
+            .try_get::<Option<i64>, _>("ended_at")?
+            .map(Timestamp::from_millis),
         outcome: row
             .try_get::<Option<String>, _>("outcome")?
             .map(|o| o.parse().map_err(|_| parsed("run outcome", o.clone())))

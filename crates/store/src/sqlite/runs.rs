@@ -3,14 +3,14 @@
 use super::rows::{RUN_COLUMNS, decode_run, ticket_id};
 use super::{SqliteStore, append_event, load_ticket, transition};
 use crate::{
-    Change, ClaimOutcome, ClaimRefusal, ClaimRequest, EndedRun, Heartbeat, ResumeContext, Result,
+    Change, ClaimOutcome, ClaimRefusal, ClaimRequest, EndedRun, Heartbeat, Result, ResumeContext,
     RunEnd, RunStart, StoreError,
 };
 use mission_core::run::AfterFailure;
 use mission_core::transition::Via;
 use mission_core::{
-    ActiveCounts, EventKind, FailureClass, Lane, Name, RetryPolicy, Run, RunOutcome, State,
-    Ticket, TicketId, Timestamp,
+    ActiveCounts, EventKind, FailureClass, Lane, Name, RetryPolicy, Run, RunOutcome, State, Ticket,
+    TicketId, Timestamp,
 };
 use serde_json::{Value, json};
 use sqlx::{Row, Sqlite, SqliteConnection};
@@ -64,10 +64,7 @@ pub(super) async fn dispatch_candidates(
          WHERE d.ticket = t.id AND u.state <> 'done') ORDER BY priority DESC, number LIMIT ",
     );
     query.push_bind(i64::from(limit));
-    let ids: Vec<String> = query
-        .build_query_scalar()
-        .fetch_all(&store.pool)
-        .await?;
+    let ids: Vec<String> = query.build_query_scalar().fetch_all(&store.pool).await?;
     ids.iter().map(|id| ticket_id(id)).collect()
 }
 
@@ -183,7 +180,14 @@ pub(super) async fn record_decision(
     .await?;
     let mut data = decision.clone();
     data["lane"] = json!(lane);
-    append_event(&mut tx, EventKind::DispatchDecision, Some(ticket), change, &data).await?;
+    append_event(
+        &mut tx,
+        EventKind::DispatchDecision,
+        Some(ticket),
+        change,
+        &data,
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -223,11 +227,17 @@ pub(super) async fn claim(
     .fetch_one(&mut *tx)
     .await?;
     let full = if of_worker >= i64::from(request.worker_max) {
-        Some(format!("worker {} runs {of_worker} of its {}", request.worker, request.worker_max))
+        Some(format!(
+            "worker {} runs {of_worker} of its {}",
+            request.worker, request.worker_max
+        ))
     } else if let Some(max) = request.pool_max.filter(|m| of_pool >= i64::from(*m)) {
         Some(format!("pool {} runs {of_pool} of its {max}", request.pool))
     } else if total >= i64::from(request.global_max) {
-        Some(format!("{total} runs of at most {} are active", request.global_max))
+        Some(format!(
+            "{total} runs of at most {} are active",
+            request.global_max
+        ))
     } else {
         None
     };
@@ -254,11 +264,19 @@ pub(super) async fn claim(
     .fetch_one(&mut *tx)
     .await?;
     let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.worker, "lane": request.lane });
-    transition(&mut tx, &request.ticket, State::Running, Via::Claim, extra, change, |t| {
-        t.attempts = attempt;
-        t.resume = false;
-        t.not_before = None;
-    })
+    transition(
+        &mut tx,
+        &request.ticket,
+        State::Running,
+        Via::Claim,
+        extra,
+        change,
+        |t| {
+            t.attempts = attempt;
+            t.resume = false;
+            t.not_before = None;
+        },
+    )
     .await?;
     // A claimed ticket's old decisions no longer describe it; when it waits again, the new
     // decision is recorded afresh.
@@ -296,7 +314,11 @@ pub(super) async fn run(store: &SqliteStore, id: i64) -> Result<Run> {
     load_run(&mut conn, id).await
 }
 
-async fn runs_where(store: &SqliteStore, condition: &str, bind: Option<String>) -> Result<Vec<Run>> {
+async fn runs_where(
+    store: &SqliteStore,
+    condition: &str,
+    bind: Option<String>,
+) -> Result<Vec<Run>> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE {condition} ORDER BY id");
     let mut query = sqlx::query(&sql);
     if let Some(value) = bind {
@@ -307,7 +329,11 @@ async fn runs_where(store: &SqliteStore, condition: &str, bind: Option<String>) 
 }
 
 pub(super) async fn run_for_token(store: &SqliteStore, token_hash: &str) -> Result<Option<Run>> {
-    Ok(runs_where(store, "token_hash = ?", Some(token_hash.to_owned())).await?.pop())
+    Ok(
+        runs_where(store, "token_hash = ?", Some(token_hash.to_owned()))
+            .await?
+            .pop(),
+    )
 }
 
 pub(super) async fn runs_of(store: &SqliteStore, ticket: &TicketId) -> Result<Vec<Run>> {
@@ -318,17 +344,24 @@ pub(super) async fn active_runs(store: &SqliteStore) -> Result<Vec<Run>> {
     runs_where(store, "ended_at IS NULL", None).await
 }
 
-pub(super) async fn run_started(store: &SqliteStore, id: i64, attempt: i64, start: &RunStart) -> Result<()> {
+pub(super) async fn run_started(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    start: &RunStart,
+) -> Result<()> {
     let mut tx = store.write_tx().await?;
     fenced_run(&mut tx, id, attempt).await?;
-    sqlx::query("UPDATE runs SET pid = ?, workspace = ?, head_before = ?, log_path = ? WHERE id = ?")
-        .bind(start.pid)
-        .bind(&start.workspace)
-        .bind(&start.head_before)
-        .bind(&start.log_path)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE runs SET pid = ?, workspace = ?, head_before = ?, log_path = ? WHERE id = ?",
+    )
+    .bind(start.pid)
+    .bind(&start.workspace)
+    .bind(&start.head_before)
+    .bind(&start.log_path)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -359,7 +392,12 @@ pub(super) async fn heartbeat(
     })
 }
 
-pub(super) async fn run_session(store: &SqliteStore, id: i64, attempt: i64, session: &str) -> Result<()> {
+pub(super) async fn run_session(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    session: &str,
+) -> Result<()> {
     let mut tx = store.write_tx().await?;
     fenced_run(&mut tx, id, attempt).await?;
     sqlx::query("UPDATE runs SET session_id = ? WHERE id = ?")
@@ -386,7 +424,14 @@ pub(super) async fn run_progress(
         .execute(&mut *tx)
         .await?;
     let data = json!({ "run": id, "attempt": attempt, "text": text });
-    append_event(&mut tx, EventKind::RunProgress, Some(&run.ticket), change, &data).await?;
+    append_event(
+        &mut tx,
+        EventKind::RunProgress,
+        Some(&run.ticket),
+        change,
+        &data,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -432,18 +477,42 @@ pub(super) async fn run_ask(
     .bind(change.at.as_millis())
     .fetch_one(&mut *tx)
     .await?;
-    let extra = json!({ "run": id, "attempt": attempt, "outcome": "asked", "question": question_id });
-    let ticket = transition(&mut tx, &run.ticket, State::NeedsInput, Via::RunAsk, extra, change, |_| {}).await?;
+    let extra =
+        json!({ "run": id, "attempt": attempt, "outcome": "asked", "question": question_id });
+    let ticket = transition(
+        &mut tx,
+        &run.ticket,
+        State::NeedsInput,
+        Via::RunAsk,
+        extra,
+        change,
+        |_| {},
+    )
+    .await?;
     tx.commit().await?;
     Ok(ticket)
 }
 
-pub(super) async fn run_submit(store: &SqliteStore, id: i64, attempt: i64, change: &Change) -> Result<Ticket> {
+pub(super) async fn run_submit(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    change: &Change,
+) -> Result<Ticket> {
     let mut tx = store.write_tx().await?;
     let (run, _) = fenced_run(&mut tx, id, attempt).await?;
     close_run(&mut tx, id, RunOutcome::Submitted, None, None, change.at).await?;
     let extra = json!({ "run": id, "attempt": attempt, "outcome": "submitted" });
-    let ticket = transition(&mut tx, &run.ticket, State::Review, Via::RunSubmit, extra, change, |_| {}).await?;
+    let ticket = transition(
+        &mut tx,
+        &run.ticket,
+        State::Review,
+        Via::RunSubmit,
+        extra,
+        change,
+        |_| {},
+    )
+    .await?;
     tx.commit().await?;
     Ok(ticket)
 }
@@ -493,29 +562,69 @@ pub(super) async fn end_run(
         };
         match (end.failure, ticket.state) {
             (None, State::Running) => {
-                close_run(&mut tx, id, RunOutcome::Submitted, None, end.detail.as_deref(), change.at).await?;
+                close_run(
+                    &mut tx,
+                    id,
+                    RunOutcome::Submitted,
+                    None,
+                    end.detail.as_deref(),
+                    change.at,
+                )
+                .await?;
                 let extra = with(base, json!({ "outcome": "submitted" }));
-                ticket_state = transition(&mut tx, &run.ticket, State::Review, Via::RunSubmit, extra, change, |_| {})
-                    .await?
-                    .state;
+                ticket_state = transition(
+                    &mut tx,
+                    &run.ticket,
+                    State::Review,
+                    Via::RunSubmit,
+                    extra,
+                    change,
+                    |_| {},
+                )
+                .await?
+                .state;
             }
             (failure, State::Running) => {
                 let class = failure.unwrap_or(FailureClass::AgentError);
-                close_run(&mut tx, id, RunOutcome::Failed, Some(class), end.detail.as_deref(), change.at).await?;
+                close_run(
+                    &mut tx,
+                    id,
+                    RunOutcome::Failed,
+                    Some(class),
+                    end.detail.as_deref(),
+                    change.at,
+                )
+                .await?;
                 let extra = with(base, json!({ "outcome": "failed", "failure_class": class }));
                 ticket_state = match retry.after_failure(class, attempt, change.at) {
                     AfterFailure::Retry { not_before } => {
                         let extra = with(extra, json!({ "not_before": not_before }));
-                        transition(&mut tx, &run.ticket, State::Todo, Via::RunRequeue, extra, change, |t| {
-                            t.not_before = Some(not_before);
-                        })
+                        transition(
+                            &mut tx,
+                            &run.ticket,
+                            State::Todo,
+                            Via::RunRequeue,
+                            extra,
+                            change,
+                            |t| {
+                                t.not_before = Some(not_before);
+                            },
+                        )
                         .await?
                         .state
                     }
                     AfterFailure::Fail | AfterFailure::StayCancelled => {
-                        transition(&mut tx, &run.ticket, State::Failed, Via::RunFail, extra, change, |_| {})
-                            .await?
-                            .state
+                        transition(
+                            &mut tx,
+                            &run.ticket,
+                            State::Failed,
+                            Via::RunFail,
+                            extra,
+                            change,
+                            |_| {},
+                        )
+                        .await?
+                        .state
                     }
                 };
             }
@@ -523,25 +632,51 @@ pub(super) async fn end_run(
                 // The ticket left `running` without this run (an operator cancelled it): the run
                 // ends as cancelled and the ticket stays where the operator put it.
                 let class = failure.unwrap_or(FailureClass::Cancelled);
-                close_run(&mut tx, id, RunOutcome::Failed, Some(class), end.detail.as_deref(), change.at).await?;
-                let data = with(base, json!({ "outcome": "failed", "failure_class": class, "ticket_state": ticket.state }));
-                append_event(&mut tx, EventKind::RunEnded, Some(&run.ticket), change, &data).await?;
+                close_run(
+                    &mut tx,
+                    id,
+                    RunOutcome::Failed,
+                    Some(class),
+                    end.detail.as_deref(),
+                    change.at,
+                )
+                .await?;
+                let data = with(
+                    base,
+                    json!({ "outcome": "failed", "failure_class": class, "ticket_state": ticket.state }),
+                );
+                append_event(
+                    &mut tx,
+                    EventKind::RunEnded,
+                    Some(&run.ticket),
+                    change,
+                    &data,
+                )
+                .await?;
             }
         }
     }
     let run = load_run(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(EndedRun { run, ticket_state, ended_now })
+    Ok(EndedRun {
+        run,
+        ticket_state,
+        ended_now,
+    })
 }
 
-pub(super) async fn answer(store: &SqliteStore, ticket: &TicketId, text: &str, change: &Change) -> Result<Ticket> {
+pub(super) async fn answer(
+    store: &SqliteStore,
+    ticket: &TicketId,
+    text: &str,
+    change: &Change,
+) -> Result<Ticket> {
     let mut tx = store.write_tx().await?;
-    let question: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM questions WHERE ticket = ? AND answer IS NULL",
-    )
-    .bind(ticket.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let question: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM questions WHERE ticket = ? AND answer IS NULL")
+            .bind(ticket.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(question) = question else {
         // Distinguish "no such ticket" from "nothing to answer".
         load_ticket(&mut tx, ticket).await?;
@@ -555,16 +690,27 @@ pub(super) async fn answer(store: &SqliteStore, ticket: &TicketId, text: &str, c
         .execute(&mut *tx)
         .await?;
     let extra = json!({ "question": question });
-    let ticket = transition(&mut tx, ticket, State::Todo, Via::Answer, extra, change, |t| {
-        t.resume = true;
-        t.not_before = None;
-    })
+    let ticket = transition(
+        &mut tx,
+        ticket,
+        State::Todo,
+        Via::Answer,
+        extra,
+        change,
+        |t| {
+            t.resume = true;
+            t.not_before = None;
+        },
+    )
     .await?;
     tx.commit().await?;
     Ok(ticket)
 }
 
-pub(super) async fn resume_context(store: &SqliteStore, ticket: &TicketId) -> Result<Option<ResumeContext>> {
+pub(super) async fn resume_context(
+    store: &SqliteStore,
+    ticket: &TicketId,
+) -> Result<Option<ResumeContext>> {
     let row = sqlx::query(
         "SELECT q.text, q.answer, r.session_id FROM questions q JOIN runs r ON r.id = q.run \
          WHERE q.ticket = ? AND q.answer IS NOT NULL ORDER BY q.id DESC LIMIT 1",

@@ -1,0 +1,292 @@
+//! The dispatcher: ONE implementation, run the same way by the server loop, a scheduled task and
+//! `mission dispatch --once`.
+//!
+//! A pass over one lane:
+//! 1. counts active runs — and if counting fails, dispatches nothing and records
+//!    `capacity_unknown` (never "0 active, so full capacity");
+//! 2. records the decision about each todo ticket of the lane that changed since the last pass
+//!    and is not runnable — once per distinct decision, never once per pass;
+//! 3. asks the store for the best candidates (todo, this lane, an enabled worker with a free
+//!    slot, out of backoff, dependencies done) and asks the policy about each;
+//! 4. claims each runnable one with a compare-and-set that re-counts capacity in the same
+//!    transaction. A refused claim is a typed reason, not a log line.
+
+use crate::clock::Clock;
+use crate::settings::Settings;
+use crate::token;
+use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
+use mission_core::{ActiveCounts, Actor, Lane, Name, Run, State, TicketId};
+use mission_store::{Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Tickets examined for changed decisions per pass.
+const TOUCHED_PER_PASS: u32 = 500;
+/// Most claims in one pass.
+const CLAIMS_PER_PASS: u32 = 64;
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassReport {
+    pub lane: Option<Lane>,
+    /// Runs claimed, with their tokens (handed to the runner; never serialized).
+    #[serde(skip)]
+    pub claimed: Vec<(Run, String)>,
+    pub claimed_tickets: Vec<TicketId>,
+    pub refused: Vec<Refused>,
+    /// Decisions written because they changed.
+    pub decisions_recorded: u32,
+    /// `None` when capacity was counted; the error when it could not be.
+    pub capacity_unknown: Option<String>,
+    pub candidates: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Refused {
+    pub ticket: TicketId,
+    #[serde(flatten)]
+    pub refusal: ClaimRefusal,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The name of the dispatcher-wide fact "could active runs be counted at the last pass".
+pub const CAPACITY_FACT: &str = "capacity";
+
+/// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
+/// fail in tests.
+pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, String> {
+    fail::fail_point!("capacity-count", |arg| Err(
+        arg.unwrap_or_else(|| "injected failure".to_owned())
+    ));
+    store.active_counts().await.map_err(|e| e.to_string())
+}
+
+/// Capacity as `explain` and the dispatcher see it: counted now, and not marked unknown by the
+/// dispatcher's last pass.
+pub async fn capacity_view(store: &dyn Store) -> Result<ActiveCounts, String> {
+    let counts = count_active(store).await?;
+    match store.dispatcher_value(CAPACITY_FACT).await {
+        Ok(Some(value)) if value == "unknown" => {
+            Err("the dispatcher's last pass could not count active runs".to_owned())
+        }
+        Ok(_) => Ok(counts),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn actor() -> Actor {
+    Actor::new("dispatcher")
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
+        Dispatcher {
+            store,
+            settings,
+            clock,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn change(&self) -> Change {
+        Change::new(actor(), self.clock.now())
+    }
+
+    /// One pass of `lane`.
+    pub async fn dispatch_once(&self, lane: Lane) -> Result<PassReport, StoreError> {
+        let mut report = PassReport {
+            lane: Some(lane),
+            ..PassReport::default()
+        };
+        let counts = match count_active(self.store.as_ref()).await {
+            Ok(counts) => {
+                self.store
+                    .set_dispatcher_value(
+                        CAPACITY_FACT,
+                        "counted",
+                        Some(("dispatch.capacity_counted", serde_json::json!({}))),
+                        &self.change(),
+                    )
+                    .await?;
+                counts
+            }
+            Err(error) => {
+                tracing::error!(%error, "active runs could not be counted; dispatching nothing");
+                self.store
+                    .set_dispatcher_value(
+                        CAPACITY_FACT,
+                        "unknown",
+                        Some((
+                            "dispatch.capacity_unknown",
+                            serde_json::json!({ "error": error }),
+                        )),
+                        &self.change(),
+                    )
+                    .await?;
+                report.capacity_unknown = Some(error);
+                return Ok(report);
+            }
+        };
+        self.record_changed_decisions(lane, &counts, &mut report)
+            .await?;
+        self.claim_candidates(lane, counts, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Step 2: decisions about tickets that changed since the last pass.
+    async fn record_changed_decisions(
+        &self,
+        lane: Lane,
+        counts: &ActiveCounts,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let cursor_name = format!("decision_cursor:{lane}");
+        let cursor: i64 = self
+            .store
+            .dispatcher_value(&cursor_name)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (touched, last) = self.store.touched_tickets(cursor, TOUCHED_PER_PASS).await?;
+        for id in touched {
+            let (ticket, deps) = match self.store.ticket_with_dependencies(&id).await {
+                Ok(found) => found,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(err) => return Err(err),
+            };
+            if ticket.state != State::Todo || Lane::of(ticket.resume) != lane {
+                continue;
+            }
+            let verdict = runnability(&ticket, &deps, self.context(counts));
+            if !verdict.is_runnable() && self.record(&id, lane, verdict.reasons()).await? {
+                report.decisions_recorded += 1;
+            }
+        }
+        if last > cursor {
+            self.store
+                .set_dispatcher_value(&cursor_name, &last.to_string(), None, &self.change())
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn context<'a>(&'a self, counts: &'a ActiveCounts) -> PolicyContext<'a> {
+        PolicyContext {
+            workforce: &self.settings.workforce,
+            capacity: Capacity::Counted(counts),
+            now: self.clock.now(),
+        }
+    }
+
+    async fn record(
+        &self,
+        id: &TicketId,
+        lane: Lane,
+        reasons: &[Reason],
+    ) -> Result<bool, StoreError> {
+        let fingerprint: Vec<&str> = reasons.iter().map(|r| r.code.as_str()).collect();
+        let decision = serde_json::json!({ "runnable": false, "reasons": reasons });
+        self.store
+            .record_decision(id, lane, &fingerprint.join(","), &decision, &self.change())
+            .await
+    }
+
+    /// Workers with a free slot (their own, their pool's and the global one).
+    fn free_workers(&self, counts: &ActiveCounts) -> Vec<Name> {
+        let workforce = &self.settings.workforce;
+        if counts.total >= workforce.max_workers() {
+            return Vec::new();
+        }
+        workforce
+            .workers()
+            .filter(|(name, worker)| {
+                worker.enabled
+                    && counts.worker(name.as_str()) < worker.max_concurrent
+                    && workforce
+                        .pool_limit(&worker.pool)
+                        .is_none_or(|limit| counts.pool(&worker.pool) < limit)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Steps 3 and 4.
+    async fn claim_candidates(
+        &self,
+        lane: Lane,
+        mut counts: ActiveCounts,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let workforce = &self.settings.workforce;
+        let free = self.free_workers(&counts);
+        let slots = workforce
+            .max_workers()
+            .saturating_sub(counts.total)
+            .min(CLAIMS_PER_PASS);
+        let candidates = self
+            .store
+            .dispatch_candidates(lane, &free, self.clock.now(), slots)
+            .await?;
+        report.candidates = candidates.len() as u32;
+        for id in candidates {
+            let (ticket, deps) = match self.store.ticket_with_dependencies(&id).await {
+                Ok(found) => found,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(err) => return Err(err),
+            };
+            let verdict = runnability(&ticket, &deps, self.context(&counts));
+            if !verdict.is_runnable() {
+                if self.record(&id, lane, verdict.reasons()).await? {
+                    report.decisions_recorded += 1;
+                }
+                continue;
+            }
+            let Some(worker_name) = ticket.assignee.clone() else {
+                continue;
+            };
+            let Some(worker) = workforce.worker(&worker_name) else {
+                continue;
+            };
+            let token =
+                token::generate().map_err(|e| StoreError::Backend(format!("run token: {e}")))?;
+            let request = ClaimRequest {
+                ticket: id.clone(),
+                lane,
+                expected_version: ticket.version,
+                worker: worker_name.clone(),
+                pool: worker.pool.clone(),
+                worker_max: worker.max_concurrent,
+                pool_max: workforce.pool_limit(&worker.pool),
+                global_max: workforce.max_workers(),
+                node: crate::recovery::supervisor_id(&self.settings),
+                token_hash: token::hash(&token),
+                lease: self.settings.dispatch.lease,
+            };
+            match self.store.claim(&request, &self.change()).await? {
+                ClaimOutcome::Claimed(run) => {
+                    counts.add(worker_name.as_str(), &worker.pool);
+                    tracing::info!(ticket.id = %id, run.id = run.id, attempt = run.attempt, worker = %worker_name, %lane, "claimed");
+                    report.claimed_tickets.push(id);
+                    report.claimed.push((*run, token));
+                }
+                ClaimOutcome::Refused(refusal) => {
+                    tracing::debug!(ticket.id = %id, ?refusal, "claim refused");
+                    report.refused.push(Refused {
+                        ticket: id,
+                        refusal,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

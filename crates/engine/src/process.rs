@@ -1,0 +1,62 @@
+//! Process groups. Every run is the leader of its own group, so that everything it starts can
+//! be signalled together and nothing outlives it.
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::time::Duration;
+
+/// Sends `signal` to the group; false when no process of the group is left.
+pub fn signal_group(pgid: i64, signal: Signal) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        // Never signal "every process" or init's group by accident.
+        return false;
+    }
+    killpg(Pid::from_raw(pgid), signal).is_ok()
+}
+
+/// Whether any process of the group is alive (or not yet reaped).
+pub fn group_alive(pgid: i64) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    pgid > 1 && killpg(Pid::from_raw(pgid), None).is_ok()
+}
+
+/// TERM, then KILL after `grace` if anything of the group is left; waits (bounded) until the
+/// group is gone. Returns whether KILL was needed.
+pub async fn terminate_group(pgid: i64, grace: Duration) -> bool {
+    if !signal_group(pgid, Signal::SIGTERM) {
+        return false;
+    }
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    while waited < grace {
+        if !group_alive(pgid) {
+            return false;
+        }
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    true
+}
+
+/// Kills whatever is left of a group whose leader has exited, without a grace period.
+pub fn kill_leftovers(pgid: i64) {
+    signal_group(pgid, Signal::SIGKILL);
+}
+
+/// Whether `pid` is the process of run `run` (and not an unrelated process that reused the pid):
+/// its environment names the run.
+pub fn is_run_process(pid: i64, run: i64) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let needle = format!("MISSION_RUN={run}");
+    environ
+        .split(|b| *b == 0)
+        .any(|entry| entry == needle.as_bytes())
+}

@@ -1,0 +1,86 @@
+//! Crash recovery: closing runs whose supervisor is gone.
+//!
+//! A run is orphaned when its lease expired (its supervisor stopped renewing it), or when its
+//! supervisor was a process on this host that no longer exists (a server killed with -9 and
+//! restarted). Before an orphan is closed, whatever is left of its process group is killed, so
+//! the requeued ticket can never run twice at the same time.
+
+use crate::clock::Clock;
+use crate::process;
+use crate::settings::Settings;
+use mission_core::{Actor, FailureClass, Run};
+use mission_store::{Change, RunEnd, Store, StoreError};
+use std::sync::Arc;
+
+/// The supervisor id recorded on runs: `HOST:PID`.
+pub fn supervisor_id(settings: &Settings) -> String {
+    format!("{}:{}", settings.node, std::process::id())
+}
+
+/// Whether the supervisor named by `node` is known to be gone.
+fn supervisor_gone(settings: &Settings, node: &str) -> bool {
+    let Some((host, pid)) = node.rsplit_once(':') else {
+        return false;
+    };
+    if host != settings.node {
+        // Another host's runs are judged by their lease alone.
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let ours = std::env::current_exe();
+    match (exe, ours) {
+        (Ok(exe), Ok(ours)) => exe != ours,
+        _ => true,
+    }
+}
+
+/// Closes every orphaned run; returns them.
+pub async fn recover(
+    store: &Arc<dyn Store>,
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+) -> Result<Vec<Run>, StoreError> {
+    let now = clock.now();
+    let mut recovered = Vec::new();
+    for run in store.active_runs().await? {
+        let expired = run.lease_expires_at < now;
+        let gone = supervisor_gone(settings, &run.node);
+        if !expired && !gone {
+            continue;
+        }
+        if let Some(pid) = run.pid
+            && process::is_run_process(pid, run.id)
+        {
+            tracing::warn!(ticket.id = %run.ticket, run.id = run.id, pid, "killing the process group of an orphaned run");
+            process::terminate_group(pid, settings.dispatch.kill_grace).await;
+        }
+        let detail = if gone {
+            format!("its supervisor {} is gone", run.node)
+        } else {
+            format!("its lease expired at {}", run.lease_expires_at)
+        };
+        let end = RunEnd {
+            failure: Some(FailureClass::Orphaned),
+            detail: Some(detail),
+            ..RunEnd::default()
+        };
+        let change = Change::new(Actor::new("recovery"), clock.now());
+        match store
+            .end_run(run.id, run.attempt, &end, &settings.retry(), &change)
+            .await
+        {
+            Ok(_) | Err(StoreError::Fenced { .. }) => {
+                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "orphaned run closed");
+                recovered.push(run);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(recovered)
+}

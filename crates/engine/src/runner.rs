@@ -1,0 +1,679 @@
+//! The runner: supervises one run from workspace to recorded end.
+//!
+//! The worker's runtime is spawned in the ticket's workspace as the leader of a new process
+//! group, with an allow-listed environment plus the run's token and identity. The ticket text
+//! reaches it through a file (and, for the shell runtime, standard input) — never through argv or
+//! a shell. Output goes to a capped log file and through the runtime's parser. A heartbeat renews
+//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout, a
+//! cancellation, a lost lease or server shutdown terminate the whole group (TERM, grace, KILL).
+//! What is left of the group after the leader exits is killed. The end is classified and
+//! recorded through the store, which requeues with backoff or fails the ticket.
+
+use crate::clock::Clock;
+use crate::process;
+use crate::settings::Settings;
+use crate::workspace::{self, Workspaces};
+use mission_agents::{AgentEvent, LaunchSpec, Resume, RunSummary, Stdin};
+use mission_core::config::RuntimeKind;
+use mission_core::{Actor, FailureClass, Lane, Run, State, Ticket, TicketId};
+use mission_store::{Change, RunEnd, RunStart, Store, StoreError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+/// Environment variables every run gets from the server's environment, when set.
+const BASE_ENV: &[&str] = &[
+    "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+];
+
+/// How one run ended, as reported to the caller.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub run: i64,
+    pub ticket: TicketId,
+    pub attempt: i64,
+    pub failure_class: Option<FailureClass>,
+    pub detail: Option<String>,
+    pub exit_code: Option<i64>,
+    pub ticket_state: Option<State>,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    workspaces: Workspaces,
+}
+
+/// Why the runner stopped the process itself.
+#[derive(Clone, Debug)]
+struct Stop {
+    class: FailureClass,
+    detail: String,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
+        let workspaces = Workspaces::new(&settings.workspaces_dir, &settings.instance_dir);
+        Runner {
+            store,
+            settings,
+            clock,
+            workspaces,
+        }
+    }
+
+    fn change(&self, run: &Run) -> Change {
+        Change::new(
+            Actor::new(format!("runner:{}#{}", run.ticket, run.attempt)),
+            self.clock.now(),
+        )
+    }
+
+    /// Runs `run` to its end. `shutdown` turning true stops it as orphaned (it is requeued).
+    pub async fn run(&self, run: Run, token: String, shutdown: watch::Receiver<bool>) -> RunReport {
+        let mut report = RunReport {
+            run: run.id,
+            ticket: run.ticket.clone(),
+            attempt: run.attempt,
+            failure_class: None,
+            detail: None,
+            exit_code: None,
+            ticket_state: None,
+        };
+        let end = match self.supervise(&run, &token, shutdown).await {
+            Ok(end) => end,
+            Err(end) => end,
+        };
+        report.failure_class = end.failure;
+        report.detail = end.detail.clone();
+        report.exit_code = end.exit_code;
+        match self
+            .store
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &self.settings.retry(),
+                &self.change(&run),
+            )
+            .await
+        {
+            Ok(ended) => {
+                report.ticket_state = Some(ended.ticket_state);
+                tracing::info!(ticket.id = %run.ticket, run.id = run.id, attempt = run.attempt,
+                    failure = ?end.failure, state = %ended.ticket_state, "run ended");
+            }
+            Err(StoreError::Fenced { .. }) => {
+                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "run was superseded; its end is not recorded");
+            }
+            Err(error) => {
+                tracing::error!(ticket.id = %run.ticket, run.id = run.id, %error, "recording the end of the run failed; recovery will close it");
+            }
+        }
+        report
+    }
+
+    /// Everything up to the end record. `Err` carries an end that needs no process (it could not
+    /// be started).
+    async fn supervise(
+        &self,
+        run: &Run,
+        token: &str,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<RunEnd, RunEnd> {
+        let failed = |class, detail: String| RunEnd {
+            failure: Some(class),
+            detail: Some(detail),
+            ..RunEnd::default()
+        };
+        let ticket =
+            self.store.ticket(&run.ticket).await.map_err(|e| {
+                failed(FailureClass::AgentError, format!("reading the ticket: {e}"))
+            })?;
+        let worker = self
+            .settings
+            .workforce
+            .worker(&run.worker)
+            .cloned()
+            .ok_or_else(|| {
+                failed(
+                    FailureClass::RuntimeMissing,
+                    format!("worker {} is no longer configured", run.worker),
+                )
+            })?;
+        let workspace = self
+            .workspaces
+            .prepare(&run.ticket, ticket.repo.as_deref())
+            .await
+            .map_err(|e| failed(FailureClass::AgentError, format!("workspace: {e}")))?;
+        let run_dir = self
+            .settings
+            .runs_dir
+            .join(run.ticket.to_string())
+            .join(run.attempt.to_string());
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            failed(
+                FailureClass::AgentError,
+                format!("{}: {e}", run_dir.display()),
+            )
+        })?;
+        let ticket_file = run_dir.join("ticket.md");
+        std::fs::write(&ticket_file, ticket_text(&ticket)).map_err(|e| {
+            failed(
+                FailureClass::AgentError,
+                format!("{}: {e}", ticket_file.display()),
+            )
+        })?;
+
+        let answer_file = run_dir.join("answer.md");
+        let resume_context = if run.lane == Lane::NeedsInput {
+            let context = self.store.resume_context(&run.ticket).await.ok().flatten();
+            if let Some(context) = &context {
+                let text = format!(
+                    "Question: {}\n\nAnswer: {}\n",
+                    context.question, context.answer
+                );
+                std::fs::write(&answer_file, text).map_err(|e| {
+                    failed(
+                        FailureClass::AgentError,
+                        format!("{}: {e}", answer_file.display()),
+                    )
+                })?;
+            }
+            context
+        } else {
+            None
+        };
+        let session = resume_context.as_ref().and_then(|c| c.session_id.clone());
+        let spec = LaunchSpec {
+            runtime: worker.runtime,
+            command: &worker.command,
+            args: &worker.args,
+            model: worker.model.as_deref(),
+            ticket_file: &ticket_file,
+            resume: match (&resume_context, &session) {
+                (Some(_), Some(session_id)) => Some(Resume {
+                    session_id,
+                    answer_file: &answer_file,
+                }),
+                (Some(_), None) if worker.runtime == RuntimeKind::Shell => Some(Resume {
+                    session_id: "",
+                    answer_file: &answer_file,
+                }),
+                _ => None,
+            },
+        };
+        let command = mission_agents::command(&spec);
+        let program = self.resolve_program(&command.program);
+
+        let log_path = run_dir.join("output.log");
+        let mut log = Log::create(&log_path, self.settings.dispatch.log_cap_bytes)
+            .await
+            .map_err(|e| {
+                failed(
+                    FailureClass::AgentError,
+                    format!("{}: {e}", log_path.display()),
+                )
+            })?;
+
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&command.args)
+            .current_dir(&workspace.path)
+            .env_clear()
+            .envs(self.environment(run, token, &ticket_file, &run_dir))
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        match &command.stdin {
+            Stdin::Null => {
+                cmd.stdin(Stdio::null());
+            }
+            Stdin::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| {
+                    failed(FailureClass::AgentError, format!("{}: {e}", path.display()))
+                })?;
+                cmd.stdin(file);
+            }
+        }
+        let head_before = match &workspace.repo {
+            Some(_) => workspace::head(&workspace.path).await,
+            None => None,
+        };
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(failed(
+                    FailureClass::RuntimeMissing,
+                    format!("cannot start {}: {e}", program.display()),
+                ));
+            }
+            Err(e) => {
+                return Err(failed(
+                    FailureClass::AgentError,
+                    format!("cannot start {}: {e}", program.display()),
+                ));
+            }
+        };
+        let pid = i64::from(child.id().unwrap_or_default());
+        let start = RunStart {
+            pid: Some(pid),
+            workspace: Some(workspace.path.to_string_lossy().into_owned()),
+            head_before,
+            log_path: Some(log_path.to_string_lossy().into_owned()),
+        };
+        if let Err(error) = self.store.run_started(run.id, run.attempt, &start).await {
+            tracing::error!(ticket.id = %run.ticket, run.id = run.id, %error, "recording the start failed; stopping the run");
+            process::terminate_group(pid, self.settings.dispatch.kill_grace).await;
+            let _ = child.wait().await;
+            return Err(failed(
+                FailureClass::Orphaned,
+                format!("recording the start failed: {error}"),
+            ));
+        }
+
+        let mut stdout = LineReader::new(child.stdout.take().expect("piped"));
+        let mut stderr = LineReader::new(child.stderr.take().expect("piped"));
+        let mut parser = mission_agents::parser(worker.runtime);
+        let mut summary = RunSummary::default();
+        let dispatch = &self.settings.dispatch;
+        let mut ticker = tokio::time::interval((dispatch.lease / 3).max(Duration::from_millis(50)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = Instant::now();
+        let mut last_activity = Instant::now();
+        let mut last_progress_at = None;
+        let mut stop: Option<Stop> = None;
+        let mut status = None;
+        let (mut out_open, mut err_open) = (true, true);
+        let mut session_recorded = false;
+
+        while status.is_none() || out_open || err_open {
+            tokio::select! {
+                line = stdout.next(), if out_open => match line {
+                    Some(line) => {
+                        last_activity = Instant::now();
+                        log.write(&line).await;
+                        for event in parser.line(&line) {
+                            summary.apply(&event);
+                            if let AgentEvent::Session { id } = &event
+                                && !session_recorded
+                            {
+                                session_recorded = true;
+                                let _ = self.store.run_session(run.id, run.attempt, id).await;
+                            }
+                        }
+                    }
+                    None => out_open = false,
+                },
+                line = stderr.next(), if err_open => match line {
+                    Some(line) => {
+                        last_activity = Instant::now();
+                        log.write_prefixed(b"stderr| ", &line).await;
+                    }
+                    None => err_open = false,
+                },
+                exit = child.wait(), if status.is_none() => {
+                    status = Some(exit);
+                    // Whatever the leader left behind in its group goes with it.
+                    process::kill_leftovers(pid);
+                }
+                _ = ticker.tick(), if status.is_none() && stop.is_none() => {
+                    if let Some(reason) = self.check(run, started, &mut last_activity, &mut last_progress_at).await {
+                        tracing::warn!(ticket.id = %run.ticket, run.id = run.id, class = %reason.class, detail = %reason.detail, "stopping the run");
+                        stop = Some(reason);
+                        process::terminate_group(pid, dispatch.kill_grace).await;
+                    }
+                }
+                changed = shutdown.changed(), if status.is_none() && stop.is_none() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        stop = Some(Stop { class: FailureClass::Orphaned, detail: "the server shut down".to_owned() });
+                        process::terminate_group(pid, dispatch.kill_grace).await;
+                    }
+                }
+            }
+        }
+        log.finish().await;
+        let head_after = match &workspace.repo {
+            Some(_) => workspace::head(&workspace.path).await,
+            None => None,
+        };
+        let status = status.expect("loop ends after exit");
+        let (exit_code, signal) = match status {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                (status.code().map(i64::from), status.signal())
+            }
+            Err(_) => (None, None),
+        };
+        let (failure, detail) = classify(stop, exit_code, signal, &summary);
+        Ok(RunEnd {
+            failure,
+            detail,
+            exit_code,
+            head_after,
+            session_id: summary.session_id.clone(),
+            input_tokens: i64::try_from(summary.input_tokens).ok().filter(|n| *n > 0),
+            output_tokens: i64::try_from(summary.output_tokens).ok().filter(|n| *n > 0),
+            cost_usd: summary.cost_usd,
+        })
+    }
+
+    /// The periodic check: heartbeat (lease, cancellation), stall, timeout.
+    async fn check(
+        &self,
+        run: &Run,
+        started: Instant,
+        last_activity: &mut Instant,
+        last_progress_at: &mut Option<mission_core::Timestamp>,
+    ) -> Option<Stop> {
+        let dispatch = &self.settings.dispatch;
+        match self
+            .store
+            .heartbeat(run.id, run.attempt, self.clock.now(), dispatch.lease)
+            .await
+        {
+            Ok(beat) => {
+                if beat.ticket_state != State::Running {
+                    return Some(Stop {
+                        class: FailureClass::Cancelled,
+                        detail: format!(
+                            "the ticket was moved to {} while running",
+                            beat.ticket_state
+                        ),
+                    });
+                }
+                if beat.progress_at.is_some() && beat.progress_at != *last_progress_at {
+                    *last_progress_at = beat.progress_at;
+                    *last_activity = Instant::now();
+                }
+            }
+            Err(StoreError::Fenced { .. }) => {
+                return Some(Stop {
+                    class: FailureClass::Orphaned,
+                    detail: "the run lost its lease to recovery".to_owned(),
+                });
+            }
+            Err(error) => {
+                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, %error, "heartbeat failed");
+            }
+        }
+        if last_activity.elapsed() >= dispatch.stall_timeout {
+            return Some(Stop {
+                class: FailureClass::Stalled,
+                detail: format!(
+                    "no output and no progress for {}s",
+                    dispatch.stall_timeout.as_secs_f64()
+                ),
+            });
+        }
+        if started.elapsed() >= dispatch.run_timeout {
+            return Some(Stop {
+                class: FailureClass::Timeout,
+                detail: format!("ran longer than {}s", dispatch.run_timeout.as_secs_f64()),
+            });
+        }
+        None
+    }
+
+    /// A relative program path with a slash is relative to the instance folder; a bare name is
+    /// looked up on PATH.
+    fn resolve_program(&self, program: &str) -> PathBuf {
+        let path = Path::new(program);
+        if path.is_relative() && program.contains('/') {
+            self.settings.instance_dir.join(path)
+        } else {
+            path.to_owned()
+        }
+    }
+
+    fn environment(
+        &self,
+        run: &Run,
+        token: &str,
+        ticket_file: &Path,
+        run_dir: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = BASE_ENV
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.settings.dispatch.env_allow.iter().cloned())
+            .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+            .collect();
+        let bin_dir = self
+            .settings
+            .mission_bin
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = match std::env::var("PATH") {
+            Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
+            _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
+        };
+        let author = format!("{}@mission.local", run.worker);
+        env.extend([
+            ("PATH".to_owned(), path),
+            ("MISSION_RUN_TOKEN".to_owned(), token.to_owned()),
+            ("MISSION_RUN".to_owned(), run.id.to_string()),
+            ("MISSION_TICKET".to_owned(), run.ticket.to_string()),
+            ("MISSION_ATTEMPT".to_owned(), run.attempt.to_string()),
+            (
+                "MISSION_TICKET_FILE".to_owned(),
+                ticket_file.to_string_lossy().into_owned(),
+            ),
+            (
+                "MISSION_RUN_DIR".to_owned(),
+                run_dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "MISSION_CONFIG".to_owned(),
+                self.settings.config_file.to_string_lossy().into_owned(),
+            ),
+            ("GIT_AUTHOR_NAME".to_owned(), run.worker.to_string()),
+            ("GIT_AUTHOR_EMAIL".to_owned(), author.clone()),
+            ("GIT_COMMITTER_NAME".to_owned(), run.worker.to_string()),
+            ("GIT_COMMITTER_EMAIL".to_owned(), author),
+        ]);
+        env
+    }
+}
+
+/// The text handed to the agent: the title, a blank line, the body — byte for byte.
+pub fn ticket_text(ticket: &Ticket) -> Vec<u8> {
+    let mut text = Vec::with_capacity(ticket.title.len() + ticket.body.len() + 2);
+    text.extend_from_slice(ticket.title.as_bytes());
+    text.extend_from_slice(b"\n\n");
+    text.extend_from_slice(ticket.body.as_bytes());
+    text
+}
+
+fn classify(
+    stop: Option<Stop>,
+    exit_code: Option<i64>,
+    signal: Option<i32>,
+    summary: &RunSummary,
+) -> (Option<FailureClass>, Option<String>) {
+    if let Some(stop) = stop {
+        return (Some(stop.class), Some(stop.detail));
+    }
+    let reported = summary.result;
+    match (exit_code, signal) {
+        (Some(0), _) => match reported {
+            Some((true, true)) => (
+                Some(FailureClass::RateLimited),
+                Some("the agent reported a rate limit".to_owned()),
+            ),
+            Some((true, false)) => (
+                Some(FailureClass::AgentError),
+                Some("the agent reported an error".to_owned()),
+            ),
+            _ => (None, None),
+        },
+        (Some(code), _) => {
+            let class = if matches!(reported, Some((_, true))) {
+                FailureClass::RateLimited
+            } else {
+                FailureClass::AgentError
+            };
+            (Some(class), Some(format!("exit code {code}")))
+        }
+        (None, Some(signal)) => (
+            Some(FailureClass::AgentError),
+            Some(format!("killed by signal {signal}")),
+        ),
+        (None, None) => (
+            Some(FailureClass::AgentError),
+            Some("the exit status could not be read".to_owned()),
+        ),
+    }
+}
+
+/// Reads lines (bytes, not necessarily UTF-8) from a pipe.
+struct LineReader<R> {
+    reader: BufReader<R>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R) -> Self {
+        LineReader {
+            reader: BufReader::new(inner),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(line)
+            }
+        }
+    }
+}
+
+/// A run's log file, which stops growing at its cap.
+struct Log {
+    file: tokio::fs::File,
+    written: u64,
+    cap: u64,
+    truncated: bool,
+}
+
+impl Log {
+    async fn create(path: &Path, cap: u64) -> std::io::Result<Log> {
+        let file = tokio::fs::File::create(path).await?;
+        Ok(Log {
+            file,
+            written: 0,
+            cap,
+            truncated: false,
+        })
+    }
+
+    async fn write(&mut self, line: &[u8]) {
+        self.write_prefixed(b"", line).await;
+    }
+
+    async fn write_prefixed(&mut self, prefix: &[u8], line: &[u8]) {
+        let size = (prefix.len() + line.len() + 1) as u64;
+        if self.written + size > self.cap {
+            if !self.truncated {
+                self.truncated = true;
+                let _ = self
+                    .file
+                    .write_all(b"[mission: log truncated at its size cap]\n")
+                    .await;
+            }
+            return;
+        }
+        self.written += size;
+        let _ = self.file.write_all(prefix).await;
+        let _ = self.file.write_all(line).await;
+        let _ = self.file.write_all(b"\n").await;
+    }
+
+    async fn finish(&mut self) {
+        let _ = self.file.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let stop = |class| {
+            Some(Stop {
+                class,
+                detail: "d".into(),
+            })
+        };
+        let clean = RunSummary::default();
+        let errored = RunSummary {
+            result: Some((true, false)),
+            ..RunSummary::default()
+        };
+        let limited = RunSummary {
+            result: Some((true, true)),
+            ..RunSummary::default()
+        };
+        let cases: Vec<(
+            Option<Stop>,
+            Option<i64>,
+            Option<i32>,
+            &RunSummary,
+            Option<FailureClass>,
+        )> = vec![
+            (None, Some(0), None, &clean, None),
+            (
+                None,
+                Some(0),
+                None,
+                &errored,
+                Some(FailureClass::AgentError),
+            ),
+            (
+                None,
+                Some(1),
+                None,
+                &limited,
+                Some(FailureClass::RateLimited),
+            ),
+            (None, Some(3), None, &clean, Some(FailureClass::AgentError)),
+            (None, None, Some(11), &clean, Some(FailureClass::AgentError)),
+            (
+                stop(FailureClass::Stalled),
+                None,
+                Some(15),
+                &clean,
+                Some(FailureClass::Stalled),
+            ),
+            (
+                stop(FailureClass::Timeout),
+                Some(0),
+                None,
+                &clean,
+                Some(FailureClass::Timeout),
+            ),
+        ];
+        for (stop, code, signal, summary, expect) in cases {
+            assert_eq!(
+                classify(stop, code, signal, summary).0,
+                expect,
+                "{code:?} {signal:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The resolved configuration the engines run with. Built once by the binary; every engine —
+//! whether started by the server, a scheduled task or the CLI — gets the same.
+
+use mission_core::config::DispatchConfig;
+use mission_core::{RetryPolicy, Workforce};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub workforce: Workforce,
+    pub dispatch: DispatchConfig,
+    /// The folder of mission.toml; relative paths in the configuration start here.
+    pub instance_dir: PathBuf,
+    /// The config file, handed to runs (`MISSION_CONFIG`) so that their callbacks find the
+    /// instance.
+    pub config_file: PathBuf,
+    /// Run logs and prompt files.
+    pub runs_dir: PathBuf,
+    /// Ticket workspaces.
+    pub workspaces_dir: PathBuf,
+    /// This server's name in runs.
+    pub node: String,
+    /// The `mission` binary, put first on runs' PATH for their callbacks.
+    pub mission_bin: PathBuf,
+    /// The wake socket of the server of this instance.
+    pub wake_socket: PathBuf,
+}
+
+impl Settings {
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.dispatch.max_attempts,
+            backoff_base: self.dispatch.backoff_base,
+            backoff_max: self.dispatch.backoff_max,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Workspaces: a git worktree per ticket, named from the ticket id (never from its text), on a
+//! branch named from the ticket id. A ticket without a repository gets a plain folder.
+
+use mission_core::TicketId;
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("repository {0} is not a git repository")]
+    NotARepo(PathBuf),
+    #[error("git {args}: {message}")]
+    Git { args: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workspace {
+    pub path: PathBuf,
+    /// The repository it is a worktree of, if any.
+    pub repo: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workspaces {
+    root: PathBuf,
+    /// Relative repository paths start here.
+    base: PathBuf,
+}
+
+/// The branch of a ticket's worktree.
+pub fn branch_name(ticket: &TicketId) -> String {
+    format!("mission/{ticket}")
+}
+
+impl Workspaces {
+    pub fn new(root: impl Into<PathBuf>, base: impl Into<PathBuf>) -> Self {
+        Workspaces {
+            root: root.into(),
+            base: base.into(),
+        }
+    }
+
+    pub fn path_of(&self, ticket: &TicketId) -> PathBuf {
+        self.root.join(ticket.to_string())
+    }
+
+    fn repo_path(&self, repo: &str) -> PathBuf {
+        let path = Path::new(repo);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// Creates the ticket's workspace, or returns the existing one (a retry continues where the
+    /// previous attempt left off).
+    pub async fn prepare(
+        &self,
+        ticket: &TicketId,
+        repo: Option<&str>,
+    ) -> Result<Workspace, WorkspaceError> {
+        let path = self.path_of(ticket);
+        std::fs::create_dir_all(&self.root).map_err(|source| WorkspaceError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let Some(repo) = repo else {
+            std::fs::create_dir_all(&path).map_err(|source| WorkspaceError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(Workspace { path, repo: None });
+        };
+        let repo = self.repo_path(repo);
+        if git(&repo, &["rev-parse", "--git-dir"]).await.is_err() {
+            return Err(WorkspaceError::NotARepo(repo));
+        }
+        if path.join(".git").exists() {
+            return Ok(Workspace {
+                path,
+                repo: Some(repo),
+            });
+        }
+        let branch = branch_name(ticket);
+        let target = path.to_string_lossy().into_owned();
+        let exists = git(
+            &repo,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ],
+        )
+        .await
+        .is_ok();
+        // Drop the registration of a worktree whose folder was deleted by hand.
+        let _ = git(&repo, &["worktree", "prune"]).await;
+        if exists {
+            git(&repo, &["worktree", "add", &target, &branch]).await?;
+        } else {
+            git(&repo, &["worktree", "add", "-b", &branch, &target]).await?;
+        }
+        Ok(Workspace {
+            path,
+            repo: Some(repo),
+        })
+    }
+
+    /// Removes a ticket's worktree through git (the branch and every object stay in the
+    /// repository), or its plain folder.
+    pub async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        match &workspace.repo {
+            Some(repo) => {
+                let target = workspace.path.to_string_lossy().into_owned();
+                git(repo, &["worktree", "remove", "--force", &target]).await?;
+                Ok(())
+            }
+            None => std::fs::remove_dir_all(&workspace.path).map_err(|source| WorkspaceError::Io {
+                path: workspace.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The commit checked out in `dir`, if it is a git checkout with a commit.
+pub async fn head(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "HEAD"]).await.ok()
+}
+
+async fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .map_err(|source| WorkspaceError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(WorkspaceError::Git {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
