@@ -1,1 +1,910 @@
-fn main() {}
+//! The fake agent: a stand-in for the agent CLIs in tests.
+//!
+//! Run as `claude` it speaks Claude Code's `-p … --output-format stream-json --verbose`; run as
+//! `codex` it speaks `codex exec --json`; under any other name it is a plain worker that prints
+//! text. What it does is chosen by directive lines in the ticket text (the file named by
+//! `MISSION_TICKET_FILE`; for the plain worker without that variable, stdin):
+//!
+//! ```text
+//! fake-agent: MODE [ARG]
+//! ```
+//!
+//! Directives run in order; after the last one the agent succeeds. Modes: `succeed`,
+//! `exit N`, `segfault`, `sleep SECONDS`, `silent SECONDS`, `hang`, `ignore-term`,
+//! `spawn-child`, `garbage`, `rate-limit`, `ask QUESTION…`, `submit`, `progress TEXT`,
+//! `commit`, `record`. See [`Directive`] for each. An unknown mode exits 2 before any output.
+//!
+//! A resumed run (Claude `--resume ID`, `codex exec … resume ID …`, or a plain worker whose
+//! stdin is not the ticket text, i.e. the answer) reuses the session id it was given and skips
+//! the directives up to and including the first `ask`: the question was asked by the run before.
+
+use serde_json::{Value, json};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The hidden first argument that makes the process a grandchild for `spawn-child`.
+const GRANDCHILD: &str = "--fake-agent-grandchild";
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).map(OsString::as_os_str) == Some(OsStr::new(GRANDCHILD)) {
+        sleep_forever();
+    }
+    ExitCode::from(run(&argv))
+}
+
+/// Which CLI this process imitates, from the name it was run as.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    Claude,
+    Codex,
+    Plain,
+}
+
+/// What the command line asked for.
+struct Invocation {
+    flavour: Flavour,
+    model: String,
+    /// The session to resume, from `--resume ID` or `codex exec resume ID`.
+    resume: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Directive {
+    /// Finish successfully now.
+    Succeed,
+    /// Exit with this code (Claude: a result event with `is_error` first; Codex: `turn.failed`).
+    Exit(u8),
+    /// Die by SIGSEGV.
+    Segfault,
+    /// Sleep, printing a progress line every second.
+    Sleep(Duration),
+    /// Print nothing for this long.
+    Silent(Duration),
+    /// Sleep forever.
+    Hang,
+    /// Ignore SIGTERM from now on (inherited by `spawn-child` grandchildren).
+    IgnoreTerm,
+    /// Start a grandchild that sleeps forever in the same process group; its pid goes to
+    /// `$MISSION_RUN_DIR/child.pid`.
+    SpawnChild,
+    /// Print invalid UTF-8, a truncated JSON line and a JSON array line.
+    Garbage,
+    /// Fail as rate limited, exit 1.
+    RateLimit,
+    /// `mission run ask QUESTION`, then finish: exit 0 if it worked, 1 if not.
+    Ask(String),
+    /// `mission run submit`, then finish: exit 0 if it worked, 1 if not.
+    Submit,
+    /// `mission run progress TEXT`; a failure is reported on stderr and the run goes on.
+    Progress(String),
+    /// Write `fake-agent-$MISSION_TICKET.txt` and commit it with git.
+    Commit,
+    /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env}`.
+    Record,
+}
+
+/// After a directive: go on to the next, or exit with this code.
+enum Flow {
+    Continue,
+    Exit(u8),
+}
+
+/// What the process received, kept for `record`.
+struct Received<'a> {
+    argv: &'a [OsString],
+    ticket: Option<Vec<u8>>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// The exit code for a command line or ticket the fake agent does not understand.
+const USAGE: u8 = 2;
+
+fn run(argv: &[OsString]) -> u8 {
+    match prepare(argv) {
+        Ok((invocation, directives, received)) => {
+            let mut out = Output::new(&invocation);
+            out.start();
+            for directive in &directives {
+                if let Flow::Exit(code) = perform(directive, &mut out, &received) {
+                    return code;
+                }
+            }
+            out.finish(Outcome::Success);
+            0
+        }
+        Err(message) => {
+            eprintln!("fake-agent: {message}");
+            USAGE
+        }
+    }
+}
+
+/// Reads the command line, the ticket and (plain worker) stdin; parses the directives.
+fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_>), String> {
+    let invocation = invocation(argv)?;
+    let ticket = match std::env::var_os("MISSION_TICKET_FILE") {
+        Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read the ticket file {}: {e}",
+                Path::new(&path).display()
+            )
+        })?),
+        None => None,
+    };
+    // Only the plain worker gets input on stdin; the agent CLIs run with it closed.
+    let stdin = if invocation.flavour == Flavour::Plain {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        Some(bytes)
+    } else {
+        None
+    };
+    let resumed = match invocation.flavour {
+        Flavour::Plain => matches!((&ticket, &stdin), (Some(t), Some(s)) if t != s),
+        Flavour::Claude | Flavour::Codex => invocation.resume.is_some(),
+    };
+    let text = ticket.as_deref().or(stdin.as_deref()).unwrap_or_default();
+    let mut directives = directives(text)?;
+    if resumed
+        && let Some(ask) = directives
+            .iter()
+            .position(|d| matches!(d, Directive::Ask(_)))
+    {
+        directives.drain(..=ask);
+    }
+    let received = Received {
+        argv,
+        ticket,
+        stdin,
+    };
+    Ok((invocation, directives, received))
+}
+
+fn perform(directive: &Directive, out: &mut Output, received: &Received) -> Flow {
+    match directive {
+        Directive::Succeed | Directive::Exit(0) => {
+            out.finish(Outcome::Success);
+            Flow::Exit(0)
+        }
+        Directive::Exit(code) => {
+            out.finish(Outcome::Failure(format!("fake failure (exit {code})")));
+            Flow::Exit(*code)
+        }
+        Directive::Segfault => {
+            out.flush();
+            segfault()
+        }
+        Directive::Sleep(duration) => {
+            let mut left = *duration;
+            while !left.is_zero() {
+                let step = left.min(Duration::from_secs(1));
+                std::thread::sleep(step);
+                left -= step;
+                if !left.is_zero() {
+                    out.message("Still working.");
+                }
+            }
+            Flow::Continue
+        }
+        Directive::Silent(duration) => {
+            out.flush();
+            std::thread::sleep(*duration);
+            Flow::Continue
+        }
+        Directive::Hang => {
+            out.flush();
+            sleep_forever()
+        }
+        Directive::IgnoreTerm => {
+            ignore_sigterm();
+            Flow::Continue
+        }
+        Directive::SpawnChild => match spawn_child() {
+            Ok(pid) => {
+                out.message(&format!("Started a helper process, pid {pid}."));
+                Flow::Continue
+            }
+            Err(message) => failed(out, "spawn-child", message),
+        },
+        Directive::Garbage => {
+            out.raw(b"\xff\xfe\x00\x80 not utf-8 \xc3\x28");
+            out.raw(br#"{"type":"assistant","message":{"content":[{"type":"te"#);
+            out.raw(br#"["not","an","event"]"#);
+            Flow::Continue
+        }
+        Directive::RateLimit => {
+            out.finish(Outcome::RateLimited);
+            Flow::Exit(1)
+        }
+        // After `ask` or `submit` the run is over.
+        Directive::Ask(question) => match out.mission(&["ask", question]) {
+            Ok(()) => perform(&Directive::Succeed, out, received),
+            Err(message) => failed(out, "ask", message),
+        },
+        Directive::Submit => match out.mission(&["submit"]) {
+            Ok(()) => perform(&Directive::Succeed, out, received),
+            Err(message) => failed(out, "submit", message),
+        },
+        Directive::Progress(text) => {
+            if let Err(message) = out.mission(&["progress", text]) {
+                eprintln!("fake-agent: progress: {message}");
+            }
+            Flow::Continue
+        }
+        Directive::Commit => match commit(out) {
+            Ok(()) => Flow::Continue,
+            Err(message) => failed(out, "commit", message),
+        },
+        Directive::Record => match record(received) {
+            Ok(()) => Flow::Continue,
+            Err(message) => failed(out, "record", message),
+        },
+    }
+}
+
+/// A directive that could not be carried out ends the run with exit code 1.
+fn failed(out: &mut Output, what: &str, message: String) -> Flow {
+    eprintln!("fake-agent: {what}: {message}");
+    out.finish(Outcome::Failure(format!("{what} failed: {message}")));
+    Flow::Exit(1)
+}
+
+/// Starts a grandchild that sleeps forever in this process group; returns its pid.
+fn spawn_child() -> Result<u32, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
+    let child = Command::new(exe)
+        .arg(GRANDCHILD)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    if let Some(dir) = std::env::var_os("MISSION_RUN_DIR") {
+        let path = Path::new(&dir).join("child.pid");
+        std::fs::write(&path, child.id().to_string())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(child.id())
+}
+
+fn commit(out: &mut Output) -> Result<(), String> {
+    let ticket = std::env::var("MISSION_TICKET").unwrap_or_else(|_| "unknown".to_owned());
+    let ticket: String = ticket
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let file = format!("fake-agent-{ticket}.txt");
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    std::fs::write(
+        &file,
+        format!(
+            "Work for {ticket} by process {} at {stamp}.\n",
+            std::process::id()
+        ),
+    )
+    .map_err(|e| format!("{file}: {e}"))?;
+    out.tool(&format!("git add {file} && git commit"));
+    git(&["add", "--", &file])?;
+    git(&[
+        "-c",
+        "user.name=fake-agent",
+        "-c",
+        "user.email=fake-agent@example.invalid",
+        "commit",
+        "-q",
+        "-m",
+        &format!("fake-agent: work for {ticket}"),
+    ])?;
+    let head = git(&["rev-parse", "HEAD"])?;
+    out.message(&format!("Committed {}.", head.trim()));
+    Ok(())
+}
+
+fn git(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("git")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("git: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "git {}: {}: {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn record(received: &Received) -> Result<(), String> {
+    let dir = std::env::var_os("MISSION_RUN_DIR").ok_or("MISSION_RUN_DIR is not set")?;
+    let dir = PathBuf::from(dir);
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    if let Some(ticket) = &received.ticket {
+        write("received.ticket", ticket)?;
+    }
+    if let Some(stdin) = &received.stdin {
+        write("received.stdin", stdin)?;
+    }
+    let mut argv = Vec::new();
+    for arg in received.argv {
+        argv.extend_from_slice(arg.as_bytes());
+        argv.push(b'\n');
+    }
+    write("received.argv", &argv)?;
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    vars.sort();
+    let mut env = Vec::new();
+    for (key, value) in vars {
+        env.extend_from_slice(key.as_bytes());
+        env.push(b'=');
+        env.extend_from_slice(value.as_bytes());
+        env.push(b'\n');
+    }
+    write("received.env", &env)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line and the directives.
+
+fn invocation(argv: &[OsString]) -> Result<Invocation, String> {
+    let name = argv
+        .first()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(OsStr::to_str)
+        .unwrap_or("");
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    match name {
+        "claude" => claude_invocation(&args),
+        "codex" => codex_invocation(&args),
+        _ => Ok(Invocation {
+            flavour: Flavour::Plain,
+            model: "none".to_owned(),
+            resume: None,
+        }),
+    }
+}
+
+/// `claude -p [options] PROMPT`, as Claude Code parses it: `-p` is a switch, the prompt is the
+/// first positional argument, and list options such as `--allowedTools` take every argument up
+/// to the next option.
+fn claude_invocation(args: &[String]) -> Result<Invocation, String> {
+    const VALUE: &[&str] = &[
+        "--output-format",
+        "--input-format",
+        "--model",
+        "--resume",
+        "-r",
+        "--permission-mode",
+        "--append-system-prompt",
+        "--system-prompt",
+        "--max-turns",
+        "--settings",
+        "--fallback-model",
+        "--session-id",
+    ];
+    const LIST: &[&str] = &[
+        "--allowedTools",
+        "--allowed-tools",
+        "--disallowedTools",
+        "--disallowed-tools",
+        "--add-dir",
+        "--mcp-config",
+    ];
+    let mut print = false;
+    let mut verbose = false;
+    let mut values = std::collections::HashMap::new();
+    let mut prompt = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        if arg == "-p" || arg == "--print" {
+            print = true;
+        } else if arg == "--verbose" {
+            verbose = true;
+        } else if VALUE.contains(&arg) {
+            let value = args.get(i).ok_or(format!("{arg} needs a value"))?;
+            values.insert(arg, value.clone());
+            i += 1;
+        } else if LIST.contains(&arg) {
+            while i < args.len() && !args[i].starts_with('-') {
+                i += 1;
+            }
+        } else if arg.starts_with('-') {
+            // A switch this imitation does not know: accepted and ignored.
+        } else if prompt.is_none() {
+            prompt = Some(arg);
+        } else {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+    }
+    if !print {
+        return Err("only headless use (-p) is imitated".to_owned());
+    }
+    if values.get("--output-format").map(String::as_str) != Some("stream-json") {
+        return Err("only --output-format stream-json is imitated".to_owned());
+    }
+    if !verbose {
+        return Err("--output-format=stream-json requires --verbose".to_owned());
+    }
+    if prompt.is_none() {
+        return Err("input must be provided as a prompt argument when using --print".to_owned());
+    }
+    Ok(Invocation {
+        flavour: Flavour::Claude,
+        model: values
+            .get("--model")
+            .cloned()
+            .unwrap_or_else(|| "claude-fake".to_owned()),
+        resume: values.get("--resume").or_else(|| values.get("-r")).cloned(),
+    })
+}
+
+/// `codex exec [options] PROMPT` or `codex exec [options] resume [options] ID PROMPT`. As in
+/// Codex, only a few options are accepted after `resume`; the rest must come before it.
+fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
+    const VALUE: &[&str] = &[
+        "-m",
+        "--model",
+        "-s",
+        "--sandbox",
+        "-c",
+        "--config",
+        "-C",
+        "--cd",
+        "-o",
+        "--output-last-message",
+        "-p",
+        "--profile",
+        "-i",
+        "--image",
+        "--color",
+        "--output-schema",
+        "--add-dir",
+        "--local-provider",
+    ];
+    const AFTER_RESUME: &[&str] = &[
+        "--json",
+        "--experimental-json",
+        "-m",
+        "--model",
+        "-o",
+        "--output-last-message",
+        "-i",
+        "--image",
+        "--last",
+        "--all",
+        "--skip-git-repo-check",
+        "--ephemeral",
+        "--ignore-user-config",
+        "--ignore-rules",
+        "--dangerously-bypass-approvals-and-sandbox",
+    ];
+    if args.first().map(String::as_str) != Some("exec") {
+        return Err("only `codex exec` is imitated".to_owned());
+    }
+    let mut json = false;
+    let mut model = None;
+    let mut resuming = false;
+    let mut positionals = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        let flag = arg.split('=').next().unwrap_or(arg);
+        if arg.starts_with('-') && resuming && !AFTER_RESUME.contains(&flag) {
+            return Err(format!("unexpected argument '{arg}' found after `resume`"));
+        }
+        if arg == "--json" || arg == "--experimental-json" {
+            json = true;
+        } else if VALUE.contains(&arg) {
+            let value = args.get(i).ok_or(format!("{arg} needs a value"))?;
+            if arg == "-m" || arg == "--model" {
+                model = Some(value.clone());
+            }
+            i += 1;
+        } else if arg.starts_with('-') {
+            // A switch (or `--option=value`) this imitation does not need.
+        } else if arg == "resume" && !resuming && positionals.is_empty() {
+            resuming = true;
+        } else {
+            positionals.push(arg.to_owned());
+        }
+    }
+    if !json {
+        return Err("only --json output is imitated".to_owned());
+    }
+    let (resume, prompt) = match (resuming, positionals.as_slice()) {
+        (false, [prompt]) => (None, prompt),
+        (true, [id, prompt]) => (Some(id.clone()), prompt),
+        _ => {
+            return Err(format!(
+                "expected {}PROMPT, got {positionals:?}",
+                if resuming { "SESSION_ID " } else { "" }
+            ));
+        }
+    };
+    if prompt.is_empty() || prompt == "-" {
+        return Err("the prompt must be an argument".to_owned());
+    }
+    Ok(Invocation {
+        flavour: Flavour::Codex,
+        model: model.unwrap_or_else(|| "codex-fake".to_owned()),
+        resume,
+    })
+}
+
+/// Every `fake-agent: MODE [ARG]` line of the text, in order.
+fn directives(text: &[u8]) -> Result<Vec<Directive>, String> {
+    let mut directives = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        let Some(rest) = line.trim().strip_prefix("fake-agent:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (mode, arg) = match rest.split_once(char::is_whitespace) {
+            Some((mode, arg)) => (mode, arg.trim()),
+            None => (rest, ""),
+        };
+        let seconds = |arg: &str| {
+            arg.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or(format!("`{mode}` needs a number of seconds, not {arg:?}"))
+        };
+        let text = |arg: &str| {
+            if arg.is_empty() {
+                Err(format!("`{mode}` needs text"))
+            } else {
+                Ok(arg.to_owned())
+            }
+        };
+        let no_arg = |directive| {
+            if arg.is_empty() {
+                Ok(directive)
+            } else {
+                Err(format!("`{mode}` takes no argument"))
+            }
+        };
+        directives.push(match mode {
+            "succeed" => no_arg(Directive::Succeed)?,
+            "exit" => Directive::Exit(
+                arg.parse()
+                    .map_err(|_| format!("`exit` needs a code from 0 to 255, not {arg:?}"))?,
+            ),
+            "segfault" => no_arg(Directive::Segfault)?,
+            "sleep" => Directive::Sleep(seconds(arg)?),
+            "silent" => Directive::Silent(seconds(arg)?),
+            "hang" => no_arg(Directive::Hang)?,
+            "ignore-term" => no_arg(Directive::IgnoreTerm)?,
+            "spawn-child" => no_arg(Directive::SpawnChild)?,
+            "garbage" => no_arg(Directive::Garbage)?,
+            "rate-limit" => no_arg(Directive::RateLimit)?,
+            "ask" => Directive::Ask(text(arg)?),
+            "submit" => no_arg(Directive::Submit)?,
+            "progress" => Directive::Progress(text(arg)?),
+            "commit" => no_arg(Directive::Commit)?,
+            "record" => no_arg(Directive::Record)?,
+            _ => return Err(format!("unknown directive {mode:?}")),
+        });
+    }
+    Ok(directives)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output in each flavour.
+
+enum Outcome {
+    Success,
+    Failure(String),
+    RateLimited,
+}
+
+struct Output {
+    flavour: Flavour,
+    model: String,
+    session_id: String,
+    messages: u32,
+    items: u32,
+}
+
+impl Output {
+    fn new(invocation: &Invocation) -> Output {
+        Output {
+            flavour: invocation.flavour,
+            model: invocation.model.clone(),
+            session_id: invocation.resume.clone().unwrap_or_else(new_session_id),
+            messages: 0,
+            items: 0,
+        }
+    }
+
+    fn raw(&mut self, line: &[u8]) {
+        let mut stdout = std::io::stdout().lock();
+        // A closed stdout is the reader's business; the agent carries on.
+        let _ = stdout.write_all(line);
+        let _ = stdout.write_all(b"\n");
+        let _ = stdout.flush();
+    }
+
+    fn json(&mut self, value: Value) {
+        self.raw(value.to_string().as_bytes());
+    }
+
+    fn flush(&mut self) {
+        let _ = std::io::stdout().flush();
+    }
+
+    fn next_item(&mut self) -> String {
+        self.items += 1;
+        format!("item_{}", self.items - 1)
+    }
+
+    fn assistant(&mut self, block: Value) {
+        self.messages += 1;
+        let event = json!({
+            "type": "assistant",
+            "message": {
+                "id": format!("msg_fake{:04}", self.messages),
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [block],
+                "stop_reason": null,
+                "usage": {"input_tokens": 100, "output_tokens": 5},
+            },
+            "parent_tool_use_id": null,
+            "session_id": self.session_id,
+        });
+        self.json(event);
+    }
+
+    /// A Claude Code tool call and its (empty) result.
+    fn claude_tool(&mut self, name: &str, input: Value) {
+        let id = format!("toolu_fake{:04}", self.messages + 1);
+        self.assistant(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        self.json(json!({
+            "type": "user",
+            "message": {"role": "user", "content": [
+                {"tool_use_id": id, "type": "tool_result", "content": "ok", "is_error": false}
+            ]},
+            "session_id": self.session_id,
+            "tool_use_result": {"stdout": "", "stderr": "", "interrupted": false},
+        }));
+    }
+
+    fn start(&mut self) {
+        let ticket_file = std::env::var("MISSION_TICKET_FILE").unwrap_or_default();
+        match self.flavour {
+            Flavour::Claude => {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let event = json!({
+                    "type": "system",
+                    "subtype": "init",
+                    "cwd": cwd.to_string_lossy(),
+                    "session_id": self.session_id,
+                    "tools": ["Bash", "Edit", "Read", "Write"],
+                    "mcp_servers": [],
+                    "model": self.model,
+                    "permissionMode": "default",
+                    "apiKeySource": "none",
+                    "claude_code_version": "0.0.0-fake",
+                });
+                self.json(event);
+                self.claude_tool("Read", json!({"file_path": ticket_file}));
+            }
+            Flavour::Codex => {
+                let event = json!({"type": "thread.started", "thread_id": self.session_id});
+                self.json(event);
+                let id = self.next_item();
+                let message = format!(
+                    "Model metadata for `{}` not found. Defaulting to fallback metadata; \
+                     this can degrade performance and cause issues.",
+                    self.model
+                );
+                self.json(json!({
+                    "type": "item.completed",
+                    "item": {"id": id, "type": "error", "message": message},
+                }));
+                self.json(json!({"type": "turn.started"}));
+                self.tool(&format!("cat {ticket_file}"));
+            }
+            Flavour::Plain => {
+                self.raw(b"fake-agent: reading the ticket");
+                self.raw(br#"{"progress":"fake-agent started"}"#);
+            }
+        }
+    }
+
+    /// Text from the agent.
+    fn message(&mut self, text: &str) {
+        match self.flavour {
+            Flavour::Claude => self.assistant(json!({"type": "text", "text": text})),
+            Flavour::Codex => {
+                let id = self.next_item();
+                self.json(json!({
+                    "type": "item.completed",
+                    "item": {"id": id, "type": "agent_message", "text": text},
+                }));
+            }
+            Flavour::Plain => self.raw(text.as_bytes()),
+        }
+    }
+
+    /// A command the agent runs.
+    fn tool(&mut self, command: &str) {
+        match self.flavour {
+            Flavour::Claude => self.claude_tool("Bash", json!({"command": command})),
+            Flavour::Codex => {
+                let id = self.next_item();
+                let mut item = json!({
+                    "id": id, "type": "command_execution", "command": command,
+                    "aggregated_output": "", "exit_code": null, "status": "in_progress",
+                });
+                self.json(json!({"type": "item.started", "item": item.clone()}));
+                item["exit_code"] = json!(0);
+                item["status"] = json!("completed");
+                self.json(json!({"type": "item.completed", "item": item}));
+            }
+            Flavour::Plain => self.raw(format!("$ {command}").as_bytes()),
+        }
+    }
+
+    /// Runs `mission run ARGS…` (found on PATH, arguments passed as argv, never via a shell).
+    fn mission(&mut self, args: &[&str]) -> Result<(), String> {
+        self.tool(&format!("mission run {}", args[0]));
+        let status = Command::new("mission")
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("mission: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("mission run {}: {status}", args[0]))
+        }
+    }
+
+    /// The last words of a run. Claude: a `result` event; Codex: the end of the turn.
+    fn finish(&mut self, outcome: Outcome) {
+        match self.flavour {
+            Flavour::Claude => {
+                let (is_error, status, text) = match &outcome {
+                    Outcome::Success => {
+                        self.message("All done.");
+                        (false, Value::Null, "All done.".to_owned())
+                    }
+                    Outcome::Failure(text) => (true, Value::Null, text.clone()),
+                    Outcome::RateLimited => (
+                        true,
+                        json!(429),
+                        "API Error: Request rejected (429) · rate_limit_error".to_owned(),
+                    ),
+                };
+                let event = json!({
+                    "type": "result",
+                    // Claude Code reports API errors with subtype "success": judge by is_error.
+                    "subtype": "success",
+                    "is_error": is_error,
+                    "api_error_status": status,
+                    "duration_ms": 12,
+                    "num_turns": self.messages,
+                    "result": text,
+                    "stop_reason": "end_turn",
+                    "session_id": self.session_id,
+                    "total_cost_usd": 0.0123,
+                    "usage": {
+                        "input_tokens": 1200,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 300,
+                        "output_tokens": 45,
+                    },
+                    "permission_denials": [],
+                });
+                self.json(event);
+            }
+            Flavour::Codex => match outcome {
+                Outcome::Success => {
+                    self.message("All done.");
+                    self.json(json!({
+                        "type": "turn.completed",
+                        "usage": {
+                            "input_tokens": 2000,
+                            "cached_input_tokens": 500,
+                            "output_tokens": 80,
+                            "reasoning_output_tokens": 0,
+                        },
+                    }));
+                }
+                Outcome::Failure(message) => {
+                    self.json(json!({"type": "turn.failed", "error": {"message": message}}));
+                }
+                Outcome::RateLimited => {
+                    let message = "exceeded retry limit, last status: 429 Too Many Requests";
+                    self.json(json!({"type": "error", "message": message}));
+                    self.json(json!({"type": "turn.failed", "error": {"message": message}}));
+                }
+            },
+            Flavour::Plain => match outcome {
+                Outcome::Success => self.raw(b"fake-agent: done"),
+                Outcome::Failure(message) => eprintln!("fake-agent: {message}"),
+                Outcome::RateLimited => eprintln!("fake-agent: rate limited (429)"),
+            },
+        }
+        self.flush();
+    }
+}
+
+/// A fresh id in the shape of a UUID, from the clock and the pid.
+fn new_session_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let pid = u64::from(std::process::id());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (nanos >> 32) as u32,
+        (nanos >> 16) as u16,
+        nanos & 0xfff,
+        pid & 0xfff,
+        (nanos ^ (pid << 24)) & 0xffff_ffff_ffff,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals.
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[allow(unsafe_code)]
+fn ignore_sigterm() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code; nothing
+    // else in this single-threaded process changes signal dispositions concurrently.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+}
+
+#[allow(unsafe_code)]
+fn segfault() -> ! {
+    // SAFETY: restoring the default disposition (the runtime installs a SIGSEGV handler for
+    // stack overflows, which would return from a raised signal) and raising the signal on
+    // this thread; with the default disposition the process dies before `raise` returns.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    std::process::abort()
+}

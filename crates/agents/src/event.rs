@@ -1,0 +1,240 @@
+//! What an output parser reports, and the per-run summary folded from it.
+
+use serde_json::Value;
+
+/// The longest `Progress` text, in characters.
+pub(crate) const PROGRESS_CHARS: usize = 500;
+/// The longest `Malformed` line kept, in characters.
+pub(crate) const MALFORMED_CHARS: usize = 200;
+/// The longest `Result` text kept, in characters.
+pub(crate) const RESULT_CHARS: usize = 4000;
+
+/// One thing learned from a line of agent output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentEvent {
+    /// The agent's session id: Claude Code `system/init` `session_id`, Codex `thread.started`
+    /// `thread_id`. Needed to resume the session after a question is answered.
+    Session { id: String },
+    /// What the agent is doing: assistant text, a tool call or a command it runs. Short.
+    Progress { text: String },
+    /// Tokens used. `input_tokens` counts every input token, cached ones included;
+    /// `cached_input_tokens` is the part served from the prompt cache. `cost_usd` is what the
+    /// agent reported (Claude Code does, Codex does not).
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+        cached_input_tokens: u64,
+        cost_usd: Option<f64>,
+    },
+    /// The agent's verdict on the run. Claude Code: its `result` event (judged by `is_error`,
+    /// never by `subtype`). Codex: `turn.completed`, `turn.failed` or a top-level `error`.
+    Result {
+        is_error: bool,
+        rate_limited: bool,
+        text: Option<String>,
+    },
+    /// Something non-fatal the agent reported, e.g. Codex's "Model metadata … not found".
+    Warning { message: String },
+    /// A line that is not JSON or not of the expected shape, shortened and lossily decoded.
+    Malformed { line: String },
+}
+
+/// What the runner records about a run, folded from its events in order.
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub session_id: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// The sum of reported costs; `None` while no event reported one.
+    pub cost_usd: Option<f64>,
+    /// The last `Result`: `(is_error, rate_limited)`.
+    pub result: Option<(bool, bool)>,
+    pub malformed_lines: u32,
+    pub last_progress: Option<String>,
+}
+
+impl RunSummary {
+    pub fn apply(&mut self, event: &AgentEvent) {
+        match event {
+            AgentEvent::Session { id } => self.session_id = Some(id.clone()),
+            AgentEvent::Progress { text } => self.last_progress = Some(text.clone()),
+            AgentEvent::Usage {
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                cost_usd,
+            } => {
+                self.input_tokens = self.input_tokens.saturating_add(*input_tokens);
+                self.output_tokens = self.output_tokens.saturating_add(*output_tokens);
+                self.cached_input_tokens = self
+                    .cached_input_tokens
+                    .saturating_add(*cached_input_tokens);
+                if let Some(cost) = cost_usd {
+                    self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + cost);
+                }
+            }
+            AgentEvent::Result {
+                is_error,
+                rate_limited,
+                ..
+            } => self.result = Some((*is_error, *rate_limited)),
+            AgentEvent::Warning { .. } => {}
+            AgentEvent::Malformed { .. } => {
+                self.malformed_lines = self.malformed_lines.saturating_add(1)
+            }
+        }
+    }
+}
+
+/// A line of an agent's JSON stream.
+pub(crate) enum Line {
+    /// Blank: nothing to report.
+    Blank,
+    /// A JSON object with a string `type`.
+    Event {
+        kind: String,
+        event: serde_json::Map<String, Value>,
+    },
+    /// Anything else, as the `Malformed` event to report.
+    Malformed(AgentEvent),
+}
+
+pub(crate) fn classify(line: &[u8]) -> Line {
+    if line.trim_ascii().is_empty() {
+        return Line::Blank;
+    }
+    let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(line) else {
+        return Line::Malformed(malformed(line));
+    };
+    match event.get("type").and_then(Value::as_str) {
+        Some(kind) => Line::Event {
+            kind: kind.to_owned(),
+            event,
+        },
+        None => Line::Malformed(malformed(line)),
+    }
+}
+
+pub(crate) fn malformed(line: &[u8]) -> AgentEvent {
+    AgentEvent::Malformed {
+        line: shorten(
+            &String::from_utf8_lossy(line.trim_ascii_end()),
+            MALFORMED_CHARS,
+        ),
+    }
+}
+
+pub(crate) fn progress(text: &str) -> AgentEvent {
+    AgentEvent::Progress {
+        text: shorten(text.trim(), PROGRESS_CHARS),
+    }
+}
+
+/// At most `max` characters of `text`, with `…` marking a cut.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => {
+            let mut short = text[..cut].to_owned();
+            short.push('…');
+            short
+        }
+    }
+}
+
+/// Whether an error message is about rate or usage limits.
+pub(crate) fn mentions_rate_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "rate limit",
+        "rate_limit",
+        "ratelimit",
+        "rate-limit",
+        "429",
+        "too many requests",
+        "usage limit",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+pub(crate) fn u64_at(object: &Value, key: &str) -> u64 {
+    object.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_cuts_on_characters() {
+        assert_eq!(shorten("abc", 3), "abc");
+        assert_eq!(shorten("abcd", 3), "abc…");
+        assert_eq!(shorten("ééé", 2), "éé…");
+        assert_eq!(shorten("", 0), "");
+    }
+
+    #[test]
+    fn rate_limit_words() {
+        assert!(mentions_rate_limit("Rate limit reached for requests"));
+        assert!(mentions_rate_limit(
+            "exceeded retry limit, last status: 429 Too Many Requests"
+        ));
+        assert!(mentions_rate_limit("You've hit your usage limit."));
+        assert!(!mentions_rate_limit(
+            "stream disconnected before completion"
+        ));
+    }
+
+    #[test]
+    fn summary_folds_events() {
+        let mut summary = RunSummary::default();
+        for event in [
+            AgentEvent::Session { id: "s1".into() },
+            AgentEvent::Progress { text: "one".into() },
+            AgentEvent::Usage {
+                input_tokens: 10,
+                output_tokens: 2,
+                cached_input_tokens: 4,
+                cost_usd: None,
+            },
+            AgentEvent::Usage {
+                input_tokens: 5,
+                output_tokens: 1,
+                cached_input_tokens: 0,
+                cost_usd: Some(0.25),
+            },
+            AgentEvent::Warning {
+                message: "w".into(),
+            },
+            AgentEvent::Malformed { line: "x".into() },
+            AgentEvent::Result {
+                is_error: true,
+                rate_limited: true,
+                text: None,
+            },
+            AgentEvent::Progress { text: "two".into() },
+            AgentEvent::Result {
+                is_error: false,
+                rate_limited: false,
+                text: Some("done".into()),
+            },
+        ] {
+            summary.apply(&event);
+        }
+        assert_eq!(
+            summary,
+            RunSummary {
+                session_id: Some("s1".into()),
+                input_tokens: 15,
+                output_tokens: 3,
+                cached_input_tokens: 4,
+                cost_usd: Some(0.25),
+                result: Some((false, false)),
+                malformed_lines: 1,
+                last_progress: Some("two".into()),
+            }
+        );
+    }
+}
