@@ -49,14 +49,14 @@ pub fn kill_leftovers(pgid: i64) {
     signal_group(pgid, Signal::SIGKILL);
 }
 
-/// Whether `pid` is the process of run `run` (and not an unrelated process that reused the pid):
-/// its environment names the run.
-pub fn is_run_process(pid: i64, run: i64) -> bool {
+/// Whether `pid` is the process of run `run` of the instance configured by `config_file` (and not
+/// an unrelated process that reused the pid): its environment names both.
+pub fn is_run_process(pid: i64, run: i64, config_file: &std::path::Path) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    let needle = format!("MISSION_RUN={run}");
-    environ
-        .split(|b| *b == 0)
-        .any(|entry| entry == needle.as_bytes())
+    let run = format!("MISSION_RUN={run}");
+    let config = format!("MISSION_CONFIG={}", config_file.display());
+    let entries: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    entries.contains(&run.as_bytes()) && entries.contains(&config.as_bytes())
 }

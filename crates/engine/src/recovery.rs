@@ -55,7 +55,7 @@ pub async fn recover(
             continue;
         }
         if let Some(pid) = run.pid
-            && process::is_run_process(pid, run.id)
+            && process::is_run_process(pid, run.id, &settings.config_file)
         {
             tracing::warn!(ticket.id = %run.ticket, run.id = run.id, pid, "killing the process group of an orphaned run");
             process::terminate_group(pid, settings.dispatch.kill_grace).await;

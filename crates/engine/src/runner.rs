@@ -57,6 +57,14 @@ struct Stop {
     detail: String,
 }
 
+/// The result of the periodic check.
+enum Check {
+    Continue,
+    Stop(Stop),
+    /// The run ended by its own report (it asked or submitted); the process should exit now.
+    Reported,
+}
+
 impl Runner {
     pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
         let workspaces = Workspaces::new(&settings.workspaces_dir, &settings.instance_dir);
@@ -105,6 +113,10 @@ impl Runner {
             .await
         {
             Ok(ended) => {
+                // What the store recorded is the truth: a run that ended by its own report (ask,
+                // submit) keeps that outcome whatever happened to the process afterwards.
+                report.failure_class = ended.run.failure_class;
+                report.detail = ended.run.detail.clone();
                 report.ticket_state = Some(ended.ticket_state);
                 tracing::info!(ticket.id = %run.ticket, run.id = run.id, attempt = run.attempt,
                     failure = ?end.failure, state = %ended.ticket_state, "run ended");
@@ -295,6 +307,7 @@ impl Runner {
         let mut status = None;
         let (mut out_open, mut err_open) = (true, true);
         let mut session_recorded = false;
+        let mut reported_at: Option<Instant> = None;
 
         while status.is_none() || out_open || err_open {
             tokio::select! {
@@ -327,10 +340,21 @@ impl Runner {
                     process::kill_leftovers(pid);
                 }
                 _ = ticker.tick(), if status.is_none() && stop.is_none() => {
-                    if let Some(reason) = self.check(run, started, &mut last_activity, &mut last_progress_at).await {
-                        tracing::warn!(ticket.id = %run.ticket, run.id = run.id, class = %reason.class, detail = %reason.detail, "stopping the run");
-                        stop = Some(reason);
-                        process::terminate_group(pid, dispatch.kill_grace).await;
+                    if let Some(at) = reported_at {
+                        // It reported its end; give it the grace period to exit on its own.
+                        if at.elapsed() >= dispatch.kill_grace {
+                            process::terminate_group(pid, dispatch.kill_grace).await;
+                        }
+                        continue;
+                    }
+                    match self.check(run, started, &mut last_activity, &mut last_progress_at).await {
+                        Check::Continue => {}
+                        Check::Reported => reported_at = Some(Instant::now()),
+                        Check::Stop(reason) => {
+                            tracing::warn!(ticket.id = %run.ticket, run.id = run.id, class = %reason.class, detail = %reason.detail, "stopping the run");
+                            stop = Some(reason);
+                            process::terminate_group(pid, dispatch.kill_grace).await;
+                        }
                     }
                 }
                 changed = shutdown.changed(), if status.is_none() && stop.is_none() => {
@@ -374,7 +398,7 @@ impl Runner {
         started: Instant,
         last_activity: &mut Instant,
         last_progress_at: &mut Option<mission_core::Timestamp>,
-    ) -> Option<Stop> {
+    ) -> Check {
         let dispatch = &self.settings.dispatch;
         match self
             .store
@@ -383,7 +407,7 @@ impl Runner {
         {
             Ok(beat) => {
                 if beat.ticket_state != State::Running {
-                    return Some(Stop {
+                    return Check::Stop(Stop {
                         class: FailureClass::Cancelled,
                         detail: format!(
                             "the ticket was moved to {} while running",
@@ -397,7 +421,14 @@ impl Runner {
                 }
             }
             Err(StoreError::Fenced { .. }) => {
-                return Some(Stop {
+                let ended_by_report = matches!(
+                    self.store.run(run.id).await,
+                    Ok(stored) if stored.failure_class.is_none() && stored.ended_at.is_some()
+                );
+                if ended_by_report {
+                    return Check::Reported;
+                }
+                return Check::Stop(Stop {
                     class: FailureClass::Orphaned,
                     detail: "the run lost its lease to recovery".to_owned(),
                 });
@@ -407,7 +438,7 @@ impl Runner {
             }
         }
         if last_activity.elapsed() >= dispatch.stall_timeout {
-            return Some(Stop {
+            return Check::Stop(Stop {
                 class: FailureClass::Stalled,
                 detail: format!(
                     "no output and no progress for {}s",
@@ -416,12 +447,12 @@ impl Runner {
             });
         }
         if started.elapsed() >= dispatch.run_timeout {
-            return Some(Stop {
+            return Check::Stop(Stop {
                 class: FailureClass::Timeout,
                 detail: format!("ran longer than {}s", dispatch.run_timeout.as_secs_f64()),
             });
         }
-        None
+        Check::Continue
     }
 
     /// A relative program path with a slash is relative to the instance folder; a bare name is

@@ -79,6 +79,7 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             let (instance, store) = open(config).await?;
             let id = ticket_id(&instance, &args.id)?;
             let ticket = store.ticket(&id).await?;
+            let runs = store.runs_of(&id).await?;
             let timeline = store
                 .events(&EventQuery {
                     since: 0,
@@ -88,10 +89,31 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 .await?;
             if args.json {
                 let mut value = serde_json::to_value(&ticket)?;
+                value["runs"] = serde_json::to_value(&runs)?;
                 value["timeline"] = serde_json::to_value(&timeline)?;
                 output::json_line(&value)?;
             } else {
                 let mut text = describe(&ticket);
+                if !runs.is_empty() {
+                    text.push_str("\nruns:\n");
+                }
+                for run in &runs {
+                    let how = match (run.ended_at, run.outcome, run.failure_class) {
+                        (None, _, _) => "running".to_owned(),
+                        (Some(_), _, Some(class)) => format!("failed: {class}"),
+                        (Some(_), Some(outcome), None) => outcome.as_str().to_owned(),
+                        (Some(_), None, None) => "ended".to_owned(),
+                    };
+                    let detail = run
+                        .detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default();
+                    text.push_str(&format!(
+                        "  run {} attempt {} by {} in lane {}, started {}: {how}{detail}\n",
+                        run.id, run.attempt, run.worker, run.lane, run.started_at
+                    ));
+                }
                 text.push_str("\ntimeline:\n");
                 for event in &timeline {
                     text.push_str(&format!(

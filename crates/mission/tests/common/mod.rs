@@ -1,0 +1,322 @@
+//! A test instance: a temporary folder with mission.toml, the store, and the fake agent (as
+//! `fake-worker`, `claude` and `codex`) first on PATH. Every command runs the real binary.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MISSION: &str = env!("CARGO_BIN_EXE_mission");
+
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+/// The settings tests run with: short timeouts so that failures show quickly.
+pub const FAST: &str = r#"
+[dispatch]
+max_workers = 8
+max_attempts = 3
+backoff_base = "50ms"
+backoff_max = "200ms"
+lease = "3s"
+stall_timeout = "3s"
+run_timeout = "30s"
+kill_grace = "300ms"
+reconcile_interval = "100ms"
+"#;
+
+impl Instance {
+    /// `mission init` with the reference configuration.
+    pub fn reference() -> Instance {
+        let instance = Instance::empty();
+        let out = instance.run(&["init", "."]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        instance
+    }
+
+    fn empty() -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = mission_testkit::fake_agent_bin_dir(dir.path());
+        Instance { dir, bin }
+    }
+
+    /// An instance whose workers are the fake agent: `luci` (shell), `claude` (claude-code),
+    /// `codex` (codex), `lucienne` a controller; `extra` is appended to the config.
+    pub fn with_fake_workers(extra: &str) -> Instance {
+        let instance = Instance::empty();
+        let worker = instance.bin.join("fake-worker");
+        let config = format!(
+            r#"[instance]
+key = "MC"
+
+[policy]
+controllers = ["lucienne"]
+{extra}
+[workers.luci]
+runtime = "shell"
+command = ["{worker}"]
+max_concurrent = 4
+
+[workers.claude]
+runtime = "claude-code"
+max_concurrent = 2
+
+[workers.codex]
+runtime = "codex"
+max_concurrent = 2
+"#,
+            worker = worker.display()
+        );
+        std::fs::write(instance.config(), config).unwrap();
+        let out = instance.run(&["init", "."]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        instance
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("mission.toml")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(MISSION);
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("MISSION_CONFIG")
+            .env("PATH", mission_testkit::path_with(&self.bin))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed, returning its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command with `--json` that exits 0 or 1, returning its parsed stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.run(&args);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Adds a ticket, returning its id.
+    pub fn add(&self, args: &[&str]) -> String {
+        let mut all = vec!["ticket", "add"];
+        all.extend_from_slice(args);
+        self.json(&all)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Adds a ticket whose body is `body` (given through a file, byte for byte).
+    pub fn add_with_body(&self, title: &str, assignee: &str, body: &[u8]) -> String {
+        let file = self.path().join(format!("body-{}.txt", rand_suffix()));
+        std::fs::write(&file, body).unwrap();
+        // `--title=…`: a title may start with a dash.
+        let title = format!("--title={title}");
+        self.add(&[
+            &title,
+            "--assignee",
+            assignee,
+            "--body-file",
+            file.to_str().unwrap(),
+        ])
+    }
+
+    pub fn show(&self, id: &str) -> Value {
+        self.json(&["ticket", "show", id])
+    }
+
+    pub fn state(&self, id: &str) -> String {
+        self.show(id)["state"].as_str().unwrap().to_owned()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.ok(&["events"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// `dispatch --once` with `--json`; returns the report.
+    pub fn dispatch(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["dispatch", "--once"];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    /// The run directory of a ticket's attempt.
+    pub fn run_dir(&self, id: &str, attempt: u32) -> PathBuf {
+        self.path()
+            .join("data/runs")
+            .join(id)
+            .join(attempt.to_string())
+    }
+
+    /// Starts `mission serve`.
+    pub fn serve(&self) -> Server {
+        let child = self
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let server = Server { child: Some(child) };
+        // Ready when the wake socket exists.
+        wait_for(Duration::from_secs(20), || {
+            self.path().join("data/wake.sock").exists()
+        });
+        server
+    }
+
+    /// Waits until the ticket is in `state`.
+    pub fn wait_for_state(&self, id: &str, state: &str, within: Duration) {
+        let start = Instant::now();
+        loop {
+            let now = self.state(id);
+            if now == state {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{id} is {now}, not {state}, after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(mut self) -> Output {
+        let child = self.child.take().unwrap();
+        signal(child.id() as i32, libc::SIGTERM);
+        child.wait_with_output().unwrap()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+pub fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill only sends a signal; it touches no memory of ours.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            state != Some('Z')
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn wait_for(within: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < within,
+            "condition not met within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst) * 1000 + std::process::id() as u64
+}
+
+impl Instance {
+    /// Processes whose environment names this run of this instance: anything left of it.
+    pub fn processes_of_run(&self, run: i64) -> Vec<i64> {
+        processes_of_run(&self.config(), run)
+    }
+}
+
+fn processes_of_run(config: &Path, run: i64) -> Vec<i64> {
+    let needle = format!("MISSION_RUN={run}");
+    let config = format!("MISSION_CONFIG={}", config.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        if let Ok(environ) = std::fs::read(entry.path().join("environ"))
+            && environ.split(|b| *b == 0).any(|e| e == needle.as_bytes())
+            && environ.split(|b| *b == 0).any(|e| e == config.as_bytes())
+            && alive(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -1,0 +1,93 @@
+//! `mission serve`: woken by changes from other processes, clean shutdown, crash recovery.
+
+mod common;
+
+use common::{FAST, Instance, alive};
+use std::time::Duration;
+
+#[test]
+fn a_ticket_added_from_the_cli_is_picked_up_at_once() {
+    // The reconcile interval is long: only the wake-up can explain a quick pickup.
+    let instance = Instance::with_fake_workers(&FAST.replace(
+        "reconcile_interval = \"100ms\"",
+        "reconcile_interval = \"1h\"",
+    ));
+    let server = instance.serve();
+    let id = instance.add(&["--title", "quick", "--assignee", "luci"]);
+    instance.wait_for_state(&id, "review", Duration::from_secs(10));
+    let out = server.stop();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sigterm_stops_runs_and_leaves_them_recoverable() {
+    let instance = Instance::with_fake_workers(FAST);
+    let server = instance.serve();
+    let id = instance.add_with_body("long", "luci", b"fake-agent: hang\n");
+    instance.wait_for_state(&id, "running", Duration::from_secs(10));
+    let out = server.stop();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = instance.show(&id)["runs"][0].clone();
+    assert_eq!(run["failure_class"], "orphaned", "{run}");
+    assert_eq!(run["detail"], "the server shut down");
+    assert!(
+        instance
+            .processes_of_run(run["id"].as_i64().unwrap())
+            .is_empty()
+    );
+    assert_eq!(instance.state(&id), "todo", "requeued for the next start");
+}
+
+#[test]
+fn after_kill_9_a_restart_loses_no_ticket_and_runs_none_twice() {
+    let instance = Instance::with_fake_workers(FAST);
+    let server = instance.serve();
+    let id = instance.add_with_body("survives a crash", "luci", b"fake-agent: sleep 2\n");
+    instance.wait_for_state(&id, "running", Duration::from_secs(10));
+    let mut pid = None;
+    common::wait_for(Duration::from_secs(10), || {
+        pid = instance.show(&id)["runs"][0]["pid"].as_i64();
+        pid.is_some()
+    });
+    let pid = pid.unwrap();
+    server.kill();
+    assert!(alive(pid), "the agent outlives its supervisor's crash");
+
+    let server = instance.serve();
+    // Recovery at start kills the orphan's group before requeueing the ticket.
+    assert!(
+        !alive(pid),
+        "the orphaned agent {pid} is gone once the new server starts"
+    );
+    instance.wait_for_state(&id, "review", Duration::from_secs(20));
+    server.stop();
+
+    let runs = instance.show(&id)["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["failure_class"], "orphaned");
+    assert_eq!(runs[1]["attempt"], 2);
+    let first_end = chrono_ms(&runs[0]["ended_at"]);
+    let second_start = chrono_ms(&runs[1]["started_at"]);
+    assert!(
+        first_end <= second_start,
+        "attempt 2 started only after attempt 1 was closed"
+    );
+    assert!(
+        instance
+            .processes_of_run(runs[1]["id"].as_i64().unwrap())
+            .is_empty()
+    );
+}
+
+fn chrono_ms(value: &serde_json::Value) -> String {
+    // RFC 3339 with millisecond precision in UTC sorts as text.
+    value.as_str().unwrap().to_owned()
+}
