@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod dispatcher;
+pub mod explain;
 pub mod process;
 pub mod recovery;
 pub mod runner;

@@ -660,13 +660,15 @@ mod tests {
             result: Some((true, true)),
             ..RunSummary::default()
         };
-        let cases: Vec<(
+        // (stopped by the runner, exit code, signal, what the agent reported, expected class)
+        type Case<'a> = (
             Option<Stop>,
             Option<i64>,
             Option<i32>,
-            &RunSummary,
+            &'a RunSummary,
             Option<FailureClass>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (None, Some(0), None, &clean, None),
             (
                 None,

@@ -8,7 +8,6 @@
 //!
 //! Run: `cargo bench -p mission --bench foundation` (env BENCH_TICKETS / BENCH_EVENTS to scale).
 
-use mission_core::policy::{PolicyContext, runnability};
 use mission_core::{Actor, TicketDraft, TicketId, TicketKey, Timestamp};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, SqliteStore, Store, TicketFilter};
@@ -239,20 +238,16 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
     for n in 0..5000i64 {
         let id = TicketId::new(&key, 1 + (n * 7919) % tickets as i64);
         let t = Instant::now();
-        let (ticket, deps) = store.ticket_with_dependencies(&id).await.unwrap();
-        let verdict = runnability(
-            &ticket,
-            &deps,
-            PolicyContext {
-                workforce: &workforce,
-            },
-        );
+        let (_, verdict) =
+            mission_engine::explain::explain(&store, &workforce, &id, Timestamp::now())
+                .await
+                .unwrap();
         explain.push(t.elapsed());
         runnable += usize::from(verdict.is_runnable());
     }
     println!(
         "{}",
-        Stats::new(explain).line("explain (store read + policy)")
+        Stats::new(explain).line("explain (ticket, deps, capacity, policy)")
     );
 
     let mut list = Vec::new();

@@ -5,9 +5,8 @@ use super::{open, ticket_id};
 use crate::cli::ExplainArgs;
 use crate::exit::CliError;
 use crate::output;
-use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
+use mission_core::policy::Reason;
 use mission_core::{TicketId, Timestamp};
-use mission_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -21,17 +20,9 @@ struct Explanation<'a> {
 pub async fn run(config: Option<&Path>, args: ExplainArgs) -> Result<ExitCode, CliError> {
     let (instance, store) = open(config).await?;
     let id = ticket_id(&instance, &args.id)?;
-    let (ticket, deps) = store.ticket_with_dependencies(&id).await?;
-    let capacity = mission_engine::dispatcher::capacity_view(&store).await;
-    let context = PolicyContext {
-        workforce: &instance.workforce,
-        capacity: match &capacity {
-            Ok(counts) => Capacity::Counted(counts),
-            Err(error) => Capacity::Unknown(error),
-        },
-        now: Timestamp::now(),
-    };
-    let verdict = runnability(&ticket, &deps, context);
+    let (ticket, verdict) =
+        mission_engine::explain::explain(&store, &instance.workforce, &id, Timestamp::now())
+            .await?;
     let explanation = Explanation {
         ticket: &ticket.id,
         runnable: verdict.is_runnable(),

@@ -38,6 +38,7 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 .create_tickets(key, vec![new], &cli_change())
                 .await?
                 .remove(0);
+            poke(&instance);
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::List(args) => {

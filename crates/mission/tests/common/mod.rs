@@ -196,9 +196,12 @@ max_concurrent = 2
             .spawn()
             .unwrap();
         let server = Server { child: Some(child) };
-        // Ready when the wake socket exists.
+        // Ready when its wake socket takes datagrams (a crashed server's stale socket does not).
+        let socket = self.path().join("data/wake.sock");
         wait_for(Duration::from_secs(20), || {
-            self.path().join("data/wake.sock").exists()
+            std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.send_to(b"w", &socket))
+                .is_ok()
         });
         server
     }
