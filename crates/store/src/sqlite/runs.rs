@@ -116,6 +116,10 @@ pub(super) async fn set_dispatcher_value(
     event: Option<(&str, Value)>,
     change: &Change,
 ) -> Result<bool> {
+    // Most passes change nothing: look before taking the write lock, and look again under it.
+    if dispatcher_value(store, name).await?.as_deref() == Some(value) {
+        return Ok(false);
+    }
     let mut tx = store.write_tx().await?;
     let current: Option<String> =
         sqlx::query_scalar("SELECT value FROM dispatcher_state WHERE name = ?")
@@ -155,6 +159,16 @@ pub(super) async fn record_decision(
     decision: &Value,
     change: &Change,
 ) -> Result<bool> {
+    let select = "SELECT fingerprint FROM dispatch_decisions WHERE ticket = ? AND lane = ?";
+    // Look before taking the write lock, and look again under it.
+    let seen: Option<String> = sqlx::query_scalar(select)
+        .bind(ticket.to_string())
+        .bind(lane.as_str())
+        .fetch_optional(&store.pool)
+        .await?;
+    if seen.as_deref() == Some(fingerprint) {
+        return Ok(false);
+    }
     let mut tx = store.write_tx().await?;
     let current: Option<String> = sqlx::query_scalar(
         "SELECT fingerprint FROM dispatch_decisions WHERE ticket = ? AND lane = ?",

@@ -1,0 +1,67 @@
+//! Workspaces with real git: a worktree per ticket on a branch named from the ticket id.
+
+use mission_core::{TicketId, TicketKey};
+use mission_engine::workspace::{Workspaces, branch_name, head};
+use std::path::Path;
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_worktree_per_ticket_reused_across_attempts_and_removed_through_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "x\n").unwrap();
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+
+    let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+    let ticket = TicketId::new(&TicketKey::default(), 12);
+    let ws = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    assert_eq!(ws.path, dir.path().join("workspaces/MC-12"));
+    assert_eq!(git(&ws.path, &["rev-parse", "--abbrev-ref", "HEAD"]), "mission/MC-12");
+    assert_eq!(branch_name(&ticket), "mission/MC-12");
+
+    // Work done in attempt 1 is there for attempt 2.
+    std::fs::write(ws.path.join("work.txt"), "done\n").unwrap();
+    git(&ws.path, &["add", "work.txt"]);
+    git(&ws.path, &["commit", "-q", "-m", "work"]);
+    let commit = head(&ws.path).await.unwrap();
+    let again = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    assert_eq!(again, ws);
+    assert_eq!(head(&again.path).await.unwrap(), commit);
+
+    // Removal goes through git: the branch and its commit stay in the repository.
+    workspaces.remove(&ws).await.unwrap();
+    assert!(!ws.path.exists());
+    assert_eq!(git(&repo, &["rev-parse", "mission/MC-12"]), commit);
+    assert_eq!(git(&repo, &["cat-file", "-t", &commit]), "commit");
+    // A new attempt after removal gets the branch back.
+    let restored = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    assert_eq!(head(&restored.path).await.unwrap(), commit);
+}
+
+#[tokio::test]
+async fn a_ticket_without_a_repository_gets_a_plain_folder_and_a_bad_repository_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+    let ticket = TicketId::new(&TicketKey::default(), 3);
+    let ws = workspaces.prepare(&ticket, None).await.unwrap();
+    assert!(ws.path.is_dir() && ws.repo.is_none());
+    assert!(head(&ws.path).await.is_none());
+    std::fs::create_dir(dir.path().join("not-a-repo")).unwrap();
+    let err = workspaces.prepare(&ticket, Some("not-a-repo")).await.unwrap_err();
+    assert!(err.to_string().contains("is not a git repository"), "{err}");
+}
