@@ -20,8 +20,8 @@ use mission_store::{Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, Sto
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Tickets examined for changed decisions per pass.
-const TOUCHED_PER_PASS: u32 = 500;
+/// Ticket events read per pass when looking for changed decisions.
+const TOUCHED_EVENTS_PER_PASS: u32 = 2000;
 /// Most claims in one pass.
 const CLAIMS_PER_PASS: u32 = 64;
 
@@ -156,7 +156,10 @@ impl Dispatcher {
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let (touched, last) = self.store.touched_tickets(cursor, TOUCHED_PER_PASS).await?;
+        let (touched, last) = self
+            .store
+            .touched_tickets(lane, cursor, TOUCHED_EVENTS_PER_PASS)
+            .await?;
         for id in touched {
             let (ticket, deps) = match self.store.ticket_with_dependencies(&id).await {
                 Ok(found) => found,
@@ -237,6 +240,8 @@ impl Dispatcher {
             .dispatch_candidates(lane, &free, self.clock.now(), slots)
             .await?;
         report.candidates = candidates.len() as u32;
+        let mut requests = Vec::new();
+        let mut tokens = Vec::new();
         for id in candidates {
             let (ticket, deps) = match self.store.ticket_with_dependencies(&id).await {
                 Ok(found) => found,
@@ -271,10 +276,21 @@ impl Dispatcher {
                 token_hash: token::hash(&token),
                 lease: self.settings.dispatch.lease,
             };
-            match self.store.claim(&request, &self.change()).await? {
+            // Count the planned claim, so that the policy sees this pass's own claims.
+            counts.add(worker_name.as_str(), &worker.pool);
+            requests.push(request);
+            tokens.push(token);
+        }
+        if requests.is_empty() {
+            return Ok(());
+        }
+        // One write transaction for the pass's claims; each is its own compare-and-set.
+        let outcomes = self.store.claim_many(&requests, &self.change()).await?;
+        for ((request, token), outcome) in requests.into_iter().zip(tokens).zip(outcomes) {
+            let id = request.ticket;
+            match outcome {
                 ClaimOutcome::Claimed(run) => {
-                    counts.add(worker_name.as_str(), &worker.pool);
-                    tracing::info!(ticket.id = %id, run.id = run.id, attempt = run.attempt, worker = %worker_name, %lane, "claimed");
+                    tracing::info!(ticket.id = %id, run.id = run.id, attempt = run.attempt, worker = %request.worker, %lane, "claimed");
                     report.claimed_tickets.push(id);
                     report.claimed.push((*run, token));
                 }

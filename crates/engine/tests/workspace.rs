@@ -13,7 +13,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -31,7 +35,10 @@ async fn a_worktree_per_ticket_reused_across_attempts_and_removed_through_git() 
     let ticket = TicketId::new(&TicketKey::default(), 12);
     let ws = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
     assert_eq!(ws.path, dir.path().join("workspaces/MC-12"));
-    assert_eq!(git(&ws.path, &["rev-parse", "--abbrev-ref", "HEAD"]), "mission/MC-12");
+    assert_eq!(
+        git(&ws.path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "mission/MC-12"
+    );
     assert_eq!(branch_name(&ticket), "mission/MC-12");
 
     // Work done in attempt 1 is there for attempt 2.
@@ -62,6 +69,9 @@ async fn a_ticket_without_a_repository_gets_a_plain_folder_and_a_bad_repository_
     assert!(ws.path.is_dir() && ws.repo.is_none());
     assert!(head(&ws.path).await.is_none());
     std::fs::create_dir(dir.path().join("not-a-repo")).unwrap();
-    let err = workspaces.prepare(&ticket, Some("not-a-repo")).await.unwrap_err();
+    let err = workspaces
+        .prepare(&ticket, Some("not-a-repo"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("is not a git repository"), "{err}");
 }

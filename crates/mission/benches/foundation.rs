@@ -11,6 +11,7 @@
 use mission_core::{Actor, TicketDraft, TicketId, TicketKey, Timestamp};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, SqliteStore, Store, TicketFilter};
+use mission_testkit::stats::Stats;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,37 +23,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Stats {
-    samples: Vec<Duration>,
-}
-
-impl Stats {
-    fn new(mut samples: Vec<Duration>) -> Stats {
-        samples.sort();
-        Stats { samples }
-    }
-
-    fn pct(&self, p: f64) -> Duration {
-        let i = ((self.samples.len() as f64 - 1.0) * p).round() as usize;
-        self.samples[i]
-    }
-
-    fn line(&self, what: &str) -> String {
-        format!(
-            "{what:<44} n={:<6} p50={:>9.3}ms p90={:>9.3}ms p99={:>9.3}ms max={:>9.3}ms",
-            self.samples.len(),
-            ms(self.pct(0.5)),
-            ms(self.pct(0.9)),
-            ms(self.pct(0.99)),
-            ms(*self.samples.last().unwrap()),
-        )
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// Peak resident set size of any child waited for so far, in MiB.
@@ -157,7 +127,7 @@ async fn run(db: &Path, instance: &Path, tickets: usize, events: usize, batch: u
     println!(
         "{:<44} {:.0} tickets/s at the median batch",
         "",
-        batch as f64 / per_batch.pct(0.5).as_secs_f64()
+        batch as f64 / per_batch.percentile(0.5).as_secs_f64()
     );
     store.close().await;
 

@@ -130,9 +130,14 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<TicketId>>;
 
-    /// Tickets named by ticket events after `since` (at most `limit`), and the last sequence
-    /// number read.
-    async fn touched_tickets(&self, since: i64, limit: u32) -> Result<(Vec<TicketId>, i64)>;
+    /// Tickets named by ticket events after `since` (reading at most `limit` events) that are
+    /// now todo in `lane`, and the last sequence number read.
+    async fn touched_tickets(
+        &self,
+        lane: Lane,
+        since: i64,
+        limit: u32,
+    ) -> Result<(Vec<TicketId>, i64)>;
 
     /// Reads a dispatcher-wide value (e.g. the decision cursor).
     async fn dispatcher_value(&self, name: &str) -> Result<Option<String>>;
@@ -161,7 +166,20 @@ pub trait Store: Send + Sync {
 
     /// Claims a ticket for a new run: compare-and-set on the ticket's state, lane and version,
     /// capacity re-counted inside the same write transaction.
-    async fn claim(&self, request: &ClaimRequest, change: &Change) -> Result<ClaimOutcome>;
+    async fn claim(&self, request: &ClaimRequest, change: &Change) -> Result<ClaimOutcome> {
+        let mut outcomes = self
+            .claim_many(std::slice::from_ref(request), change)
+            .await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Several claims in one write transaction (one commit), each a compare-and-set of its own
+    /// with capacity re-counted, in order; one outcome per request.
+    async fn claim_many(
+        &self,
+        requests: &[ClaimRequest],
+        change: &Change,
+    ) -> Result<Vec<ClaimOutcome>>;
 
     // --- Runs -----------------------------------------------------------------------------------
 

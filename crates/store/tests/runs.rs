@@ -29,31 +29,76 @@ fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
 }
 
 fn retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 2, backoff_base: Duration::from_secs(1), backoff_max: Duration::from_secs(4) }
+    RetryPolicy {
+        max_attempts: 2,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(4),
+    }
 }
 
 #[tokio::test]
 async fn claims_are_compare_and_set() {
     let t = fresh().await;
-    let batch = (0..4).map(|i| new_ticket(&format!("t{i}"), Some("luci"))).collect();
-    t.store.create_tickets(&key(), batch, &change(1)).await.unwrap();
+    let batch = (0..4)
+        .map(|i| new_ticket(&format!("t{i}"), Some("luci")))
+        .collect();
+    t.store
+        .create_tickets(&key(), batch, &change(1))
+        .await
+        .unwrap();
 
-    let ClaimOutcome::Claimed(run) = t.store.claim(&request(1, 1, Lane::Normal, "a"), &change(2)).await.unwrap() else {
+    let ClaimOutcome::Claimed(run) = t
+        .store
+        .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
+        .await
+        .unwrap()
+    else {
         panic!("first claim refused")
     };
     assert_eq!((run.attempt, run.lane), (1, Lane::Normal));
     let refusals = [
-        (request(1, 2, Lane::Normal, "b"), ClaimRefusal::AlreadyClaimed { run: run.id }),
-        (request(2, 7, Lane::Normal, "c"), ClaimRefusal::Changed { state: State::Todo, version: 1 }),
-        (request(2, 1, Lane::NeedsInput, "d"), ClaimRefusal::WrongLane),
+        (
+            request(1, 2, Lane::Normal, "b"),
+            ClaimRefusal::AlreadyClaimed { run: run.id },
+        ),
+        (
+            request(2, 7, Lane::Normal, "c"),
+            ClaimRefusal::Changed {
+                state: State::Todo,
+                version: 1,
+            },
+        ),
+        (
+            request(2, 1, Lane::NeedsInput, "d"),
+            ClaimRefusal::WrongLane,
+        ),
     ];
     for (req, expected) in refusals {
-        assert_eq!(t.store.claim(&req, &change(3)).await.unwrap(), ClaimOutcome::Refused(expected));
+        assert_eq!(
+            t.store.claim(&req, &change(3)).await.unwrap(),
+            ClaimOutcome::Refused(expected)
+        );
     }
     // The worker's cap (2) is re-counted inside the claim's transaction.
-    assert!(matches!(t.store.claim(&request(2, 1, Lane::Normal, "e"), &change(4)).await.unwrap(), ClaimOutcome::Claimed(_)));
-    let third = t.store.claim(&request(3, 1, Lane::Normal, "f"), &change(5)).await.unwrap();
-    assert!(matches!(third, ClaimOutcome::Refused(ClaimRefusal::CapacityFull { .. })), "{third:?}");
+    assert!(matches!(
+        t.store
+            .claim(&request(2, 1, Lane::Normal, "e"), &change(4))
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+    let third = t
+        .store
+        .claim(&request(3, 1, Lane::Normal, "f"), &change(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            third,
+            ClaimOutcome::Refused(ClaimRefusal::CapacityFull { .. })
+        ),
+        "{third:?}"
+    );
     let counts = t.store.active_counts().await.unwrap();
     assert_eq!((counts.total, counts.worker("luci")), (2, 2));
 }
@@ -61,74 +106,227 @@ async fn claims_are_compare_and_set() {
 #[tokio::test]
 async fn reports_from_a_superseded_attempt_are_fenced() {
     let t = fresh().await;
-    t.store.create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1)).await.unwrap();
-    let ClaimOutcome::Claimed(first) = t.store.claim(&request(1, 1, Lane::Normal, "a"), &change(2)).await.unwrap() else {
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(first) = t
+        .store
+        .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
+        .await
+        .unwrap()
+    else {
         panic!()
     };
-    t.store.heartbeat(first.id, 1, mission_core::Timestamp::from_millis(3), Duration::from_secs(30)).await.unwrap();
-    let end = RunEnd { failure: Some(FailureClass::AgentError), exit_code: Some(1), ..RunEnd::default() };
-    let ended = t.store.end_run(first.id, 1, &end, &retry(), &change(4)).await.unwrap();
+    t.store
+        .heartbeat(
+            first.id,
+            1,
+            mission_core::Timestamp::from_millis(3),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let end = RunEnd {
+        failure: Some(FailureClass::AgentError),
+        exit_code: Some(1),
+        ..RunEnd::default()
+    };
+    let ended = t
+        .store
+        .end_run(first.id, 1, &end, &retry(), &change(4))
+        .await
+        .unwrap();
     assert_eq!(ended.ticket_state, State::Todo);
     let ticket = t.store.ticket(&id(1)).await.unwrap();
     assert_eq!(ticket.not_before.map(|t| t.as_millis()), Some(4 + 1000));
 
     // Attempt 2 runs; attempt 1's token can do nothing any more.
-    let ClaimOutcome::Claimed(second) = t.store.claim(&request(1, ticket.version, Lane::Normal, "b"), &change(2000)).await.unwrap() else {
+    let ClaimOutcome::Claimed(second) = t
+        .store
+        .claim(
+            &request(1, ticket.version, Lane::Normal, "b"),
+            &change(2000),
+        )
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     assert_eq!(second.attempt, 2);
     let fenced = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
-    assert!(fenced(t.store.run_submit(first.id, 1, &change(2001)).await.map(|_| ())));
-    assert!(fenced(t.store.run_ask(first.id, 1, "?", &change(2001)).await.map(|_| ())));
-    assert!(fenced(t.store.run_progress(first.id, 1, "x", &change(2001)).await));
-    assert!(fenced(t.store.heartbeat(first.id, 1, mission_core::Timestamp::from_millis(2001), Duration::from_secs(1)).await.map(|_| ())));
-    assert!(fenced(t.store.end_run(second.id, 1, &RunEnd::default(), &retry(), &change(2001)).await.map(|_| ())));
+    assert!(fenced(
+        t.store
+            .run_submit(first.id, 1, &change(2001))
+            .await
+            .map(|_| ())
+    ));
+    assert!(fenced(
+        t.store
+            .run_ask(first.id, 1, "?", &change(2001))
+            .await
+            .map(|_| ())
+    ));
+    assert!(fenced(
+        t.store.run_progress(first.id, 1, "x", &change(2001)).await
+    ));
+    assert!(fenced(
+        t.store
+            .heartbeat(
+                first.id,
+                1,
+                mission_core::Timestamp::from_millis(2001),
+                Duration::from_secs(1)
+            )
+            .await
+            .map(|_| ())
+    ));
+    assert!(fenced(
+        t.store
+            .end_run(second.id, 1, &RunEnd::default(), &retry(), &change(2001))
+            .await
+            .map(|_| ())
+    ));
 
     // The current attempt's reports are taken; attempts exhausted, the ticket fails.
-    let ended = t.store.end_run(second.id, 2, &end, &retry(), &change(2002)).await.unwrap();
+    let ended = t
+        .store
+        .end_run(second.id, 2, &end, &retry(), &change(2002))
+        .await
+        .unwrap();
     assert_eq!(ended.ticket_state, State::Failed);
 }
 
 #[tokio::test]
 async fn ask_and_answer_move_the_ticket_between_lanes() {
     let t = fresh().await;
-    t.store.create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1)).await.unwrap();
-    let err = t.store.answer(&id(1), "early", &change(2)).await.unwrap_err();
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .answer(&id(1), "early", &change(2))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "MC-1 has no open question");
-    let ClaimOutcome::Claimed(run) = t.store.claim(&request(1, 1, Lane::Normal, "a"), &change(2)).await.unwrap() else {
+    let ClaimOutcome::Claimed(run) = t
+        .store
+        .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     t.store.run_session(run.id, 1, "session-1").await.unwrap();
-    let asked = t.store.run_ask(run.id, 1, "Which branch?", &change(3)).await.unwrap();
+    let asked = t
+        .store
+        .run_ask(run.id, 1, "Which branch?", &change(3))
+        .await
+        .unwrap();
     assert_eq!(asked.state, State::NeedsInput);
-    assert_eq!(t.store.active_counts().await.unwrap().total, 0, "the slot is released");
+    assert_eq!(
+        t.store.active_counts().await.unwrap().total,
+        0,
+        "the slot is released"
+    );
     // The process exiting afterwards only adds its figures.
-    let late = t.store.end_run(run.id, 1, &RunEnd { exit_code: Some(0), ..RunEnd::default() }, &retry(), &change(4)).await.unwrap();
+    let late = t
+        .store
+        .end_run(
+            run.id,
+            1,
+            &RunEnd {
+                exit_code: Some(0),
+                ..RunEnd::default()
+            },
+            &retry(),
+            &change(4),
+        )
+        .await
+        .unwrap();
     assert!(!late.ended_now);
     assert_eq!(late.ticket_state, State::NeedsInput);
 
     let answered = t.store.answer(&id(1), "main", &change(5)).await.unwrap();
     assert_eq!((answered.state, answered.resume), (State::Todo, true));
-    let normal = t.store.claim(&request(1, answered.version, Lane::Normal, "b"), &change(6)).await.unwrap();
+    let normal = t
+        .store
+        .claim(&request(1, answered.version, Lane::Normal, "b"), &change(6))
+        .await
+        .unwrap();
     assert_eq!(normal, ClaimOutcome::Refused(ClaimRefusal::WrongLane));
     let context = t.store.resume_context(&id(1)).await.unwrap().unwrap();
-    assert_eq!((context.session_id.as_deref(), context.question.as_str(), context.answer.as_str()), (Some("session-1"), "Which branch?", "main"));
-    let ClaimOutcome::Claimed(resumed) = t.store.claim(&request(1, answered.version, Lane::NeedsInput, "c"), &change(7)).await.unwrap() else {
+    assert_eq!(
+        (
+            context.session_id.as_deref(),
+            context.question.as_str(),
+            context.answer.as_str()
+        ),
+        (Some("session-1"), "Which branch?", "main")
+    );
+    let ClaimOutcome::Claimed(resumed) = t
+        .store
+        .claim(
+            &request(1, answered.version, Lane::NeedsInput, "c"),
+            &change(7),
+        )
+        .await
+        .unwrap()
+    else {
         panic!()
     };
     assert_eq!((resumed.attempt, resumed.lane), (2, Lane::NeedsInput));
-    assert!(!t.store.ticket(&id(1)).await.unwrap().resume, "claimed: out of the needs-input lane");
+    assert!(
+        !t.store.ticket(&id(1)).await.unwrap().resume,
+        "claimed: out of the needs-input lane"
+    );
 }
 
 #[tokio::test]
 async fn decisions_are_recorded_only_when_they_change() {
     let t = fresh().await;
-    t.store.create_tickets(&key(), vec![new_ticket("t", Some("lucienne"))], &change(1)).await.unwrap();
-    let decision = serde_json::json!({"runnable": false, "reasons": [{"code": "controller_parked"}]});
-    assert!(t.store.record_decision(&id(1), Lane::Normal, "controller_parked", &decision, &change(2)).await.unwrap());
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("lucienne"))], &change(1))
+        .await
+        .unwrap();
+    let decision =
+        serde_json::json!({"runnable": false, "reasons": [{"code": "controller_parked"}]});
+    assert!(
+        t.store
+            .record_decision(
+                &id(1),
+                Lane::Normal,
+                "controller_parked",
+                &decision,
+                &change(2)
+            )
+            .await
+            .unwrap()
+    );
     for at in 3..10 {
-        assert!(!t.store.record_decision(&id(1), Lane::Normal, "controller_parked", &decision, &change(at)).await.unwrap());
+        assert!(
+            !t.store
+                .record_decision(
+                    &id(1),
+                    Lane::Normal,
+                    "controller_parked",
+                    &decision,
+                    &change(at)
+                )
+                .await
+                .unwrap()
+        );
     }
-    assert!(t.store.record_decision(&id(1), Lane::Normal, "unassigned", &decision, &change(11)).await.unwrap());
-    assert_eq!(t.store.last_event_seq().await.unwrap(), 3, "created + two decisions");
+    assert!(
+        t.store
+            .record_decision(&id(1), Lane::Normal, "unassigned", &decision, &change(11))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.store.last_event_seq().await.unwrap(),
+        3,
+        "created + two decisions"
+    );
 }

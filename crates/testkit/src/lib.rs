@@ -8,6 +8,8 @@
 //! // now start the fake agent, which imitates the CLI it was run as.
 //! ```
 
+pub mod stats;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

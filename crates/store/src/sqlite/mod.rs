@@ -143,7 +143,21 @@ pub(crate) async fn transition(
     change: &Change,
     adjust: impl FnOnce(&mut Ticket),
 ) -> Result<Ticket> {
-    let mut ticket = load_ticket(&mut *conn, id).await?;
+    let ticket = load_ticket(&mut *conn, id).await?;
+    apply_transition(conn, ticket, to, via, extra, change, adjust).await
+}
+
+/// `transition` for a ticket already read in this transaction.
+pub(crate) async fn apply_transition(
+    conn: &mut SqliteConnection,
+    mut ticket: Ticket,
+    to: mission_core::State,
+    via: mission_core::transition::Via,
+    extra: Value,
+    change: &Change,
+    adjust: impl FnOnce(&mut Ticket),
+) -> Result<Ticket> {
+    let id = &ticket.id.clone();
     let from = ticket.state;
     check_transition(from, to, via).map_err(|source| StoreError::Transition {
         id: id.clone(),
@@ -544,8 +558,13 @@ impl Store for SqliteStore {
         runs::dispatch_candidates(self, lane, workers, now, limit).await
     }
 
-    async fn touched_tickets(&self, since: i64, limit: u32) -> Result<(Vec<TicketId>, i64)> {
-        runs::touched_tickets(self, since, limit).await
+    async fn touched_tickets(
+        &self,
+        lane: Lane,
+        since: i64,
+        limit: u32,
+    ) -> Result<(Vec<TicketId>, i64)> {
+        runs::touched_tickets(self, lane, since, limit).await
     }
 
     async fn dispatcher_value(&self, name: &str) -> Result<Option<String>> {
@@ -573,8 +592,12 @@ impl Store for SqliteStore {
         runs::record_decision(self, ticket, lane, fingerprint, decision, change).await
     }
 
-    async fn claim(&self, request: &ClaimRequest, change: &Change) -> Result<ClaimOutcome> {
-        runs::claim(self, request, change).await
+    async fn claim_many(
+        &self,
+        requests: &[ClaimRequest],
+        change: &Change,
+    ) -> Result<Vec<ClaimOutcome>> {
+        runs::claim_many(self, requests, change).await
     }
 
     async fn run(&self, id: i64) -> Result<Run> {

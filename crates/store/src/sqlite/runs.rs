@@ -1,7 +1,7 @@
 //! Dispatch and run records in SQLite: claims, fencing, questions, decisions.
 
 use super::rows::{RUN_COLUMNS, decode_run, ticket_id};
-use super::{SqliteStore, append_event, load_ticket, transition};
+use super::{SqliteStore, append_event, apply_transition, load_ticket, transition};
 use crate::{
     Change, ClaimOutcome, ClaimRefusal, ClaimRequest, EndedRun, Heartbeat, Result, ResumeContext,
     RunEnd, RunStart, StoreError,
@@ -70,27 +70,35 @@ pub(super) async fn dispatch_candidates(
 
 pub(super) async fn touched_tickets(
     store: &SqliteStore,
+    lane: Lane,
     since: i64,
     limit: u32,
 ) -> Result<(Vec<TicketId>, i64)> {
     let rows = sqlx::query(
-        "SELECT seq, ticket FROM events WHERE seq > ? AND ticket IS NOT NULL \
-         AND kind IN ('ticket.created', 'ticket.moved', 'ticket.edited') ORDER BY seq LIMIT ?",
+        "SELECT e.seq, e.ticket, t.state = 'todo' AND t.resume = ? FROM events e \
+         LEFT JOIN tickets t ON t.id = e.ticket WHERE e.seq > ? AND e.ticket IS NOT NULL \
+         AND e.kind IN ('ticket.created', 'ticket.moved', 'ticket.edited') ORDER BY e.seq LIMIT ?",
     )
+    .bind(i64::from(lane == Lane::NeedsInput))
     .bind(since)
     .bind(i64::from(limit))
     .fetch_all(&store.pool)
     .await?;
+    let read = rows.len();
     let mut last = since;
     let mut ids: Vec<TicketId> = Vec::new();
     for row in rows {
         last = row.try_get(0)?;
+        let waiting: Option<bool> = row.try_get(2)?;
+        if waiting != Some(true) {
+            continue;
+        }
         let id = ticket_id(&row.try_get::<String, _>(1)?)?;
         if !ids.contains(&id) {
             ids.push(id);
         }
     }
-    if ids.len() < limit as usize {
+    if read < limit as usize {
         // Past the last ticket event: later events of other kinds need no second look.
         let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
             .fetch_one(&store.pool)
@@ -206,13 +214,26 @@ pub(super) async fn record_decision(
     Ok(true)
 }
 
-pub(super) async fn claim(
+pub(super) async fn claim_many(
     store: &SqliteStore,
+    requests: &[ClaimRequest],
+    change: &Change,
+) -> Result<Vec<ClaimOutcome>> {
+    let mut tx = store.write_tx().await?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        outcomes.push(claim_in(&mut tx, request, change).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn claim_in(
+    tx: &mut SqliteConnection,
     request: &ClaimRequest,
     change: &Change,
 ) -> Result<ClaimOutcome> {
-    let mut tx = store.write_tx().await?;
-    let current = load_ticket(&mut tx, &request.ticket).await?;
+    let current = load_ticket(&mut *tx, &request.ticket).await?;
     if current.state == State::Running {
         let run: Option<i64> =
             sqlx::query_scalar("SELECT id FROM runs WHERE ticket = ? AND ended_at IS NULL")
@@ -278,9 +299,9 @@ pub(super) async fn claim(
     .fetch_one(&mut *tx)
     .await?;
     let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.worker, "lane": request.lane });
-    transition(
-        &mut tx,
-        &request.ticket,
+    apply_transition(
+        &mut *tx,
+        current,
         State::Running,
         Via::Claim,
         extra,
@@ -298,8 +319,32 @@ pub(super) async fn claim(
         .bind(request.ticket.to_string())
         .execute(&mut *tx)
         .await?;
-    let run = load_run(&mut tx, run_id).await?;
-    tx.commit().await?;
+    let run = Run {
+        id: run_id,
+        ticket: request.ticket.clone(),
+        attempt,
+        worker: request.worker.clone(),
+        pool: request.pool.clone(),
+        lane: request.lane,
+        node: request.node.clone(),
+        started_at: change.at,
+        heartbeat_at: change.at,
+        lease_expires_at: Timestamp::from_millis(lease_until),
+        pid: None,
+        workspace: None,
+        session_id: None,
+        head_before: None,
+        head_after: None,
+        log_path: None,
+        ended_at: None,
+        outcome: None,
+        failure_class: None,
+        detail: None,
+        exit_code: None,
+        input_tokens: None,
+        output_tokens: None,
+        cost_usd: None,
+    };
     Ok(ClaimOutcome::Claimed(Box::new(run)))
 }
 

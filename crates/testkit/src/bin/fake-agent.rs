@@ -30,11 +30,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const GRANDCHILD: &str = "--fake-agent-grandchild";
 
 fn main() -> ExitCode {
+    stamp_start();
     let argv: Vec<OsString> = std::env::args_os().collect();
     if argv.get(1).map(OsString::as_os_str) == Some(OsStr::new(GRANDCHILD)) {
         sleep_forever();
     }
     ExitCode::from(run(&argv))
+}
+
+/// Writes the wall-clock time this process started (nanoseconds since the epoch) to
+/// `$MISSION_RUN_DIR/started.ns`, for the pickup-latency benchmark.
+fn stamp_start() {
+    let Some(dir) = std::env::var_os("MISSION_RUN_DIR") else {
+        return;
+    };
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join("started.ns");
+    if !path.exists() {
+        let _ = std::fs::write(path, now.as_nanos().to_string());
+    }
 }
 
 /// Which CLI this process imitates, from the name it was run as.
