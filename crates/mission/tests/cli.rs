@@ -1,91 +1,14 @@
 //! The `mission` binary, run as a real process against real SQLite files.
 
+mod common;
+
+use common::{Instance, MISSION};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-const MISSION: &str = env!("CARGO_BIN_EXE_mission");
-
-/// A fresh instance made by `mission init` in a temporary folder.
-struct Instance {
-    dir: tempfile::TempDir,
-}
-
-impl Instance {
-    fn new() -> Instance {
-        let dir = tempfile::tempdir().unwrap();
-        let out = run_in(dir.path(), &["init", "."]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Instance { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path().join("mission.toml")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run_in(self.path(), args)
-    }
-
-    /// Runs a command that must succeed, returning its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let out = self.run(&args);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", String::from_utf8_lossy(&out.stdout)))
-    }
-
-    fn add(&self, args: &[&str]) -> String {
-        let mut all = vec!["ticket", "add"];
-        all.extend_from_slice(args);
-        self.json(&all)["id"].as_str().unwrap().to_owned()
-    }
-
-    /// Everything stored, as the CLI shows it: to compare before and after a refused command.
-    fn snapshot(&self) -> (String, String) {
-        (self.ok(&["ticket", "list", "--json"]), self.ok(&["events"]))
-    }
-}
-
-fn run_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(MISSION)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MISSION_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn init_is_idempotent_and_writes_the_reference_deployment() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let config = std::fs::read_to_string(instance.config()).unwrap();
     for name in [
         "luci", "larry", "tessa", "scott", "atlas", "council", "lucienne",
@@ -108,7 +31,7 @@ fn init_is_idempotent_and_writes_the_reference_deployment() {
 #[test]
 fn a_ticket_parked_with_its_controller_is_explained_as_such() {
     // The scenario of MC-4122: todo, assignee = owner = the controller.
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let id = instance.add(&[
         "--title",
         "Campaign plan",
@@ -152,7 +75,7 @@ fn a_ticket_parked_with_its_controller_is_explained_as_such() {
 
 #[test]
 fn explain_gives_every_reason() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let first = instance.add(&["--title", "first", "--assignee", "luci"]);
     let ghost = instance.add(&[
         "--title",
@@ -184,7 +107,7 @@ fn explain_gives_every_reason() {
 
 #[test]
 fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let a = instance.add(&["--title", "a", "--assignee", "luci"]);
     let b = instance.add(&["--title", "b", "--assignee", "luci", "--depends-on", &a]);
     let big = instance.path().join("big.txt");
@@ -291,7 +214,7 @@ fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
 
 #[test]
 fn a_bad_config_names_file_line_and_key_and_nothing_starts() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let text = std::fs::read_to_string(instance.config()).unwrap();
     let broken = text.replace("max_concurrent = 2", "max_concurrent = \"many\"");
     std::fs::write(instance.config(), &broken).unwrap();
@@ -320,7 +243,7 @@ fn a_bad_config_names_file_line_and_key_and_nothing_starts() {
 
 #[test]
 fn corrupt_and_newer_stores_are_refused_with_exit_3_and_left_as_they_were() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     instance.add(&["--title", "keep me"]);
     let db = instance.path().join("data/mission.db");
 
@@ -361,7 +284,7 @@ fn corrupt_and_newer_stores_are_refused_with_exit_3_and_left_as_they_were() {
 
 #[test]
 fn ticket_text_round_trips_byte_exact() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let body = "line one\n; rm -rf / | $(id) `whoami` \"quoted\" 'single'\n--leading-dash\n\0nul\ttab\u{1F680}\n";
     let file = instance.path().join("body.txt");
     std::fs::write(&file, body).unwrap();
@@ -405,7 +328,7 @@ fn ticket_text_round_trips_byte_exact() {
 
 #[test]
 fn moves_edits_and_the_timeline() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let id = instance.add(&["--title", "triage me", "--label", "ci"]);
     assert_eq!(instance.json(&["ticket", "show", &id])["state"], "triage");
     instance.ok(&[
@@ -452,7 +375,7 @@ fn moves_edits_and_the_timeline() {
 
 #[test]
 fn events_follow_prints_new_events_as_they_happen() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     instance.add(&["--title", "before"]);
     let mut follower = Command::new(MISSION)
         .args(["events", "--follow", "--since", "1"])
@@ -474,7 +397,7 @@ fn events_follow_prints_new_events_as_they_happen() {
 
 #[test]
 fn two_processes_adding_500_tickets_each_lose_nothing() {
-    let instance = Instance::new();
+    let instance = Instance::reference();
     let per_process = 500;
     // Each "process" is a shell-free loop of real `mission` invocations; the two loops run at
     // the same time, so their transactions contend for the write lock.

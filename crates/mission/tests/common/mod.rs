@@ -157,6 +157,11 @@ max_concurrent = 2
         ])
     }
 
+    /// Everything stored, as the CLI shows it: to compare before and after a refused command.
+    pub fn snapshot(&self) -> (String, String) {
+        (self.ok(&["ticket", "list", "--json"]), self.ok(&["events"]))
+    }
+
     pub fn show(&self, id: &str) -> Value {
         self.json(&["ticket", "show", id])
     }

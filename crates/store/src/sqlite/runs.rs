@@ -517,6 +517,38 @@ async fn close_run(
     Ok(())
 }
 
+/// A run ending by its own report: the run closes with `outcome` and its ticket moves `to`, in
+/// one transaction, with the question when it asked one. Fenced.
+async fn end_by_report(
+    store: &SqliteStore,
+    id: i64,
+    attempt: i64,
+    outcome: RunOutcome,
+    (to, via): (State, Via),
+    change: &Change,
+    question: Option<&str>,
+) -> Result<Ticket> {
+    let mut tx = store.write_tx().await?;
+    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
+    close_run(&mut tx, id, outcome, None, None, change.at).await?;
+    let mut extra = json!({ "run": id, "attempt": attempt, "outcome": outcome.as_str() });
+    if let Some(question) = question {
+        let question_id: i64 = sqlx::query_scalar(
+            "INSERT INTO questions (ticket, run, text, asked_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(run.ticket.to_string())
+        .bind(id)
+        .bind(question)
+        .bind(change.at.as_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        extra["question"] = json!(question_id);
+    }
+    let ticket = transition(&mut tx, &run.ticket, to, via, extra, change, |_| {}).await?;
+    tx.commit().await?;
+    Ok(ticket)
+}
+
 pub(super) async fn run_ask(
     store: &SqliteStore,
     id: i64,
@@ -524,32 +556,17 @@ pub(super) async fn run_ask(
     question: &str,
     change: &Change,
 ) -> Result<Ticket> {
-    let mut tx = store.write_tx().await?;
-    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
-    close_run(&mut tx, id, RunOutcome::Asked, None, None, change.at).await?;
-    let question_id: i64 = sqlx::query_scalar(
-        "INSERT INTO questions (ticket, run, text, asked_at) VALUES (?, ?, ?, ?) RETURNING id",
-    )
-    .bind(run.ticket.to_string())
-    .bind(id)
-    .bind(question)
-    .bind(change.at.as_millis())
-    .fetch_one(&mut *tx)
-    .await?;
-    let extra =
-        json!({ "run": id, "attempt": attempt, "outcome": "asked", "question": question_id });
-    let ticket = transition(
-        &mut tx,
-        &run.ticket,
-        State::NeedsInput,
-        Via::RunAsk,
-        extra,
+    let to = (State::NeedsInput, Via::RunAsk);
+    end_by_report(
+        store,
+        id,
+        attempt,
+        RunOutcome::Asked,
+        to,
         change,
-        |_| {},
+        Some(question),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(ticket)
+    .await
 }
 
 pub(super) async fn run_submit(
@@ -558,22 +575,8 @@ pub(super) async fn run_submit(
     attempt: i64,
     change: &Change,
 ) -> Result<Ticket> {
-    let mut tx = store.write_tx().await?;
-    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
-    close_run(&mut tx, id, RunOutcome::Submitted, None, None, change.at).await?;
-    let extra = json!({ "run": id, "attempt": attempt, "outcome": "submitted" });
-    let ticket = transition(
-        &mut tx,
-        &run.ticket,
-        State::Review,
-        Via::RunSubmit,
-        extra,
-        change,
-        |_| {},
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ticket)
+    let to = (State::Review, Via::RunSubmit);
+    end_by_report(store, id, attempt, RunOutcome::Submitted, to, change, None).await
 }
 
 pub(super) async fn end_run(
