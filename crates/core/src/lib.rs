@@ -9,6 +9,7 @@ pub mod event;
 pub mod id;
 pub mod policy;
 pub mod run;
+pub mod task;
 pub mod ticket;
 pub mod time;
 pub mod transition;
