@@ -39,6 +39,74 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
     pub workers: BTreeMap<String, WorkerConfig>,
+    #[serde(default)]
+    pub triage: TriageConfig,
+}
+
+/// Rules of the `triage` task: the first rule that matches a ticket in triage names its assignee.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageConfig {
+    #[serde(default)]
+    pub rules: Vec<TriageRuleConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageRuleConfig {
+    /// Matches tickets with this label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Matches tickets whose title matches this regular expression.
+    #[serde(default)]
+    pub title: Option<String>,
+    pub assignee: String,
+}
+
+/// A checked triage rule.
+#[derive(Clone, Debug)]
+pub struct TriageRule {
+    pub label: Option<String>,
+    pub title: Option<regex::Regex>,
+    pub assignee: Name,
+}
+
+impl TriageRule {
+    pub fn matches(&self, title: &str, labels: &[String]) -> bool {
+        self.label.as_ref().is_none_or(|l| labels.contains(l))
+            && self.title.as_ref().is_none_or(|re| re.is_match(title))
+    }
+}
+
+/// Checks the triage rules.
+pub fn triage_rules(config: &TriageConfig) -> Result<Vec<TriageRule>, ConfigError> {
+    config
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let key = |field: &str| format!("triage.rules[{i}].{field}");
+            if rule.label.is_none() && rule.title.is_none() {
+                return Err(ConfigError::new(
+                    format!("triage.rules[{i}]"),
+                    "a rule needs `label` or `title`",
+                ));
+            }
+            Ok(TriageRule {
+                label: rule.label.as_ref().map(|l| l.trim().to_ascii_lowercase()),
+                title: rule
+                    .title
+                    .as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| {
+                        ConfigError::new(key("title"), format!("invalid regular expression: {e}"))
+                    })?,
+                assignee: Name::parse(&rule.assignee)
+                    .map_err(|e| ConfigError::new(key("assignee"), e.to_string()))?,
+            })
+        })
+        .collect()
 }
 
 /// How the dispatcher and the runner behave.

@@ -16,6 +16,8 @@ pub enum EventKind {
     DispatchDecision,
     RunEnded,
     RunProgress,
+    /// A task run ended, with its one outcome.
+    TaskFinished,
 }
 
 impl EventKind {
@@ -27,6 +29,7 @@ impl EventKind {
             EventKind::DispatchDecision => "dispatch.decision",
             EventKind::RunEnded => "run.ended",
             EventKind::RunProgress => "run.progress",
+            EventKind::TaskFinished => "task.finished",
         }
     }
 }

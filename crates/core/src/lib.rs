@@ -14,7 +14,7 @@ pub mod ticket;
 pub mod time;
 pub mod transition;
 
-pub use config::{ConfigError, PolicyConfig, WorkerConfig, Workforce};
+pub use config::{ConfigError, PolicyConfig, TriageRule, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};

@@ -18,7 +18,7 @@ pub fn supervisor_id(settings: &Settings) -> String {
 }
 
 /// Whether the supervisor named by `node` is known to be gone.
-fn supervisor_gone(settings: &Settings, node: &str) -> bool {
+pub fn supervisor_gone(settings: &Settings, node: &str) -> bool {
     let Some((host, pid)) = node.rsplit_once(':') else {
         return false;
     };

@@ -473,25 +473,9 @@ impl Runner {
         ticket_file: &Path,
         run_dir: &Path,
     ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = BASE_ENV
-            .iter()
-            .map(|s| s.to_string())
-            .chain(self.settings.dispatch.env_allow.iter().cloned())
-            .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
-            .collect();
-        let bin_dir = self
-            .settings
-            .mission_bin
-            .parent()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = match std::env::var("PATH") {
-            Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
-            _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
-        };
+        let mut env = base_environment(&self.settings);
         let author = format!("{}@mission.local", run.worker);
         env.extend([
-            ("PATH".to_owned(), path),
             ("MISSION_RUN_TOKEN".to_owned(), token.to_owned()),
             ("MISSION_RUN".to_owned(), run.id.to_string()),
             ("MISSION_TICKET".to_owned(), run.ticket.to_string()),
@@ -504,10 +488,6 @@ impl Runner {
                 "MISSION_RUN_DIR".to_owned(),
                 run_dir.to_string_lossy().into_owned(),
             ),
-            (
-                "MISSION_CONFIG".to_owned(),
-                self.settings.config_file.to_string_lossy().into_owned(),
-            ),
             ("GIT_AUTHOR_NAME".to_owned(), run.worker.to_string()),
             ("GIT_AUTHOR_EMAIL".to_owned(), author.clone()),
             ("GIT_COMMITTER_NAME".to_owned(), run.worker.to_string()),
@@ -515,6 +495,33 @@ impl Runner {
         ]);
         env
     }
+}
+
+/// The environment every child process gets: the allow-list (built in and `dispatch.env_allow`)
+/// from this process's environment, `PATH` with the `mission` binary's folder first, and
+/// `MISSION_CONFIG` naming the instance.
+pub fn base_environment(settings: &Settings) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = BASE_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .chain(settings.dispatch.env_allow.iter().cloned())
+        .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+        .collect();
+    let bin_dir = settings
+        .mission_bin
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = match std::env::var("PATH") {
+        Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
+        _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
+    };
+    env.push(("PATH".to_owned(), path));
+    env.push((
+        "MISSION_CONFIG".to_owned(),
+        settings.config_file.to_string_lossy().into_owned(),
+    ));
+    env
 }
 
 /// The text handed to the agent: the title, a blank line, the body — byte for byte.

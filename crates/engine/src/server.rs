@@ -1,13 +1,16 @@
 //! The server loop: recovery at start, then dispatch passes woken by events (a wake datagram
 //! from another process, a run ending here) with a periodic reconcile as the fallback; claimed
-//! runs are supervised concurrently. On shutdown, runs are stopped and closed as orphaned, so
-//! their tickets are requeued.
+//! runs are supervised concurrently. The scheduler runs beside it in its own task. On shutdown,
+//! runs are stopped and closed as orphaned, so their tickets are requeued; task runs end
+//! `failed` ("the server shut down").
 
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
 use crate::recovery;
 use crate::runner::Runner;
+use crate::scheduler::Scheduler;
 use crate::settings::Settings;
+use crate::tasks::TaskContext;
 use crate::wake;
 use mission_core::Lane;
 use mission_store::Store;
@@ -57,6 +60,15 @@ pub async fn serve(
     let runner = Runner::new(store.clone(), settings.clone(), clock.clone());
     let (stop, stopped) = watch::channel(false);
     let mut runs = JoinSet::new();
+    // The scheduler runs beside the dispatcher; runs its dispatch tasks claim come back here.
+    let (sink, mut task_claims) = tokio::sync::mpsc::unbounded_channel();
+    let context = TaskContext {
+        store: store.clone(),
+        settings: settings.clone(),
+        clock: clock.clone(),
+        runs: sink,
+    };
+    let scheduler = tokio::spawn(Scheduler::new(context).run(stopped.clone()));
     tokio::pin!(shutdown);
     tracing::info!(node = %settings.node, "serving");
     loop {
@@ -80,6 +92,16 @@ pub async fn serve(
         }
         tokio::select! {
             _ = notify.notified() => {}
+            Some((run, token)) = task_claims.recv() => {
+                let runner = runner.clone();
+                let stopped = stopped.clone();
+                let notify = notify.clone();
+                runs.spawn(async move {
+                    let report = runner.run(run, token, stopped).await;
+                    notify.notify_one();
+                    report
+                });
+            }
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
             _ = tokio::time::sleep(settings.dispatch.reconcile_interval) => {
                 if let Err(error) = recovery::recover(&store, &settings, &clock).await {
@@ -91,6 +113,7 @@ pub async fn serve(
     }
     tracing::info!(active = runs.len(), "shutting down: stopping runs");
     let _ = stop.send(true);
+    let _ = scheduler.await;
     while runs.join_next().await.is_some() {}
     listener.abort();
     let _ = std::fs::remove_file(&settings.wake_socket);

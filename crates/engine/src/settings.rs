@@ -2,13 +2,19 @@
 //! whether started by the server, a scheduled task or the CLI — gets the same.
 
 use mission_core::config::DispatchConfig;
-use mission_core::{RetryPolicy, Workforce};
+use mission_core::{RetryPolicy, TicketKey, TriageRule, Workforce};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub workforce: Workforce,
     pub dispatch: DispatchConfig,
+    /// The prefix of ticket ids this instance creates.
+    pub ticket_key: TicketKey,
+    /// Rules of the `triage` task.
+    pub triage: Vec<TriageRule>,
+    /// The task files.
+    pub tasks_dir: PathBuf,
     /// The folder of mission.toml; relative paths in the configuration start here.
     pub instance_dir: PathBuf,
     /// The config file, handed to runs (`MISSION_CONFIG`) so that their callbacks find the

@@ -42,6 +42,35 @@ pub enum Command {
     /// Inside a run: talk back to Mission Control (the run token comes from the environment).
     #[command(subcommand)]
     Run(RunCommand),
+    /// Recurring tasks from tasks/*.md: list them, run one now, show its history.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Every task with its schedule, next firing and last outcome, and every broken task file.
+    List(JsonFlag),
+    /// Run a task now, through the same path as a scheduled firing; prints its outcome.
+    Run(TaskNameArgs),
+    /// A task's runs, newest first.
+    History(TaskHistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskNameArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskHistoryArgs {
+    pub name: String,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

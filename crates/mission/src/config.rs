@@ -30,6 +30,8 @@ pub struct Instance {
     pub dir: PathBuf,
     pub config: Config,
     pub workforce: Workforce,
+    /// The checked rules of the triage task.
+    pub triage: Vec<mission_core::TriageRule>,
     /// Where the store file, logs and workspaces live.
     pub data_dir: PathBuf,
     /// The SQLite database file.
@@ -110,6 +112,8 @@ pub fn load_from(
     };
 
     let workforce = Workforce::new(&config).map_err(|e| located(&e.key, &e.problem))?;
+    let triage = mission_core::config::triage_rules(&config.triage)
+        .map_err(|e| located(&e.key, &e.problem))?;
     let dir = config_file
         .parent()
         .map(Path::to_owned)
@@ -127,6 +131,7 @@ pub fn load_from(
         dir,
         config,
         workforce,
+        triage,
         data_dir,
         store_path,
     })

@@ -9,6 +9,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use mission_core::policy::DependencyState;
+use mission_core::task::{Outcome, TaskResult};
 use mission_core::transition::Via;
 use mission_core::{
     ActiveCounts, Actor, Event, FailureClass, Lane, Name, NewTicket, RetryPolicy, Run, State,
@@ -242,6 +243,45 @@ pub trait Store: Send + Sync {
     /// For resuming: the latest run's agent session and the latest answered question.
     async fn resume_context(&self, ticket: &TicketId) -> Result<Option<ResumeContext>>;
 
+    // --- Tasks ----------------------------------------------------------------------------------
+
+    /// Starts a task run. For a scheduled slot, `None` when that slot already fired: each
+    /// (task, slot) fires once.
+    async fn begin_task_run(&self, start: &TaskRunStart, change: &Change) -> Result<Option<i64>>;
+
+    /// Records the process group of a command task's run.
+    async fn set_task_run_pid(&self, id: i64, pid: i64) -> Result<()>;
+
+    /// Ends a task run with its outcome and writes `task.finished`; false when it had already
+    /// ended (e.g. cancelled by a replacing run).
+    async fn finish_task_run(&self, id: i64, result: &TaskResult, change: &Change) -> Result<bool>;
+
+    /// Records a slot that did not run (overlap, missed while down) as a finished `skipped` run;
+    /// false when the slot is already taken.
+    async fn record_task_skip(
+        &self,
+        start: &TaskRunStart,
+        result: &TaskResult,
+        change: &Change,
+    ) -> Result<bool>;
+
+    /// The newest slot of a task that fired or was skipped.
+    async fn last_task_slot(&self, task: &str) -> Result<Option<Timestamp>>;
+
+    /// Task runs not yet ended, of one task or of all.
+    async fn open_task_runs(&self, task: Option<&str>) -> Result<Vec<TaskRun>>;
+
+    /// A task's runs, newest first.
+    async fn task_runs(&self, task: &str, limit: u32) -> Result<Vec<TaskRun>>;
+
+    /// Tickets in `state` since before `entered_before`, oldest first.
+    async fn stale_tickets(
+        &self,
+        state: State,
+        entered_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TicketSummary>>;
+
     /// Closes connections, checkpointing what the backend needs to.
     async fn close(&self);
 }
@@ -330,6 +370,34 @@ pub struct ResumeContext {
     pub session_id: Option<String>,
     pub question: String,
     pub answer: String,
+}
+
+/// How a task run starts.
+#[derive(Clone, Debug)]
+pub struct TaskRunStart {
+    pub task: String,
+    pub slot: Option<Timestamp>,
+    /// `schedule`, `catch_up` or `manual`.
+    pub trigger: String,
+    /// `HOST:PID` of the process running it.
+    pub node: String,
+}
+
+/// A stored task run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TaskRun {
+    pub id: i64,
+    pub task: String,
+    pub slot: Option<Timestamp>,
+    pub trigger: String,
+    pub node: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub duration_ms: Option<i64>,
+    pub pid: Option<i64>,
+    pub outcome: Option<Outcome>,
+    pub reason: Option<String>,
+    pub counts: std::collections::BTreeMap<String, i64>,
 }
 
 /// The JSON recorded with `ticket.created`: every field but the body, which can be megabytes and

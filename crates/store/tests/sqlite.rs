@@ -411,7 +411,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 2
+                supported: 3
             }
         ),
         "{err:?}"

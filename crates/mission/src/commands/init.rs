@@ -12,6 +12,17 @@ use std::process::ExitCode;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../assets/mission.toml");
 const EXAMPLE_WORKER: &str = include_str!("../../assets/worker.sh");
+const EXAMPLE_TASKS: &[(&str, &str)] = &[
+    ("triage.md", include_str!("../../assets/tasks/triage.md")),
+    (
+        "board-sweep.md",
+        include_str!("../../assets/tasks/board-sweep.md"),
+    ),
+    (
+        "disk-check.md",
+        include_str!("../../assets/tasks/disk-check.md"),
+    ),
+];
 
 #[derive(serde::Serialize)]
 struct InitReport {
@@ -50,7 +61,14 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
     }
     note(&worker, write_new(&worker, EXAMPLE_WORKER, true)?);
     let tasks = dir.join("tasks");
-    note(&tasks, make_dir(&tasks)?);
+    let tasks_made = make_dir(&tasks)?;
+    note(&tasks, tasks_made);
+    if tasks_made {
+        // Example tasks go into a new tasks folder only: a task deleted on purpose stays deleted.
+        for (file, text) in EXAMPLE_TASKS {
+            write_new(&tasks.join(file), text, false)?;
+        }
+    }
 
     // From here on, the instance is whatever its (possibly pre-existing) config says.
     let instance = config::load(Some(&config_file))?;

@@ -8,6 +8,7 @@ pub mod init;
 pub mod migrate;
 pub mod run;
 pub mod serve;
+pub mod task;
 pub mod ticket;
 
 use crate::config::{self, Instance};
@@ -88,6 +89,9 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
     Ok(Settings {
         workforce: instance.workforce.clone(),
         dispatch,
+        ticket_key: instance.config.instance.key.clone(),
+        triage: instance.triage.clone(),
+        tasks_dir: instance.dir.join("tasks"),
         instance_dir: instance.dir.clone(),
         config_file: instance.config_file.clone(),
         runs_dir: instance.data_dir.join("runs"),

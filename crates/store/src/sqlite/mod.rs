@@ -4,16 +4,18 @@
 
 mod rows;
 mod runs;
+mod tasks;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{
     Change, ClaimOutcome, ClaimRequest, EndedRun, EventQuery, Heartbeat, Move, Result,
-    ResumeContext, RunEnd, RunStart, Store, StoreError, TicketFilter, TicketSummary,
-    created_event_data,
+    ResumeContext, RunEnd, RunStart, Store, StoreError, TaskRun, TaskRunStart, TicketFilter,
+    TicketSummary, created_event_data,
 };
 use async_trait::async_trait;
 use mission_core::deps::find_cycle;
 use mission_core::policy::DependencyState;
+use mission_core::task::TaskResult;
 use mission_core::{
     ActiveCounts, Event, EventKind, Lane, Name, NewTicket, RetryPolicy, Run, Ticket, TicketId,
     TicketKey, TicketPatch, Timestamp, ValidationError, check_transition,
@@ -38,6 +40,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_runs",
         sql: include_str!("../../migrations/sqlite/0002_runs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_task_runs",
+        sql: include_str!("../../migrations/sqlite/0003_task_runs.sql"),
     },
 ];
 
@@ -675,6 +682,48 @@ impl Store for SqliteStore {
 
     async fn resume_context(&self, ticket: &TicketId) -> Result<Option<ResumeContext>> {
         runs::resume_context(self, ticket).await
+    }
+
+    async fn begin_task_run(&self, start: &TaskRunStart, change: &Change) -> Result<Option<i64>> {
+        tasks::begin_task_run(self, start, change).await
+    }
+
+    async fn set_task_run_pid(&self, id: i64, pid: i64) -> Result<()> {
+        tasks::set_task_run_pid(self, id, pid).await
+    }
+
+    async fn finish_task_run(&self, id: i64, result: &TaskResult, change: &Change) -> Result<bool> {
+        tasks::finish_task_run(self, id, result, change).await
+    }
+
+    async fn record_task_skip(
+        &self,
+        start: &TaskRunStart,
+        result: &TaskResult,
+        change: &Change,
+    ) -> Result<bool> {
+        tasks::record_task_skip(self, start, result, change).await
+    }
+
+    async fn last_task_slot(&self, task: &str) -> Result<Option<Timestamp>> {
+        tasks::last_task_slot(self, task).await
+    }
+
+    async fn open_task_runs(&self, task: Option<&str>) -> Result<Vec<TaskRun>> {
+        tasks::open_task_runs(self, task).await
+    }
+
+    async fn task_runs(&self, task: &str, limit: u32) -> Result<Vec<TaskRun>> {
+        tasks::task_runs(self, task, limit).await
+    }
+
+    async fn stale_tickets(
+        &self,
+        state: mission_core::State,
+        entered_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TicketSummary>> {
+        tasks::stale_tickets(self, state, entered_before, limit).await
     }
 
     async fn close(&self) {

@@ -1,0 +1,394 @@
+//! The scheduler: fires each task's slots once, by its schedule, overlap and catch-up policies,
+//! and ends every run with exactly one outcome.
+//!
+//! `tick(now)` fires whatever is due at `now` and `next_deadline()` says when to call it again —
+//! step functions, so tests drive the scheduler through virtual time. `run` is the loop the
+//! server uses: it sleeps until the next deadline (no polling), wakes early when a task file
+//! changes, and reloads the tasks folder then. A manual `mission task run` goes through the same
+//! `fire` as a scheduled slot.
+
+use crate::recovery;
+use crate::tasks::{self, TaskContext, TaskSet};
+use mission_core::Actor;
+use mission_core::Timestamp;
+use mission_core::task::{Outcome, Overlap, TaskResult, TaskSpec, plan};
+use mission_store::{Change, StoreError, TaskRun, TaskRunStart};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+
+/// How a firing went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fired {
+    /// Started as run `id`.
+    Started { run: i64 },
+    /// Recorded as skipped (overlap).
+    Skipped { reason: String },
+    /// The slot had already fired (another scheduler, or before a restart).
+    AlreadyFired,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TaskState {
+    /// The newest slot fired or skipped.
+    last: Timestamp,
+}
+
+/// A run executing in this process.
+struct Running {
+    task: String,
+    abort: AbortHandle,
+}
+
+pub struct Scheduler {
+    context: TaskContext,
+    tasks: TaskSet,
+    state: HashMap<String, TaskState>,
+    running: HashMap<i64, Running>,
+    executions: JoinSet<(i64, TaskResult)>,
+}
+
+impl Scheduler {
+    pub fn new(context: TaskContext) -> Scheduler {
+        Scheduler {
+            context,
+            tasks: TaskSet::default(),
+            state: HashMap::new(),
+            running: HashMap::new(),
+            executions: JoinSet::new(),
+        }
+    }
+
+    pub fn tasks(&self) -> &TaskSet {
+        &self.tasks
+    }
+
+    fn change(&self, task: &str) -> Change {
+        Change::new(
+            Actor::new(format!("scheduler:{task}")),
+            self.context.clock.now(),
+        )
+    }
+
+    /// Closes runs left open by a scheduler that is gone (crash, kill): they end `failed`.
+    pub async fn close_interrupted(&self) -> Result<u32, StoreError> {
+        let mut closed = 0;
+        for run in self.context.store.open_task_runs(None).await? {
+            if recovery::supervisor_gone(&self.context.settings, &run.node) {
+                let result = TaskResult::new(
+                    Outcome::Failed,
+                    format!("interrupted: its scheduler {} stopped", run.node),
+                );
+                if self
+                    .context
+                    .store
+                    .finish_task_run(run.id, &result, &self.change(&run.task))
+                    .await?
+                {
+                    closed += 1;
+                }
+            }
+        }
+        Ok(closed)
+    }
+
+    /// (Re)reads the tasks folder. Known tasks keep their place; new ones start at `now`.
+    pub async fn reload(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        self.tasks = tasks::load_dir(&self.context.settings.tasks_dir);
+        for error in &self.tasks.errors {
+            tracing::error!(%error, "task file not loaded");
+        }
+        self.state
+            .retain(|name, _| self.tasks.specs.contains_key(name));
+        for name in self.tasks.specs.keys() {
+            if self.state.contains_key(name) {
+                continue;
+            }
+            let last = self
+                .context
+                .store
+                .last_task_slot(name)
+                .await?
+                .unwrap_or(now);
+            self.state.insert(name.clone(), TaskState { last });
+        }
+        Ok(())
+    }
+
+    /// When the next slot of any enabled task fires.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.tasks
+            .specs
+            .values()
+            .filter(|spec| spec.enabled)
+            .filter_map(|spec| {
+                let last = self.state.get(spec.name.as_str())?.last;
+                spec.schedule
+                    .next_after(last)
+                    .map(|slot| spec.fire_time(slot))
+            })
+            .min()
+    }
+
+    /// Fires whatever is due at `now`; returns the firings.
+    pub async fn tick(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp, Fired)>, StoreError> {
+        self.reap();
+        let mut fired = Vec::new();
+        let specs: Vec<TaskSpec> = self
+            .tasks
+            .specs
+            .values()
+            .filter(|s| s.enabled)
+            .cloned()
+            .collect();
+        for spec in specs {
+            let name = spec.name.to_string();
+            let Some(state) = self.state.get(&name).copied() else {
+                continue;
+            };
+            let due = plan(&spec, Some(state.last), now);
+            let mut last = state.last;
+            if let Some((slot, missed)) = due.skipped {
+                let result = TaskResult::new(
+                    Outcome::Skipped,
+                    format!(
+                        "{missed} slots missed while the scheduler was down (catch_up = {:?})",
+                        spec.catch_up
+                    )
+                    .to_lowercase(),
+                )
+                .count("missed", i64::from(missed));
+                let start = self.start(&name, Some(slot), "catch_up");
+                self.context
+                    .store
+                    .record_task_skip(&start, &result, &self.change(&name))
+                    .await?;
+                last = last.max(slot);
+            }
+            for slot in due.fire {
+                let late = now.as_millis() - spec.fire_time(slot).as_millis()
+                    > mission_core::task::ON_TIME.as_millis() as i64;
+                let trigger = if late { "catch_up" } else { "schedule" };
+                let outcome = self.fire(&spec, Some(slot), trigger).await?;
+                fired.push((name.clone(), slot, outcome));
+                last = last.max(slot);
+            }
+            if let Some(state) = self.state.get_mut(&name) {
+                state.last = last;
+            }
+        }
+        Ok(fired)
+    }
+
+    fn start(&self, task: &str, slot: Option<Timestamp>, trigger: &str) -> TaskRunStart {
+        TaskRunStart {
+            task: task.to_owned(),
+            slot,
+            trigger: trigger.to_owned(),
+            node: recovery::supervisor_id(&self.context.settings),
+        }
+    }
+
+    /// Fires one run of `spec`: the same path for a scheduled slot and a manual run.
+    pub async fn fire(
+        &mut self,
+        spec: &TaskSpec,
+        slot: Option<Timestamp>,
+        trigger: &str,
+    ) -> Result<Fired, StoreError> {
+        let name = spec.name.to_string();
+        let live = self.live_runs(&name).await?;
+        if !live.is_empty() {
+            match spec.overlap {
+                Overlap::Allow => {}
+                Overlap::Forbid => {
+                    let reason = format!("overlap: run {} is still running", live[0].id);
+                    let start = self.start(&name, slot, trigger);
+                    let result = TaskResult::new(Outcome::Skipped, reason.clone());
+                    return Ok(
+                        if self
+                            .context
+                            .store
+                            .record_task_skip(&start, &result, &self.change(&name))
+                            .await?
+                        {
+                            Fired::Skipped { reason }
+                        } else {
+                            Fired::AlreadyFired
+                        },
+                    );
+                }
+                Overlap::Replace => {
+                    for old in live {
+                        self.cancel(&old, &format!("replaced by a new run ({trigger})"))
+                            .await?;
+                    }
+                }
+            }
+        }
+        let Some(run) = self
+            .context
+            .store
+            .begin_task_run(&self.start(&name, slot, trigger), &self.change(&name))
+            .await?
+        else {
+            return Ok(Fired::AlreadyFired);
+        };
+        let context = self.context.clone();
+        let spec = spec.clone();
+        let abort = self.executions.spawn(async move {
+            let result = match tokio::time::timeout(spec.timeout, tasks::execute(&context, &spec, run)).await {
+                Ok(result) => result,
+                Err(_) => TaskResult::new(
+                    Outcome::Failed,
+                    format!("timed out after {}", humantime::format_duration(spec.timeout)),
+                ),
+            };
+            let change = Change::new(Actor::new(format!("scheduler:{}", spec.name)), context.clock.now());
+            if let Err(error) = context.store.finish_task_run(run, &result, &change).await {
+                tracing::error!(task = %spec.name, run, %error, "recording the task's outcome failed");
+            }
+            (run, result)
+        });
+        self.running.insert(run, Running { task: name, abort });
+        Ok(Fired::Started { run })
+    }
+
+    /// Open runs of a task whose process is alive: this one's, or another live process's.
+    async fn live_runs(&mut self, task: &str) -> Result<Vec<TaskRun>, StoreError> {
+        self.reap();
+        let open = self.context.store.open_task_runs(Some(task)).await?;
+        Ok(open
+            .into_iter()
+            .filter(|run| {
+                self.running.contains_key(&run.id)
+                    || !recovery::supervisor_gone(&self.context.settings, &run.node)
+            })
+            .collect())
+    }
+
+    /// Stops a run (here: abort, which kills its process group; elsewhere: its process group)
+    /// and records it `failed` with `why`.
+    async fn cancel(&mut self, run: &TaskRun, why: &str) -> Result<(), StoreError> {
+        match self.running.remove(&run.id) {
+            Some(running) => running.abort.abort(),
+            None => {
+                if let Some(pid) = run.pid {
+                    crate::process::terminate_group(pid, self.context.settings.dispatch.kill_grace)
+                        .await;
+                }
+            }
+        }
+        let result = TaskResult::new(Outcome::Failed, format!("cancelled: {why}"));
+        self.context
+            .store
+            .finish_task_run(run.id, &result, &self.change(&run.task))
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets executions that have finished.
+    fn reap(&mut self) {
+        while let Some(done) = self.executions.try_join_next() {
+            if let Ok((run, _)) = done {
+                self.running.remove(&run);
+            }
+        }
+        self.running.retain(|_, r| !r.abort.is_finished());
+    }
+
+    /// Waits for one execution to finish; `None` when none is running.
+    pub async fn next_finished(&mut self) -> Option<(i64, TaskResult)> {
+        loop {
+            match self.executions.join_next().await? {
+                Ok((run, result)) => {
+                    self.running.remove(&run);
+                    return Some((run, result));
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Stops every run of this process (shutdown): each is recorded `failed`.
+    pub async fn stop_all(&mut self, why: &str) {
+        let ids: Vec<i64> = self.running.keys().copied().collect();
+        for id in ids {
+            if let Some(running) = self.running.remove(&id) {
+                running.abort.abort();
+                let result = TaskResult::new(Outcome::Failed, format!("cancelled: {why}"));
+                let _ = self
+                    .context
+                    .store
+                    .finish_task_run(id, &result, &self.change(&running.task))
+                    .await;
+            }
+        }
+        while self.executions.join_next().await.is_some() {}
+    }
+
+    /// The scheduler loop of the server: sleep until the next deadline or a change of the tasks
+    /// folder, fire what is due; on shutdown, stop what runs.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let clock = self.context.clock.clone();
+        if let Err(error) = self.close_interrupted().await {
+            tracing::error!(%error, "closing interrupted task runs failed");
+        }
+        let (changed_tx, mut changed) = mpsc::unbounded_channel::<()>();
+        let _watcher = watch_folder(&self.context.settings.tasks_dir, changed_tx);
+        if let Err(error) = self.reload(clock.now()).await {
+            tracing::error!(%error, "loading tasks failed");
+        }
+        loop {
+            if let Err(error) = self.tick(clock.now()).await {
+                tracing::error!(%error, "scheduler tick failed");
+            }
+            let sleep = match self.next_deadline() {
+                Some(deadline) => Duration::from_millis(
+                    (deadline.as_millis() - clock.now().as_millis()).max(0) as u64,
+                ),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                Some(()) = changed.recv() => {
+                    // Let a burst of file events settle, then read the folder once.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while changed.try_recv().is_ok() {}
+                    if let Err(error) = self.reload(clock.now()).await {
+                        tracing::error!(%error, "reloading tasks failed");
+                    }
+                }
+                Some(_) = self.next_finished(), if !self.running.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.stop_all("the server shut down").await;
+    }
+}
+
+/// Watches the tasks folder; each change sends a unit. `None` when watching is not possible (the
+/// folder is then read at start only, and the failure is logged).
+fn watch_folder(
+    dir: &std::path::Path,
+    changed: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let _ = std::fs::create_dir_all(dir);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = changed.send(());
+        }
+    })
+    .map_err(|error| tracing::error!(%error, "cannot watch the tasks folder"))
+    .ok()?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|error| tracing::error!(%error, folder = %dir.display(), "cannot watch the tasks folder"))
+        .ok()?;
+    Some(watcher)
+}

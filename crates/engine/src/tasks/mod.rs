@@ -1,0 +1,172 @@
+//! Tasks: loading `tasks/*.md` and executing one run of a task. What each kind does lives in its
+//! own module; every execution returns exactly one `TaskResult`.
+
+mod board_sweep;
+mod command;
+mod triage;
+
+use crate::clock::Clock;
+use crate::dispatcher::Dispatcher;
+use crate::settings::Settings;
+use mission_core::task::{Outcome, TaskFileError, TaskKind, TaskResult, TaskSpec, parse_task};
+use mission_core::{Actor, Lane, Run, TicketDraft};
+use mission_store::{Change, Store};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The task files of an instance: the good ones, and the errors of the others.
+#[derive(Clone, Debug, Default)]
+pub struct TaskSet {
+    pub specs: BTreeMap<String, TaskSpec>,
+    pub errors: Vec<TaskFileError>,
+}
+
+/// Reads every `*.md` file of `dir`. A broken file is reported and the others still load.
+pub fn load_dir(dir: &Path) -> TaskSet {
+    let mut set = TaskSet::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return set;
+    };
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md") && p.is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let shown = path.display().to_string();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parsed = std::fs::read(&path)
+            .map_err(|e| TaskFileError {
+                file: shown.clone(),
+                line: None,
+                message: e.to_string(),
+            })
+            .and_then(|bytes| parse_task(&shown, &stem, &bytes));
+        match parsed {
+            Ok(spec) => {
+                set.specs.insert(spec.name.to_string(), spec);
+            }
+            Err(error) => set.errors.push(error),
+        }
+    }
+    set
+}
+
+/// Where the runs a `dispatch` task claims go to be supervised.
+pub type RunSink = mpsc::UnboundedSender<(Run, String)>;
+
+/// What an execution needs.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub runs: RunSink,
+}
+
+impl TaskContext {
+    fn change(&self, task: &str) -> Change {
+        Change::new(Actor::new(format!("task:{task}")), self.clock.now())
+    }
+}
+
+/// Executes one run of `spec` (already recorded as started, id `run`) to its result. The time
+/// limit is the caller's.
+pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskResult {
+    let result = match spec.kind {
+        TaskKind::Command => command::run(context, spec, run).await,
+        TaskKind::Agent => agent(context, spec).await,
+        TaskKind::Dispatch => dispatch(context, spec).await,
+        TaskKind::Triage => triage::run(context, spec).await,
+        TaskKind::BoardSweep => board_sweep::run(context, spec).await,
+    };
+    result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error))
+}
+
+/// `agent`: a ticket for the worker with the body as its text, run by the ticket runner.
+async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+    let worker = spec.worker.as_ref().ok_or("an agent task needs a worker")?;
+    if context.settings.workforce.worker(worker).is_none() {
+        return Err(format!("{worker} is not a configured worker"));
+    }
+    let now = context.clock.now();
+    let draft = TicketDraft {
+        title: format!("Task {} at {now}", spec.name),
+        body: spec.body.clone(),
+        assignee: Some(worker.to_string()),
+        labels: vec!["task".to_owned(), format!("task:{}", spec.name)],
+        evidence_policy: Some("none".to_owned()),
+        ..TicketDraft::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    let key = &context.settings.ticket_key;
+    let created = context
+        .store
+        .create_tickets(key, vec![draft], &context.change(spec.name.as_str()))
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::wake::poke(&context.settings.wake_socket);
+    Ok(TaskResult::new(
+        Outcome::Acted,
+        format!("{} created for {worker}", created[0].id),
+    )
+    .count("tickets_created", 1))
+}
+
+/// `dispatch`: one pass of the server's dispatcher (per lane), its runs handed to the server's
+/// runner.
+async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+    let dispatcher = Dispatcher::new(
+        context.store.clone(),
+        context.settings.clone(),
+        context.clock.clone(),
+    );
+    let lanes = match spec.lane {
+        Some(lane) => vec![lane],
+        None => vec![Lane::NeedsInput, Lane::Normal],
+    };
+    let (mut claimed, mut refused, mut candidates) = (0, 0, 0);
+    for lane in lanes {
+        let report = dispatcher
+            .dispatch_once(lane)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(error) = report.capacity_unknown {
+            return Ok(TaskResult::new(
+                Outcome::Degraded,
+                format!("capacity could not be counted ({error}); nothing dispatched"),
+            )
+            .count("claimed", claimed));
+        }
+        claimed += report.claimed.len() as i64;
+        refused += report.refused.len() as i64;
+        candidates += i64::from(report.candidates);
+        for run in report.claimed {
+            context
+                .runs
+                .send(run)
+                .map_err(|_| "the runner is gone".to_owned())?;
+        }
+    }
+    let result = if claimed > 0 {
+        TaskResult::new(Outcome::Acted, format!("claimed {claimed}"))
+    } else if refused > 0 {
+        TaskResult::new(
+            Outcome::Noop,
+            format!("{refused} claims refused; nothing claimed"),
+        )
+    } else {
+        TaskResult::new(Outcome::Noop, "nothing runnable")
+    };
+    Ok(result
+        .count("claimed", claimed)
+        .count("refused", refused)
+        .count("candidates", candidates))
+}

@@ -1,0 +1,20 @@
+-- Task runs: one row per execution of a task, each ending with exactly one outcome.
+
+CREATE TABLE task_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task        TEXT    NOT NULL,
+    slot        INTEGER,                     -- the scheduled time it fired for; NULL for a manual run
+    trigger     TEXT    NOT NULL,            -- schedule | catch_up | manual
+    node        TEXT    NOT NULL,            -- HOST:PID of the process running it
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    pid         INTEGER,                     -- process group of a command task
+    outcome     TEXT,                        -- acted | noop | skipped | degraded | failed
+    reason      TEXT,
+    counts      TEXT    NOT NULL DEFAULT '{}'  -- JSON object of integers
+);
+
+-- Each (task, scheduled time) fires once, whatever restarts or concurrent schedulers do.
+CREATE UNIQUE INDEX task_runs_one_per_slot ON task_runs (task, slot) WHERE slot IS NOT NULL;
+CREATE INDEX task_runs_by_task ON task_runs (task, id);
+CREATE INDEX task_runs_open ON task_runs (task) WHERE ended_at IS NULL;
