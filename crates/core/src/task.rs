@@ -155,10 +155,11 @@ impl Schedule {
                 Some(Timestamp::from_millis((t.div_euclid(step) + 1) * step))
             }
             Schedule::Cron { cron, timezone, .. } => {
-                let at = DateTime::<Utc>::from_timestamp_millis(after.as_millis())?
-                    .with_timezone(timezone);
+                // Cron works in whole seconds: start from the second `after` falls in.
+                let seconds = after.as_millis().div_euclid(1000);
+                let at = DateTime::<Utc>::from_timestamp(seconds, 0)?.with_timezone(timezone);
                 let next = cron.find_next_occurrence(&at, false).ok()?;
-                Some(Timestamp::from_millis(next.timestamp_millis()))
+                Some(Timestamp::from_millis(next.timestamp() * 1000))
             }
         }
     }
