@@ -169,11 +169,16 @@ impl Scheduler {
                     .await?;
                 last = last.max(slot);
             }
-            for slot in due.fire {
+            let count = due.fire.len();
+            for (i, slot) in due.fire.into_iter().enumerate() {
                 let late = now.as_millis() - spec.fire_time(slot).as_millis()
                     > mission_core::task::ON_TIME.as_millis() as i64;
                 let trigger = if late { "catch_up" } else { "schedule" };
                 let outcome = self.fire(&spec, Some(slot), trigger).await?;
+                // Caught-up slots run one after another, not as overlaps of each other.
+                if let (Fired::Started { run }, true) = (&outcome, i + 1 < count) {
+                    self.wait_for(*run).await;
+                }
                 fired.push((name.clone(), slot, outcome));
                 last = last.max(slot);
             }
@@ -299,6 +304,15 @@ impl Scheduler {
             }
         }
         self.running.retain(|_, r| !r.abort.is_finished());
+    }
+
+    /// Waits until run `run` of this process has finished.
+    async fn wait_for(&mut self, run: i64) {
+        while self.running.contains_key(&run) {
+            if self.next_finished().await.is_none() {
+                break;
+            }
+        }
     }
 
     /// Waits for one execution to finish; `None` when none is running.
