@@ -71,6 +71,9 @@ fn settings(dir: &Path) -> Settings {
     Settings {
         workforce: mission_core::Workforce::new(&config).unwrap(),
         dispatch: config.dispatch.clone(),
+        ticket_key: config.instance.key.clone(),
+        triage: mission_core::config::triage_rules(&config.triage).unwrap(),
+        tasks_dir: dir.join("tasks"),
         instance_dir: dir.to_owned(),
         config_file: dir.join("mission.toml"),
         runs_dir: dir.join("data/runs"),

@@ -1,0 +1,247 @@
+//! Tasks through the real binary: listing with broken files, manual runs, the kinds, hot reload.
+
+mod common;
+
+use common::{FAST, Instance};
+use serde_json::Value;
+use std::time::Duration;
+
+fn write_task(instance: &Instance, name: &str, text: &str) {
+    std::fs::write(
+        instance.path().join("tasks").join(format!("{name}.md")),
+        text,
+    )
+    .unwrap();
+}
+
+#[test]
+fn task_list_names_broken_files_and_keeps_the_good_ones() {
+    let instance = Instance::with_fake_workers(FAST);
+    write_task(
+        &instance,
+        "good",
+        "+++\nkind = \"command\"\nevery = \"1h\"\n+++\ntrue\n",
+    );
+    write_task(
+        &instance,
+        "bad",
+        "+++\nkind = \"command\"\nschedule = \"99 * * * *\"\n+++\ntrue\n",
+    );
+    std::fs::write(
+        instance.path().join("tasks/garbage.md"),
+        [0x2b, 0x2b, 0x2b, 0x0a, 0xc3, 0x28, 0x00],
+    )
+    .unwrap();
+    let out = instance.run(&["task", "list", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken files make the answer negative"
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"good"), "{listed}");
+    let errors: Vec<&str> = listed["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e
+            .contains("tasks/bad.md:3: key `schedule`: invalid cron expression \"99 * * * *\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("tasks/garbage.md:2: not UTF-8 text")),
+        "{errors:?}"
+    );
+    let out = instance.run(&["task", "run", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task bad cannot run: "));
+    let out = instance.run(&["task", "run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_command_that_exits_0_but_reports_degraded_is_degraded() {
+    let instance = Instance::with_fake_workers(FAST);
+    write_task(
+        &instance,
+        "review",
+        "+++\nkind = \"command\"\nevery = \"1h\"\n+++\necho '{\"outcome\": \"degraded\", \"reason\": \"diff of 41969 lines over the 5000 cap: not reviewed\", \"counts\": {\"lines\": 41969}}'\n",
+    );
+    let out = instance.run(&["task", "run", "review", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["outcome"], "degraded");
+    let history = instance.json(&["task", "history", "review"]);
+    assert_eq!(history[0]["outcome"], "degraded");
+    assert_eq!(history[0]["trigger"], "manual");
+    assert_eq!(history[0]["counts"]["lines"], 41969);
+    let finished: Vec<Value> = instance
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "task.finished")
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["data"]["outcome"], "degraded");
+}
+
+#[test]
+fn triage_assigns_by_rule_and_counts_what_no_rule_matches() {
+    let rules = format!(
+        "{FAST}\n[[triage.rules]]\nlabel = \"ci\"\nassignee = \"luci\"\n\n[[triage.rules]]\ntitle = \"(?i)^docs:\"\nassignee = \"claude\"\n"
+    );
+    let instance = Instance::with_fake_workers(&rules);
+    write_task(
+        &instance,
+        "triage",
+        "+++\nkind = \"triage\"\nevery = \"1m\"\n+++\n",
+    );
+    let ci = instance.add(&["--title", "flaky build", "--label", "ci"]);
+    let docs = instance.add(&["--title", "Docs: fix typo"]);
+    let lost = instance.add(&["--title", "something else"]);
+    let out = instance.run(&["task", "run", "triage", "--json"]);
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["outcome"], "degraded", "{result}");
+    assert_eq!(
+        result["counts"],
+        serde_json::json!({"assigned": 2, "unmatched": 1})
+    );
+    assert!(result["reason"].as_str().unwrap().contains(&lost));
+    assert_eq!(instance.show(&ci)["assignee"], "luci");
+    assert_eq!(instance.state(&ci), "todo");
+    assert_eq!(instance.show(&docs)["assignee"], "claude");
+    assert_eq!(instance.state(&lost), "triage");
+    // Triage empty of matchable tickets: the one left is still counted, never silently skipped.
+    let again: Value =
+        serde_json::from_slice(&instance.run(&["task", "run", "triage", "--json"]).stdout).unwrap();
+    assert_eq!(again["counts"]["unmatched"], 1);
+}
+
+#[test]
+fn board_sweep_agent_and_dispatch_tasks() {
+    let instance = Instance::with_fake_workers(FAST);
+    write_task(
+        &instance,
+        "sweep",
+        "+++\nkind = \"board-sweep\"\nevery = \"1h\"\nlimits = { todo = \"1s\" }\n+++\n",
+    );
+    write_task(
+        &instance,
+        "ask-luci",
+        "+++\nkind = \"agent\"\nevery = \"1h\"\nworker = \"luci\"\n+++\nfake-agent: succeed\nSummarise the board.\n",
+    );
+    write_task(
+        &instance,
+        "pickup",
+        "+++\nkind = \"dispatch\"\nevery = \"1m\"\nlane = \"normal\"\n+++\n",
+    );
+
+    let sweep: Value =
+        serde_json::from_slice(&instance.run(&["task", "run", "sweep", "--json"]).stdout).unwrap();
+    assert_eq!(sweep["outcome"], "noop");
+    let old = instance.add(&["--title", "waiting", "--assignee", "lucienne"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let sweep: Value =
+        serde_json::from_slice(&instance.run(&["task", "run", "sweep", "--json"]).stdout).unwrap();
+    assert_eq!(sweep["outcome"], "acted", "{sweep}");
+    assert!(sweep["reason"].as_str().unwrap().contains(&old));
+
+    let agent: Value =
+        serde_json::from_slice(&instance.run(&["task", "run", "ask-luci", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(agent["outcome"], "acted", "{agent}");
+    let created = agent["reason"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        instance.show(&created)["labels"],
+        serde_json::json!(["task", "task:ask-luci"])
+    );
+
+    // The dispatch task is one pass of the dispatcher: it claims the agent task's ticket, and the
+    // run is supervised to its end.
+    let out = instance.run(&["task", "run", "pickup", "--json"]);
+    let pickup: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pickup["outcome"], "acted", "{pickup}");
+    assert_eq!(pickup["counts"]["claimed"], 1);
+    assert_eq!(instance.state(&created), "review");
+    let idle: Value =
+        serde_json::from_slice(&instance.run(&["task", "run", "pickup", "--json"]).stdout).unwrap();
+    assert_eq!(idle["outcome"], "noop");
+}
+
+#[test]
+fn serve_fires_tasks_and_reloads_the_folder_without_a_restart() {
+    let instance = Instance::with_fake_workers(FAST);
+    write_task(
+        &instance,
+        "steady",
+        "+++\nkind = \"command\"\nevery = \"1s\"\n+++\ntrue\n",
+    );
+    let server = instance.serve();
+    let fired = |task: &str| {
+        instance
+            .json(&["task", "history", task])
+            .as_array()
+            .map_or(0, |a| a.len())
+    };
+    common::wait_for(Duration::from_secs(10), || fired("steady") >= 2);
+
+    // A new file takes effect without a restart.
+    write_task(
+        &instance,
+        "added",
+        "+++\nkind = \"command\"\nevery = \"1s\"\n+++\necho '{\"outcome\": \"noop\", \"reason\": \"nothing to do\"}'\n",
+    );
+    common::wait_for(Duration::from_secs(10), || fired("added") >= 1);
+    assert_eq!(
+        instance.json(&["task", "history", "added"])[0]["outcome"],
+        "noop"
+    );
+
+    // A broken file is reported; the other tasks keep running.
+    write_task(
+        &instance,
+        "added",
+        "+++\nkind = \"command\"\nevery = \"whenever\"\n+++\ntrue\n",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let before = fired("steady");
+    common::wait_for(Duration::from_secs(10), || fired("steady") >= before + 2);
+    let out = instance.run(&["task", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tasks/added.md:3: key `every`: invalid duration \"whenever\""),
+        "{text}"
+    );
+    let out = server.stop();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every run ended with one outcome, and each slot fired once.
+    let history = instance.json(&["task", "history", "steady", "--limit", "1000"]);
+    let runs = history.as_array().unwrap();
+    assert!(runs.iter().all(|r| r["outcome"].is_string()), "{history}");
+    let mut slots: Vec<&str> = runs.iter().map(|r| r["slot"].as_str().unwrap()).collect();
+    let count = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), count);
+}
