@@ -394,7 +394,16 @@ fn watch_folder(
     use notify::Watcher;
     let _ = std::fs::create_dir_all(dir);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Reading the folder opens its files: access events must not trigger another read.
+        let relevant = event.is_ok_and(|e| {
+            matches!(
+                e.kind,
+                notify::EventKind::Create(_)
+                    | notify::EventKind::Modify(_)
+                    | notify::EventKind::Remove(_)
+            )
+        });
+        if relevant {
             let _ = changed.send(());
         }
     })

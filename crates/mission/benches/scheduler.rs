@@ -1,0 +1,184 @@
+//! Scheduler benchmark, with `mission serve` running on SQLite:
+//! - firing lateness: when a task run started against the moment its slot was due (slot plus its
+//!   fixed jitter), over many firings of tasks due every second;
+//! - an idle scheduler holding 1,000 tasks: CPU and memory of the whole server.
+//!
+//! Run: `cargo bench -p mission --bench scheduler` (BENCH_SECONDS sets the lateness run's length).
+
+use mission_core::task::parse_task;
+use mission_store::sqlite::SqliteOptions;
+use mission_store::{SqliteStore, Store};
+use mission_testkit::stats::Stats;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MISSION: &str = env!("CARGO_BIN_EXE_mission");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn instance() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mission.toml"),
+        "[instance]\nkey = \"MC\"\n",
+    )
+    .unwrap();
+    let out = Command::new(MISSION)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Only the benchmark's own tasks.
+    for entry in std::fs::read_dir(dir.path().join("tasks"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    dir
+}
+
+fn serve(dir: &Path) -> Server {
+    let child = Command::new(MISSION)
+        .arg("--config")
+        .arg(dir.join("mission.toml"))
+        .arg("serve")
+        .env("MISSION_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = dir.join("data/wake.sock");
+    let started = Instant::now();
+    while std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.send_to(b"w", &socket))
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Server(child)
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        lateness(seconds).await;
+        idle().await;
+    });
+}
+
+async fn lateness(seconds: u64) {
+    let dir = instance();
+    let tasks = 20;
+    for i in 0..tasks {
+        let text = format!(
+            "+++\nkind = \"board-sweep\"\nevery = \"1s\"\njitter = \"900ms\"\nlimits = {{ running = \"1h\" }}\n+++\n"
+        );
+        std::fs::write(dir.path().join("tasks").join(format!("t{i}.md")), text).unwrap();
+    }
+    let server = serve(dir.path());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    drop(server);
+    let store = SqliteStore::open(
+        &dir.path().join("data/mission.db"),
+        SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut late = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for i in 0..tasks {
+        let name = format!("t{i}");
+        let path = dir.path().join("tasks").join(format!("{name}.md"));
+        let spec = parse_task(&name, &name, &std::fs::read(&path).unwrap()).unwrap();
+        for run in store.task_runs(&name, 100_000).await.unwrap() {
+            let Some(slot) = run.slot else { continue };
+            *outcomes
+                .entry(run.outcome.map(|o| o.as_str()).unwrap_or("open"))
+                .or_insert(0) += 1;
+            let due = spec.fire_time(slot).as_millis();
+            late.push(Duration::from_millis(
+                (run.started_at.as_millis() - due).max(0) as u64,
+            ));
+        }
+    }
+    println!(
+        "{}",
+        Stats::new(late).line(&format!(
+            "firing lateness ({tasks} tasks every 1s, {seconds}s)"
+        ))
+    );
+    println!("{:<48} {outcomes:?}", "  outcomes");
+    store.close().await;
+}
+
+async fn idle() {
+    let dir = instance();
+    for i in 0..1000 {
+        let (minute, hour) = (i % 60, (i / 60) % 24);
+        let text = format!(
+            "+++\nkind = \"command\"\nschedule = \"{minute} {hour} * * *\"\ntimezone = \"Europe/Berlin\"\n+++\ntrue\n"
+        );
+        std::fs::write(dir.path().join("tasks").join(format!("daily-{i}.md")), text).unwrap();
+    }
+    let server = serve(dir.path());
+    let out = Command::new(MISSION)
+        .arg("--config")
+        .arg(dir.path().join("mission.toml"))
+        .args(["task", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1000);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = server.0.id();
+    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
+    let share = (cpu1 - cpu0) as f64 / 100.0 / elapsed.as_secs_f64() * 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0)
+            .unwrap()
+    };
+    println!(
+        "{:<48} cpu={share:.2}% of one core over {:.0}s, rss={:.1} MiB, peak rss={:.1} MiB",
+        "idle `mission serve` with 1000 tasks",
+        elapsed.as_secs_f64(),
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
