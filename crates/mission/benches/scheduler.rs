@@ -90,9 +90,7 @@ async fn lateness(seconds: u64) {
     let dir = instance();
     let tasks = 20;
     for i in 0..tasks {
-        let text = format!(
-            "+++\nkind = \"board-sweep\"\nevery = \"1s\"\njitter = \"900ms\"\nlimits = {{ running = \"1h\" }}\n+++\n"
-        );
+        let text = "+++\nkind = \"board-sweep\"\nevery = \"1s\"\njitter = \"900ms\"\nlimits = { running = \"1h\" }\n+++\n";
         std::fs::write(dir.path().join("tasks").join(format!("t{i}.md")), text).unwrap();
     }
     let server = serve(dir.path());

@@ -209,7 +209,8 @@ fn serve_fires_tasks_and_reloads_the_folder_without_a_restart() {
     );
     // Its runs end with the outcome its script reports.
     common::wait_for(Duration::from_secs(10), || {
-        instance.json(&["task", "history", "added"])
+        instance
+            .json(&["task", "history", "added"])
             .as_array()
             .is_some_and(|runs| runs.iter().any(|r| r["outcome"] == "noop"))
     });
