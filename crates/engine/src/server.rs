@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
 use crate::recovery;
-use crate::runner::Runner;
+use crate::runner::{RunReport, Runner};
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::tasks::TaskContext;
@@ -76,15 +76,7 @@ pub async fn serve(
             match dispatcher.dispatch_once(lane).await {
                 Ok(report) => {
                     for (run, token) in report.claimed {
-                        let runner = runner.clone();
-                        let stopped = stopped.clone();
-                        let notify = notify.clone();
-                        runs.spawn(async move {
-                            let report = runner.run(run, token, stopped).await;
-                            // A slot is free: look for work at once.
-                            notify.notify_one();
-                            report
-                        });
+                        supervise(&mut runs, &runner, &stopped, &notify, run, token);
                     }
                 }
                 Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
@@ -93,14 +85,7 @@ pub async fn serve(
         tokio::select! {
             _ = notify.notified() => {}
             Some((run, token)) = task_claims.recv() => {
-                let runner = runner.clone();
-                let stopped = stopped.clone();
-                let notify = notify.clone();
-                runs.spawn(async move {
-                    let report = runner.run(run, token, stopped).await;
-                    notify.notify_one();
-                    report
-                });
+                supervise(&mut runs, &runner, &stopped, &notify, run, token);
             }
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
             _ = tokio::time::sleep(settings.dispatch.reconcile_interval) => {
@@ -118,4 +103,22 @@ pub async fn serve(
     listener.abort();
     let _ = std::fs::remove_file(&settings.wake_socket);
     Ok(())
+}
+
+/// Supervises a claimed run in the server's set; when it ends, a slot is free: the dispatcher
+/// looks for work at once.
+fn supervise(
+    runs: &mut JoinSet<RunReport>,
+    runner: &Runner,
+    stopped: &watch::Receiver<bool>,
+    notify: &Arc<Notify>,
+    run: mission_core::Run,
+    token: String,
+) {
+    let (runner, stopped, notify) = (runner.clone(), stopped.clone(), notify.clone());
+    runs.spawn(async move {
+        let report = runner.run(run, token, stopped).await;
+        notify.notify_one();
+        report
+    });
 }

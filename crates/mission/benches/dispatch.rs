@@ -13,9 +13,10 @@ use mission_core::{Actor, Lane, Name, TicketDraft, TicketId, TicketKey, Timestam
 use mission_engine::{Dispatcher, Settings, SystemClock};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, ClaimOutcome, ClaimRequest, RunEnd, SqliteStore, Store};
+use mission_testkit::process::{Guard, cpu_share, memory_mib, wait_for_wake_socket};
 use mission_testkit::stats::Stats;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -337,15 +338,6 @@ async fn passes(tickets: usize) {
     store.close().await;
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -363,7 +355,7 @@ async fn serve(fake: &Path) {
     );
     let _ = fake;
     let dir = instance(&config);
-    let server = Server(
+    let server = Guard(
         Command::new(MISSION)
             .arg("--config")
             .arg(dir.path().join("mission.toml"))
@@ -375,17 +367,7 @@ async fn serve(fake: &Path) {
             .unwrap(),
     );
     let socket = dir.path().join("data/wake.sock");
-    let started = Instant::now();
-    while std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|s| s.send_to(b"w", &socket))
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_wake_socket(&socket, Duration::from_secs(30));
     let store = open(dir.path()).await;
     let mut latencies = Vec::new();
     for i in 0..300 {
@@ -442,34 +424,16 @@ async fn serve(fake: &Path) {
     // Idle: no tickets, the server waiting on wake-ups and its reconcile timer.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = server.0.id();
-    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
-    let ticks_per_second = 100.0; // USER_HZ on Linux
-    let share = (cpu1 - cpu0) as f64 / ticks_per_second / elapsed.as_secs_f64() * 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0)
-            .unwrap()
-    };
+    let span = Duration::from_secs(20);
+    let share = tokio::task::spawn_blocking(move || cpu_share(pid, span))
+        .await
+        .unwrap();
+    let (rss, peak) = memory_mib(pid);
     println!(
-        "{:<48} cpu={share:.2}% of one core over {:.0}s, rss={:.1} MiB, peak rss={:.1} MiB",
+        "{:<48} cpu={share:.2}% of one core over {:.0}s, rss={rss:.1} MiB, peak rss={peak:.1} MiB",
         "idle `mission serve`",
-        elapsed.as_secs_f64(),
-        field("VmRSS:"),
-        field("VmHWM:")
+        span.as_secs_f64()
     );
     store.close().await;
     drop(server);
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = stat.rsplit(')').next().unwrap();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

@@ -8,21 +8,13 @@
 use mission_core::task::parse_task;
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{SqliteStore, Store};
+use mission_testkit::process::{Guard, cpu_share, memory_mib, wait_for_wake_socket};
 use mission_testkit::stats::Stats;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn instance() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -46,7 +38,7 @@ fn instance() -> tempfile::TempDir {
     dir
 }
 
-fn serve(dir: &Path) -> Server {
+fn serve(dir: &Path) -> Guard {
     let child = Command::new(MISSION)
         .arg("--config")
         .arg(dir.join("mission.toml"))
@@ -56,19 +48,8 @@ fn serve(dir: &Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let socket = dir.join("data/wake.sock");
-    let started = Instant::now();
-    while std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|s| s.send_to(b"w", &socket))
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Server(child)
+    wait_for_wake_socket(&dir.join("data/wake.sock"), Duration::from_secs(30));
+    Guard(child)
 }
 
 fn main() {
@@ -149,34 +130,16 @@ async fn idle() {
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1000);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = server.0.id();
-    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
-    let share = (cpu1 - cpu0) as f64 / 100.0 / elapsed.as_secs_f64() * 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0)
-            .unwrap()
-    };
+    let span = Duration::from_secs(30);
+    let share = tokio::task::spawn_blocking(move || cpu_share(pid, span))
+        .await
+        .unwrap();
+    let (rss, peak) = memory_mib(pid);
     println!(
         "{:<48} cpu={share:.2}% of one core over {:.0}s, rss={:.1} MiB, peak rss={:.1} MiB",
         "idle `mission serve` with 1000 tasks",
-        elapsed.as_secs_f64(),
-        field("VmRSS:"),
-        field("VmHWM:")
+        span.as_secs_f64(),
+        rss,
+        peak
     );
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
