@@ -70,12 +70,7 @@ impl Default for SqliteOptions {
 }
 
 pub struct SqliteStore {
-    /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
-    /// The one connection this process writes through: writers of this process queue for it
-    /// instead of contending for SQLite's lock (whose busy handler sleeps in steps of up to
-    /// 100 ms). Other processes still meet the busy timeout.
-    writer: SqlitePool,
     path: PathBuf,
 }
 
@@ -98,17 +93,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(connect.clone())
-            .await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .connect_with(connect)
             .await?;
         Ok(SqliteStore {
             pool,
-            writer,
             path: path.to_owned(),
         })
     }
@@ -118,7 +108,7 @@ impl SqliteStore {
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     async fn schema_version(conn: &mut SqliteConnection) -> Result<i64> {
@@ -738,6 +728,5 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
-        self.writer.close().await;
     }
 }

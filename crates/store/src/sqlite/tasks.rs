@@ -57,7 +57,7 @@ pub(super) async fn begin_task_run(
     .bind(&start.trigger)
     .bind(&start.node)
     .bind(change.at.as_millis())
-    .fetch_one(&store.writer)
+    .fetch_one(&store.pool)
     .await;
     match inserted {
         Ok(id) => Ok(Some(id)),
@@ -70,7 +70,7 @@ pub(super) async fn set_task_run_pid(store: &SqliteStore, id: i64, pid: i64) -> 
     sqlx::query("UPDATE task_runs SET pid = ? WHERE id = ?")
         .bind(pid)
         .bind(id)
-        .execute(&store.writer)
+        .execute(&store.pool)
         .await?;
     Ok(())
 }
