@@ -396,3 +396,23 @@ fn the_shell_worker_commits_in_its_own_worktree() {
             .unwrap()
     );
 }
+
+#[test]
+fn the_run_log_stops_at_its_cap() {
+    let config = FAST.replace(
+        "kill_grace = \"300ms\"",
+        "kill_grace = \"300ms\"\nlog_cap_bytes = 64",
+    );
+    let instance = Instance::with_fake_workers(&config);
+    let id = instance.add_with_body(
+        "chatty",
+        "luci",
+        b"fake-agent: garbage\nfake-agent: sleep 2\nfake-agent: succeed\n",
+    );
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let log = std::fs::read(instance.run_dir(&id, 1).join("output.log")).unwrap();
+    let marker = b"[mission: log truncated at its size cap]\n";
+    assert!(log.ends_with(marker), "{:?}", String::from_utf8_lossy(&log));
+    assert!(log.len() <= 64 + marker.len(), "{} bytes", log.len());
+}
