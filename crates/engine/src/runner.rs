@@ -624,6 +624,9 @@ impl Log {
     }
 
     async fn write_prefixed(&mut self, prefix: &[u8], line: &[u8]) {
+        if self.truncated {
+            return;
+        }
         let size = (prefix.len() + line.len() + 1) as u64;
         if self.written + size > self.cap {
             if !self.truncated {
