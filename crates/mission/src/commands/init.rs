@@ -118,7 +118,7 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
             text.push_str(&format!("added demo tickets {}\n", ids.join(", ")));
         }
         text.push_str(&format!(
-            "instance ready: mission --config {} ticket list\n",
+            "instance ready: `mission --config {0} serve` runs it; `mission --config {0} ticket list` shows the board\n",
             report.config
         ));
         output::print(&text)?;
