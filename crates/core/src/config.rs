@@ -180,11 +180,7 @@ fn secs<const N: u64>() -> Duration {
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?}: {e} (e.g. \"30s\", \"10m\")"
-        ))
-    })
+    crate::time::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -399,8 +399,7 @@ pub fn parse_task(file: &str, stem: &str, bytes: &[u8]) -> Result<TaskSpec, Task
         |key: &str, value: &Option<String>, default: Duration| -> Result<Duration, TaskFileError> {
             match value {
                 None => Ok(default),
-                Some(text) => humantime::parse_duration(text)
-                    .map_err(|e| bad(key, format!("invalid duration {text:?}: {e}"))),
+                Some(text) => crate::time::parse_duration(text).map_err(|e| bad(key, e)),
             }
         };
     let schedule = match (&matter.schedule, &matter.every) {

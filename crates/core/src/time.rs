@@ -4,6 +4,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
+/// The longest duration a configuration or task file may give: long enough for any schedule,
+/// short enough that milliseconds never overflow when added to a time.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses a duration such as `30s`, `10m` or `1d`, within `MAX_DURATION`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (e.g. \"30s\", \"10m\")"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("duration {text:?} is longer than 10 years"));
+    }
+    Ok(duration)
+}
+
 /// A point in time, milliseconds since 1970-01-01T00:00:00Z.
 ///
 /// Stored as an integer (portable across SQLite and PostgreSQL, cheap to index and compare) and

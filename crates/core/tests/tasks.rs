@@ -54,6 +54,10 @@ fn bad_files_are_named_with_file_line_and_key() {
             "kind = \"command\"\nevery = \"soon\"\n",
             "tasks/t.md:3: key `every`: invalid duration \"soon\"",
         ),
+        (
+            "kind = \"command\"\nevery = \"300000000y\"\n",
+            "tasks/t.md:3: key `every`: duration \"300000000y\" is longer than 10 years",
+        ),
         ("kind = \"command\"\n", "tasks/t.md: no schedule"),
         (
             "kind = \"agent\"\nevery = \"1m\"\n",

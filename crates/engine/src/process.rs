@@ -49,14 +49,43 @@ pub fn kill_leftovers(pgid: i64) {
     signal_group(pgid, Signal::SIGKILL);
 }
 
-/// Whether `pid` is the process of run `run` of the instance configured by `config_file` (and not
-/// an unrelated process that reused the pid): its environment names both.
-pub fn is_run_process(pid: i64, run: i64, config_file: &std::path::Path) -> bool {
+/// Whether `pid`'s environment holds every `NAME=value` of `pairs` — how a process is told apart
+/// from an unrelated one that reused its pid.
+pub fn environment_has(pid: i64, pairs: &[(&str, String)]) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    let run = format!("MISSION_RUN={run}");
-    let config = format!("MISSION_CONFIG={}", config_file.display());
     let entries: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-    entries.contains(&run.as_bytes()) && entries.contains(&config.as_bytes())
+    pairs
+        .iter()
+        .all(|(name, value)| entries.contains(&format!("{name}={value}").as_bytes()))
+}
+
+/// The processes of group `pgid` (zombies excepted).
+pub fn group_members(pgid: i64) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i64 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // After the command name: state, ppid, pgrp, …
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            (fields.first() != Some(&"Z") && fields.get(2)? == &pgid.to_string()).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether any live process of group `pgid` belongs to run `run` of the instance configured by
+/// `config_file` — the leader may be gone while its children live on.
+pub fn group_of_run(pgid: i64, run: i64, config_file: &std::path::Path) -> bool {
+    let pairs = [
+        ("MISSION_RUN", run.to_string()),
+        ("MISSION_CONFIG", config_file.display().to_string()),
+    ];
+    group_members(pgid)
+        .into_iter()
+        .any(|pid| environment_has(pid, &pairs))
 }

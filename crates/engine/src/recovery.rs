@@ -48,14 +48,17 @@ pub async fn recover(
 ) -> Result<Vec<Run>, StoreError> {
     let now = clock.now();
     let mut recovered = Vec::new();
-    for run in store.active_runs().await? {
-        let expired = run.lease_expires_at < now;
+    for run in store.unsettled_runs().await? {
+        let live = run.ended_at.is_none();
+        // A live run is orphaned when its lease expired or its supervisor is gone; a run that
+        // ended (by its report) but was not seen exiting is settled when its supervisor is gone.
+        let expired = live && run.lease_expires_at < now;
         let gone = supervisor_gone(settings, &run.node);
         if !expired && !gone {
             continue;
         }
         if let Some(pid) = run.pid
-            && process::is_run_process(pid, run.id, &settings.config_file)
+            && process::group_of_run(pid, run.id, &settings.config_file)
         {
             tracing::warn!(ticket.id = %run.ticket, run.id = run.id, pid, "killing the process group of an orphaned run");
             process::terminate_group(pid, settings.dispatch.kill_grace).await;

@@ -40,6 +40,8 @@ pub struct RunReport {
     pub detail: Option<String>,
     pub exit_code: Option<i64>,
     pub ticket_state: Option<State>,
+    /// Whether the end is on record in the store (false: recovery will close the run).
+    pub recorded: bool,
 }
 
 #[derive(Clone)]
@@ -93,6 +95,7 @@ impl Runner {
             detail: None,
             exit_code: None,
             ticket_state: None,
+            recorded: false,
         };
         let end = match self.supervise(&run, &token, shutdown).await {
             Ok(end) => end,
@@ -118,10 +121,13 @@ impl Runner {
                 report.failure_class = ended.run.failure_class;
                 report.detail = ended.run.detail.clone();
                 report.ticket_state = Some(ended.ticket_state);
+                report.recorded = true;
                 tracing::info!(ticket.id = %run.ticket, run.id = run.id, attempt = run.attempt,
                     failure = ?end.failure, state = %ended.ticket_state, "run ended");
             }
             Err(StoreError::Fenced { .. }) => {
+                // Someone else (recovery) closed it: its end is on record, just not this one.
+                report.recorded = true;
                 tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "run was superseded; its end is not recorded");
             }
             Err(error) => {
@@ -185,18 +191,36 @@ impl Runner {
 
         let answer_file = run_dir.join("answer.md");
         let resume_context = if run.lane == Lane::NeedsInput {
-            let context = self.store.resume_context(&run.ticket).await.ok().flatten();
+            let context = self.store.resume_context(&run.ticket).await.map_err(|e| {
+                failed(
+                    FailureClass::AgentError,
+                    format!("reading the answer to resume with: {e}"),
+                )
+            })?;
             if let Some(context) = &context {
                 let text = format!(
                     "Question: {}\n\nAnswer: {}\n",
                     context.question, context.answer
                 );
-                std::fs::write(&answer_file, text).map_err(|e| {
+                std::fs::write(&answer_file, &text).map_err(|e| {
                     failed(
                         FailureClass::AgentError,
                         format!("{}: {e}", answer_file.display()),
                     )
                 })?;
+                // An agent whose session cannot be resumed starts afresh: its ticket text then
+                // carries the question and the answer.
+                if context.session_id.is_none() && worker.runtime != RuntimeKind::Shell {
+                    let mut with_answer = ticket_text(&ticket);
+                    with_answer.extend_from_slice(b"\n\n---\n");
+                    with_answer.extend_from_slice(text.as_bytes());
+                    std::fs::write(&ticket_file, with_answer).map_err(|e| {
+                        failed(
+                            FailureClass::AgentError,
+                            format!("{}: {e}", ticket_file.display()),
+                        )
+                    })?;
+                }
             }
             context
         } else {
@@ -298,7 +322,10 @@ impl Runner {
         let mut parser = mission_agents::parser(worker.runtime);
         let mut summary = RunSummary::default();
         let dispatch = &self.settings.dispatch;
-        let mut ticker = tokio::time::interval((dispatch.lease / 3).max(Duration::from_millis(50)));
+        // Often enough to notice a report or a cancellation soon; the lease allows three misses.
+        let mut ticker = tokio::time::interval(
+            (dispatch.lease / 3).clamp(Duration::from_millis(50), Duration::from_secs(2)),
+        );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let started = Instant::now();
         let mut last_activity = Instant::now();
@@ -308,6 +335,9 @@ impl Runner {
         let (mut out_open, mut err_open) = (true, true);
         let mut session_recorded = false;
         let mut reported_at: Option<Instant> = None;
+        // After the leader exits, its output is drained for at most the grace period: a process
+        // that left the group may hold the pipes open forever.
+        let mut drain_until: Option<tokio::time::Instant> = None;
 
         while status.is_none() || out_open || err_open {
             tokio::select! {
@@ -338,6 +368,14 @@ impl Runner {
                     status = Some(exit);
                     // Whatever the leader left behind in its group goes with it.
                     process::kill_leftovers(pid);
+                    drain_until = Some(tokio::time::Instant::now() + dispatch.kill_grace);
+                }
+                _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => {
+                    if out_open || err_open {
+                        tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "output still open after the process exited; no longer reading it");
+                    }
+                    out_open = false;
+                    err_open = false;
                 }
                 _ = ticker.tick(), if status.is_none() && stop.is_none() => {
                     if let Some(at) = reported_at {

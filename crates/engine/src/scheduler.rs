@@ -13,7 +13,7 @@ use mission_core::Actor;
 use mission_core::Timestamp;
 use mission_core::task::{Outcome, Overlap, TaskResult, TaskSpec, plan};
 use mission_store::{Change, StoreError, TaskRun, TaskRunStart};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -47,6 +47,17 @@ pub struct Scheduler {
     state: HashMap<String, TaskState>,
     running: HashMap<i64, Running>,
     executions: JoinSet<(i64, TaskResult)>,
+    /// Caught-up slots waiting for the task's previous run to finish, per task.
+    queued: HashMap<String, VecDeque<(Timestamp, &'static str)>>,
+}
+
+fn trigger_for(spec: &TaskSpec, slot: Timestamp, now: Timestamp) -> &'static str {
+    let late = now.as_millis() - spec.fire_time(slot).as_millis();
+    if late > mission_core::task::ON_TIME.as_millis() as i64 {
+        "catch_up"
+    } else {
+        "schedule"
+    }
 }
 
 impl Scheduler {
@@ -57,6 +68,7 @@ impl Scheduler {
             state: HashMap::new(),
             running: HashMap::new(),
             executions: JoinSet::new(),
+            queued: HashMap::new(),
         }
     }
 
@@ -95,23 +107,35 @@ impl Scheduler {
 
     /// (Re)reads the tasks folder. Known tasks keep their place; new ones start at `now`.
     pub async fn reload(&mut self, now: Timestamp) -> Result<(), StoreError> {
-        self.tasks = tasks::load_dir(&self.context.settings.tasks_dir);
+        let previous = std::mem::replace(
+            &mut self.tasks,
+            tasks::load_dir(&self.context.settings.tasks_dir),
+        );
         for error in &self.tasks.errors {
             tracing::error!(%error, "task file not loaded");
         }
         self.state
             .retain(|name, _| self.tasks.specs.contains_key(name));
-        for name in self.tasks.specs.keys() {
-            if self.state.contains_key(name) {
-                continue;
+        self.queued
+            .retain(|name, _| self.tasks.specs.contains_key(name));
+        for (name, spec) in &self.tasks.specs {
+            let was_enabled = previous.specs.get(name).map(|s| s.enabled);
+            let state = match self.state.get_mut(name) {
+                Some(state) => state,
+                None => {
+                    let last = self
+                        .context
+                        .store
+                        .last_task_slot(name)
+                        .await?
+                        .unwrap_or(now);
+                    self.state.entry(name.clone()).or_insert(TaskState { last })
+                }
+            };
+            // A disabled task, or one just enabled again, missed nothing: it goes on from now.
+            if !spec.enabled || was_enabled == Some(false) {
+                state.last = state.last.max(now);
             }
-            let last = self
-                .context
-                .store
-                .last_task_slot(name)
-                .await?
-                .unwrap_or(now);
-            self.state.insert(name.clone(), TaskState { last });
         }
         Ok(())
     }
@@ -137,6 +161,23 @@ impl Scheduler {
         now: Timestamp,
     ) -> Result<Vec<(String, Timestamp, Fired)>, StoreError> {
         self.reap();
+        // Queued catch-up slots of tasks whose previous run has finished.
+        let ready: Vec<String> = self
+            .queued
+            .iter()
+            .filter(|(task, queue)| {
+                !queue.is_empty() && !self.running.values().any(|r| &r.task == *task)
+            })
+            .map(|(task, _)| task.clone())
+            .collect();
+        for task in ready {
+            self.fire_queued(&task).await;
+        }
+        for spec in self.tasks.specs.values().filter(|s| !s.enabled) {
+            if let Some(state) = self.state.get_mut(spec.name.as_str()) {
+                state.last = state.last.max(now);
+            }
+        }
         let mut fired = Vec::new();
         let specs: Vec<TaskSpec> = self
             .tasks
@@ -169,17 +210,21 @@ impl Scheduler {
                     .await?;
                 last = last.max(slot);
             }
-            let count = due.fire.len();
-            for (i, slot) in due.fire.into_iter().enumerate() {
-                let late = now.as_millis() - spec.fire_time(slot).as_millis()
-                    > mission_core::task::ON_TIME.as_millis() as i64;
-                let trigger = if late { "catch_up" } else { "schedule" };
+            // Caught-up slots run one after another, not as overlaps of each other: the first
+            // fires now, the others wait in the queue until the one before has finished.
+            let mut slots = due.fire.into_iter();
+            if let Some(slot) = slots.next() {
+                let trigger = trigger_for(&spec, slot, now);
                 let outcome = self.fire(&spec, Some(slot), trigger).await?;
-                // Caught-up slots run one after another, not as overlaps of each other.
-                if let (Fired::Started { run }, true) = (&outcome, i + 1 < count) {
-                    self.wait_for(*run).await;
-                }
                 fired.push((name.clone(), slot, outcome));
+                last = last.max(slot);
+            }
+            for slot in slots {
+                let trigger = trigger_for(&spec, slot, now);
+                self.queued
+                    .entry(name.clone())
+                    .or_default()
+                    .push_back((slot, trigger));
                 last = last.max(slot);
             }
             if let Some(state) = self.state.get_mut(&name) {
@@ -266,14 +311,26 @@ impl Scheduler {
     /// Open runs of a task whose process is alive: this one's, or another live process's.
     async fn live_runs(&mut self, task: &str) -> Result<Vec<TaskRun>, StoreError> {
         self.reap();
-        let open = self.context.store.open_task_runs(Some(task)).await?;
-        Ok(open
-            .into_iter()
-            .filter(|run| {
-                self.running.contains_key(&run.id)
-                    || !recovery::supervisor_gone(&self.context.settings, &run.node)
-            })
-            .collect())
+        let me = recovery::supervisor_id(&self.context.settings);
+        let mut live = Vec::new();
+        for run in self.context.store.open_task_runs(Some(task)).await? {
+            if self.running.contains_key(&run.id) {
+                live.push(run);
+            } else if run.node == me || recovery::supervisor_gone(&self.context.settings, &run.node)
+            {
+                // Ours but no longer executing (its outcome could not be written), or its
+                // scheduler is gone: it is over, and says so.
+                let result =
+                    TaskResult::new(Outcome::Failed, "its run ended without a recorded outcome");
+                self.context
+                    .store
+                    .finish_task_run(run.id, &result, &self.change(&run.task))
+                    .await?;
+            } else {
+                live.push(run);
+            }
+        }
+        Ok(live)
     }
 
     /// Stops a run (here: abort, which kills its process group; elsewhere: its process group)
@@ -282,7 +339,19 @@ impl Scheduler {
         match self.running.remove(&run.id) {
             Some(running) => running.abort.abort(),
             None => {
-                if let Some(pid) = run.pid {
+                // Another process's run: signal its group only if it is provably that run's.
+                let pairs = [
+                    ("MISSION_TASK_RUN", run.id.to_string()),
+                    (
+                        "MISSION_CONFIG",
+                        self.context.settings.config_file.display().to_string(),
+                    ),
+                ];
+                if let Some(pid) = run.pid
+                    && crate::process::group_members(pid)
+                        .into_iter()
+                        .any(|member| crate::process::environment_has(member, &pairs))
+                {
                     crate::process::terminate_group(pid, self.context.settings.dispatch.kill_grace)
                         .await;
                 }
@@ -306,25 +375,32 @@ impl Scheduler {
         self.running.retain(|_, r| !r.abort.is_finished());
     }
 
-    /// Waits until run `run` of this process has finished.
-    async fn wait_for(&mut self, run: i64) {
-        while self.running.contains_key(&run) {
-            if self.next_finished().await.is_none() {
-                break;
-            }
-        }
-    }
-
-    /// Waits for one execution to finish; `None` when none is running.
+    /// Waits for one execution to finish, then fires the next queued slot of its task; `None`
+    /// when nothing runs.
     pub async fn next_finished(&mut self) -> Option<(i64, TaskResult)> {
         loop {
             match self.executions.join_next().await? {
                 Ok((run, result)) => {
-                    self.running.remove(&run);
+                    if let Some(finished) = self.running.remove(&run) {
+                        self.fire_queued(&finished.task).await;
+                    }
                     return Some((run, result));
                 }
                 Err(_) => continue,
             }
+        }
+    }
+
+    /// Fires the next queued slot of `task`, if any.
+    async fn fire_queued(&mut self, task: &str) {
+        let Some((slot, trigger)) = self.queued.get_mut(task).and_then(VecDeque::pop_front) else {
+            return;
+        };
+        let Some(spec) = self.tasks.specs.get(task).cloned() else {
+            return;
+        };
+        if let Err(error) = self.fire(&spec, Some(slot), trigger).await {
+            tracing::error!(%task, %error, "firing a queued slot failed");
         }
     }
 

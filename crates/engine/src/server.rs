@@ -71,6 +71,10 @@ pub async fn serve(
     let scheduler = tokio::spawn(Scheduler::new(context).run(stopped.clone()));
     tokio::pin!(shutdown);
     tracing::info!(node = %settings.node, "serving");
+    // One timer across iterations: wake-ups must not keep postponing recovery.
+    let mut reconcile = tokio::time::interval(settings.dispatch.reconcile_interval);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reconcile.tick().await;
     loop {
         for lane in [Lane::NeedsInput, Lane::Normal] {
             match dispatcher.dispatch_once(lane).await {
@@ -88,7 +92,7 @@ pub async fn serve(
                 supervise(&mut runs, &runner, &stopped, &notify, run, token);
             }
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
-            _ = tokio::time::sleep(settings.dispatch.reconcile_interval) => {
+            _ = reconcile.tick() => {
                 if let Err(error) = recovery::recover(&store, &settings, &clock).await {
                     tracing::error!(%error, "recovery failed");
                 }

@@ -365,3 +365,35 @@ fn alive_group(pgid: i64) -> bool {
         fields.len() > 3 && fields[0] != "Z" && fields[2] == pgid.to_string()
     })
 }
+
+#[tokio::test]
+async fn a_task_enabled_again_does_not_replay_the_slots_it_was_disabled_for() {
+    let f = Fixture::new().await;
+    let file = |enabled: bool| {
+        format!(
+            "+++\nkind = \"command\"\nevery = \"1h\"\ncatch_up = \"all\"\nenabled = {enabled}\n+++\nexit 0\n"
+        )
+    };
+    f.task("paused", &file(true));
+    let mut scheduler = f.scheduler();
+    scheduler.reload(at("2026-01-01T00:00:00Z")).await.unwrap();
+    run_until(&mut scheduler, at("2026-01-01T02:30:00Z")).await;
+    f.task("paused", &file(false));
+    scheduler.reload(at("2026-01-01T02:30:00Z")).await.unwrap();
+    scheduler.tick(at("2026-01-01T06:30:00Z")).await.unwrap();
+    f.task("paused", &file(true));
+    scheduler.reload(at("2026-01-01T07:10:00Z")).await.unwrap();
+    scheduler.tick(at("2026-01-01T07:10:00Z")).await.unwrap();
+    run_until(&mut scheduler, at("2026-01-01T09:00:00Z")).await;
+    let slots = f.slots("paused").await;
+    assert_eq!(
+        slots["acted"],
+        vec![
+            "2026-01-01T01:00:00.000Z",
+            "2026-01-01T02:00:00.000Z",
+            "2026-01-01T08:00:00.000Z",
+            "2026-01-01T09:00:00.000Z"
+        ]
+    );
+    assert!(!slots.contains_key("skipped"), "{slots:?}");
+}

@@ -192,6 +192,9 @@ pub trait Store: Send + Sync {
 
     async fn active_runs(&self) -> Result<Vec<Run>>;
 
+    /// Runs not yet settled: live, or ended while their process was not yet seen gone.
+    async fn unsettled_runs(&self) -> Result<Vec<Run>>;
+
     /// Records what the runner learned when the process started. Fenced.
     async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()>;
 

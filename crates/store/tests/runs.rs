@@ -330,3 +330,146 @@ async fn decisions_are_recorded_only_when_they_change() {
         "created + two decisions"
     );
 }
+
+#[tokio::test]
+async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
+    let t = fresh().await;
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(first) = t
+        .store
+        .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let start = mission_store::RunStart {
+        pid: Some(4242),
+        ..Default::default()
+    };
+    t.store.run_started(first.id, 1, &start).await.unwrap();
+    // An operator cancels and reopens the ticket while the run is still live.
+    let cancel = mission_store::Move {
+        to: State::Cancelled,
+        via: mission_core::transition::Via::Operator,
+        reason: None,
+    };
+    let reopen = mission_store::Move {
+        to: State::Todo,
+        via: mission_core::transition::Via::Operator,
+        reason: None,
+    };
+    t.store
+        .move_ticket(&id(1), &cancel, &change(3))
+        .await
+        .unwrap();
+    let todo = t
+        .store
+        .move_ticket(&id(1), &reopen, &change(4))
+        .await
+        .unwrap();
+    let refused = t
+        .store
+        .claim(&request(1, todo.version, Lane::Normal, "b"), &change(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run: first.id })
+    );
+    let candidates = t
+        .store
+        .dispatch_candidates(
+            Lane::Normal,
+            &[Name::parse("luci").unwrap()],
+            mission_core::Timestamp::from_millis(5),
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(candidates.is_empty(), "not a candidate either");
+    // Once its supervisor records the process gone, the ticket can run again.
+    let end = RunEnd {
+        failure: Some(FailureClass::Cancelled),
+        ..RunEnd::default()
+    };
+    t.store
+        .end_run(first.id, 1, &end, &retry(), &change(6))
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.store
+            .claim(&request(1, todo.version, Lane::Normal, "c"), &change(7))
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_question_left_by_a_cancel_is_closed_not_answered_later() {
+    let t = fresh().await;
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(run) = t
+        .store
+        .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    t.store
+        .run_ask(run.id, 1, "First question?", &change(3))
+        .await
+        .unwrap();
+    let cancel = mission_store::Move {
+        to: State::Cancelled,
+        via: mission_core::transition::Via::Operator,
+        reason: None,
+    };
+    let reopen = mission_store::Move {
+        to: State::Todo,
+        via: mission_core::transition::Via::Operator,
+        reason: None,
+    };
+    t.store
+        .move_ticket(&id(1), &cancel, &change(4))
+        .await
+        .unwrap();
+    let todo = t
+        .store
+        .move_ticket(&id(1), &reopen, &change(5))
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .answer(&id(1), "too late", &change(6))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "MC-1 has no open question");
+    // The next attempt can ask again.
+    let ClaimOutcome::Claimed(second) = t
+        .store
+        .claim(&request(1, todo.version, Lane::Normal, "b"), &change(7))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    t.store
+        .run_ask(second.id, 2, "Second question?", &change(8))
+        .await
+        .unwrap();
+    t.store.answer(&id(1), "yes", &change(9)).await.unwrap();
+    let context = t.store.resume_context(&id(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (context.question.as_str(), context.answer.as_str()),
+        ("Second question?", "yes")
+    );
+}

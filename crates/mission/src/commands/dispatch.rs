@@ -26,8 +26,16 @@ pub async fn run(config: Option<&Path>, args: DispatchArgs) -> Result<ExitCode, 
     let dispatcher = Dispatcher::new(store.clone(), settings.clone(), clock.clone());
     let runner = Runner::new(store.clone(), settings, clock);
     let mut passes = Vec::new();
+    let mut failure = None;
     for lane in lanes {
-        passes.push(dispatcher.dispatch_once(lane).await?);
+        match dispatcher.dispatch_once(lane).await {
+            Ok(pass) => passes.push(pass),
+            // What earlier lanes claimed is still supervised below; the error is reported after.
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
     }
     let (_keep, stopped) = tokio::sync::watch::channel(false);
     let mut supervised = tokio::task::JoinSet::new();
@@ -46,7 +54,12 @@ pub async fn run(config: Option<&Path>, args: DispatchArgs) -> Result<ExitCode, 
         );
     }
     runs.sort_by_key(|r| r.run);
+    if let Some(error) = failure {
+        store.close().await;
+        return Err(error.into());
+    }
     let unknown = passes.iter().find_map(|p| p.capacity_unknown.clone());
+    let unrecorded = runs.iter().any(|r| !r.recorded);
     let report = DispatchReport { passes, runs };
     if args.json {
         output::json_line(&report)?;
@@ -85,6 +98,11 @@ pub async fn run(config: Option<&Path>, args: DispatchArgs) -> Result<ExitCode, 
         output::print(&text)?;
     }
     store.close().await;
+    if unrecorded {
+        return Err(CliError::internal(
+            "the end of a run could not be recorded; recovery will close it",
+        ));
+    }
     Ok(if unknown.is_some() {
         ExitCode::from(1)
     } else {

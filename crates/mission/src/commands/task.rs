@@ -136,12 +136,16 @@ pub async fn run(config: Option<&Path>, command: TaskCommand) -> Result<ExitCode
                     mission_core::task::TaskResult::new(Outcome::Skipped, "already running"),
                 ),
             };
-            // Runs a dispatch task claimed are supervised here, as `dispatch --once` does.
+            // Runs a dispatch task claimed are supervised here, all at once, as `dispatch --once`
+            // does.
             let runner = Runner::new(store.clone(), settings.clone(), clock.clone());
             let (_keep, stopped) = tokio::sync::watch::channel(false);
+            let mut supervised = tokio::task::JoinSet::new();
             while let Ok((run, token)) = claimed.try_recv() {
-                runner.run(run, token, stopped.clone()).await;
+                let (runner, stopped) = (runner.clone(), stopped.clone());
+                supervised.spawn(async move { runner.run(run, token, stopped).await });
             }
+            while supervised.join_next().await.is_some() {}
             if args.json {
                 output::json_line(
                     &serde_json::json!({ "task": spec.name, "run": run_id, "outcome": result.outcome, "reason": result.reason, "counts": result.counts }),

@@ -18,3 +18,15 @@ CREATE TABLE task_runs (
 CREATE UNIQUE INDEX task_runs_one_per_slot ON task_runs (task, slot) WHERE slot IS NOT NULL;
 CREATE INDEX task_runs_by_task ON task_runs (task, id);
 CREATE INDEX task_runs_open ON task_runs (task) WHERE ended_at IS NULL;
+
+-- When the supervisor saw a run's process gone. A run that ended by its own report (ask,
+-- submit) may still be exiting; no new attempt starts until it is gone.
+ALTER TABLE runs ADD COLUMN exited_at INTEGER;
+UPDATE runs SET exited_at = ended_at WHERE ended_at IS NOT NULL;
+
+-- A question is closed without an answer when its ticket leaves needs_input another way
+-- (cancelled, say); only an open question can be answered or block a new one.
+ALTER TABLE questions ADD COLUMN closed_at INTEGER;
+DROP INDEX questions_one_open_per_ticket;
+CREATE UNIQUE INDEX questions_one_open_per_ticket ON questions (ticket)
+    WHERE answer IS NULL AND closed_at IS NULL;

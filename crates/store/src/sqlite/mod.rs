@@ -170,6 +170,17 @@ pub(crate) async fn apply_transition(
         id: id.clone(),
         source,
     })?;
+    if from == mission_core::State::NeedsInput && via != mission_core::transition::Via::Answer {
+        // The question will not be answered now: close it, so that it neither takes an answer
+        // meant for a later question nor blocks the next one.
+        sqlx::query(
+            "UPDATE questions SET closed_at = ? WHERE ticket = ? AND answer IS NULL AND closed_at IS NULL",
+        )
+        .bind(change.at.as_millis())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
     adjust(&mut ticket);
     ticket.state = to;
     ticket.updated_at = change.at;
@@ -621,6 +632,10 @@ impl Store for SqliteStore {
 
     async fn active_runs(&self) -> Result<Vec<Run>> {
         runs::active_runs(self).await
+    }
+
+    async fn unsettled_runs(&self) -> Result<Vec<Run>> {
+        runs::unsettled_runs(self).await
     }
 
     async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()> {

@@ -61,7 +61,10 @@ pub(super) async fn dispatch_candidates(
     }
     query.push(
         ") AND NOT EXISTS (SELECT 1 FROM ticket_dependencies d JOIN tickets u ON u.id = d.depends_on \
-         WHERE d.ticket = t.id AND u.state <> 'done') ORDER BY priority DESC, number LIMIT ",
+         WHERE d.ticket = t.id AND u.state <> 'done') \
+         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.ticket = t.id \
+             AND (r.ended_at IS NULL OR (r.pid IS NOT NULL AND r.exited_at IS NULL))) \
+         ORDER BY priority DESC, number LIMIT ",
     );
     query.push_bind(i64::from(limit));
     let ids: Vec<String> = query.build_query_scalar().fetch_all(&store.pool).await?;
@@ -234,15 +237,18 @@ async fn claim_in(
     change: &Change,
 ) -> Result<ClaimOutcome> {
     let current = load_ticket(&mut *tx, &request.ticket).await?;
-    if current.state == State::Running {
-        let run: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE ticket = ? AND ended_at IS NULL")
-                .bind(request.ticket.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(run) = run {
-            return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run }));
-        }
+    // A live run, or a run whose process may still be exiting (it reported its end, or was
+    // stopped, but its supervisor has not seen the process gone), blocks a new attempt —
+    // whatever the ticket's state says (an operator may have moved it meanwhile).
+    let run: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE ticket = ? AND (ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)) \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(request.ticket.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(run) = run {
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run }));
     }
     if current.state != State::Todo || current.version != request.expected_version {
         return Ok(ClaimOutcome::Refused(ClaimRefusal::Changed {
@@ -401,6 +407,15 @@ pub(super) async fn runs_of(store: &SqliteStore, ticket: &TicketId) -> Result<Ve
 
 pub(super) async fn active_runs(store: &SqliteStore) -> Result<Vec<Run>> {
     runs_where(store, "ended_at IS NULL", None).await
+}
+
+pub(super) async fn unsettled_runs(store: &SqliteStore) -> Result<Vec<Run>> {
+    runs_where(
+        store,
+        "ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)",
+        None,
+    )
+    .await
 }
 
 pub(super) async fn run_started(
@@ -593,9 +608,10 @@ pub(super) async fn end_run(
         return Err(StoreError::Fenced { run: id, attempt });
     }
     sqlx::query(
-        "UPDATE runs SET exit_code = ?, head_after = COALESCE(?, head_after), \
-         session_id = COALESCE(?, session_id), input_tokens = ?, output_tokens = ?, cost_usd = ? \
-         WHERE id = ?",
+        "UPDATE runs SET exit_code = COALESCE(?, exit_code), head_after = COALESCE(?, head_after), \
+         session_id = COALESCE(?, session_id), input_tokens = COALESCE(?, input_tokens), \
+         output_tokens = COALESCE(?, output_tokens), cost_usd = COALESCE(?, cost_usd), \
+         exited_at = COALESCE(exited_at, ?) WHERE id = ?",
     )
     .bind(end.exit_code)
     .bind(&end.head_after)
@@ -603,6 +619,7 @@ pub(super) async fn end_run(
     .bind(end.input_tokens)
     .bind(end.output_tokens)
     .bind(end.cost_usd)
+    .bind(change.at.as_millis())
     .bind(id)
     .execute(&mut *tx)
     .await?;
@@ -734,11 +751,12 @@ pub(super) async fn answer(
     change: &Change,
 ) -> Result<Ticket> {
     let mut tx = store.write_tx().await?;
-    let question: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM questions WHERE ticket = ? AND answer IS NULL")
-            .bind(ticket.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let question: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM questions WHERE ticket = ? AND answer IS NULL AND closed_at IS NULL",
+    )
+    .bind(ticket.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(question) = question else {
         // Distinguish "no such ticket" from "nothing to answer".
         load_ticket(&mut tx, ticket).await?;
