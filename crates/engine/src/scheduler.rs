@@ -161,18 +161,7 @@ impl Scheduler {
         now: Timestamp,
     ) -> Result<Vec<(String, Timestamp, Fired)>, StoreError> {
         self.reap();
-        // Queued catch-up slots of tasks whose previous run has finished.
-        let ready: Vec<String> = self
-            .queued
-            .iter()
-            .filter(|(task, queue)| {
-                !queue.is_empty() && !self.running.values().any(|r| &r.task == *task)
-            })
-            .map(|(task, _)| task.clone())
-            .collect();
-        for task in ready {
-            self.fire_queued(&task).await;
-        }
+        self.fire_ready_queues().await;
         for spec in self.tasks.specs.values().filter(|s| !s.enabled) {
             if let Some(state) = self.state.get_mut(spec.name.as_str()) {
                 state.last = state.last.max(now);
@@ -212,8 +201,10 @@ impl Scheduler {
             }
             // Caught-up slots run one after another, not as overlaps of each other: the first
             // fires now, the others wait in the queue until the one before has finished.
-            let mut slots = due.fire.into_iter();
-            if let Some(slot) = slots.next() {
+            let mut slots: VecDeque<Timestamp> = due.fire.into();
+            // Behind queued slots, new ones wait their turn too.
+            let waiting = self.queued.get(&name).is_some_and(|q| !q.is_empty());
+            if !waiting && let Some(slot) = slots.pop_front() {
                 let trigger = trigger_for(&spec, slot, now);
                 let outcome = self.fire(&spec, Some(slot), trigger).await?;
                 fired.push((name.clone(), slot, outcome));
@@ -381,13 +372,25 @@ impl Scheduler {
         loop {
             match self.executions.join_next().await? {
                 Ok((run, result)) => {
-                    if let Some(finished) = self.running.remove(&run) {
-                        self.fire_queued(&finished.task).await;
-                    }
+                    self.running.remove(&run);
+                    self.fire_ready_queues().await;
                     return Some((run, result));
                 }
                 Err(_) => continue,
             }
+        }
+    }
+
+    /// Fires the next queued slot of every task that has one and no run executing here.
+    async fn fire_ready_queues(&mut self) {
+        loop {
+            self.reap();
+            let ready = self.queued.iter().find_map(|(task, queue)| {
+                (!queue.is_empty() && !self.running.values().any(|r| &r.task == task))
+                    .then(|| task.clone())
+            });
+            let Some(task) = ready else { return };
+            self.fire_queued(&task).await;
         }
     }
 
