@@ -83,14 +83,18 @@ fn each_way_an_agent_can_end_lands_in_the_right_state() {
 
 #[test]
 fn failures_retry_with_backoff_then_fail() {
-    let instance = Instance::with_fake_workers(FAST);
+    // A backoff long enough for `explain` to see it even on a loaded machine.
+    let config = FAST
+        .replace("backoff_base = \"50ms\"", "backoff_base = \"3s\"")
+        .replace("backoff_max = \"200ms\"", "backoff_max = \"3s\"");
+    let instance = Instance::with_fake_workers(&config);
     let id = instance.add_with_body("always fails", "luci", b"fake-agent: exit 7\n");
     run_once(&instance);
     assert_eq!(instance.state(&id), "todo");
     let explained = instance.json(&["explain", &id]);
     assert_eq!(explained["reasons"][0]["code"], "backoff", "{explained}");
     for attempt in 2..=3 {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(3100));
         let report = run_once(&instance);
         assert_eq!(report["attempt"], attempt);
     }
