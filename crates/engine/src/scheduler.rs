@@ -290,8 +290,9 @@ impl Scheduler {
                 ),
             };
             let change = Change::new(Actor::new(format!("scheduler:{}", spec.name)), context.clock.now());
-            if let Err(error) = context.store.finish_task_run(run, &result, &change).await {
-                tracing::error!(task = %spec.name, run, %error, "recording the task's outcome failed");
+            match context.store.finish_task_run(run, &result, &change).await {
+                Ok(_) => tracing::info!(task = %spec.name, run, outcome = %result.outcome, reason = %result.reason, "task finished"),
+                Err(error) => tracing::error!(task = %spec.name, run, %error, "recording the task's outcome failed"),
             }
             (run, result)
         });
