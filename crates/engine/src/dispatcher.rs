@@ -93,10 +93,6 @@ impl Dispatcher {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     fn change(&self) -> Change {
         Change::new(actor(), self.clock.now())
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{change, fresh, key, new_ticket};
+use common::{change, fresh, key, new_ticket, operator_move};
 use mission_core::{FailureClass, Lane, Name, RetryPolicy, State, TicketId};
 use mission_store::{ClaimOutcome, ClaimRefusal, ClaimRequest, RunEnd, Store, StoreError};
 use std::time::Duration;
@@ -352,16 +352,7 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
     };
     t.store.run_started(first.id, 1, &start).await.unwrap();
     // An operator cancels and reopens the ticket while the run is still live.
-    let cancel = mission_store::Move {
-        to: State::Cancelled,
-        via: mission_core::transition::Via::Operator,
-        reason: None,
-    };
-    let reopen = mission_store::Move {
-        to: State::Todo,
-        via: mission_core::transition::Via::Operator,
-        reason: None,
-    };
+    let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
     t.store
         .move_ticket(&id(1), &cancel, &change(3))
         .await
@@ -428,16 +419,7 @@ async fn a_question_left_by_a_cancel_is_closed_not_answered_later() {
         .run_ask(run.id, 1, "First question?", &change(3))
         .await
         .unwrap();
-    let cancel = mission_store::Move {
-        to: State::Cancelled,
-        via: mission_core::transition::Via::Operator,
-        reason: None,
-    };
-    let reopen = mission_store::Move {
-        to: State::Todo,
-        via: mission_core::transition::Via::Operator,
-        reason: None,
-    };
+    let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
     t.store
         .move_ticket(&id(1), &cancel, &change(4))
         .await

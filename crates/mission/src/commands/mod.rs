@@ -28,11 +28,31 @@ pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliE
     Ok((instance, store))
 }
 
+/// Opens the store for the server: the same checks, more connections.
+pub async fn open_for_server(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+    let instance = config::load(config)?;
+    let store = open_store(&instance, false, SERVER_CONNECTIONS).await?;
+    migrate_store(&instance, &store).await?;
+    Ok((instance, store))
+}
+
+/// Connections of a one-shot command's store pool, and of the server's.
+const CLI_CONNECTIONS: u32 = 2;
+const SERVER_CONNECTIONS: u32 = 8;
+
 /// Opens the store file; `create` makes it when missing.
 pub async fn connect_store(instance: &Instance, create: bool) -> Result<SqliteStore, CliError> {
+    open_store(instance, create, CLI_CONNECTIONS).await
+}
+
+async fn open_store(
+    instance: &Instance,
+    create: bool,
+    max_connections: u32,
+) -> Result<SqliteStore, CliError> {
     let options = SqliteOptions {
         create,
-        max_connections: 2,
+        max_connections,
         ..SqliteOptions::default()
     };
     SqliteStore::open(&instance.store_path, options)
@@ -63,21 +83,6 @@ pub fn cli_change() -> Change {
 
 pub fn cli_change_by(actor: Actor) -> Change {
     Change::new(actor, Timestamp::now())
-}
-
-/// Opens the store for the server: more connections, same checks.
-pub async fn open_for_server(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
-    let instance = config::load(config)?;
-    let options = SqliteOptions {
-        create: false,
-        max_connections: 8,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(&instance.store_path, options)
-        .await
-        .map_err(|e| store_error(&instance, e))?;
-    migrate_store(&instance, &store).await?;
-    Ok((instance, store))
 }
 
 /// The engines' resolved settings: the same for the server, a scheduled task and the CLI.

@@ -27,7 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const MIGRATIONS: &[Migration] = &[
@@ -71,7 +71,6 @@ impl Default for SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    path: PathBuf,
 }
 
 const TICKET_COLUMNS: &str = "id, title, body, state, assignee, owner, labels, priority, \
@@ -97,14 +96,7 @@ impl SqliteStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect)
             .await?;
-        Ok(SqliteStore {
-            pool,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(SqliteStore { pool })
     }
 
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {

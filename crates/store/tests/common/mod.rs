@@ -51,3 +51,12 @@ pub fn new_ticket(title: &str, assignee: Option<&str>) -> NewTicket {
     .validate()
     .unwrap()
 }
+
+/// An operator's move to `to`.
+pub fn operator_move(to: mission_core::State) -> mission_store::Move {
+    mission_store::Move {
+        to,
+        via: mission_core::transition::Via::Operator,
+        reason: None,
+    }
+}
