@@ -3,6 +3,7 @@
 //! Everything here is a pure function over plain data: no SQL, no HTTP, no processes, no clock
 //! reads. The store, the engines and the binary call into this crate; it calls into none of them.
 
+pub mod capacity;
 pub mod config;
 pub mod deps;
 pub mod event;
@@ -14,13 +15,17 @@ pub mod ticket;
 pub mod time;
 pub mod transition;
 
+pub use capacity::{ActiveCounts, CapacityFull, SlotLimits};
 pub use config::{ConfigError, PolicyConfig, TriageRule, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
-pub use run::{ActiveCounts, FailureClass, Lane, RetryPolicy, Run, RunOutcome};
+pub use run::{
+    Attempt, FailureClass, Lane, RetryPolicy, Run, RunEnding, RunId, RunOutcome, Settlement,
+    TicketEffect, settle,
+};
 pub use ticket::{
     EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError,
 };
 pub use time::Timestamp;
-pub use transition::{TransitionError, check_transition};
+pub use transition::{Effects, TransitionError, check_transition, plan_transition};

@@ -2,9 +2,9 @@
 //! if not, every reason why. The dispatcher, triage, the operator audit, `mission explain` and the
 //! dashboard all ask this function; none keeps its own list of runnable assignees.
 
+use crate::capacity::{ActiveCounts, SlotLimits};
 use crate::config::Workforce;
 use crate::id::TicketId;
-use crate::run::ActiveCounts;
 use crate::ticket::{State, Ticket};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -144,7 +144,7 @@ pub fn runnability(
                 ReasonCode::WorkerDisabled,
                 format!("worker {assignee} is disabled"),
             ),
-            Some(worker) => match context.capacity {
+            Some(_) => match context.capacity {
                 Capacity::Unknown(error) => reason(
                     ReasonCode::CapacityUnknown,
                     format!(
@@ -152,36 +152,10 @@ pub fn runnability(
                     ),
                 ),
                 Capacity::Counted(counts) => {
-                    let running = counts.worker(assignee.as_str());
-                    if running >= worker.max_concurrent {
-                        reason(
-                            ReasonCode::CapacityFull,
-                            format!(
-                                "worker {assignee} runs {running} of its {} at once",
-                                worker.max_concurrent
-                            ),
-                        );
-                    } else if let Some(limit) = workforce
-                        .pool_limit(&worker.pool)
-                        .filter(|l| counts.pool(&worker.pool) >= *l)
-                    {
-                        reason(
-                            ReasonCode::CapacityFull,
-                            format!(
-                                "pool {} runs {} of its {limit} at once",
-                                worker.pool,
-                                counts.pool(&worker.pool)
-                            ),
-                        );
-                    } else if counts.total >= workforce.max_workers() {
-                        reason(
-                            ReasonCode::CapacityFull,
-                            format!(
-                                "{} runs of at most {} are active",
-                                counts.total,
-                                workforce.max_workers()
-                            ),
-                        );
+                    // A configured worker always has limits.
+                    let limits = SlotLimits::of(workforce, assignee);
+                    if let Some(Err(full)) = limits.map(|l| l.check(counts)) {
+                        reason(ReasonCode::CapacityFull, full.detail);
                     }
                 }
             },

@@ -2,12 +2,68 @@
 //! report from a run carries it, and a report from an attempt that is no longer current is refused.
 
 use crate::id::{Name, TicketId};
+use crate::ticket::State;
 use crate::time::Timestamp;
+use crate::transition::Via;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// A run's id, assigned by the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(i64);
+
+impl RunId {
+    pub const fn new(id: i64) -> Self {
+        RunId(id)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The number of a ticket's attempt: 1 for its first run, one more for each claim. The fencing
+/// token every report from a run carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Attempt(i64);
+
+impl Attempt {
+    pub const fn new(number: i64) -> Self {
+        Attempt(number)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The attempt after this one.
+    pub const fn next(self) -> Self {
+        Attempt(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Attempt {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Attempt)
+    }
+}
 
 /// Dispatcher lanes. `normal` takes plain todo tickets; `needs-input` takes only answered tickets
 /// waiting to resume their agent session. A ticket is in exactly one lane at a time (its
@@ -150,9 +206,9 @@ impl FromStr for RunOutcome {
 /// A stored run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Run {
-    pub id: i64,
+    pub id: RunId,
     pub ticket: TicketId,
-    pub attempt: i64,
+    pub attempt: Attempt,
     pub worker: Name,
     pub pool: String,
     pub lane: Lane,
@@ -182,30 +238,6 @@ impl Run {
     }
 }
 
-/// Active runs, counted from the store.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ActiveCounts {
-    pub total: u32,
-    pub by_worker: BTreeMap<String, u32>,
-    pub by_pool: BTreeMap<String, u32>,
-}
-
-impl ActiveCounts {
-    pub fn worker(&self, name: &str) -> u32 {
-        self.by_worker.get(name).copied().unwrap_or(0)
-    }
-
-    pub fn pool(&self, name: &str) -> u32 {
-        self.by_pool.get(name).copied().unwrap_or(0)
-    }
-
-    pub fn add(&mut self, worker: &str, pool: &str) {
-        self.total += 1;
-        *self.by_worker.entry(worker.to_owned()).or_default() += 1;
-        *self.by_pool.entry(pool.to_owned()).or_default() += 1;
-    }
-}
-
 /// Retry with capped exponential backoff.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -226,25 +258,126 @@ pub enum AfterFailure {
 }
 
 impl RetryPolicy {
-    /// The backoff before attempt `attempt + 1`: base × 2^(attempt-1), capped.
-    pub fn backoff(&self, attempt: i64) -> Duration {
-        let exponent = attempt.clamp(1, 32) as u32 - 1;
+    /// The backoff before the attempt after `attempt`: base × 2^(attempt-1), capped.
+    pub fn backoff(&self, attempt: Attempt) -> Duration {
+        let exponent = attempt.get().clamp(1, 32) as u32 - 1;
         let factor = 2u32.saturating_pow(exponent);
         self.backoff_base
             .saturating_mul(factor)
             .min(self.backoff_max)
     }
 
-    pub fn after_failure(&self, class: FailureClass, attempt: i64, now: Timestamp) -> AfterFailure {
+    pub fn after_failure(
+        &self,
+        class: FailureClass,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> AfterFailure {
         if class == FailureClass::Cancelled {
             return AfterFailure::StayCancelled;
         }
-        if !class.is_retryable() || attempt >= i64::from(self.max_attempts) {
+        if !class.is_retryable() || attempt.get() >= i64::from(self.max_attempts) {
             return AfterFailure::Fail;
         }
         let delay = self.backoff(attempt).as_millis() as i64;
         AfterFailure::Retry {
             not_before: Timestamp::from_millis(now.as_millis() + delay),
+        }
+    }
+}
+
+/// How a run came to its end: by its own report, or by its process ending (cleanly, or with a
+/// failure the runner classified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnding {
+    /// `mission run ask`: a question for a person.
+    Asked,
+    /// `mission run submit`: the work is ready for review.
+    Submitted,
+    /// The process ended; `None` is a clean exit, which submits the work.
+    Exited(Option<FailureClass>),
+}
+
+/// What the end of a run does: decided here, stored by the backend in one transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub outcome: RunOutcome,
+    pub failure_class: Option<FailureClass>,
+    pub ticket: TicketEffect,
+}
+
+/// What the end of a run does to its ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketEffect {
+    /// The ticket moves (one `ticket.moved` event); `not_before` is the backoff of a requeue.
+    Move {
+        to: State,
+        via: Via,
+        not_before: Option<Timestamp>,
+    },
+    /// The ticket stays where it is (an operator moved it away while the run ran); the run's
+    /// end is recorded on its own (`run.ended`).
+    Stay,
+}
+
+impl TicketEffect {
+    fn to(to: State, via: Via) -> Self {
+        TicketEffect::Move {
+            to,
+            via,
+            not_before: None,
+        }
+    }
+}
+
+/// How a live run's end settles its ticket: a submission goes to review, a question to
+/// needs_input, a failure back to todo after its backoff while attempts are left (else to
+/// failed), and a run whose ticket an operator moved away leaves the ticket where it is.
+pub fn settle(
+    ending: RunEnding,
+    ticket_state: State,
+    attempt: Attempt,
+    retry: &RetryPolicy,
+    now: Timestamp,
+) -> Settlement {
+    let settled = |outcome, failure_class, ticket| Settlement {
+        outcome,
+        failure_class,
+        ticket,
+    };
+    match ending {
+        RunEnding::Asked => settled(
+            RunOutcome::Asked,
+            None,
+            TicketEffect::to(State::NeedsInput, Via::RunAsk),
+        ),
+        RunEnding::Submitted => settled(
+            RunOutcome::Submitted,
+            None,
+            TicketEffect::to(State::Review, Via::RunSubmit),
+        ),
+        RunEnding::Exited(failure) if ticket_state != State::Running => settled(
+            RunOutcome::Failed,
+            Some(failure.unwrap_or(FailureClass::Cancelled)),
+            TicketEffect::Stay,
+        ),
+        RunEnding::Exited(None) => settled(
+            RunOutcome::Submitted,
+            None,
+            TicketEffect::to(State::Review, Via::RunSubmit),
+        ),
+        RunEnding::Exited(Some(class)) => {
+            let ticket = match retry.after_failure(class, attempt, now) {
+                AfterFailure::Retry { not_before } => TicketEffect::Move {
+                    to: State::Todo,
+                    via: Via::RunRequeue,
+                    not_before: Some(not_before),
+                },
+                AfterFailure::Fail | AfterFailure::StayCancelled => {
+                    TicketEffect::to(State::Failed, Via::RunFail)
+                }
+            };
+            settled(RunOutcome::Failed, Some(class), ticket)
         }
     }
 }
@@ -260,7 +393,9 @@ mod tests {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(60),
         };
-        let got: Vec<u64> = (1..=6).map(|a| policy.backoff(a).as_secs()).collect();
+        let got: Vec<u64> = (1..=6)
+            .map(|a| policy.backoff(Attempt::new(a)).as_secs())
+            .collect();
         assert_eq!(got, vec![10, 20, 40, 60, 60, 60]);
     }
 
@@ -302,7 +437,7 @@ mod tests {
         ];
         for (class, attempt, expect) in cases {
             assert_eq!(
-                policy.after_failure(class, attempt, now),
+                policy.after_failure(class, Attempt::new(attempt), now),
                 expect,
                 "{class} #{attempt}"
             );
@@ -317,6 +452,142 @@ mod tests {
             FailureClass::Orphaned,
         ] {
             assert_eq!(class.as_str().parse::<FailureClass>().unwrap(), class);
+        }
+    }
+
+    #[test]
+    fn settlement() {
+        use FailureClass::{AgentError, Orphaned, RuntimeMissing, Stalled, Timeout};
+        use RunEnding::*;
+        use State::*;
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        };
+        let now = Timestamp::from_millis(1000);
+        let moved = |to, via, not_before: Option<i64>| TicketEffect::Move {
+            to,
+            via,
+            not_before: not_before.map(Timestamp::from_millis),
+        };
+        // (how it ended, the ticket's state, attempt, outcome, class, effect on the ticket)
+        let cases = [
+            (
+                Asked,
+                Running,
+                1,
+                RunOutcome::Asked,
+                None,
+                moved(NeedsInput, Via::RunAsk, None),
+            ),
+            (
+                Submitted,
+                Running,
+                1,
+                RunOutcome::Submitted,
+                None,
+                moved(Review, Via::RunSubmit, None),
+            ),
+            (
+                Exited(None),
+                Running,
+                1,
+                RunOutcome::Submitted,
+                None,
+                moved(Review, Via::RunSubmit, None),
+            ),
+            (
+                Exited(Some(AgentError)),
+                Running,
+                1,
+                RunOutcome::Failed,
+                Some(AgentError),
+                moved(Todo, Via::RunRequeue, Some(2000)),
+            ),
+            (
+                Exited(Some(Timeout)),
+                Running,
+                2,
+                RunOutcome::Failed,
+                Some(Timeout),
+                moved(Todo, Via::RunRequeue, Some(3000)),
+            ),
+            (
+                Exited(Some(Stalled)),
+                Running,
+                3,
+                RunOutcome::Failed,
+                Some(Stalled),
+                moved(Failed, Via::RunFail, None),
+            ),
+            (
+                Exited(Some(RuntimeMissing)),
+                Running,
+                1,
+                RunOutcome::Failed,
+                Some(RuntimeMissing),
+                moved(Failed, Via::RunFail, None),
+            ),
+            (
+                Exited(Some(Orphaned)),
+                Running,
+                1,
+                RunOutcome::Failed,
+                Some(Orphaned),
+                moved(Todo, Via::RunRequeue, Some(2000)),
+            ),
+            (
+                Exited(Some(FailureClass::Cancelled)),
+                Running,
+                1,
+                RunOutcome::Failed,
+                Some(FailureClass::Cancelled),
+                moved(Failed, Via::RunFail, None),
+            ),
+            // An operator moved the ticket away while it ran: it stays there.
+            (
+                Exited(None),
+                Cancelled,
+                1,
+                RunOutcome::Failed,
+                Some(FailureClass::Cancelled),
+                TicketEffect::Stay,
+            ),
+            (
+                Exited(Some(AgentError)),
+                Todo,
+                1,
+                RunOutcome::Failed,
+                Some(AgentError),
+                TicketEffect::Stay,
+            ),
+            (
+                Exited(Some(Orphaned)),
+                Blocked,
+                2,
+                RunOutcome::Failed,
+                Some(Orphaned),
+                TicketEffect::Stay,
+            ),
+        ];
+        for (ending, state, attempt, outcome, class, effect) in cases {
+            let got = settle(ending, state, Attempt::new(attempt), &retry, now);
+            assert_eq!(
+                got,
+                Settlement {
+                    outcome,
+                    failure_class: class,
+                    ticket: effect
+                },
+                "{ending:?} from {state} at attempt {attempt}"
+            );
+            if let TicketEffect::Move { to, via, .. } = got.ticket {
+                assert!(
+                    crate::transition::check_transition(state, to, via).is_ok(),
+                    "{ending:?}: {state} -> {to} must be legal"
+                );
+            }
         }
     }
 }

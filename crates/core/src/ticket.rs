@@ -232,12 +232,19 @@ pub struct Ticket {
     pub updated_at: Timestamp,
     /// Increases with every change; the optimistic-concurrency token of the row.
     pub version: i64,
-    /// Attempts started so far; the current run's attempt number.
+    /// Attempts started so far; the current run's attempt number (see `current_attempt`).
     pub attempts: i64,
     /// Answered after a question: the needs-input lane resumes its agent session.
     pub resume: bool,
     /// After a failed attempt: not to be dispatched before this time.
     pub not_before: Option<Timestamp>,
+}
+
+impl Ticket {
+    /// The attempt number of the ticket's latest run (0 before its first claim).
+    pub fn current_attempt(&self) -> crate::run::Attempt {
+        crate::run::Attempt::new(self.attempts)
+    }
 }
 
 /// A new ticket as the user typed it: strings, not yet checked.

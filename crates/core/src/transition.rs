@@ -107,11 +107,27 @@ fn hint(from: State, to: State, via: Via) -> &'static str {
 
 /// Whether `from → to` is legal through `via`.
 pub fn check_transition(from: State, to: State, via: Via) -> Result<(), TransitionError> {
-    if LEGAL.contains(&(from, to, via)) {
-        Ok(())
-    } else {
-        Err(TransitionError { from, to, via })
+    plan_transition(from, to, via).map(|_| ())
+}
+
+/// What a legal transition does besides changing the state. Decided here, carried out by the
+/// store in the same transaction as the move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The ticket leaves `needs_input` without an answer (cancelled, say): its open question will
+    /// never be answered, so it is closed — it neither takes an answer meant for a later question
+    /// nor blocks the next one.
+    pub close_question: bool,
+}
+
+/// Checks `from → to` through `via` and says what else the move does.
+pub fn plan_transition(from: State, to: State, via: Via) -> Result<Effects, TransitionError> {
+    if !LEGAL.contains(&(from, to, via)) {
+        return Err(TransitionError { from, to, via });
     }
+    Ok(Effects {
+        close_question: from == NeedsInput && via != Via::Answer,
+    })
 }
 
 #[cfg(test)]
@@ -149,6 +165,30 @@ mod tests {
                 assert!(from != Done || !ok(Todo), "done is final");
             }
         }
+    }
+
+    #[test]
+    fn leaving_needs_input_other_than_by_answer_closes_the_question() {
+        for from in State::ALL {
+            for to in State::ALL {
+                for via in Via::ALL {
+                    if let Ok(effects) = plan_transition(from, to, via) {
+                        let expect = from == NeedsInput && via != Via::Answer;
+                        assert_eq!(effects.close_question, expect, "{from} -> {to} via {via:?}");
+                    }
+                }
+            }
+        }
+        assert!(
+            plan_transition(NeedsInput, Cancelled, Via::Operator)
+                .unwrap()
+                .close_question
+        );
+        assert!(
+            !plan_transition(NeedsInput, Todo, Via::Answer)
+                .unwrap()
+                .close_question
+        );
     }
 
     #[test]

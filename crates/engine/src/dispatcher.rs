@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::settings::Settings;
 use crate::token;
 use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
-use mission_core::{ActiveCounts, Actor, Lane, Name, Run, State, TicketId};
+use mission_core::{ActiveCounts, Actor, Lane, Name, Run, SlotLimits, State, TicketId};
 use mission_store::{Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -199,20 +199,15 @@ impl Dispatcher {
             .await
     }
 
-    /// Workers with a free slot (their own, their pool's and the global one).
+    /// Enabled workers with a free slot (their own, their pool's and the global one), by the
+    /// one capacity check.
     fn free_workers(&self, counts: &ActiveCounts) -> Vec<Name> {
         let workforce = &self.settings.workforce;
-        if counts.total >= workforce.max_workers() {
-            return Vec::new();
-        }
         workforce
             .workers()
             .filter(|(name, worker)| {
                 worker.enabled
-                    && counts.worker(name.as_str()) < worker.max_concurrent
-                    && workforce
-                        .pool_limit(&worker.pool)
-                        .is_none_or(|limit| counts.pool(&worker.pool) < limit)
+                    && SlotLimits::of(workforce, name).is_some_and(|l| l.check(counts).is_ok())
             })
             .map(|(name, _)| name.clone())
             .collect()
@@ -254,7 +249,7 @@ impl Dispatcher {
             let Some(worker_name) = ticket.assignee.clone() else {
                 continue;
             };
-            let Some(worker) = workforce.worker(&worker_name) else {
+            let Some(limits) = SlotLimits::of(workforce, &worker_name) else {
                 continue;
             };
             let token =
@@ -263,17 +258,13 @@ impl Dispatcher {
                 ticket: id.clone(),
                 lane,
                 expected_version: ticket.version,
-                worker: worker_name.clone(),
-                pool: worker.pool.clone(),
-                worker_max: worker.max_concurrent,
-                pool_max: workforce.pool_limit(&worker.pool),
-                global_max: workforce.max_workers(),
+                limits,
                 node: crate::recovery::supervisor_id(&self.settings),
                 token_hash: token::hash(&token),
                 lease: self.settings.dispatch.lease,
             };
             // Count the planned claim, so that the policy sees this pass's own claims.
-            counts.add(worker_name.as_str(), &worker.pool);
+            counts.add(worker_name.as_str(), &request.limits.pool);
             requests.push(request);
             tokens.push(token);
         }
@@ -286,7 +277,7 @@ impl Dispatcher {
             let id = request.ticket;
             match outcome {
                 ClaimOutcome::Claimed(run) => {
-                    tracing::info!(ticket.id = %id, run.id = run.id, attempt = run.attempt, worker = %request.worker, %lane, "claimed");
+                    tracing::info!(ticket.id = %id, run.id = %run.id, attempt = %run.attempt, worker = %request.limits.worker, %lane, "claimed");
                     report.claimed_tickets.push(id);
                     report.claimed.push((*run, token));
                 }

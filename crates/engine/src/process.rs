@@ -80,7 +80,7 @@ pub fn group_members(pgid: i64) -> Vec<i64> {
 
 /// Whether any live process of group `pgid` belongs to run `run` of the instance configured by
 /// `config_file` — the leader may be gone while its children live on.
-pub fn group_of_run(pgid: i64, run: i64, config_file: &std::path::Path) -> bool {
+pub fn group_of_run(pgid: i64, run: mission_core::RunId, config_file: &std::path::Path) -> bool {
     let pairs = [
         ("MISSION_RUN", run.to_string()),
         ("MISSION_CONFIG", config_file.display().to_string()),

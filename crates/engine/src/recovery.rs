@@ -60,7 +60,7 @@ pub async fn recover(
         if let Some(pid) = run.pid
             && process::group_of_run(pid, run.id, &settings.config_file)
         {
-            tracing::warn!(ticket.id = %run.ticket, run.id = run.id, pid, "killing the process group of an orphaned run");
+            tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, pid, "killing the process group of an orphaned run");
             process::terminate_group(pid, settings.dispatch.kill_grace).await;
         }
         let detail = if gone {
@@ -79,7 +79,7 @@ pub async fn recover(
             .await
         {
             Ok(_) | Err(StoreError::Fenced { .. }) => {
-                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "orphaned run closed");
+                tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, "orphaned run closed");
                 recovered.push(run);
             }
             Err(error) => return Err(error),

@@ -15,7 +15,7 @@ use crate::settings::Settings;
 use crate::workspace::{self, Workspaces};
 use mission_agents::{AgentEvent, LaunchSpec, Resume, RunSummary, Stdin};
 use mission_core::config::RuntimeKind;
-use mission_core::{Actor, FailureClass, Lane, Run, State, Ticket, TicketId};
+use mission_core::{Actor, Attempt, FailureClass, Lane, Run, RunId, State, Ticket, TicketId};
 use mission_store::{Change, RunEnd, RunStart, Store, StoreError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -33,9 +33,9 @@ const BASE_ENV: &[&str] = &[
 /// How one run ended, as reported to the caller.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
-    pub run: i64,
+    pub run: RunId,
     pub ticket: TicketId,
-    pub attempt: i64,
+    pub attempt: Attempt,
     pub failure_class: Option<FailureClass>,
     pub detail: Option<String>,
     pub exit_code: Option<i64>,
@@ -122,16 +122,16 @@ impl Runner {
                 report.detail = ended.run.detail.clone();
                 report.ticket_state = Some(ended.ticket_state);
                 report.recorded = true;
-                tracing::info!(ticket.id = %run.ticket, run.id = run.id, attempt = run.attempt,
+                tracing::info!(ticket.id = %run.ticket, run.id = %run.id, attempt = %run.attempt,
                     failure = ?end.failure, state = %ended.ticket_state, "run ended");
             }
             Err(StoreError::Fenced { .. }) => {
                 // Someone else (recovery) closed it: its end is on record, just not this one.
                 report.recorded = true;
-                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "run was superseded; its end is not recorded");
+                tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, "run was superseded; its end is not recorded");
             }
             Err(error) => {
-                tracing::error!(ticket.id = %run.ticket, run.id = run.id, %error, "recording the end of the run failed; recovery will close it");
+                tracing::error!(ticket.id = %run.ticket, run.id = %run.id, %error, "recording the end of the run failed; recovery will close it");
             }
         }
         report
@@ -308,7 +308,7 @@ impl Runner {
             log_path: Some(log_path.to_string_lossy().into_owned()),
         };
         if let Err(error) = self.store.run_started(run.id, run.attempt, &start).await {
-            tracing::error!(ticket.id = %run.ticket, run.id = run.id, %error, "recording the start failed; stopping the run");
+            tracing::error!(ticket.id = %run.ticket, run.id = %run.id, %error, "recording the start failed; stopping the run");
             process::terminate_group(pid, self.settings.dispatch.kill_grace).await;
             let _ = child.wait().await;
             return Err(failed(
@@ -372,7 +372,7 @@ impl Runner {
                 }
                 _ = tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)), if drain_until.is_some() => {
                     if out_open || err_open {
-                        tracing::warn!(ticket.id = %run.ticket, run.id = run.id, "output still open after the process exited; no longer reading it");
+                        tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, "output still open after the process exited; no longer reading it");
                     }
                     out_open = false;
                     err_open = false;
@@ -389,7 +389,7 @@ impl Runner {
                         Check::Continue => {}
                         Check::Reported => reported_at = Some(Instant::now()),
                         Check::Stop(reason) => {
-                            tracing::warn!(ticket.id = %run.ticket, run.id = run.id, class = %reason.class, detail = %reason.detail, "stopping the run");
+                            tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, class = %reason.class, detail = %reason.detail, "stopping the run");
                             stop = Some(reason);
                             process::terminate_group(pid, dispatch.kill_grace).await;
                         }
@@ -472,7 +472,7 @@ impl Runner {
                 });
             }
             Err(error) => {
-                tracing::warn!(ticket.id = %run.ticket, run.id = run.id, %error, "heartbeat failed");
+                tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, %error, "heartbeat failed");
             }
         }
         if last_activity.elapsed() >= dispatch.stall_timeout {

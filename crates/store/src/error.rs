@@ -2,7 +2,7 @@
 //! store failures (a corrupt file, a newer schema, an I/O error) so that the edges can map them to
 //! different exit codes and HTTP statuses.
 
-use mission_core::{TicketId, TransitionError, ValidationError};
+use mission_core::{Attempt, RunId, TicketId, TransitionError, ValidationError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,9 +21,9 @@ pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("run {run} attempt {attempt} is not the current attempt of its ticket, or has ended")]
-    Fenced { run: i64, attempt: i64 },
+    Fenced { run: RunId, attempt: Attempt },
     #[error("no run {0}")]
-    RunNotFound(i64),
+    RunNotFound(RunId),
     #[error("{0} has no open question")]
     NoQuestion(TicketId),
     #[error(

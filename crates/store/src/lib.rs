@@ -12,8 +12,8 @@ use mission_core::policy::DependencyState;
 use mission_core::task::{Outcome, TaskResult};
 use mission_core::transition::Via;
 use mission_core::{
-    ActiveCounts, Actor, Event, FailureClass, Lane, Name, NewTicket, RetryPolicy, Run, State,
-    Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
+    ActiveCounts, Actor, Attempt, Event, FailureClass, Lane, Name, NewTicket, RetryPolicy, Run,
+    RunId, SlotLimits, State, Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -184,7 +184,7 @@ pub trait Store: Send + Sync {
 
     // --- Runs -----------------------------------------------------------------------------------
 
-    async fn run(&self, id: i64) -> Result<Run>;
+    async fn run(&self, id: RunId) -> Result<Run>;
 
     async fn run_for_token(&self, token_hash: &str) -> Result<Option<Run>>;
 
@@ -196,36 +196,41 @@ pub trait Store: Send + Sync {
     async fn unsettled_runs(&self) -> Result<Vec<Run>>;
 
     /// Records what the runner learned when the process started. Fenced.
-    async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()>;
+    async fn run_started(&self, run: RunId, attempt: Attempt, start: &RunStart) -> Result<()>;
 
     /// Renews the lease. Fenced: refused once the run ended or is not the current attempt.
     async fn heartbeat(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         now: Timestamp,
         lease: Duration,
     ) -> Result<Heartbeat>;
 
     /// Records the agent session id as soon as the runtime reports it. Fenced.
-    async fn run_session(&self, run: i64, attempt: i64, session_id: &str) -> Result<()>;
+    async fn run_session(&self, run: RunId, attempt: Attempt, session_id: &str) -> Result<()>;
 
     /// A progress report from the run. Fenced.
-    async fn run_progress(&self, run: i64, attempt: i64, text: &str, change: &Change)
-    -> Result<()>;
+    async fn run_progress(
+        &self,
+        run: RunId,
+        attempt: Attempt,
+        text: &str,
+        change: &Change,
+    ) -> Result<()>;
 
     /// The run asks a question: the ticket moves to needs_input, the run ends (its slot and lease
     /// are released), the question is stored. Fenced.
     async fn run_ask(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         question: &str,
         change: &Change,
     ) -> Result<Ticket>;
 
     /// The run submits its work: the ticket moves to review and the run ends. Fenced.
-    async fn run_submit(&self, run: i64, attempt: i64, change: &Change) -> Result<Ticket>;
+    async fn run_submit(&self, run: RunId, attempt: Attempt, change: &Change) -> Result<Ticket>;
 
     /// The runner's account of how the process ended. When the run is still active, this ends
     /// it: a clean finish submits for review; a failure requeues with backoff or fails the
@@ -233,8 +238,8 @@ pub trait Store: Send + Sync {
     /// are recorded.
     async fn end_run(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         end: &RunEnd,
         retry: &RetryPolicy,
         change: &Change,
@@ -296,11 +301,8 @@ pub struct ClaimRequest {
     pub lane: Lane,
     /// The ticket version the dispatcher's policy check saw.
     pub expected_version: i64,
-    pub worker: Name,
-    pub pool: String,
-    pub worker_max: u32,
-    pub pool_max: Option<u32>,
-    pub global_max: u32,
+    /// The worker and the limits its run must fit under, re-checked in the claiming transaction.
+    pub limits: SlotLimits,
     pub node: String,
     pub token_hash: String,
     pub lease: Duration,
@@ -317,7 +319,7 @@ pub enum ClaimOutcome {
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum ClaimRefusal {
     /// Someone else claimed it first.
-    AlreadyClaimed { run: i64 },
+    AlreadyClaimed { run: RunId },
     /// The ticket changed since the policy looked at it.
     Changed { state: State, version: i64 },
     /// The ticket belongs to the other lane.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{change, fresh, key, new_ticket, operator_move};
-use mission_core::{FailureClass, Lane, Name, RetryPolicy, State, TicketId};
+use mission_core::{Attempt, FailureClass, Lane, Name, RetryPolicy, SlotLimits, State, TicketId};
 use mission_store::{ClaimOutcome, ClaimRefusal, ClaimRequest, RunEnd, Store, StoreError};
 use std::time::Duration;
 
@@ -17,11 +17,13 @@ fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
         ticket: id(n),
         lane,
         expected_version: version,
-        worker: Name::parse("luci").unwrap(),
-        pool: "default".into(),
-        worker_max: 2,
-        pool_max: None,
-        global_max: 3,
+        limits: SlotLimits {
+            worker: Name::parse("luci").unwrap(),
+            worker_max: 2,
+            pool: "default".into(),
+            pool_max: None,
+            global_max: 3,
+        },
         node: "test:1".into(),
         token_hash: token.into(),
         lease: Duration::from_secs(30),
@@ -55,7 +57,7 @@ async fn claims_are_compare_and_set() {
     else {
         panic!("first claim refused")
     };
-    assert_eq!((run.attempt, run.lane), (1, Lane::Normal));
+    assert_eq!((run.attempt, run.lane), (Attempt::new(1), Lane::Normal));
     let refusals = [
         (
             request(1, 2, Lane::Normal, "b"),
@@ -121,7 +123,7 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     t.store
         .heartbeat(
             first.id,
-            1,
+            Attempt::new(1),
             mission_core::Timestamp::from_millis(3),
             Duration::from_secs(30),
         )
@@ -134,7 +136,7 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     };
     let ended = t
         .store
-        .end_run(first.id, 1, &end, &retry(), &change(4))
+        .end_run(first.id, Attempt::new(1), &end, &retry(), &change(4))
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Todo);
@@ -153,28 +155,30 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     else {
         panic!()
     };
-    assert_eq!(second.attempt, 2);
+    assert_eq!(second.attempt, Attempt::new(2));
     let fenced = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
     assert!(fenced(
         t.store
-            .run_submit(first.id, 1, &change(2001))
+            .run_submit(first.id, Attempt::new(1), &change(2001))
             .await
             .map(|_| ())
     ));
     assert!(fenced(
         t.store
-            .run_ask(first.id, 1, "?", &change(2001))
+            .run_ask(first.id, Attempt::new(1), "?", &change(2001))
             .await
             .map(|_| ())
     ));
     assert!(fenced(
-        t.store.run_progress(first.id, 1, "x", &change(2001)).await
+        t.store
+            .run_progress(first.id, Attempt::new(1), "x", &change(2001))
+            .await
     ));
     assert!(fenced(
         t.store
             .heartbeat(
                 first.id,
-                1,
+                Attempt::new(1),
                 mission_core::Timestamp::from_millis(2001),
                 Duration::from_secs(1)
             )
@@ -183,7 +187,13 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     ));
     assert!(fenced(
         t.store
-            .end_run(second.id, 1, &RunEnd::default(), &retry(), &change(2001))
+            .end_run(
+                second.id,
+                Attempt::new(1),
+                &RunEnd::default(),
+                &retry(),
+                &change(2001)
+            )
             .await
             .map(|_| ())
     ));
@@ -191,7 +201,7 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     // The current attempt's reports are taken; attempts exhausted, the ticket fails.
     let ended = t
         .store
-        .end_run(second.id, 2, &end, &retry(), &change(2002))
+        .end_run(second.id, Attempt::new(2), &end, &retry(), &change(2002))
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Failed);
@@ -218,10 +228,13 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
     else {
         panic!()
     };
-    t.store.run_session(run.id, 1, "session-1").await.unwrap();
+    t.store
+        .run_session(run.id, Attempt::new(1), "session-1")
+        .await
+        .unwrap();
     let asked = t
         .store
-        .run_ask(run.id, 1, "Which branch?", &change(3))
+        .run_ask(run.id, Attempt::new(1), "Which branch?", &change(3))
         .await
         .unwrap();
     assert_eq!(asked.state, State::NeedsInput);
@@ -235,7 +248,7 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
         .store
         .end_run(
             run.id,
-            1,
+            Attempt::new(1),
             &RunEnd {
                 exit_code: Some(0),
                 ..RunEnd::default()
@@ -276,7 +289,10 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
     else {
         panic!()
     };
-    assert_eq!((resumed.attempt, resumed.lane), (2, Lane::NeedsInput));
+    assert_eq!(
+        (resumed.attempt, resumed.lane),
+        (Attempt::new(2), Lane::NeedsInput)
+    );
     assert!(
         !t.store.ticket(&id(1)).await.unwrap().resume,
         "claimed: out of the needs-input lane"
@@ -350,7 +366,10 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
         pid: Some(4242),
         ..Default::default()
     };
-    t.store.run_started(first.id, 1, &start).await.unwrap();
+    t.store
+        .run_started(first.id, Attempt::new(1), &start)
+        .await
+        .unwrap();
     // An operator cancels and reopens the ticket while the run is still live.
     let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
     t.store
@@ -388,7 +407,7 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
         ..RunEnd::default()
     };
     t.store
-        .end_run(first.id, 1, &end, &retry(), &change(6))
+        .end_run(first.id, Attempt::new(1), &end, &retry(), &change(6))
         .await
         .unwrap();
     assert!(matches!(
@@ -416,7 +435,7 @@ async fn a_question_left_by_a_cancel_is_closed_not_answered_later() {
         panic!()
     };
     t.store
-        .run_ask(run.id, 1, "First question?", &change(3))
+        .run_ask(run.id, Attempt::new(1), "First question?", &change(3))
         .await
         .unwrap();
     let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
@@ -445,7 +464,7 @@ async fn a_question_left_by_a_cancel_is_closed_not_answered_later() {
         panic!()
     };
     t.store
-        .run_ask(second.id, 2, "Second question?", &change(8))
+        .run_ask(second.id, Attempt::new(2), "Second question?", &change(8))
         .await
         .unwrap();
     t.store.answer(&id(1), "yes", &change(9)).await.unwrap();

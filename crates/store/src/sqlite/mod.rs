@@ -17,8 +17,8 @@ use mission_core::deps::find_cycle;
 use mission_core::policy::DependencyState;
 use mission_core::task::TaskResult;
 use mission_core::{
-    ActiveCounts, Event, EventKind, Lane, Name, NewTicket, RetryPolicy, Run, Ticket, TicketId,
-    TicketKey, TicketPatch, Timestamp, ValidationError, check_transition,
+    ActiveCounts, Attempt, Event, EventKind, Lane, Name, NewTicket, RetryPolicy, Run, RunId,
+    Ticket, TicketId, TicketKey, TicketPatch, Timestamp, ValidationError, plan_transition,
 };
 use rows::{decode_event, decode_summary, decode_ticket, state_from_db};
 use serde_json::Value;
@@ -158,13 +158,11 @@ pub(crate) async fn apply_transition(
 ) -> Result<Ticket> {
     let id = &ticket.id.clone();
     let from = ticket.state;
-    check_transition(from, to, via).map_err(|source| StoreError::Transition {
+    let effects = plan_transition(from, to, via).map_err(|source| StoreError::Transition {
         id: id.clone(),
         source,
     })?;
-    if from == mission_core::State::NeedsInput && via != mission_core::transition::Via::Answer {
-        // The question will not be answered now: close it, so that it neither takes an answer
-        // meant for a later question nor blocks the next one.
+    if effects.close_question {
         sqlx::query(
             "UPDATE questions SET closed_at = ? WHERE ticket = ? AND answer IS NULL AND closed_at IS NULL",
         )
@@ -610,7 +608,7 @@ impl Store for SqliteStore {
         runs::claim_many(self, requests, change).await
     }
 
-    async fn run(&self, id: i64) -> Result<Run> {
+    async fn run(&self, id: RunId) -> Result<Run> {
         runs::run(self, id).await
     }
 
@@ -630,28 +628,28 @@ impl Store for SqliteStore {
         runs::unsettled_runs(self).await
     }
 
-    async fn run_started(&self, run: i64, attempt: i64, start: &RunStart) -> Result<()> {
+    async fn run_started(&self, run: RunId, attempt: Attempt, start: &RunStart) -> Result<()> {
         runs::run_started(self, run, attempt, start).await
     }
 
     async fn heartbeat(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         now: Timestamp,
         lease: Duration,
     ) -> Result<Heartbeat> {
         runs::heartbeat(self, run, attempt, now, lease).await
     }
 
-    async fn run_session(&self, run: i64, attempt: i64, session_id: &str) -> Result<()> {
+    async fn run_session(&self, run: RunId, attempt: Attempt, session_id: &str) -> Result<()> {
         runs::run_session(self, run, attempt, session_id).await
     }
 
     async fn run_progress(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         text: &str,
         change: &Change,
     ) -> Result<()> {
@@ -660,22 +658,22 @@ impl Store for SqliteStore {
 
     async fn run_ask(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         question: &str,
         change: &Change,
     ) -> Result<Ticket> {
         runs::run_ask(self, run, attempt, question, change).await
     }
 
-    async fn run_submit(&self, run: i64, attempt: i64, change: &Change) -> Result<Ticket> {
+    async fn run_submit(&self, run: RunId, attempt: Attempt, change: &Change) -> Result<Ticket> {
         runs::run_submit(self, run, attempt, change).await
     }
 
     async fn end_run(
         &self,
-        run: i64,
-        attempt: i64,
+        run: RunId,
+        attempt: Attempt,
         end: &RunEnd,
         retry: &RetryPolicy,
         change: &Change,

@@ -2,7 +2,9 @@
 //! something else or damaged: that is reported as corruption, not silently patched over.
 
 use crate::{Result, StoreError, TicketSummary};
-use mission_core::{Event, EvidencePolicy, Name, Run, State, Ticket, TicketId, Timestamp};
+use mission_core::{
+    Attempt, Event, EvidencePolicy, Name, Run, RunId, State, Ticket, TicketId, Timestamp,
+};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -68,9 +70,9 @@ pub(crate) fn decode_run(row: &SqliteRow) -> Result<Run> {
     let lane: String = row.try_get("lane")?;
     let ms = |col: &str| -> Result<Timestamp> { Ok(Timestamp::from_millis(row.try_get(col)?)) };
     Ok(Run {
-        id: row.try_get("id")?,
+        id: RunId::new(row.try_get("id")?),
         ticket: ticket_id(&row.try_get::<String, _>("ticket")?)?,
-        attempt: row.try_get("attempt")?,
+        attempt: Attempt::new(row.try_get("attempt")?),
         worker: Name::parse(&worker).map_err(|_| parsed("worker", worker.clone()))?,
         pool: row.try_get("pool")?,
         lane: lane.parse().map_err(|_| parsed("lane", lane.clone()))?,

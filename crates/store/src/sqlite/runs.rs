@@ -6,11 +6,10 @@ use crate::{
     Change, ClaimOutcome, ClaimRefusal, ClaimRequest, EndedRun, Heartbeat, Result, ResumeContext,
     RunEnd, RunStart, StoreError,
 };
-use mission_core::run::AfterFailure;
 use mission_core::transition::Via;
 use mission_core::{
-    ActiveCounts, EventKind, FailureClass, Lane, Name, RetryPolicy, Run, RunOutcome, State, Ticket,
-    TicketId, Timestamp,
+    ActiveCounts, Attempt, EventKind, FailureClass, Lane, Name, RetryPolicy, Run, RunEnding, RunId,
+    Settlement, State, Ticket, TicketEffect, TicketId, Timestamp, settle,
 };
 use serde_json::{Value, json};
 use sqlx::{Row, Sqlite, SqliteConnection};
@@ -21,19 +20,23 @@ fn millis(d: Duration) -> i64 {
 }
 
 pub(super) async fn active_counts(store: &SqliteStore) -> Result<ActiveCounts> {
+    let mut conn = store.pool.acquire().await?;
+    active_counts_in(&mut conn).await
+}
+
+/// Live runs counted per worker and pool, inside the caller's transaction.
+async fn active_counts_in(conn: &mut SqliteConnection) -> Result<ActiveCounts> {
     let rows = sqlx::query(
         "SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
     )
-    .fetch_all(&store.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut counts = ActiveCounts::default();
     for row in rows {
         let worker: String = row.try_get(0)?;
         let pool: String = row.try_get(1)?;
-        let n: i64 = row.try_get(2)?;
-        for _ in 0..n {
-            counts.add(&worker, &pool);
-        }
+        let runs: i64 = row.try_get(2)?;
+        counts.add_many(&worker, &pool, u32::try_from(runs).unwrap_or(u32::MAX));
     }
     Ok(counts)
 }
@@ -248,7 +251,9 @@ async fn claim_in(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(run) = run {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run }));
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed {
+            run: RunId::new(run),
+        }));
     }
     if current.state != State::Todo || current.version != request.expected_version {
         return Ok(ClaimOutcome::Refused(ClaimRefusal::Changed {
@@ -259,43 +264,23 @@ async fn claim_in(
     if Lane::of(current.resume) != request.lane {
         return Ok(ClaimOutcome::Refused(ClaimRefusal::WrongLane));
     }
-    let (total, of_worker, of_pool): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(worker = ?), 0), COALESCE(SUM(pool = ?), 0) \
-         FROM runs WHERE ended_at IS NULL",
-    )
-    .bind(request.worker.as_str())
-    .bind(&request.pool)
-    .fetch_one(&mut *tx)
-    .await?;
-    let full = if of_worker >= i64::from(request.worker_max) {
-        Some(format!(
-            "worker {} runs {of_worker} of its {}",
-            request.worker, request.worker_max
-        ))
-    } else if let Some(max) = request.pool_max.filter(|m| of_pool >= i64::from(*m)) {
-        Some(format!("pool {} runs {of_pool} of its {max}", request.pool))
-    } else if total >= i64::from(request.global_max) {
-        Some(format!(
-            "{total} runs of at most {} are active",
-            request.global_max
-        ))
-    } else {
-        None
-    };
-    if let Some(detail) = full {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::CapacityFull { detail }));
+    let counts = active_counts_in(&mut *tx).await?;
+    if let Err(full) = request.limits.check(&counts) {
+        return Ok(ClaimOutcome::Refused(ClaimRefusal::CapacityFull {
+            detail: full.detail,
+        }));
     }
 
-    let attempt = current.attempts + 1;
+    let attempt = current.current_attempt().next();
     let lease_until = change.at.as_millis() + millis(request.lease);
     let run_id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (ticket, attempt, worker, pool, lane, node, token_hash, started_at, \
          heartbeat_at, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(request.ticket.to_string())
-    .bind(attempt)
-    .bind(request.worker.as_str())
-    .bind(&request.pool)
+    .bind(attempt.get())
+    .bind(request.limits.worker.as_str())
+    .bind(&request.limits.pool)
     .bind(request.lane.as_str())
     .bind(&request.node)
     .bind(&request.token_hash)
@@ -304,7 +289,8 @@ async fn claim_in(
     .bind(lease_until)
     .fetch_one(&mut *tx)
     .await?;
-    let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.worker, "lane": request.lane });
+    let run_id = RunId::new(run_id);
+    let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.limits.worker, "lane": request.lane });
     apply_transition(
         &mut *tx,
         current,
@@ -313,7 +299,7 @@ async fn claim_in(
         extra,
         change,
         |t| {
-            t.attempts = attempt;
+            t.attempts = attempt.get();
             t.resume = false;
             t.not_before = None;
         },
@@ -329,8 +315,8 @@ async fn claim_in(
         id: run_id,
         ticket: request.ticket.clone(),
         attempt,
-        worker: request.worker.clone(),
-        pool: request.pool.clone(),
+        worker: request.limits.worker.clone(),
+        pool: request.limits.pool.clone(),
         lane: request.lane,
         node: request.node.clone(),
         started_at: change.at,
@@ -354,10 +340,10 @@ async fn claim_in(
     Ok(ClaimOutcome::Claimed(Box::new(run)))
 }
 
-async fn load_run(conn: &mut SqliteConnection, id: i64) -> Result<Run> {
+async fn load_run(conn: &mut SqliteConnection, id: RunId) -> Result<Run> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
     let row = sqlx::query(&sql)
-        .bind(id)
+        .bind(id.get())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::RunNotFound(id))?;
@@ -365,16 +351,20 @@ async fn load_run(conn: &mut SqliteConnection, id: i64) -> Result<Run> {
 }
 
 /// Loads the run and checks that it is the live, current attempt of its ticket.
-async fn fenced_run(conn: &mut SqliteConnection, id: i64, attempt: i64) -> Result<(Run, Ticket)> {
+async fn fenced_run(
+    conn: &mut SqliteConnection,
+    id: RunId,
+    attempt: Attempt,
+) -> Result<(Run, Ticket)> {
     let run = load_run(&mut *conn, id).await?;
     let ticket = load_ticket(&mut *conn, &run.ticket).await?;
-    if run.attempt != attempt || ticket.attempts != attempt || run.ended_at.is_some() {
+    if run.attempt != attempt || ticket.current_attempt() != attempt || run.ended_at.is_some() {
         return Err(StoreError::Fenced { run: id, attempt });
     }
     Ok((run, ticket))
 }
 
-pub(super) async fn run(store: &SqliteStore, id: i64) -> Result<Run> {
+pub(super) async fn run(store: &SqliteStore, id: RunId) -> Result<Run> {
     let mut conn = store.pool.acquire().await?;
     load_run(&mut conn, id).await
 }
@@ -420,8 +410,8 @@ pub(super) async fn unsettled_runs(store: &SqliteStore) -> Result<Vec<Run>> {
 
 pub(super) async fn run_started(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     start: &RunStart,
 ) -> Result<()> {
     let mut tx = store.write_tx().await?;
@@ -433,7 +423,7 @@ pub(super) async fn run_started(
     .bind(&start.workspace)
     .bind(&start.head_before)
     .bind(&start.log_path)
-    .bind(id)
+    .bind(id.get())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -442,8 +432,8 @@ pub(super) async fn run_started(
 
 pub(super) async fn heartbeat(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     now: Timestamp,
     lease: Duration,
 ) -> Result<Heartbeat> {
@@ -452,11 +442,11 @@ pub(super) async fn heartbeat(
     sqlx::query("UPDATE runs SET heartbeat_at = ?, lease_expires_at = ? WHERE id = ?")
         .bind(now.as_millis())
         .bind(now.as_millis() + millis(lease))
-        .bind(id)
+        .bind(id.get())
         .execute(&mut *tx)
         .await?;
     let progress_at: Option<i64> = sqlx::query_scalar("SELECT progress_at FROM runs WHERE id = ?")
-        .bind(run.id)
+        .bind(run.id.get())
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -468,15 +458,15 @@ pub(super) async fn heartbeat(
 
 pub(super) async fn run_session(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     session: &str,
 ) -> Result<()> {
     let mut tx = store.write_tx().await?;
     fenced_run(&mut tx, id, attempt).await?;
     sqlx::query("UPDATE runs SET session_id = ? WHERE id = ?")
         .bind(session)
-        .bind(id)
+        .bind(id.get())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -485,8 +475,8 @@ pub(super) async fn run_session(
 
 pub(super) async fn run_progress(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     text: &str,
     change: &Change,
 ) -> Result<()> {
@@ -494,7 +484,7 @@ pub(super) async fn run_progress(
     let (run, _) = fenced_run(&mut tx, id, attempt).await?;
     sqlx::query("UPDATE runs SET progress_at = ? WHERE id = ?")
         .bind(change.at.as_millis())
-        .bind(id)
+        .bind(id.get())
         .execute(&mut *tx)
         .await?;
     let data = json!({ "run": id, "attempt": attempt, "text": text });
@@ -510,94 +500,116 @@ pub(super) async fn run_progress(
     Ok(())
 }
 
-async fn close_run(
+/// Closes a live run with what the core decided and carries out the decision's effect on the
+/// ticket: one `ticket.moved`, or `run.ended` when the ticket stays where an operator put it.
+async fn settle_run(
     conn: &mut SqliteConnection,
-    id: i64,
-    outcome: RunOutcome,
-    failure: Option<FailureClass>,
-    detail: Option<&str>,
-    at: Timestamp,
-) -> Result<()> {
+    run: &Run,
+    settlement: Settlement,
+    mut data: Value,
+    change: &Change,
+) -> Result<Ticket> {
     sqlx::query(
-        "UPDATE runs SET ended_at = ?, outcome = ?, failure_class = ?, detail = ? \
+        "UPDATE runs SET ended_at = ?, outcome = ?, failure_class = ? \
          WHERE id = ? AND ended_at IS NULL",
     )
-    .bind(at.as_millis())
-    .bind(outcome.as_str())
-    .bind(failure.map(FailureClass::as_str))
-    .bind(detail)
-    .bind(id)
+    .bind(change.at.as_millis())
+    .bind(settlement.outcome.as_str())
+    .bind(settlement.failure_class.map(FailureClass::as_str))
+    .bind(run.id.get())
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    data["run"] = json!(run.id);
+    data["attempt"] = json!(run.attempt);
+    data["outcome"] = json!(settlement.outcome);
+    if let Some(class) = settlement.failure_class {
+        data["failure_class"] = json!(class);
+    }
+    match settlement.ticket {
+        TicketEffect::Move {
+            to,
+            via,
+            not_before,
+        } => {
+            if let Some(not_before) = not_before {
+                data["not_before"] = json!(not_before);
+            }
+            transition(conn, &run.ticket, to, via, data, change, |t| {
+                if not_before.is_some() {
+                    t.not_before = not_before;
+                }
+            })
+            .await
+        }
+        TicketEffect::Stay => {
+            let ticket = load_ticket(&mut *conn, &run.ticket).await?;
+            data["ticket_state"] = json!(ticket.state);
+            append_event(conn, EventKind::RunEnded, Some(&run.ticket), change, &data).await?;
+            Ok(ticket)
+        }
+    }
 }
 
-/// A run ending by its own report: the run closes with `outcome` and its ticket moves `to`, in
-/// one transaction, with the question when it asked one. Fenced.
+/// A run ending by its own report (ask, submit): settled in one transaction, with the question
+/// when it asked one. Fenced.
 async fn end_by_report(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
-    outcome: RunOutcome,
-    (to, via): (State, Via),
+    id: RunId,
+    attempt: Attempt,
+    ending: RunEnding,
     change: &Change,
     question: Option<&str>,
 ) -> Result<Ticket> {
     let mut tx = store.write_tx().await?;
-    let (run, _) = fenced_run(&mut tx, id, attempt).await?;
-    close_run(&mut tx, id, outcome, None, None, change.at).await?;
-    let mut extra = json!({ "run": id, "attempt": attempt, "outcome": outcome.as_str() });
+    let (run, ticket) = fenced_run(&mut tx, id, attempt).await?;
+    let mut data = json!({});
     if let Some(question) = question {
         let question_id: i64 = sqlx::query_scalar(
             "INSERT INTO questions (ticket, run, text, asked_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(run.ticket.to_string())
-        .bind(id)
+        .bind(id.get())
         .bind(question)
         .bind(change.at.as_millis())
         .fetch_one(&mut *tx)
         .await?;
-        extra["question"] = json!(question_id);
+        data["question"] = json!(question_id);
     }
-    let ticket = transition(&mut tx, &run.ticket, to, via, extra, change, |_| {}).await?;
+    // The retry policy plays no part in a report.
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        backoff_base: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+    };
+    let settlement = settle(ending, ticket.state, attempt, &retry, change.at);
+    let ticket = settle_run(&mut tx, &run, settlement, data, change).await?;
     tx.commit().await?;
     Ok(ticket)
 }
 
 pub(super) async fn run_ask(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     question: &str,
     change: &Change,
 ) -> Result<Ticket> {
-    let to = (State::NeedsInput, Via::RunAsk);
-    end_by_report(
-        store,
-        id,
-        attempt,
-        RunOutcome::Asked,
-        to,
-        change,
-        Some(question),
-    )
-    .await
+    end_by_report(store, id, attempt, RunEnding::Asked, change, Some(question)).await
 }
 
 pub(super) async fn run_submit(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     change: &Change,
 ) -> Result<Ticket> {
-    let to = (State::Review, Via::RunSubmit);
-    end_by_report(store, id, attempt, RunOutcome::Submitted, to, change, None).await
+    end_by_report(store, id, attempt, RunEnding::Submitted, change, None).await
 }
 
 pub(super) async fn end_run(
     store: &SqliteStore,
-    id: i64,
-    attempt: i64,
+    id: RunId,
+    attempt: Attempt,
     end: &RunEnd,
     retry: &RetryPolicy,
     change: &Change,
@@ -611,7 +623,7 @@ pub(super) async fn end_run(
         "UPDATE runs SET exit_code = COALESCE(?, exit_code), head_after = COALESCE(?, head_after), \
          session_id = COALESCE(?, session_id), input_tokens = COALESCE(?, input_tokens), \
          output_tokens = COALESCE(?, output_tokens), cost_usd = COALESCE(?, cost_usd), \
-         exited_at = COALESCE(exited_at, ?) WHERE id = ?",
+         detail = COALESCE(detail, ?), exited_at = COALESCE(exited_at, ?) WHERE id = ?",
     )
     .bind(end.exit_code)
     .bind(&end.head_after)
@@ -619,122 +631,32 @@ pub(super) async fn end_run(
     .bind(end.input_tokens)
     .bind(end.output_tokens)
     .bind(end.cost_usd)
+    .bind(if run.ended_at.is_none() {
+        end.detail.as_deref()
+    } else {
+        None
+    })
     .bind(change.at.as_millis())
-    .bind(id)
+    .bind(id.get())
     .execute(&mut *tx)
     .await?;
-    let ticket = load_ticket(&mut tx, &run.ticket).await?;
     let ended_now = run.ended_at.is_none();
-    let mut ticket_state = ticket.state;
-    if ended_now {
-        let base = json!({
-            "run": id,
-            "attempt": attempt,
-            "exit_code": end.exit_code,
-            "detail": end.detail,
-        });
-        let with = |mut data: Value, fields: Value| {
-            if let (Value::Object(d), Value::Object(f)) = (&mut data, fields) {
-                d.extend(f);
-            }
-            data
-        };
-        match (end.failure, ticket.state) {
-            (None, State::Running) => {
-                close_run(
-                    &mut tx,
-                    id,
-                    RunOutcome::Submitted,
-                    None,
-                    end.detail.as_deref(),
-                    change.at,
-                )
-                .await?;
-                let extra = with(base, json!({ "outcome": "submitted" }));
-                ticket_state = transition(
-                    &mut tx,
-                    &run.ticket,
-                    State::Review,
-                    Via::RunSubmit,
-                    extra,
-                    change,
-                    |_| {},
-                )
-                .await?
-                .state;
-            }
-            (failure, State::Running) => {
-                let class = failure.unwrap_or(FailureClass::AgentError);
-                close_run(
-                    &mut tx,
-                    id,
-                    RunOutcome::Failed,
-                    Some(class),
-                    end.detail.as_deref(),
-                    change.at,
-                )
-                .await?;
-                let extra = with(base, json!({ "outcome": "failed", "failure_class": class }));
-                ticket_state = match retry.after_failure(class, attempt, change.at) {
-                    AfterFailure::Retry { not_before } => {
-                        let extra = with(extra, json!({ "not_before": not_before }));
-                        transition(
-                            &mut tx,
-                            &run.ticket,
-                            State::Todo,
-                            Via::RunRequeue,
-                            extra,
-                            change,
-                            |t| {
-                                t.not_before = Some(not_before);
-                            },
-                        )
-                        .await?
-                        .state
-                    }
-                    AfterFailure::Fail | AfterFailure::StayCancelled => {
-                        transition(
-                            &mut tx,
-                            &run.ticket,
-                            State::Failed,
-                            Via::RunFail,
-                            extra,
-                            change,
-                            |_| {},
-                        )
-                        .await?
-                        .state
-                    }
-                };
-            }
-            (failure, _) => {
-                // The ticket left `running` without this run (an operator cancelled it): the run
-                // ends as cancelled and the ticket stays where the operator put it.
-                let class = failure.unwrap_or(FailureClass::Cancelled);
-                close_run(
-                    &mut tx,
-                    id,
-                    RunOutcome::Failed,
-                    Some(class),
-                    end.detail.as_deref(),
-                    change.at,
-                )
-                .await?;
-                let data = with(
-                    base,
-                    json!({ "outcome": "failed", "failure_class": class, "ticket_state": ticket.state }),
-                );
-                append_event(
-                    &mut tx,
-                    EventKind::RunEnded,
-                    Some(&run.ticket),
-                    change,
-                    &data,
-                )
-                .await?;
-            }
-        }
-    }
+    let ticket_state = if ended_now {
+        let ticket = load_ticket(&mut tx, &run.ticket).await?;
+        let settlement = settle(
+            RunEnding::Exited(end.failure),
+            ticket.state,
+            attempt,
+            retry,
+            change.at,
+        );
+        let data = json!({ "exit_code": end.exit_code, "detail": end.detail });
+        settle_run(&mut tx, &run, settlement, data, change)
+            .await?
+            .state
+    } else {
+        load_ticket(&mut tx, &run.ticket).await?.state
+    };
     let run = load_run(&mut tx, id).await?;
     tx.commit().await?;
     Ok(EndedRun {
