@@ -26,6 +26,7 @@ pub use run::{
 };
 pub use ticket::{
     EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError,
+    check_message,
 };
 pub use time::Timestamp;
 pub use transition::{Effects, TransitionError, check_transition, plan_transition};

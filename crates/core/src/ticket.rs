@@ -18,6 +18,9 @@ pub const MAX_DEPENDENCIES: usize = 50;
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 /// Longest repository path, in bytes.
 pub const MAX_REPO_BYTES: usize = 4096;
+/// The largest message a run or a person sends through the board: a question, an answer, a
+/// progress report.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The states of SPEC §1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -210,8 +213,23 @@ pub enum ValidationError {
     State(String),
     #[error("ticket {0} cannot depend on itself")]
     SelfDependency(TicketId),
+    #[error("{0} is empty")]
+    EmptyMessage(&'static str),
+    #[error("{0} is {1} bytes long; the limit is {MAX_MESSAGE_BYTES}")]
+    MessageTooLarge(&'static str, usize),
     #[error(transparent)]
     Id(#[from] IdError),
+}
+
+/// Checks a message (`what` names it in the error: "question", "answer", "progress report").
+pub fn check_message(what: &'static str, text: &str) -> Result<(), ValidationError> {
+    if text.trim().is_empty() {
+        return Err(ValidationError::EmptyMessage(what));
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ValidationError::MessageTooLarge(what, text.len()));
+    }
+    Ok(())
 }
 
 /// A stored ticket, as read back from the store.

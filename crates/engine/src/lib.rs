@@ -6,7 +6,9 @@
 //!   termination, classification, the run's end.
 //! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
 //! - `server` — the loop that ties them together, woken by events.
+//! - `app` — the use cases the CLI and the HTTP API call: one function per action.
 
+pub mod app;
 pub mod clock;
 pub mod dispatcher;
 pub mod explain;
@@ -21,6 +23,7 @@ pub mod token;
 pub mod wake;
 pub mod workspace;
 
+pub use app::{App, AppError, AppResult, ErrorKind};
 pub use clock::{Clock, SystemClock};
 pub use dispatcher::{Dispatcher, PassReport};
 pub use runner::{RunReport, Runner};

@@ -1,5 +1,6 @@
-//! The server loop: recovery at start, then dispatch passes woken by events (a wake datagram
-//! from another process, a run ending here) with a periodic reconcile as the fallback; claimed
+//! The server loop: recovery at start, then dispatch passes woken by events (the `WakeSignal` it
+//! is given — woken by use cases in this process, and by the wake socket's listener for other
+//! processes — and a run ending here) with a periodic reconcile as the fallback; claimed
 //! runs are supervised concurrently. The scheduler runs beside it in its own task. On shutdown,
 //! runs are stopped and closed as orphaned, so their tickets are requeued; task runs end
 //! `failed` ("the server shut down").
@@ -11,50 +12,33 @@ use crate::runner::{RunReport, Runner};
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::tasks::TaskContext;
-use crate::wake;
+use crate::wake::{WakeSignal, Waker};
 use mission_core::Lane;
 use mission_store::Store;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] mission_store::StoreError),
-    #[error("wake socket {path}: {source}")]
-    Wake {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
+/// Runs the server until `shutdown` resolves: recovery, then the dispatcher woken by `wake`, the
+/// runners and the scheduler.
 pub async fn serve(
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    wake: WakeSignal,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let recovered = recovery::recover(&store, &settings, &clock).await?;
     if !recovered.is_empty() {
         tracing::warn!(count = recovered.len(), "closed orphaned runs at start");
     }
-    let socket = wake::bind(&settings.wake_socket).map_err(|source| ServeError::Wake {
-        path: settings.wake_socket.display().to_string(),
-        source,
-    })?;
-    let notify = Arc::new(Notify::new());
-    let listener = {
-        let notify = notify.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            while socket.recv(&mut buf).await.is_ok() {
-                notify.notify_one();
-            }
-        })
-    };
 
     let dispatcher = Dispatcher::new(store.clone(), settings.clone(), clock.clone());
     let runner = Runner::new(store.clone(), settings.clone(), clock.clone());
@@ -67,6 +51,7 @@ pub async fn serve(
         settings: settings.clone(),
         clock: clock.clone(),
         runs: sink,
+        waker: Arc::new(wake.clone()),
     };
     let scheduler = tokio::spawn(Scheduler::new(context).run(stopped.clone()));
     tokio::pin!(shutdown);
@@ -80,16 +65,16 @@ pub async fn serve(
             match dispatcher.dispatch_once(lane).await {
                 Ok(report) => {
                     for (run, token) in report.claimed {
-                        supervise(&mut runs, &runner, &stopped, &notify, run, token);
+                        supervise(&mut runs, &runner, &stopped, &wake, run, token);
                     }
                 }
                 Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
             }
         }
         tokio::select! {
-            _ = notify.notified() => {}
+            _ = wake.notified() => {}
             Some((run, token)) = task_claims.recv() => {
-                supervise(&mut runs, &runner, &stopped, &notify, run, token);
+                supervise(&mut runs, &runner, &stopped, &wake, run, token);
             }
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
             _ = reconcile.tick() => {
@@ -104,8 +89,6 @@ pub async fn serve(
     let _ = stop.send(true);
     let _ = scheduler.await;
     while runs.join_next().await.is_some() {}
-    listener.abort();
-    let _ = std::fs::remove_file(&settings.wake_socket);
     Ok(())
 }
 
@@ -115,14 +98,14 @@ fn supervise(
     runs: &mut JoinSet<RunReport>,
     runner: &Runner,
     stopped: &watch::Receiver<bool>,
-    notify: &Arc<Notify>,
+    wake: &WakeSignal,
     run: mission_core::Run,
     token: String,
 ) {
-    let (runner, stopped, notify) = (runner.clone(), stopped.clone(), notify.clone());
+    let (runner, stopped, wake) = (runner.clone(), stopped.clone(), wake.clone());
     runs.spawn(async move {
         let report = runner.run(run, token, stopped).await;
-        notify.notify_one();
+        wake.wake();
         report
     });
 }

@@ -66,6 +66,7 @@ impl Fixture {
             settings: Arc::new(settings),
             clock: Arc::new(SystemClock),
             runs: sink,
+            waker: Arc::new(mission_engine::wake::NoWaker),
         })
     }
 

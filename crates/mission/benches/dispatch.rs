@@ -386,7 +386,7 @@ async fn serve(fake: &Path) {
             .unwrap()
             .remove(0);
         let committed = now_ns();
-        mission_engine::wake::poke(&socket);
+        mission_engine::wake::Waker::wake(&mission_engine::wake::SocketWaker::new(&socket));
         let stamp = dir
             .path()
             .join("data/runs")

@@ -9,17 +9,30 @@ use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "mission.toml";
 
-/// `MISSION_*` variables that are not configuration: set for runs, or read by the CLI itself.
+/// `MISSION_*` variables that are not configuration: set for runs and task runs, or read by the
+/// CLI itself. They are not overrides, and not worth a warning either.
 const RESERVED_ENV: &[&str] = &[
     "MISSION_CONFIG",
     "MISSION_LOG",
+    "MISSION_BIN",
     "MISSION_RUN_TOKEN",
     "MISSION_RUN",
     "MISSION_TICKET",
     "MISSION_TICKET_FILE",
     "MISSION_ATTEMPT",
     "MISSION_RUN_DIR",
+    "MISSION_TASK",
+    "MISSION_TASK_RUN",
 ];
+
+/// Whether a variable has the shape of an override: `MISSION_SECTION__KEY` (more levels joined
+/// by double underscores), every part non-empty.
+fn is_override(name: &str) -> bool {
+    name.strip_prefix("MISSION_").is_some_and(|rest| {
+        let parts: Vec<&str> = rest.split("__").collect();
+        parts.len() >= 2 && parts.iter().all(|p| !p.is_empty())
+    })
+}
 
 /// A loaded, checked instance configuration with its paths resolved.
 #[derive(Debug)]
@@ -57,10 +70,20 @@ pub fn load(explicit: Option<&Path>) -> Result<Instance, CliError> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MISSION_"))
         .collect();
+    for (name, _) in &env {
+        if !is_override(name) && !RESERVED_ENV.contains(&name.as_str()) {
+            tracing::warn!(
+                variable = %name,
+                "ignoring {name}: not a configuration override (those look like MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)"
+            );
+        }
+    }
     load_from(&config_file, &bytes, &env).map_err(CliError::usage)
 }
 
-/// Parses and checks a configuration file's bytes with the given `MISSION_*` variables.
+/// Parses and checks a configuration file's bytes with the given `MISSION_*` variables; those
+/// shaped `MISSION_SECTION__KEY` override keys, the others are not configuration and are
+/// ignored.
 pub fn load_from(
     config_file: &Path,
     bytes: &[u8],
@@ -87,11 +110,11 @@ pub fn load_from(
     })?;
 
     // Then with the environment's overrides on top, naming the variable on error.
-    let config = if env.iter().any(|(k, _)| !RESERVED_ENV.contains(&k.as_str())) {
+    let config = if env.iter().any(|(k, _)| is_override(k)) {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
         let mut applied = Vec::new();
         for (name, value) in env {
-            if RESERVED_ENV.contains(&name.as_str()) {
+            if !is_override(name) {
                 continue;
             }
             let key = apply_override(&mut table, name, value)?;
@@ -224,11 +247,6 @@ enum Segment<'a> {
 fn apply_override(table: &mut toml::Table, name: &str, raw: &str) -> Result<String, String> {
     let rest = &name["MISSION_".len()..];
     let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    if parts.len() < 2 || parts.iter().any(String::is_empty) {
-        return Err(format!(
-            "{name}: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)"
-        ));
-    }
     // The value as TOML (numbers, booleans, arrays), else as a plain string.
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
@@ -337,13 +355,17 @@ command = ["true"]
                 "MISSION_WORKERS__LUCI__MAX_CONCURRENT: key `workers.luci.max_concurrent`: invalid type: string \"lots\", expected u32",
             ),
         );
-        check(
-            GOOD,
-            &[("MISSION_STORE_URL", "sqlite:x.db")],
-            Err(
-                "MISSION_STORE_URL: not a configuration override (expected MISSION_SECTION__KEY, e.g. MISSION_STORE__URL)",
-            ),
-        );
+        // Other MISSION_* names are not configuration: a task's own variables, or a user's.
+        for name in [
+            "MISSION_TASK",
+            "MISSION_TASK_RUN",
+            "MISSION_FOO",
+            "MISSION_STORE_URL",
+            "MISSION___X",
+            "MISSION_A__",
+        ] {
+            check(GOOD, &[(name, "anything")], Ok(()));
+        }
         check(
             GOOD,
             &[("MISSION_STORE__URL", "postgres://x")],

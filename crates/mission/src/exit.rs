@@ -24,11 +24,6 @@ impl CliError {
         CliError::new(ExitCode::Usage, message)
     }
 
-    /// The command's answer is negative (a refusal), not an error in the input.
-    pub fn negative(message: impl Into<String>) -> Self {
-        CliError::new(ExitCode::Negative, message)
-    }
-
     pub fn internal(message: impl Into<String>) -> Self {
         CliError::new(ExitCode::Internal, message)
     }
@@ -44,6 +39,17 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl From<mission_engine::AppError> for CliError {
+    fn from(err: mission_engine::AppError) -> Self {
+        let code = match err.kind.exit_code() {
+            1 => ExitCode::Negative,
+            2 => ExitCode::Usage,
+            _ => ExitCode::Internal,
+        };
+        CliError::new(code, err.to_string())
     }
 }
 

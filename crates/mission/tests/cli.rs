@@ -113,6 +113,7 @@ fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
     let big = instance.path().join("big.txt");
     std::fs::write(&big, "x".repeat(3 * 1024 * 1024)).unwrap();
     let big = big.to_str().unwrap().to_owned();
+    let long_answer = "y".repeat(70_000);
 
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["ticket", "show", "MC-999"], 2, "no ticket MC-999"),
@@ -145,7 +146,24 @@ fn bad_input_is_one_line_with_its_exit_code_and_changes_nothing() {
         (
             vec!["ticket", "add", "--title", "x", "--body-file", &big],
             2,
-            "body is 3145728 bytes long; the limit is 2097152",
+            "the body is larger than the limit of 2097152 bytes",
+        ),
+        // An endless file is refused after reading one byte more than the limit.
+        (
+            vec!["ticket", "add", "--title", "x", "--body-file", "/dev/zero"],
+            2,
+            "--body-file /dev/zero: the body is larger than the limit of 2097152 bytes",
+        ),
+        (vec!["ticket", "answer", &a, " "], 2, "answer is empty"),
+        (
+            vec!["ticket", "answer", &a, &long_answer],
+            2,
+            "answer is 70000 bytes long; the limit is 65536",
+        ),
+        (
+            vec!["ticket", "move", &a, "blocked", "--reason", &long_answer],
+            2,
+            "reason is 70000 bytes long; the limit is 65536",
         ),
         (
             vec!["ticket", "add", "--title", "x", "--label", "no spaces"],
@@ -456,4 +474,67 @@ fn two_processes_adding_500_tickets_each_lose_nothing() {
         seqs.windows(2).all(|w| w[0] < w[1]),
         "sequence strictly increases"
     );
+}
+
+#[test]
+fn mission_variables_that_are_not_overrides_are_ignored() {
+    let instance = Instance::reference();
+    // A command task's own variables (and any unrelated MISSION_* name) do not break commands;
+    // an unknown name is warned about, a task's own is not.
+    let out = instance
+        .command(&["ticket", "list"])
+        .env("MISSION_TASK", "disk-check")
+        .env("MISSION_TASK_RUN", "7")
+        .env("MISSION_FOO", "bar")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ignoring MISSION_FOO"), "{stderr}");
+    assert!(!stderr.contains("MISSION_TASK"), "{stderr}");
+    // An override still overrides.
+    let out = instance
+        .command(&["ticket", "list"])
+        .env("MISSION_DISPATCH__MAX_WORKERS", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MISSION_DISPATCH__MAX_WORKERS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A command task that calls `mission` itself.
+    std::fs::write(
+        instance.path().join("tasks/count.md"),
+        "+++\nkind = \"command\"\nevery = \"1h\"\n+++\nmission ticket add --title from-a-task >/dev/null\n",
+    )
+    .unwrap();
+    let report = instance.json(&["task", "run", "count"]);
+    assert_eq!(report["outcome"], "acted", "{report}");
+    let tickets = instance.json(&["ticket", "list"]);
+    assert!(
+        tickets
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["title"] == "from-a-task"),
+        "{tickets}"
+    );
+}
+
+#[test]
+fn ticket_show_strips_terminal_control_characters_but_json_is_exact() {
+    let instance = Instance::reference();
+    let body = "line one\n\x1b]0;pwned\x07\x1b[2Jtab\there\r\n";
+    let id = instance.add_with_body("escapes", "luci", body.as_bytes());
+    let text = instance.ok(&["ticket", "show", &id]);
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(!text.contains('\x07') && !text.contains('\r'), "{text:?}");
+    assert!(
+        text.contains("line one\n]0;pwned[2Jtab\there\n"),
+        "{text:?}"
+    );
+    assert_eq!(instance.show(&id)["body"], body);
 }

@@ -8,6 +8,7 @@ mod triage;
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
 use crate::settings::Settings;
+use crate::wake::Waker;
 use mission_core::task::{Outcome, TaskFileError, TaskKind, TaskResult, TaskSpec, parse_task};
 use mission_core::{Actor, Lane, Run, TicketDraft};
 use mission_store::{Change, Store};
@@ -68,6 +69,8 @@ pub struct TaskContext {
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
     pub runs: RunSink,
+    /// Wakes the dispatcher when a task made work runnable (triage, an agent task's ticket).
+    pub waker: Arc<dyn Waker>,
 }
 
 impl TaskContext {
@@ -112,7 +115,7 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Str
         .create_tickets(key, vec![draft], &context.change(spec.name.as_str()))
         .await
         .map_err(|e| e.to_string())?;
-    crate::wake::poke(&context.settings.wake_socket);
+    context.waker.wake();
     Ok(TaskResult::new(
         Outcome::Acted,
         format!("{} created for {worker}", created[0].id),

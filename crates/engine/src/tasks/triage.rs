@@ -63,7 +63,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
         assigned += 1;
     }
     if assigned > 0 {
-        crate::wake::poke(&context.settings.wake_socket);
+        context.waker.wake();
     }
     let result = if unmatched.is_empty() {
         TaskResult::new(Outcome::Acted, format!("assigned {assigned}"))

@@ -1,10 +1,10 @@
 //! `mission events [--since SEQ] [--ticket ID] [--follow]`: the event log as JSON Lines.
 
-use super::{open, ticket_id};
+use super::app;
 use crate::cli::EventsArgs;
 use crate::exit::CliError;
 use crate::output;
-use mission_store::{EventQuery, Store};
+use mission_store::EventQuery;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,11 +21,11 @@ pub async fn run(config: Option<&Path>, args: EventsArgs) -> Result<ExitCode, Cl
             args.since
         )));
     }
-    let (instance, store) = open(config).await?;
+    let (_, app) = app(config).await?;
     let ticket = args
         .ticket
         .as_deref()
-        .map(|t| ticket_id(&instance, t))
+        .map(|t| app.ticket_id(t))
         .transpose()?;
     let mut since = args.since;
     loop {
@@ -34,7 +34,7 @@ pub async fn run(config: Option<&Path>, args: EventsArgs) -> Result<ExitCode, Cl
             limit: PAGE,
             ticket: ticket.clone(),
         };
-        let events = store.events(&query).await?;
+        let events = app.events(&query).await?;
         let mut text = String::new();
         for event in &events {
             text.push_str(&serde_json::to_string(event)?);
@@ -57,6 +57,6 @@ pub async fn run(config: Option<&Path>, args: EventsArgs) -> Result<ExitCode, Cl
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    store.close().await;
+    app.close().await;
     Ok(ExitCode::SUCCESS)
 }

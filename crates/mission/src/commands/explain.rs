@@ -1,40 +1,23 @@
 //! `mission explain ID`: the runnability policy's answer for one ticket. Exit 0 when runnable,
 //! 1 when not.
 
-use super::{open, ticket_id};
+use super::app;
 use crate::cli::ExplainArgs;
 use crate::exit::CliError;
 use crate::output;
-use mission_core::policy::Reason;
-use mission_core::{TicketId, Timestamp};
 use std::path::Path;
 use std::process::ExitCode;
 
-#[derive(serde::Serialize)]
-struct Explanation<'a> {
-    ticket: &'a TicketId,
-    runnable: bool,
-    reasons: &'a [Reason],
-}
-
 pub async fn run(config: Option<&Path>, args: ExplainArgs) -> Result<ExitCode, CliError> {
-    let (instance, store) = open(config).await?;
-    let id = ticket_id(&instance, &args.id)?;
-    let (ticket, verdict) =
-        mission_engine::explain::explain(&store, &instance.workforce, &id, Timestamp::now())
-            .await?;
-    let explanation = Explanation {
-        ticket: &ticket.id,
-        runnable: verdict.is_runnable(),
-        reasons: verdict.reasons(),
-    };
+    let (_, app) = app(config).await?;
+    let explanation = app.explain(&app.ticket_id(&args.id)?).await?;
     if args.json {
         output::json_line(&explanation)?;
     } else if explanation.runnable {
-        output::print(&format!("{}: runnable\n", ticket.id))?;
+        output::print(&format!("{}: runnable\n", explanation.ticket))?;
     } else {
-        let mut text = format!("{}: not runnable\n", ticket.id);
-        for reason in explanation.reasons {
+        let mut text = format!("{}: not runnable\n", explanation.ticket);
+        for reason in &explanation.reasons {
             text.push_str(&format!("  {}: {}\n", reason.code, reason.detail));
         }
         output::print(&text)?;

@@ -1,5 +1,5 @@
-//! One module per command. Each parses its arguments into core types, calls the store and the
-//! core, and prints; none holds domain rules of its own.
+//! One module per command. Each turns its arguments into core types, calls one use case of
+//! `mission_engine::App`, and prints; none holds domain rules of its own.
 
 pub mod dispatch;
 pub mod events;
@@ -13,12 +13,24 @@ pub mod ticket;
 
 use crate::config::{self, Instance};
 use crate::exit::CliError;
-use mission_core::{Actor, TicketId, Timestamp};
-use mission_engine::{Clock, Settings, SystemClock};
+use mission_core::{Actor, Timestamp};
+use mission_engine::wake::SocketWaker;
+use mission_engine::{App, Settings, SystemClock};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Loads the configuration and opens the use cases over the store (migrated), waking a server of
+/// this instance through its socket.
+pub async fn app(config: Option<&Path>) -> Result<(Instance, App), CliError> {
+    let (instance, store) = open(config).await?;
+    let settings = Arc::new(settings(&instance)?);
+    let waker = Arc::new(SocketWaker::new(settings.wake_socket.clone()));
+    let store: Arc<dyn Store> = Arc::new(store);
+    let app = App::new(store, settings, Arc::new(SystemClock), waker);
+    Ok((instance, app))
+}
 
 /// Loads the configuration and opens the store, applying pending migrations.
 pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
@@ -76,13 +88,9 @@ fn store_error(instance: &Instance, err: StoreError) -> CliError {
     }
 }
 
-/// A change made from the command line, now.
+/// A change made from the command line, now (`init --demo`).
 pub fn cli_change() -> Change {
-    cli_change_by(Actor::cli())
-}
-
-pub fn cli_change_by(actor: Actor) -> Change {
-    Change::new(actor, Timestamp::now())
+    Change::new(Actor::cli(), Timestamp::now())
 }
 
 /// The engines' resolved settings: the same for the server, a scheduled task and the CLI.
@@ -107,14 +115,6 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
     })
 }
 
-pub type Engine = (Arc<dyn Store>, Arc<Settings>, Arc<dyn Clock>);
-
-/// The store, settings and clock the engines run with.
-pub fn engine(instance: &Instance, store: SqliteStore) -> Result<Engine, CliError> {
-    let store: Arc<dyn Store> = Arc::new(store);
-    Ok((store, Arc::new(settings(instance)?), Arc::new(SystemClock)))
-}
-
 fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -125,16 +125,4 @@ fn host_name() -> String {
 
 fn wake_socket(instance: &Instance) -> PathBuf {
     instance.data_dir.join("wake.sock")
-}
-
-/// Tells a running server of this instance that something changed (best effort).
-pub fn poke(instance: &Instance) {
-    mission_engine::wake::poke(&wake_socket(instance));
-}
-
-pub fn ticket_id(instance: &Instance, text: &str) -> Result<TicketId, CliError> {
-    Ok(TicketId::parse_with_default(
-        text,
-        &instance.config.instance.key,
-    )?)
 }

@@ -1,26 +1,27 @@
 //! `mission ticket add | list | show | move | edit`.
 
-use super::{cli_change, open, poke, ticket_id};
+use super::app;
 use crate::cli::{BodyArgs, TicketCommand};
-use crate::config::Instance;
 use crate::exit::CliError;
 use crate::output::{self, cell};
-use mission_core::transition::Via;
-use mission_core::{EvidencePolicy, Name, State, Ticket, TicketDraft, TicketId, TicketPatch};
-use mission_store::{EventQuery, Move, Store, TicketFilter};
+use mission_core::ticket::MAX_BODY_BYTES;
+use mission_core::{
+    Actor, EvidencePolicy, Name, State, Ticket, TicketDraft, TicketId, TicketPatch,
+};
+use mission_engine::App;
+use mission_engine::app::TicketView;
+use mission_store::{TicketFilter, TicketSummary};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// The timeline shown by `ticket show`: at most this many events, oldest first.
-const TIMELINE_LIMIT: u32 = 500;
-
 pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCode, CliError> {
+    let actor = Actor::cli();
     // Arguments that need no store are checked before the store is opened.
     match command {
         TicketCommand::Add(args) => {
             let body = read_body(&args.body)?.unwrap_or_default();
-            let (instance, store) = open(config).await?;
+            let (_, app) = app(config).await?;
             let draft = TicketDraft {
                 title: args.title,
                 body,
@@ -28,120 +29,49 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 owner: args.owner,
                 labels: args.labels,
                 priority: args.priority,
-                depends_on: ticket_ids(&instance, &args.depends_on)?,
+                depends_on: ticket_ids(&app, &args.depends_on)?,
                 evidence_policy: args.evidence_policy,
                 repo: args.repo,
             };
-            let new = draft.validate()?;
-            let key = &instance.config.instance.key;
-            let ticket = store
-                .create_tickets(key, vec![new], &cli_change())
-                .await?
-                .remove(0);
-            poke(&instance);
+            let ticket = app.add_ticket(draft, &actor).await?;
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::List(args) => {
             let state = args.state.as_deref().map(str::parse::<State>).transpose()?;
             let assignee = args.assignee.as_deref().map(Name::parse).transpose()?;
-            let (_, store) = open(config).await?;
+            let (_, app) = app(config).await?;
             let filter = TicketFilter {
                 state,
                 assignee,
                 limit: args.limit,
             };
-            let tickets = store.list_tickets(&filter).await?;
+            let tickets = app.list_tickets(&filter).await?;
             if args.json {
                 output::json_line(&tickets)?;
             } else {
-                let mut text = format!(
-                    "{} {} {} {} TITLE\n",
-                    cell("ID", 10),
-                    cell("STATE", 11),
-                    cell("PRI", 5),
-                    cell("ASSIGNEE", 12)
-                );
-                for t in &tickets {
-                    let assignee = t.assignee.as_ref().map_or("-", |a| a.as_str());
-                    text.push_str(&format!(
-                        "{} {} {} {} {}\n",
-                        cell(&t.id.to_string(), 10),
-                        cell(t.state.as_str(), 11),
-                        cell(&t.priority.to_string(), 5),
-                        cell(assignee, 12),
-                        t.title
-                    ));
-                }
-                text.push_str(&format!("{} tickets\n", tickets.len()));
-                output::print(&text)?;
+                output::print(&board(&tickets))?;
             }
         }
         TicketCommand::Show(args) => {
-            let (instance, store) = open(config).await?;
-            let id = ticket_id(&instance, &args.id)?;
-            let ticket = store.ticket(&id).await?;
-            let runs = store.runs_of(&id).await?;
-            let timeline = store
-                .events(&EventQuery {
-                    since: 0,
-                    limit: TIMELINE_LIMIT,
-                    ticket: Some(id),
-                })
-                .await?;
+            let (_, app) = app(config).await?;
+            let view = app.show_ticket(&app.ticket_id(&args.id)?).await?;
             if args.json {
-                let mut value = serde_json::to_value(&ticket)?;
-                value["runs"] = serde_json::to_value(&runs)?;
-                value["timeline"] = serde_json::to_value(&timeline)?;
-                output::json_line(&value)?;
+                output::json_line(&view)?;
             } else {
-                let mut text = describe(&ticket);
-                if !runs.is_empty() {
-                    text.push_str("\nruns:\n");
-                }
-                for run in &runs {
-                    let how = match (run.ended_at, run.outcome, run.failure_class) {
-                        (None, _, _) => "running".to_owned(),
-                        (Some(_), _, Some(class)) => format!("failed: {class}"),
-                        (Some(_), Some(outcome), None) => outcome.as_str().to_owned(),
-                        (Some(_), None, None) => "ended".to_owned(),
-                    };
-                    let detail = run
-                        .detail
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default();
-                    text.push_str(&format!(
-                        "  run {} attempt {} by {} in lane {}, started {}: {how}{detail}\n",
-                        run.id, run.attempt, run.worker, run.lane, run.started_at
-                    ));
-                }
-                text.push_str("\ntimeline:\n");
-                for event in &timeline {
-                    text.push_str(&format!(
-                        "  {} #{} {} by {} {}\n",
-                        event.at, event.seq, event.kind, event.actor, event.data
-                    ));
-                }
-                output::print(&text)?;
+                output::print(&describe(&view))?;
             }
         }
         TicketCommand::Move(args) => {
             let to: State = args.state.parse()?;
-            let (instance, store) = open(config).await?;
-            let id = ticket_id(&instance, &args.id)?;
-            let request = Move {
-                to,
-                via: Via::Operator,
-                reason: args.reason,
-            };
-            let ticket = store.move_ticket(&id, &request, &cli_change()).await?;
-            poke(&instance);
+            let (_, app) = app(config).await?;
+            let id = app.ticket_id(&args.id)?;
+            let ticket = app.move_ticket(&id, to, args.reason, &actor).await?;
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::Edit(args) => {
             let body = read_body(&args.body)?;
-            let (instance, store) = open(config).await?;
-            let id = ticket_id(&instance, &args.id)?;
+            let (_, app) = app(config).await?;
+            let id = app.ticket_id(&args.id)?;
             let name =
                 |text: Option<String>, clear: bool| -> Result<Option<Option<Name>>, CliError> {
                     if clear {
@@ -165,7 +95,7 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 } else if args.depends_on.is_empty() {
                     None
                 } else {
-                    Some(ticket_ids(&instance, &args.depends_on)?)
+                    Some(ticket_ids(&app, &args.depends_on)?)
                 },
                 evidence_policy: args
                     .evidence_policy
@@ -177,47 +107,53 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 } else {
                     args.repo.map(Some)
                 },
-            }
-            .validate()?;
-            if patch.is_empty() {
-                return Err(CliError::usage(
-                    "nothing to change: give at least one field to edit",
-                ));
-            }
-            let ticket = store.edit_ticket(&id, &patch, &cli_change()).await?;
-            poke(&instance);
+            };
+            let ticket = app.edit_ticket(&id, patch, &actor).await?;
             print_ticket(&ticket, args.json)?;
         }
         TicketCommand::Answer(args) => {
-            let (instance, store) = open(config).await?;
-            let id = ticket_id(&instance, &args.id)?;
-            let ticket = store.answer(&id, &args.text, &cli_change()).await?;
-            poke(&instance);
+            let (_, app) = app(config).await?;
+            let id = app.ticket_id(&args.id)?;
+            let ticket = app.answer(&id, &args.text, &actor).await?;
             print_ticket(&ticket, args.json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn ticket_ids(instance: &Instance, texts: &[String]) -> Result<Vec<TicketId>, CliError> {
-    texts.iter().map(|t| ticket_id(instance, t)).collect()
+fn ticket_ids(app: &App, texts: &[String]) -> Result<Vec<TicketId>, CliError> {
+    Ok(texts
+        .iter()
+        .map(|t| app.ticket_id(t))
+        .collect::<Result<_, _>>()?)
 }
 
-/// Reads `--body` or `--body-file` (`-` is standard input), byte-exact.
+/// Reads `--body` or `--body-file` (`-` is standard input), byte-exact. At most one byte more
+/// than the limit is read, so that `/dev/zero` is refused instead of exhausting memory.
 fn read_body(args: &BodyArgs) -> Result<Option<String>, CliError> {
     let Some(path) = &args.body_file else {
         return Ok(args.body.clone());
     };
-    let bytes = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-            CliError::usage(format!("--body-file -: cannot read standard input: {e}"))
-        })?;
-        bytes
+    let limit = MAX_BODY_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut bytes)
     } else {
-        std::fs::read(path)
-            .map_err(|e| CliError::usage(format!("--body-file {}: {e}", path.display())))?
+        std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut bytes))
     };
+    read.map_err(|e| {
+        if path.as_os_str() == "-" {
+            CliError::usage(format!("--body-file -: cannot read standard input: {e}"))
+        } else {
+            CliError::usage(format!("--body-file {}: {e}", path.display()))
+        }
+    })?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(CliError::usage(format!(
+            "--body-file {}: the body is larger than the limit of {MAX_BODY_BYTES} bytes",
+            path.display()
+        )));
+    }
     String::from_utf8(bytes).map(Some).map_err(|e| {
         CliError::usage(format!(
             "--body-file {}: not UTF-8 text (invalid byte at offset {})",
@@ -238,7 +174,35 @@ fn print_ticket(ticket: &Ticket, json: bool) -> Result<(), CliError> {
     }
 }
 
-fn describe(t: &Ticket) -> String {
+/// The board as a table.
+fn board(tickets: &[TicketSummary]) -> String {
+    let mut text = format!(
+        "{} {} {} {} TITLE\n",
+        cell("ID", 10),
+        cell("STATE", 11),
+        cell("PRI", 5),
+        cell("ASSIGNEE", 12)
+    );
+    for t in tickets {
+        let assignee = t.assignee.as_ref().map_or("-", |a| a.as_str());
+        text.push_str(&format!(
+            "{} {} {} {} {}\n",
+            cell(&t.id.to_string(), 10),
+            cell(t.state.as_str(), 11),
+            cell(&t.priority.to_string(), 5),
+            cell(assignee, 12),
+            t.title
+        ));
+    }
+    text.push_str(&format!("{} tickets\n", tickets.len()));
+    text
+}
+
+/// A ticket with its runs and timeline, for a terminal: the body's control characters (escape
+/// sequences that could move the cursor, rewrite the screen or set the title) are removed,
+/// newlines and tabs kept. `--json` stays byte-exact.
+fn describe(view: &TicketView) -> String {
+    let t = &view.ticket;
     let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
     let deps: Vec<String> = t.depends_on.iter().map(|d| d.to_string()).collect();
     let mut text = format!(
@@ -266,10 +230,66 @@ fn describe(t: &Ticket) -> String {
     );
     if !t.body.is_empty() {
         text.push('\n');
-        text.push_str(&t.body);
+        text.push_str(&for_terminal(&t.body));
         if !t.body.ends_with('\n') {
             text.push('\n');
         }
     }
+    if !view.runs.is_empty() {
+        text.push_str("\nruns:\n");
+    }
+    for run in &view.runs {
+        let how = match (run.ended_at, run.outcome, run.failure_class) {
+            (None, _, _) => "running".to_owned(),
+            (Some(_), _, Some(class)) => format!("failed: {class}"),
+            (Some(_), Some(outcome), None) => outcome.as_str().to_owned(),
+            (Some(_), None, None) => "ended".to_owned(),
+        };
+        let detail = run
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({})", for_terminal(d)))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "  run {} attempt {} by {} in lane {}, started {}: {how}{detail}\n",
+            run.id, run.attempt, run.worker, run.lane, run.started_at
+        ));
+    }
+    text.push_str("\ntimeline:\n");
+    for event in &view.timeline {
+        text.push_str(&format!(
+            "  {} #{} {} by {} {}\n",
+            event.at,
+            event.seq,
+            event.kind,
+            event.actor,
+            for_terminal(&event.data.to_string())
+        ));
+    }
     text
+}
+
+/// Removes control characters except newline and tab.
+fn for_terminal(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn terminal_text_keeps_newlines_and_tabs_only() {
+        let cases = [
+            ("plain\ttext\n", "plain\ttext\n"),
+            ("\x1b[2J\x1b]0;pwned\x07title", "[2J]0;pwnedtitle"),
+            ("a\rb\x00c\u{9b}d", "abcd"),
+            ("é ünïcode", "é ünïcode"),
+        ];
+        for (input, expect) in cases {
+            assert_eq!(for_terminal(input), expect, "{input:?}");
+        }
+    }
 }
