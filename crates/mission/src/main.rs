@@ -23,10 +23,18 @@ fn main() -> std::process::ExitCode {
         "warn"
     });
     let _failpoints = mission_engine::failpoints_from_env();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server runs its dispatcher, runners, scheduler (and later its HTTP side) on a
+    // multi-thread runtime; a one-shot command starts faster on the current thread.
+    let runtime = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             return report(CliError::internal(format!(
