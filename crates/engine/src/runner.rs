@@ -613,28 +613,53 @@ fn classify(
 }
 
 /// Reads lines (bytes, not necessarily UTF-8) from a pipe.
+///
+/// `next` is cancel-safe: the part of a line read so far is kept in the reader, not in the
+/// future, so a `next` dropped because another branch of a `select!` won loses nothing.
 struct LineReader<R> {
     reader: BufReader<R>,
+    /// The line being read, up to the newline not yet seen.
+    line: Vec<u8>,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     fn new(inner: R) -> Self {
         LineReader {
             reader: BufReader::new(inner),
+            line: Vec::new(),
         }
     }
 
+    /// The next line without its newline; a last line without one is a line too. `None` at the
+    /// end of the output (or on a read error).
     async fn next(&mut self) -> Option<Vec<u8>> {
-        let mut line = Vec::new();
-        match self.reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                if line.last() == Some(&b'\n') {
-                    line.pop();
+        loop {
+            // The only await: whatever was read before it is already in `self.line`.
+            let available = match self.reader.fill_buf().await {
+                Ok(available) => available,
+                Err(_) => return self.take_partial(),
+            };
+            if available.is_empty() {
+                return self.take_partial();
+            }
+            match available.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    self.line.extend_from_slice(&available[..end]);
+                    self.reader.consume(end + 1);
+                    return Some(std::mem::take(&mut self.line));
                 }
-                Some(line)
+                None => {
+                    let read = available.len();
+                    self.line.extend_from_slice(available);
+                    self.reader.consume(read);
+                }
             }
         }
+    }
+
+    /// The unfinished line at the end of the output, if there is one.
+    fn take_partial(&mut self) -> Option<Vec<u8>> {
+        (!self.line.is_empty()).then(|| std::mem::take(&mut self.line))
     }
 }
 
@@ -690,6 +715,26 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_half_line_survives_a_select_won_by_another_branch() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(reader);
+        writer.write_all(b"first-half-").await.unwrap();
+        tokio::select! {
+            line = lines.next() => panic!("no line is complete yet: {line:?}"),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        writer.write_all(b"second-half\nnext").await.unwrap();
+        drop(writer);
+        assert_eq!(lines.next().await.unwrap(), b"first-half-second-half");
+        assert_eq!(
+            lines.next().await.unwrap(),
+            b"next",
+            "a last line without a newline"
+        );
+        assert_eq!(lines.next().await, None);
+    }
 
     #[test]
     fn classification() {

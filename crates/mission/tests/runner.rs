@@ -4,6 +4,7 @@ mod common;
 
 use common::{FAST, Instance, alive};
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 /// Dispatches once and returns the one run report.
@@ -419,4 +420,25 @@ fn the_run_log_stops_at_its_cap() {
     let marker = b"[mission: log truncated at its size cap]\n";
     assert!(log.ends_with(marker), "{:?}", String::from_utf8_lossy(&log));
     assert!(log.len() <= 64 + marker.len(), "{} bytes", log.len());
+}
+
+#[test]
+fn a_line_written_in_two_halves_is_logged_whole() {
+    // The runner's heartbeat ticks every second (a third of the 3 s lease): it wins the runner's
+    // select while only the first half of the line has arrived.
+    let instance = Instance::with_fake_workers(&format!(
+        "{FAST}\n[workers.halves]\nruntime = \"shell\"\ncommand = [\"./halves.sh\"]\n"
+    ));
+    let script = instance.path().join("halves.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf first-half-\nsleep 2\nprintf 'second-half\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = instance.add(&["--title", "halves", "--assignee", "halves"]);
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let log = std::fs::read_to_string(instance.run_dir(&id, 1).join("output.log")).unwrap();
+    assert_eq!(log, "first-half-second-half\n");
 }
