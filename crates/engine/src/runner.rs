@@ -344,8 +344,9 @@ impl Runner {
                 line = stdout.next(), if out_open => match line {
                     Some(line) => {
                         last_activity = Instant::now();
-                        log.write(&line).await;
-                        for event in parser.line(&line) {
+                        log.write(&line.bytes).await;
+                        log.note_dropped(line.dropped).await;
+                        for event in parser.line(&line.bytes) {
                             summary.apply(&event);
                             if let AgentEvent::Session { id } = &event
                                 && !session_recorded
@@ -360,7 +361,8 @@ impl Runner {
                 line = stderr.next(), if err_open => match line {
                     Some(line) => {
                         last_activity = Instant::now();
-                        log.write_prefixed(b"stderr| ", &line).await;
+                        log.write_prefixed(b"stderr| ", &line.bytes).await;
+                        log.note_dropped(line.dropped).await;
                     }
                     None => err_open = false,
                 },
@@ -612,29 +614,46 @@ fn classify(
     }
 }
 
-/// Reads lines (bytes, not necessarily UTF-8) from a pipe.
+/// The most kept of one output line; the rest of a longer line is dropped and counted.
+const LINE_CAP: usize = 1024 * 1024;
+
+/// How much is read from a pipe at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One line of output: its first `LINE_CAP` bytes, and how many bytes after them were dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct Line {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+/// Reads lines (bytes, not necessarily UTF-8) from a pipe, keeping at most `LINE_CAP` bytes of
+/// each: a line without an end cannot take the server's memory.
 ///
 /// `next` is cancel-safe: the part of a line read so far is kept in the reader, not in the
 /// future, so a `next` dropped because another branch of a `select!` won loses nothing.
 struct LineReader<R> {
     reader: BufReader<R>,
-    /// The line being read, up to the newline not yet seen.
+    /// The head of the line being read, up to the newline not yet seen.
     line: Vec<u8>,
+    /// Bytes of the line being read that did not fit under the cap.
+    dropped: u64,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     fn new(inner: R) -> Self {
         LineReader {
-            reader: BufReader::new(inner),
+            reader: BufReader::with_capacity(READ_CHUNK, inner),
             line: Vec::new(),
+            dropped: 0,
         }
     }
 
     /// The next line without its newline; a last line without one is a line too. `None` at the
     /// end of the output (or on a read error).
-    async fn next(&mut self) -> Option<Vec<u8>> {
+    async fn next(&mut self) -> Option<Line> {
         loop {
-            // The only await: whatever was read before it is already in `self.line`.
+            // The only await: whatever was read before it is already in `self`.
             let available = match self.reader.fill_buf().await {
                 Ok(available) => available,
                 Err(_) => return self.take_partial(),
@@ -644,23 +663,42 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
             match available.iter().position(|b| *b == b'\n') {
                 Some(end) => {
-                    self.line.extend_from_slice(&available[..end]);
+                    keep(&mut self.line, &mut self.dropped, &available[..end]);
                     self.reader.consume(end + 1);
-                    return Some(std::mem::take(&mut self.line));
+                    return Some(self.take());
                 }
                 None => {
                     let read = available.len();
-                    self.line.extend_from_slice(available);
+                    keep(&mut self.line, &mut self.dropped, available);
                     self.reader.consume(read);
                 }
             }
         }
     }
 
-    /// The unfinished line at the end of the output, if there is one.
-    fn take_partial(&mut self) -> Option<Vec<u8>> {
-        (!self.line.is_empty()).then(|| std::mem::take(&mut self.line))
+    fn take(&mut self) -> Line {
+        Line {
+            bytes: std::mem::take(&mut self.line),
+            dropped: std::mem::take(&mut self.dropped),
+        }
     }
+
+    /// The unfinished line at the end of the output, if there is one.
+    fn take_partial(&mut self) -> Option<Line> {
+        (!self.line.is_empty() || self.dropped > 0).then(|| self.take())
+    }
+}
+
+/// Appends what fits of `bytes` under the cap to `line`, counting the rest as dropped. The line
+/// grows by doubling, as a `Vec` does, but never past the cap.
+fn keep(line: &mut Vec<u8>, dropped: &mut u64, bytes: &[u8]) {
+    let kept = bytes.len().min(LINE_CAP - line.len());
+    if line.capacity() - line.len() < kept {
+        let wanted = (line.capacity() * 2).max(line.len() + kept).min(LINE_CAP);
+        line.reserve_exact(wanted - line.len());
+    }
+    line.extend_from_slice(&bytes[..kept]);
+    *dropped += (bytes.len() - kept) as u64;
 }
 
 /// A run's log file, which stops growing at its cap.
@@ -707,6 +745,14 @@ impl Log {
         let _ = self.file.write_all(b"\n").await;
     }
 
+    /// Notes that the line just written lost its end to the line cap.
+    async fn note_dropped(&mut self, dropped: u64) {
+        if dropped > 0 {
+            let note = format!("[mission: line truncated, {dropped} bytes dropped]");
+            self.write(note.as_bytes()).await;
+        }
+    }
+
     async fn finish(&mut self) {
         let _ = self.file.flush().await;
     }
@@ -727,11 +773,76 @@ mod tests {
         }
         writer.write_all(b"second-half\nnext").await.unwrap();
         drop(writer);
-        assert_eq!(lines.next().await.unwrap(), b"first-half-second-half");
+        let line = |text: &[u8]| Line {
+            bytes: text.to_vec(),
+            dropped: 0,
+        };
+        assert_eq!(lines.next().await, Some(line(b"first-half-second-half")));
         assert_eq!(
-            lines.next().await.unwrap(),
-            b"next",
+            lines.next().await,
+            Some(line(b"next")),
             "a last line without a newline"
+        );
+        assert_eq!(lines.next().await, None);
+    }
+
+    /// An in-memory pipe that hands out its bytes a few at a time.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let end = self
+                .data
+                .len()
+                .min(self.at + self.step.min(buf.remaining()));
+            let at = self.at;
+            buf.put_slice(&self.data[at..end]);
+            self.at = end;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_keeps_its_head_up_to_the_cap_and_the_next_line_is_intact() {
+        let long = 5 * 1024 * 1024;
+        let mut data = vec![b'x'; long];
+        data.extend_from_slice(b"\nnext\n");
+        data.extend(std::iter::repeat_n(b'y', LINE_CAP + 10));
+        // An odd step: the line's growth must stop at the cap, not at a power of two past it.
+        let mut lines = LineReader::new(Trickle {
+            data,
+            at: 0,
+            step: 1000,
+        });
+        let first = lines.next().await.unwrap();
+        assert_eq!(first.bytes.len(), LINE_CAP);
+        assert!(first.bytes.iter().all(|b| *b == b'x'));
+        assert_eq!(first.dropped, (long - LINE_CAP) as u64);
+        assert!(
+            first.bytes.capacity() <= LINE_CAP,
+            "the line never held more than the cap: {}",
+            first.bytes.capacity()
+        );
+        assert_eq!(
+            lines.next().await,
+            Some(Line {
+                bytes: b"next".to_vec(),
+                dropped: 0
+            })
+        );
+        let last = lines.next().await.unwrap();
+        assert_eq!(
+            (last.bytes.len(), last.dropped),
+            (LINE_CAP, 10),
+            "a capped last line without a newline"
         );
         assert_eq!(lines.next().await, None);
     }

@@ -422,23 +422,44 @@ fn the_run_log_stops_at_its_cap() {
     assert!(log.len() <= 64 + marker.len(), "{} bytes", log.len());
 }
 
+/// An instance with the worker `script`: a shell script, `script.sh` in the instance folder.
+fn with_script_worker(script: &str) -> Instance {
+    let instance = Instance::with_fake_workers(&format!(
+        "{FAST}\n[workers.script]\nruntime = \"shell\"\ncommand = [\"./script.sh\"]\n"
+    ));
+    let path = instance.path().join("script.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    instance
+}
+
 #[test]
 fn a_line_written_in_two_halves_is_logged_whole() {
     // The runner's heartbeat ticks every second (a third of the 3 s lease): it wins the runner's
     // select while only the first half of the line has arrived.
-    let instance = Instance::with_fake_workers(&format!(
-        "{FAST}\n[workers.halves]\nruntime = \"shell\"\ncommand = [\"./halves.sh\"]\n"
-    ));
-    let script = instance.path().join("halves.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nprintf first-half-\nsleep 2\nprintf 'second-half\\n'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = instance.add(&["--title", "halves", "--assignee", "halves"]);
+    let instance = with_script_worker("printf first-half-\nsleep 2\nprintf 'second-half\\n'\n");
+    let id = instance.add(&["--title", "halves", "--assignee", "script"]);
     let report = run_once(&instance);
     assert_eq!(report["failure_class"], Value::Null, "{report}");
     let log = std::fs::read_to_string(instance.run_dir(&id, 1).join("output.log")).unwrap();
     assert_eq!(log, "first-half-second-half\n");
+}
+
+#[test]
+fn an_endless_line_is_logged_up_to_the_line_cap() {
+    // 3 MiB without a newline, then a short line.
+    let instance =
+        with_script_worker("head -c 3145728 /dev/zero | tr '\\0' x\nprintf '\\nafter\\n'\n");
+    let id = instance.add(&["--title", "endless", "--assignee", "script"]);
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let log = std::fs::read(instance.run_dir(&id, 1).join("output.log")).unwrap();
+    let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').collect();
+    assert_eq!(lines.len(), 4, "three lines and the end");
+    assert_eq!(lines[0], vec![b'x'; 1024 * 1024].as_slice());
+    assert_eq!(
+        String::from_utf8_lossy(lines[1]),
+        "[mission: line truncated, 2097152 bytes dropped]"
+    );
+    assert_eq!(lines[2], b"after");
 }
