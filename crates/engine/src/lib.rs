@@ -21,7 +21,7 @@ pub mod token;
 pub mod wake;
 pub mod workspace;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::{Dispatcher, PassReport};
 pub use runner::{RunReport, Runner};
 pub use settings::Settings;

@@ -4,8 +4,9 @@
 //! group, with an allow-listed environment plus the run's token and identity. The ticket text
 //! reaches it through a file (and, for the shell runtime, standard input) — never through argv or
 //! a shell. Output goes to a capped log file and through the runtime's parser. A heartbeat renews
-//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout, a
-//! cancellation, a lost lease or server shutdown terminate the whole group (TERM, grace, KILL).
+//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout (both
+//! measured on the injected clock), a cancellation, a lost lease or server shutdown terminate the
+//! whole group (TERM, grace, KILL).
 //! What is left of the group after the leader exits is killed. The end is classified and
 //! recorded through the store, which requeues with backoff or fails the ticket.
 //!

@@ -22,6 +22,12 @@ enum Check {
     Reported,
 }
 
+/// Whether `limit` has passed from `since` to `now` (a clock that went back passes nothing).
+fn reached(since: Timestamp, now: Timestamp, limit: Duration) -> bool {
+    let limit = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+    now.as_millis().saturating_sub(since.as_millis()) >= limit
+}
+
 /// The state of one run while it is watched: what the supervision loop changes as its events
 /// (output lines, the exit, ticks, shutdown) arrive.
 struct Supervision<'a> {
@@ -32,9 +38,10 @@ struct Supervision<'a> {
     log: Log,
     parser: Box<dyn OutputParser>,
     summary: RunSummary,
-    started: Instant,
-    /// The last output line or progress report.
-    last_activity: Instant,
+    /// When the process started, on the runner's clock.
+    started: Timestamp,
+    /// The last output line or progress report, on the runner's clock.
+    last_activity: Timestamp,
     /// The last progress report the heartbeat saw.
     last_progress_at: Option<Timestamp>,
     /// Why the runner stopped the process, if it did.
@@ -44,7 +51,9 @@ struct Supervision<'a> {
     out_open: bool,
     err_open: bool,
     session_recorded: bool,
-    /// When the run was seen ended by its own report.
+    /// When the run was seen ended by its own report. The grace it then gets to exit is real
+    /// time, as are the grace periods of termination; the stall and run timeouts are measured
+    /// on the runner's clock.
     reported_at: Option<Instant>,
     /// After the leader exits, its output is drained until then at the latest: a process that
     /// left the group may hold the pipes open forever.
@@ -98,6 +107,7 @@ impl<'a> Supervision<'a> {
         log: Log,
         runtime: mission_core::config::RuntimeKind,
     ) -> Self {
+        let now = runner.clock.now();
         Supervision {
             runner,
             run,
@@ -105,8 +115,8 @@ impl<'a> Supervision<'a> {
             log,
             parser: mission_agents::parser(runtime),
             summary: RunSummary::default(),
-            started: Instant::now(),
-            last_activity: Instant::now(),
+            started: now,
+            last_activity: now,
             last_progress_at: None,
             stop: None,
             status: None,
@@ -133,7 +143,7 @@ impl<'a> Supervision<'a> {
             self.out_open = false;
             return;
         };
-        self.last_activity = Instant::now();
+        self.last_activity = self.runner.clock.now();
         self.log.write(&line.bytes).await;
         self.log.note_dropped(line.dropped).await;
         for event in self.parser.line(&line.bytes) {
@@ -156,7 +166,7 @@ impl<'a> Supervision<'a> {
             self.err_open = false;
             return;
         };
-        self.last_activity = Instant::now();
+        self.last_activity = self.runner.clock.now();
         self.log.write_prefixed(b"stderr| ", &line.bytes).await;
         self.log.note_dropped(line.dropped).await;
     }
@@ -209,9 +219,10 @@ impl<'a> Supervision<'a> {
     async fn check(&mut self) -> Check {
         let (runner, run) = (self.runner, self.run);
         let dispatch = &runner.settings.dispatch;
+        let now = runner.clock.now();
         match runner
             .store
-            .heartbeat(run.id, run.attempt, runner.clock.now(), dispatch.lease)
+            .heartbeat(run.id, run.attempt, now, dispatch.lease)
             .await
         {
             Ok(beat) => {
@@ -226,7 +237,7 @@ impl<'a> Supervision<'a> {
                 }
                 if beat.progress_at.is_some() && beat.progress_at != self.last_progress_at {
                     self.last_progress_at = beat.progress_at;
-                    self.last_activity = Instant::now();
+                    self.last_activity = now;
                 }
             }
             Err(StoreError::Fenced { .. }) => {
@@ -246,7 +257,7 @@ impl<'a> Supervision<'a> {
                 tracing::warn!(ticket.id = %run.ticket, run.id = run.id, %error, "heartbeat failed");
             }
         }
-        if self.last_activity.elapsed() >= dispatch.stall_timeout {
+        if reached(self.last_activity, now, dispatch.stall_timeout) {
             return Check::Stop(Stop {
                 class: FailureClass::Stalled,
                 detail: format!(
@@ -255,7 +266,7 @@ impl<'a> Supervision<'a> {
                 ),
             });
         }
-        if self.started.elapsed() >= dispatch.run_timeout {
+        if reached(self.started, now, dispatch.run_timeout) {
             return Check::Stop(Stop {
                 class: FailureClass::Timeout,
                 detail: format!("ran longer than {}s", dispatch.run_timeout.as_secs_f64()),
