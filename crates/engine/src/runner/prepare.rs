@@ -74,9 +74,12 @@ impl Runner {
             .runs_dir
             .join(run.ticket.to_string())
             .join(run.attempt.to_string());
-        std::fs::create_dir_all(&run_dir).map_err(|e| io_failed(&run_dir, e))?;
+        tokio::fs::create_dir_all(&run_dir)
+            .await
+            .map_err(|e| io_failed(&run_dir, e))?;
         let ticket_file = run_dir.join("ticket.md");
-        std::fs::write(&ticket_file, ticket_text(&ticket))
+        tokio::fs::write(&ticket_file, ticket_text(&ticket))
+            .await
             .map_err(|e| io_failed(&ticket_file, e))?;
 
         let answer_file = run_dir.join("answer.md");
@@ -92,14 +95,17 @@ impl Runner {
                     "Question: {}\n\nAnswer: {}\n",
                     context.question, context.answer
                 );
-                std::fs::write(&answer_file, &text).map_err(|e| io_failed(&answer_file, e))?;
+                tokio::fs::write(&answer_file, &text)
+                    .await
+                    .map_err(|e| io_failed(&answer_file, e))?;
                 // An agent whose session cannot be resumed starts afresh: its ticket text then
                 // carries the question and the answer.
                 if context.session_id.is_none() && worker.runtime != RuntimeKind::Shell {
                     let mut with_answer = ticket_text(&ticket);
                     with_answer.extend_from_slice(b"\n\n---\n");
                     with_answer.extend_from_slice(text.as_bytes());
-                    std::fs::write(&ticket_file, with_answer)
+                    tokio::fs::write(&ticket_file, with_answer)
+                        .await
                         .map_err(|e| io_failed(&ticket_file, e))?;
                 }
             }
@@ -177,10 +183,10 @@ impl Runner {
                 cmd.stdin(Stdio::null());
             }
             Stdin::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| {
+                let file = tokio::fs::File::open(path).await.map_err(|e| {
                     failed(FailureClass::AgentError, format!("{}: {e}", path.display()))
                 })?;
-                cmd.stdin(file);
+                cmd.stdin(file.into_std().await);
             }
         }
         let head_before = match &workspace.repo {
