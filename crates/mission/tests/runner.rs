@@ -4,7 +4,6 @@ mod common;
 
 use common::{FAST, Instance, alive};
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 /// Dispatches once and returns the one run report.
@@ -95,7 +94,10 @@ fn failures_retry_with_backoff_then_fail() {
     let explained = instance.json(&["explain", &id]);
     assert_eq!(explained["reasons"][0]["code"], "backoff", "{explained}");
     for attempt in 2..=3 {
-        std::thread::sleep(Duration::from_millis(3100));
+        // Runnable again once its backoff is over.
+        common::wait_for(Duration::from_secs(20), || {
+            instance.json(&["explain", &id])["runnable"] == true
+        });
         let report = run_once(&instance);
         assert_eq!(report["attempt"], attempt);
     }
@@ -422,22 +424,14 @@ fn the_run_log_stops_at_its_cap() {
     assert!(log.len() <= 64 + marker.len(), "{} bytes", log.len());
 }
 
-/// An instance with the worker `script`: a shell script, `script.sh` in the instance folder.
-fn with_script_worker(script: &str) -> Instance {
-    let instance = Instance::with_fake_workers(&format!(
-        "{FAST}\n[workers.script]\nruntime = \"shell\"\ncommand = [\"./script.sh\"]\n"
-    ));
-    let path = instance.path().join("script.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    instance
-}
-
 #[test]
 fn a_line_written_in_two_halves_is_logged_whole() {
     // The runner's heartbeat ticks every second (a third of the 3 s lease): it wins the runner's
     // select while only the first half of the line has arrived.
-    let instance = with_script_worker("printf first-half-\nsleep 2\nprintf 'second-half\\n'\n");
+    let instance = Instance::with_script_worker(
+        FAST,
+        "printf first-half-\nsleep 2\nprintf 'second-half\\n'\n",
+    );
     let id = instance.add(&["--title", "halves", "--assignee", "script"]);
     let report = run_once(&instance);
     assert_eq!(report["failure_class"], Value::Null, "{report}");
@@ -448,8 +442,10 @@ fn a_line_written_in_two_halves_is_logged_whole() {
 #[test]
 fn an_endless_line_is_logged_up_to_the_line_cap() {
     // 3 MiB without a newline, then a short line.
-    let instance =
-        with_script_worker("head -c 3145728 /dev/zero | tr '\\0' x\nprintf '\\nafter\\n'\n");
+    let instance = Instance::with_script_worker(
+        FAST,
+        "head -c 3145728 /dev/zero | tr '\\0' x\nprintf '\\nafter\\n'\n",
+    );
     let id = instance.add(&["--title", "endless", "--assignee", "script"]);
     let report = run_once(&instance);
     assert_eq!(report["failure_class"], Value::Null, "{report}");
