@@ -24,7 +24,7 @@ pub mod wake;
 pub mod workspace;
 
 pub use app::{App, AppError, AppResult, ErrorKind};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::{Dispatcher, PassReport};
 pub use runner::{RunReport, Runner};
 pub use settings::Settings;

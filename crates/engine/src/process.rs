@@ -50,7 +50,7 @@ pub fn kill_leftovers(pgid: i64) {
 }
 
 /// Whether `pid`'s environment holds every `NAME=value` of `pairs` — how a process is told apart
-/// from an unrelated one that reused its pid.
+/// from an unrelated one that reused its pid. Reads `/proc`: blocking.
 pub fn environment_has(pid: i64, pairs: &[(&str, String)]) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
@@ -61,7 +61,7 @@ pub fn environment_has(pid: i64, pairs: &[(&str, String)]) -> bool {
         .all(|(name, value)| entries.contains(&format!("{name}={value}").as_bytes()))
 }
 
-/// The processes of group `pgid` (zombies excepted).
+/// The processes of group `pgid` (zombies excepted). Scans `/proc`: blocking.
 pub fn group_members(pgid: i64) -> Vec<i64> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -78,14 +78,28 @@ pub fn group_members(pgid: i64) -> Vec<i64> {
         .collect()
 }
 
+/// Whether any live process of group `pgid` has every `NAME=value` of `pairs` in its
+/// environment. The `/proc` scan runs on the blocking pool, off the async threads.
+pub async fn group_has_environment(pgid: i64, pairs: Vec<(&'static str, String)>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        group_members(pgid)
+            .into_iter()
+            .any(|pid| environment_has(pid, &pairs))
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Whether any live process of group `pgid` belongs to run `run` of the instance configured by
 /// `config_file` — the leader may be gone while its children live on.
-pub fn group_of_run(pgid: i64, run: mission_core::RunId, config_file: &std::path::Path) -> bool {
-    let pairs = [
+pub async fn group_of_run(
+    pgid: i64,
+    run: mission_core::RunId,
+    config_file: &std::path::Path,
+) -> bool {
+    let pairs = vec![
         ("MISSION_RUN", run.to_string()),
         ("MISSION_CONFIG", config_file.display().to_string()),
     ];
-    group_members(pgid)
-        .into_iter()
-        .any(|pid| environment_has(pid, &pairs))
+    group_has_environment(pgid, pairs).await
 }

@@ -17,8 +17,9 @@ pub fn supervisor_id(settings: &Settings) -> String {
     format!("{}:{}", settings.node, std::process::id())
 }
 
-/// Whether the supervisor named by `node` is known to be gone.
-pub fn supervisor_gone(settings: &Settings, node: &str) -> bool {
+/// Whether the supervisor named by `node` is known to be gone. Its `/proc` entry is read on the
+/// blocking pool, off the async threads.
+pub async fn supervisor_gone(settings: &Settings, node: &str) -> bool {
     let Some((host, pid)) = node.rsplit_once(':') else {
         return false;
     };
@@ -32,12 +33,17 @@ pub fn supervisor_gone(settings: &Settings, node: &str) -> bool {
     if pid == std::process::id() {
         return false;
     }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
-    let ours = std::env::current_exe();
-    match (exe, ours) {
-        (Ok(exe), Ok(ours)) => exe != ours,
-        _ => true,
-    }
+    tokio::task::spawn_blocking(move || {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+        let ours = std::env::current_exe();
+        match (exe, ours) {
+            (Ok(exe), Ok(ours)) => exe != ours,
+            _ => true,
+        }
+    })
+    .await
+    // The check itself failed: nothing is known to be gone.
+    .unwrap_or(false)
 }
 
 /// Closes every orphaned run; returns them.
@@ -53,12 +59,12 @@ pub async fn recover(
         // A live run is orphaned when its lease expired or its supervisor is gone; a run that
         // ended (by its report) but was not seen exiting is settled when its supervisor is gone.
         let expired = live && run.lease_expires_at < now;
-        let gone = supervisor_gone(settings, &run.node);
+        let gone = supervisor_gone(settings, &run.node).await;
         if !expired && !gone {
             continue;
         }
         if let Some(pid) = run.pid
-            && process::group_of_run(pid, run.id, &settings.config_file)
+            && process::group_of_run(pid, run.id, &settings.config_file).await
         {
             tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, pid, "killing the process group of an orphaned run");
             process::terminate_group(pid, settings.dispatch.kill_grace).await;

@@ -87,7 +87,7 @@ impl Scheduler {
     pub async fn close_interrupted(&self) -> Result<u32, StoreError> {
         let mut closed = 0;
         for run in self.context.store.open_task_runs(None).await? {
-            if recovery::supervisor_gone(&self.context.settings, &run.node) {
+            if recovery::supervisor_gone(&self.context.settings, &run.node).await {
                 let result = TaskResult::new(
                     Outcome::Failed,
                     format!("interrupted: its scheduler {} stopped", run.node),
@@ -107,10 +107,8 @@ impl Scheduler {
 
     /// (Re)reads the tasks folder. Known tasks keep their place; new ones start at `now`.
     pub async fn reload(&mut self, now: Timestamp) -> Result<(), StoreError> {
-        let previous = std::mem::replace(
-            &mut self.tasks,
-            tasks::load_dir(&self.context.settings.tasks_dir),
-        );
+        let loaded = tasks::load(&self.context.settings.tasks_dir).await;
+        let previous = std::mem::replace(&mut self.tasks, loaded);
         for error in &self.tasks.errors {
             tracing::error!(%error, "task file not loaded");
         }
@@ -308,7 +306,8 @@ impl Scheduler {
         for run in self.context.store.open_task_runs(Some(task)).await? {
             if self.running.contains_key(&run.id) {
                 live.push(run);
-            } else if run.node == me || recovery::supervisor_gone(&self.context.settings, &run.node)
+            } else if run.node == me
+                || recovery::supervisor_gone(&self.context.settings, &run.node).await
             {
                 // Ours but no longer executing (its outcome could not be written), or its
                 // scheduler is gone: it is over, and says so.
@@ -332,7 +331,7 @@ impl Scheduler {
             Some(running) => running.abort.abort(),
             None => {
                 // Another process's run: signal its group only if it is provably that run's.
-                let pairs = [
+                let pairs = vec![
                     ("MISSION_TASK_RUN", run.id.to_string()),
                     (
                         "MISSION_CONFIG",
@@ -340,9 +339,7 @@ impl Scheduler {
                     ),
                 ];
                 if let Some(pid) = run.pid
-                    && crate::process::group_members(pid)
-                        .into_iter()
-                        .any(|member| crate::process::environment_has(member, &pairs))
+                    && crate::process::group_has_environment(pid, pairs).await
                 {
                     crate::process::terminate_group(pid, self.context.settings.dispatch.kill_grace)
                         .await;
@@ -433,7 +430,9 @@ impl Scheduler {
             tracing::error!(%error, "closing interrupted task runs failed");
         }
         let (changed_tx, mut changed) = mpsc::unbounded_channel::<()>();
-        let _watcher = watch_folder(&self.context.settings.tasks_dir, changed_tx);
+        let dir = &self.context.settings.tasks_dir;
+        let _ = tokio::fs::create_dir_all(dir).await;
+        let _watcher = watch_folder(dir, changed_tx);
         if let Err(error) = self.reload(clock.now()).await {
             tracing::error!(%error, "loading tasks failed");
         }
@@ -472,7 +471,6 @@ fn watch_folder(
     changed: mpsc::UnboundedSender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let _ = std::fs::create_dir_all(dir);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reading the folder opens its files: access events must not trigger another read.
         let relevant = event.is_ok_and(|e| {

@@ -24,21 +24,26 @@ use tokio::task::JoinSet;
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] mission_store::StoreError),
+    #[error("{0}")]
+    Start(String),
 }
 
-/// Runs the server until `shutdown` resolves: recovery, then the dispatcher woken by `wake`, the
-/// runners and the scheduler.
+/// Runs the server until `shutdown` resolves: recovery, then `ready` (the caller opens its
+/// doors: the wake socket, the HTTP listener — so that "ready" means "recovered"), then the
+/// dispatcher woken by `wake`, the runners and the scheduler.
 pub async fn serve(
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     wake: WakeSignal,
+    ready: impl FnOnce() -> Result<(), String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let recovered = recovery::recover(&store, &settings, &clock).await?;
     if !recovered.is_empty() {
         tracing::warn!(count = recovered.len(), "closed orphaned runs at start");
     }
+    ready().map_err(ServeError::Start)?;
 
     let dispatcher = Dispatcher::new(store.clone(), settings.clone(), clock.clone());
     let runner = Runner::new(store.clone(), settings.clone(), clock.clone());

@@ -1,5 +1,7 @@
 //! Workspaces: a git worktree per ticket, named from the ticket id (never from its text), on a
-//! branch named from the ticket id. A ticket without a repository gets a plain folder.
+//! branch named from the ticket id. A ticket without a repository gets a plain folder. Folders
+//! are made and removed through `tokio::fs` and git runs through `tokio::process`: nothing here
+//! blocks an async thread.
 
 use mission_core::TicketId;
 use std::path::{Path, PathBuf};
@@ -67,22 +69,29 @@ impl Workspaces {
         repo: Option<&str>,
     ) -> Result<Workspace, WorkspaceError> {
         let path = self.path_of(ticket);
-        std::fs::create_dir_all(&self.root).map_err(|source| WorkspaceError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
-        let Some(repo) = repo else {
-            std::fs::create_dir_all(&path).map_err(|source| WorkspaceError::Io {
-                path: path.clone(),
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|source| WorkspaceError::Io {
+                path: self.root.clone(),
                 source,
             })?;
+        let Some(repo) = repo else {
+            tokio::fs::create_dir_all(&path)
+                .await
+                .map_err(|source| WorkspaceError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             return Ok(Workspace { path, repo: None });
         };
         let repo = self.repo_path(repo);
         if git(&repo, &["rev-parse", "--git-dir"]).await.is_err() {
             return Err(WorkspaceError::NotARepo(repo));
         }
-        if path.join(".git").exists() {
+        if tokio::fs::try_exists(path.join(".git"))
+            .await
+            .unwrap_or(false)
+        {
             return Ok(Workspace {
                 path,
                 repo: Some(repo),
@@ -123,10 +132,12 @@ impl Workspaces {
                 git(repo, &["worktree", "remove", "--force", &target]).await?;
                 Ok(())
             }
-            None => std::fs::remove_dir_all(&workspace.path).map_err(|source| WorkspaceError::Io {
-                path: workspace.path.clone(),
-                source,
-            }),
+            None => tokio::fs::remove_dir_all(&workspace.path)
+                .await
+                .map_err(|source| WorkspaceError::Io {
+                    path: workspace.path.clone(),
+                    source,
+                }),
         }
     }
 }

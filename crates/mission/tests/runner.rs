@@ -94,7 +94,10 @@ fn failures_retry_with_backoff_then_fail() {
     let explained = instance.json(&["explain", &id]);
     assert_eq!(explained["reasons"][0]["code"], "backoff", "{explained}");
     for attempt in 2..=3 {
-        std::thread::sleep(Duration::from_millis(3100));
+        // Runnable again once its backoff is over.
+        common::wait_for(Duration::from_secs(20), || {
+            instance.json(&["explain", &id])["runnable"] == true
+        });
         let report = run_once(&instance);
         assert_eq!(report["attempt"], attempt);
     }
@@ -419,4 +422,40 @@ fn the_run_log_stops_at_its_cap() {
     let marker = b"[mission: log truncated at its size cap]\n";
     assert!(log.ends_with(marker), "{:?}", String::from_utf8_lossy(&log));
     assert!(log.len() <= 64 + marker.len(), "{} bytes", log.len());
+}
+
+#[test]
+fn a_line_written_in_two_halves_is_logged_whole() {
+    // The runner's heartbeat ticks every second (a third of the 3 s lease): it wins the runner's
+    // select while only the first half of the line has arrived.
+    let instance = Instance::with_script_worker(
+        FAST,
+        "printf first-half-\nsleep 2\nprintf 'second-half\\n'\n",
+    );
+    let id = instance.add(&["--title", "halves", "--assignee", "script"]);
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let log = std::fs::read_to_string(instance.run_dir(&id, 1).join("output.log")).unwrap();
+    assert_eq!(log, "first-half-second-half\n");
+}
+
+#[test]
+fn an_endless_line_is_logged_up_to_the_line_cap() {
+    // 3 MiB without a newline, then a short line.
+    let instance = Instance::with_script_worker(
+        FAST,
+        "head -c 3145728 /dev/zero | tr '\\0' x\nprintf '\\nafter\\n'\n",
+    );
+    let id = instance.add(&["--title", "endless", "--assignee", "script"]);
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let log = std::fs::read(instance.run_dir(&id, 1).join("output.log")).unwrap();
+    let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').collect();
+    assert_eq!(lines.len(), 4, "three lines and the end");
+    assert_eq!(lines[0], vec![b'x'; 1024 * 1024].as_slice());
+    assert_eq!(
+        String::from_utf8_lossy(lines[1]),
+        "[mission: line truncated, 2097152 bytes dropped]"
+    );
+    assert_eq!(lines[2], b"after");
 }

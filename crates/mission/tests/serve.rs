@@ -48,9 +48,15 @@ fn sigterm_stops_runs_and_leaves_them_recoverable() {
 
 #[test]
 fn after_kill_9_a_restart_loses_no_ticket_and_runs_none_twice() {
-    let instance = Instance::with_fake_workers(FAST);
+    // The first attempt lives until it is killed (silent, so the stall timeout is raised); the
+    // second succeeds at once. Only recovery can end the first, whatever the machine's load.
+    let config = FAST.replace("stall_timeout = \"3s\"", "stall_timeout = \"10m\"");
+    let instance = Instance::with_script_worker(
+        &config,
+        "if [ \"$MISSION_ATTEMPT\" = 1 ]; then exec sleep 600; fi\n",
+    );
     let server = instance.serve();
-    let id = instance.add_with_body("survives a crash", "luci", b"fake-agent: sleep 2\n");
+    let id = instance.add(&["--title", "survives a crash", "--assignee", "script"]);
     instance.wait_for_state(&id, "running", Duration::from_secs(10));
     let mut pid = None;
     common::wait_for(Duration::from_secs(10), || {

@@ -150,11 +150,18 @@ fn board_sweep_agent_and_dispatch_tasks() {
         serde_json::from_slice(&instance.run(&["task", "run", "sweep", "--json"]).stdout).unwrap();
     assert_eq!(sweep["outcome"], "noop");
     let old = instance.add(&["--title", "waiting", "--assignee", "lucienne"]);
-    std::thread::sleep(Duration::from_millis(1100));
-    let sweep: Value =
-        serde_json::from_slice(&instance.run(&["task", "run", "sweep", "--json"]).stdout).unwrap();
-    assert_eq!(sweep["outcome"], "acted", "{sweep}");
-    assert!(sweep["reason"].as_str().unwrap().contains(&old));
+    // Until the ticket has waited longer than the 1 s limit, the sweep finds nothing.
+    let mut sweep = Value::Null;
+    common::wait_for(Duration::from_secs(20), || {
+        sweep = serde_json::from_slice(&instance.run(&["task", "run", "sweep", "--json"]).stdout)
+            .unwrap();
+        assert!(
+            sweep["outcome"] == "acted" || sweep["outcome"] == "noop",
+            "{sweep}"
+        );
+        sweep["outcome"] == "acted"
+    });
+    assert!(sweep["reason"].as_str().unwrap().contains(&old), "{sweep}");
 
     let agent: Value =
         serde_json::from_slice(&instance.run(&["task", "run", "ask-luci", "--json"]).stdout)
@@ -221,9 +228,27 @@ fn serve_fires_tasks_and_reloads_the_folder_without_a_restart() {
         "added",
         "+++\nkind = \"command\"\nevery = \"whenever\"\n+++\ntrue\n",
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let before = fired("steady");
-    common::wait_for(Duration::from_secs(10), || fired("steady") >= before + 2);
+    // Once the server has read the broken file, `added` fires no more while `steady` goes on:
+    // two slots of `steady` after the last slot of `added` show both.
+    let slots = |task: &str| -> Vec<String> {
+        instance
+            .json(&["task", "history", task, "--limit", "1000"])
+            .as_array()
+            .map_or_else(Vec::new, |runs| {
+                runs.iter()
+                    .filter_map(|r| r["slot"].as_str().map(str::to_owned))
+                    .collect()
+            })
+    };
+    common::wait_for(Duration::from_secs(20), || {
+        let last_added = slots("added").into_iter().max().unwrap_or_default();
+        // RFC 3339 in UTC with milliseconds sorts as text.
+        slots("steady")
+            .iter()
+            .filter(|slot| **slot > last_added)
+            .count()
+            >= 2
+    });
     let out = instance.run(&["task", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);

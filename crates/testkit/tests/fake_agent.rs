@@ -502,9 +502,11 @@ fn sleep_keeps_talking_and_silent_does_not() {
     }
 }
 
+/// Starts the agent; its stdout goes to `stdout` in the run folder.
 fn spawn(fixture: &Fixture, runtime: RuntimeKind) -> Child {
+    let stdout = std::fs::File::create(fixture.run_dir.join("stdout")).unwrap();
     let mut cmd = fixture.command(runtime, None);
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdout(stdout).stderr(Stdio::null());
     cmd.spawn().unwrap()
 }
 
@@ -528,19 +530,58 @@ fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     None
 }
 
+/// Waits up to `within` for `condition`; whether it was met.
+fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process ignores SIGTERM (the `SigIgn` mask of its status).
+fn ignores_term(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
 #[test]
 fn hang_dies_on_term_unless_term_is_ignored() {
     let fixture = Fixture::new(b"fake-agent: hang\n");
     let mut child = spawn(&fixture, RuntimeKind::ClaudeCode);
-    std::thread::sleep(Duration::from_millis(200));
-    signal(child.id() as i32, "TERM");
+    // Hanging: it has printed its start and sleeps.
+    let pid = child.id() as i32;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::metadata(fixture.run_dir.join("stdout")).is_ok_and(|m| m.len() > 0)
+                && proc_state(pid).is_some_and(|(state, _)| state == 'S')
+        }),
+        "the agent never reached hang"
+    );
+    signal(pid, "TERM");
     let status = wait_for(&mut child, Duration::from_secs(5)).expect("dies on TERM");
     assert_eq!(status.signal(), Some(libc::SIGTERM));
 
     let fixture = Fixture::new(b"fake-agent: ignore-term\nfake-agent: hang\n");
     let mut child = spawn(&fixture, RuntimeKind::Shell);
-    std::thread::sleep(Duration::from_millis(200));
-    signal(child.id() as i32, "TERM");
+    let pid = child.id() as i32;
+    assert!(
+        wait_until(Duration::from_secs(10), || ignores_term(pid)),
+        "the agent never ignored TERM"
+    );
+    signal(pid, "TERM");
+    // Something that does not happen can only be watched for a while.
     assert_eq!(wait_for(&mut child, Duration::from_millis(500)), None);
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
@@ -568,13 +609,17 @@ fn spawn_child_leaves_a_grandchild_in_the_process_group() {
     assert_ne!(state, 'Z');
     assert_eq!(pgrp, group);
     // It inherited the ignored TERM: only KILL to the group ends it.
+    assert!(ignores_term(pid), "the grandchild ignores TERM");
     signal(-group, "TERM");
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(proc_state(pid).is_some_and(|(state, _)| state != 'Z'));
+    let dead = || proc_state(pid).is_none_or(|(state, _)| state == 'Z');
+    // Something that does not happen can only be watched for a while.
+    assert!(
+        !wait_until(Duration::from_millis(500), dead),
+        "the grandchild died of TERM"
+    );
     signal(-group, "KILL");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while proc_state(pid).is_some_and(|(state, _)| state != 'Z') {
-        assert!(Instant::now() < deadline, "the grandchild survived KILL");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(Duration::from_secs(5), dead),
+        "the grandchild survived KILL"
+    );
 }

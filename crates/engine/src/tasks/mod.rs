@@ -24,7 +24,20 @@ pub struct TaskSet {
     pub errors: Vec<TaskFileError>,
 }
 
+/// `load_dir` on the blocking pool, off the async threads: what the server's scheduler uses.
+pub async fn load(dir: &Path) -> TaskSet {
+    let dir = dir.to_owned();
+    match tokio::task::spawn_blocking(move || load_dir(&dir)).await {
+        Ok(set) => set,
+        // A panic while loading stays a panic, as it would have been on this thread.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => TaskSet::default(),
+    }
+}
+
 /// Reads every `*.md` file of `dir`. A broken file is reported and the others still load.
+/// Blocking: async callers use `load`.
 pub fn load_dir(dir: &Path) -> TaskSet {
     let mut set = TaskSet::default();
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -11,24 +11,32 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, CliError> {
+    // The handlers are installed now, before the store is opened and recovered: a SIGTERM at any moment stops the server
+    // the orderly way instead of killing it.
+    use tokio::signal::unix::{SignalKind, signal as unix_signal};
+    let install =
+        |kind| unix_signal(kind).map_err(|e| CliError::internal(format!("signal handler: {e}")));
+    let (mut term, mut interrupt) = (
+        install(SignalKind::terminate())?,
+        install(SignalKind::interrupt())?,
+    );
     let (instance, store) = open_for_server(config).await?;
     let settings = Arc::new(settings(&instance)?);
     let store: Arc<dyn Store> = Arc::new(store);
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
     // socket; use cases in this process wake the same signal directly.
     let signal = WakeSignal::new();
-    let socket = wake::bind(&settings.wake_socket).map_err(|e| {
-        CliError::internal(format!(
-            "wake socket {}: {e}",
-            settings.wake_socket.display()
-        ))
-    })?;
-    let listener = wake::listen(socket, signal.clone());
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut listener = None;
+    // The socket appears once start-up recovery is done: its existence means "ready".
+    let ready = || {
+        let socket = wake::bind(&settings.wake_socket)
+            .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
+        listener = Some(wake::listen(socket, signal.clone()));
+        Ok(())
+    };
+    let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {}
         }
         tracing::info!("shutdown requested");
@@ -37,11 +45,14 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
         store.clone(),
         settings.clone(),
         Arc::new(SystemClock),
-        signal,
+        signal.clone(),
+        ready,
         shutdown,
     )
     .await;
-    listener.abort();
+    if let Some(listener) = listener {
+        listener.abort();
+    }
     let _ = std::fs::remove_file(&settings.wake_socket);
     served.map_err(|e| CliError::internal(e.to_string()))?;
     store.close().await;

@@ -87,6 +87,19 @@ max_concurrent = 2
         instance
     }
 
+    /// An instance with the fake workers and `extra`, plus the worker `script`: `script.sh` in
+    /// the instance folder, a shell script with the body `script`.
+    pub fn with_script_worker(extra: &str, script: &str) -> Instance {
+        use std::os::unix::fs::PermissionsExt;
+        let instance = Instance::with_fake_workers(&format!(
+            "{extra}\n[workers.script]\nruntime = \"shell\"\ncommand = [\"./script.sh\"]\n"
+        ));
+        let path = instance.path().join("script.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        instance
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,337 @@
+//! The runner: supervises one run from workspace to recorded end.
+//!
+//! The worker's runtime is spawned in the ticket's workspace as the leader of a new process
+//! group, with an allow-listed environment plus the run's token and identity. The ticket text
+//! reaches it through a file (and, for the shell runtime, standard input) — never through argv or
+//! a shell. Output goes to a capped log file and through the runtime's parser. A heartbeat renews
+//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout (both
+//! measured on the injected clock), a cancellation, a lost lease or server shutdown terminate the
+//! whole group (TERM, grace, KILL).
+//! What is left of the group after the leader exits is killed. The end is classified and
+//! recorded through the store, which requeues with backoff or fails the ticket.
+//!
+//! - `prepare` — the workspace, the run folder (ticket and answer files, the log), the command;
+//!   then the process, started and recorded.
+//! - `supervise` — the state of a watched run and what each event does to it: output lines, the
+//!   exit, the periodic check (heartbeat, stall, timeout), shutdown; then the end, classified.
+//! - `log` — output lines (capped, cancel-safe) and the capped log file.
+
+mod log;
+mod prepare;
+mod supervise;
+
+use crate::clock::Clock;
+use crate::settings::Settings;
+use crate::workspace::Workspaces;
+use mission_agents::RunSummary;
+use mission_core::{Actor, Attempt, FailureClass, Run, RunId, State, Ticket, TicketId};
+use mission_store::{Change, RunEnd, Store, StoreError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Environment variables every run gets from the server's environment, when set.
+const BASE_ENV: &[&str] = &[
+    "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+];
+
+/// How one run ended, as reported to the caller.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub run: RunId,
+    pub ticket: TicketId,
+    pub attempt: Attempt,
+    pub failure_class: Option<FailureClass>,
+    pub detail: Option<String>,
+    pub exit_code: Option<i64>,
+    pub ticket_state: Option<State>,
+    /// Whether the end is on record in the store (false: recovery will close the run).
+    pub recorded: bool,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    workspaces: Workspaces,
+}
+
+/// Why the runner stopped the process itself.
+#[derive(Clone, Debug)]
+struct Stop {
+    class: FailureClass,
+    detail: String,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Self {
+        let workspaces = Workspaces::new(&settings.workspaces_dir, &settings.instance_dir);
+        Runner {
+            store,
+            settings,
+            clock,
+            workspaces,
+        }
+    }
+
+    fn change(&self, run: &Run) -> Change {
+        Change::new(
+            Actor::new(format!("runner:{}#{}", run.ticket, run.attempt)),
+            self.clock.now(),
+        )
+    }
+
+    /// Runs `run` to its end. `shutdown` turning true stops it as orphaned (it is requeued).
+    pub async fn run(&self, run: Run, token: String, shutdown: watch::Receiver<bool>) -> RunReport {
+        let mut report = RunReport {
+            run: run.id,
+            ticket: run.ticket.clone(),
+            attempt: run.attempt,
+            failure_class: None,
+            detail: None,
+            exit_code: None,
+            ticket_state: None,
+            recorded: false,
+        };
+        let end = self.supervise(&run, &token, shutdown).await;
+        report.failure_class = end.failure;
+        report.detail = end.detail.clone();
+        report.exit_code = end.exit_code;
+        match self
+            .store
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &self.settings.retry(),
+                &self.change(&run),
+            )
+            .await
+        {
+            Ok(ended) => {
+                // What the store recorded is the truth: a run that ended by its own report (ask,
+                // submit) keeps that outcome whatever happened to the process afterwards.
+                report.failure_class = ended.run.failure_class;
+                report.detail = ended.run.detail.clone();
+                report.ticket_state = Some(ended.ticket_state);
+                report.recorded = true;
+                tracing::info!(ticket.id = %run.ticket, run.id = %run.id, attempt = %run.attempt,
+                    failure = ?end.failure, state = %ended.ticket_state, "run ended");
+            }
+            Err(StoreError::Fenced { .. }) => {
+                // Someone else (recovery) closed it: its end is on record, just not this one.
+                report.recorded = true;
+                tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, "run was superseded; its end is not recorded");
+            }
+            Err(error) => {
+                tracing::error!(ticket.id = %run.ticket, run.id = %run.id, %error, "recording the end of the run failed; recovery will close it");
+            }
+        }
+        report
+    }
+
+    /// Everything up to the end record: prepare, start, watch.
+    async fn supervise(&self, run: &Run, token: &str, shutdown: watch::Receiver<bool>) -> RunEnd {
+        let prepared = match self.prepare(run).await {
+            Ok(prepared) => prepared,
+            Err(end) => return end,
+        };
+        let (child, pid) = match self.start(run, token, &prepared).await {
+            Ok(started) => started,
+            Err(end) => return end,
+        };
+        self.watch(run, prepared, child, pid, shutdown).await
+    }
+
+    /// A relative program path with a slash is relative to the instance folder; a bare name is
+    /// looked up on PATH.
+    fn resolve_program(&self, program: &str) -> PathBuf {
+        let path = Path::new(program);
+        if path.is_relative() && program.contains('/') {
+            self.settings.instance_dir.join(path)
+        } else {
+            path.to_owned()
+        }
+    }
+
+    fn environment(
+        &self,
+        run: &Run,
+        token: &str,
+        ticket_file: &Path,
+        run_dir: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env = base_environment(&self.settings);
+        let author = format!("{}@mission.local", run.worker);
+        env.extend([
+            ("MISSION_RUN_TOKEN".to_owned(), token.to_owned()),
+            ("MISSION_RUN".to_owned(), run.id.to_string()),
+            ("MISSION_TICKET".to_owned(), run.ticket.to_string()),
+            ("MISSION_ATTEMPT".to_owned(), run.attempt.to_string()),
+            (
+                "MISSION_TICKET_FILE".to_owned(),
+                ticket_file.to_string_lossy().into_owned(),
+            ),
+            (
+                "MISSION_RUN_DIR".to_owned(),
+                run_dir.to_string_lossy().into_owned(),
+            ),
+            ("GIT_AUTHOR_NAME".to_owned(), run.worker.to_string()),
+            ("GIT_AUTHOR_EMAIL".to_owned(), author.clone()),
+            ("GIT_COMMITTER_NAME".to_owned(), run.worker.to_string()),
+            ("GIT_COMMITTER_EMAIL".to_owned(), author),
+        ]);
+        env
+    }
+}
+
+/// The environment every child process gets: the allow-list (built in and `dispatch.env_allow`)
+/// from this process's environment, `PATH` with the `mission` binary's folder first, and
+/// `MISSION_CONFIG` naming the instance.
+pub fn base_environment(settings: &Settings) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = BASE_ENV
+        .iter()
+        .map(|s| s.to_string())
+        .chain(settings.dispatch.env_allow.iter().cloned())
+        .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+        .collect();
+    let bin_dir = settings
+        .mission_bin
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = match std::env::var("PATH") {
+        Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
+        _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
+    };
+    env.push(("PATH".to_owned(), path));
+    env.push((
+        "MISSION_CONFIG".to_owned(),
+        settings.config_file.to_string_lossy().into_owned(),
+    ));
+    env
+}
+
+/// The text handed to the agent: the title, a blank line, the body — byte for byte.
+pub fn ticket_text(ticket: &Ticket) -> Vec<u8> {
+    let mut text = Vec::with_capacity(ticket.title.len() + ticket.body.len() + 2);
+    text.extend_from_slice(ticket.title.as_bytes());
+    text.extend_from_slice(b"\n\n");
+    text.extend_from_slice(ticket.body.as_bytes());
+    text
+}
+
+fn classify(
+    stop: Option<Stop>,
+    exit_code: Option<i64>,
+    signal: Option<i32>,
+    summary: &RunSummary,
+) -> (Option<FailureClass>, Option<String>) {
+    if let Some(stop) = stop {
+        return (Some(stop.class), Some(stop.detail));
+    }
+    let reported = summary.result;
+    match (exit_code, signal) {
+        (Some(0), _) => match reported {
+            Some((true, true)) => (
+                Some(FailureClass::RateLimited),
+                Some("the agent reported a rate limit".to_owned()),
+            ),
+            Some((true, false)) => (
+                Some(FailureClass::AgentError),
+                Some("the agent reported an error".to_owned()),
+            ),
+            _ => (None, None),
+        },
+        (Some(code), _) => {
+            let class = if matches!(reported, Some((_, true))) {
+                FailureClass::RateLimited
+            } else {
+                FailureClass::AgentError
+            };
+            (Some(class), Some(format!("exit code {code}")))
+        }
+        (None, Some(signal)) => (
+            Some(FailureClass::AgentError),
+            Some(format!("killed by signal {signal}")),
+        ),
+        (None, None) => (
+            Some(FailureClass::AgentError),
+            Some("the exit status could not be read".to_owned()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let stop = |class| {
+            Some(Stop {
+                class,
+                detail: "d".into(),
+            })
+        };
+        let clean = RunSummary::default();
+        let errored = RunSummary {
+            result: Some((true, false)),
+            ..RunSummary::default()
+        };
+        let limited = RunSummary {
+            result: Some((true, true)),
+            ..RunSummary::default()
+        };
+        // (stopped by the runner, exit code, signal, what the agent reported, expected class)
+        type Case<'a> = (
+            Option<Stop>,
+            Option<i64>,
+            Option<i32>,
+            &'a RunSummary,
+            Option<FailureClass>,
+        );
+        let cases: Vec<Case> = vec![
+            (None, Some(0), None, &clean, None),
+            (
+                None,
+                Some(0),
+                None,
+                &errored,
+                Some(FailureClass::AgentError),
+            ),
+            (
+                None,
+                Some(1),
+                None,
+                &limited,
+                Some(FailureClass::RateLimited),
+            ),
+            (None, Some(3), None, &clean, Some(FailureClass::AgentError)),
+            (None, None, Some(11), &clean, Some(FailureClass::AgentError)),
+            (
+                stop(FailureClass::Stalled),
+                None,
+                Some(15),
+                &clean,
+                Some(FailureClass::Stalled),
+            ),
+            (
+                stop(FailureClass::Timeout),
+                Some(0),
+                None,
+                &clean,
+                Some(FailureClass::Timeout),
+            ),
+        ];
+        for (stop, code, signal, summary, expect) in cases {
+            assert_eq!(
+                classify(stop, code, signal, summary).0,
+                expect,
+                "{code:?} {signal:?}"
+            );
+        }
+    }
+}
