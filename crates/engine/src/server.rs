@@ -13,7 +13,7 @@ use crate::settings::Settings;
 use crate::tasks::TaskContext;
 use crate::wake;
 use mission_core::Lane;
-use mission_store::Store;
+use mission_store::prelude::*;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};

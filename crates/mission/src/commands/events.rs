@@ -4,7 +4,7 @@ use super::{open, ticket_id};
 use crate::cli::EventsArgs;
 use crate::exit::CliError;
 use crate::output;
-use mission_store::{EventQuery, Store};
+use mission_store::EventQuery;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -21,7 +21,7 @@ pub async fn run(config: Option<&Path>, args: ExplainArgs) -> Result<ExitCode, C
     let (instance, store) = open(config).await?;
     let id = ticket_id(&instance, &args.id)?;
     let (ticket, verdict) =
-        mission_engine::explain::explain(&store, &instance.workforce, &id, Timestamp::now())
+        mission_engine::explain::explain(&*store, &instance.workforce, &id, Timestamp::now())
             .await?;
     let explanation = Explanation {
         ticket: &ticket.id,

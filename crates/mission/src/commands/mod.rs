@@ -15,13 +15,13 @@ use crate::config::{self, Instance};
 use crate::exit::CliError;
 use mission_core::{Actor, TicketId, Timestamp};
 use mission_engine::{Clock, Settings, SystemClock};
-use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
+use mission_store::prelude::*;
+use mission_store::{Change, MigrationReport, OpenOptions, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Loads the configuration and opens the store, applying pending migrations.
-pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+pub async fn open(config: Option<&Path>) -> Result<(Instance, Arc<dyn Store>), CliError> {
     let instance = config::load(config)?;
     let store = connect_store(&instance, false).await?;
     migrate_store(&instance, &store).await?;
@@ -29,7 +29,9 @@ pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliE
 }
 
 /// Opens the store for the server: the same checks, more connections.
-pub async fn open_for_server(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+pub async fn open_for_server(
+    config: Option<&Path>,
+) -> Result<(Instance, Arc<dyn Store>), CliError> {
     let instance = config::load(config)?;
     let store = open_store(&instance, false, SERVER_CONNECTIONS).await?;
     migrate_store(&instance, &store).await?;
@@ -41,7 +43,7 @@ const CLI_CONNECTIONS: u32 = 2;
 const SERVER_CONNECTIONS: u32 = 8;
 
 /// Opens the store file; `create` makes it when missing.
-pub async fn connect_store(instance: &Instance, create: bool) -> Result<SqliteStore, CliError> {
+pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {
     open_store(instance, create, CLI_CONNECTIONS).await
 }
 
@@ -49,20 +51,21 @@ async fn open_store(
     instance: &Instance,
     create: bool,
     max_connections: u32,
-) -> Result<SqliteStore, CliError> {
-    let options = SqliteOptions {
+) -> Result<Arc<dyn Store>, CliError> {
+    let options = OpenOptions {
         create,
         max_connections,
-        ..SqliteOptions::default()
+        ..OpenOptions::default()
     };
-    SqliteStore::open(&instance.store_path, options)
+    let url = format!("sqlite://{}", instance.store_path.display());
+    mission_store::open(&url, options)
         .await
         .map_err(|e| store_error(instance, e))
 }
 
 pub async fn migrate_store(
     instance: &Instance,
-    store: &SqliteStore,
+    store: &Arc<dyn Store>,
 ) -> Result<MigrationReport, CliError> {
     store.migrate().await.map_err(|e| store_error(instance, e))
 }
@@ -110,8 +113,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
 pub type Engine = (Arc<dyn Store>, Arc<Settings>, Arc<dyn Clock>);
 
 /// The store, settings and clock the engines run with.
-pub fn engine(instance: &Instance, store: SqliteStore) -> Result<Engine, CliError> {
-    let store: Arc<dyn Store> = Arc::new(store);
+pub fn engine(instance: &Instance, store: Arc<dyn Store>) -> Result<Engine, CliError> {
     Ok((store, Arc::new(settings(instance)?), Arc::new(SystemClock)))
 }
 

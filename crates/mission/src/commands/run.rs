@@ -6,7 +6,7 @@ use crate::cli::RunCommand;
 use crate::exit::CliError;
 use crate::output;
 use mission_core::{Actor, Run};
-use mission_store::{Store, StoreError};
+use mission_store::StoreError;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@ use crate::cli::TaskCommand;
 use crate::exit::CliError;
 use crate::output::{self, cell};
 use mission_core::Timestamp;
-use mission_core::task::Outcome;
+use mission_core::task::{Outcome, Trigger};
 use mission_engine::Runner;
 use mission_engine::scheduler::{Fired, Scheduler};
 use mission_engine::tasks::{TaskContext, load_dir};
@@ -118,7 +118,7 @@ pub async fn run(config: Option<&Path>, command: TaskCommand) -> Result<ExitCode
                 runs: sink,
             };
             let mut scheduler = Scheduler::new(context);
-            let fired = scheduler.fire(&spec, None, "manual").await?;
+            let fired = scheduler.fire(&spec, None, Trigger::Manual).await?;
             let (run_id, result) = match fired {
                 Fired::Started { run } => {
                     let (_, result) = scheduler

@@ -7,7 +7,7 @@ use crate::exit::CliError;
 use crate::output::{self, cell};
 use mission_core::transition::Via;
 use mission_core::{EvidencePolicy, Name, State, Ticket, TicketDraft, TicketId, TicketPatch};
-use mission_store::{EventQuery, Move, Store, TicketFilter};
+use mission_store::{EventQuery, Move, TicketFilter};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
