@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{change, fresh, key, new_ticket};
+use common::{change, fresh, key, new_ticket, open};
 use mission_core::TicketId;
 use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 3
+                supported: 4
             }
         ),
         "{err:?}"
@@ -142,6 +142,91 @@ async fn raw_pool(path: &std::path::Path) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=rwc", path.display()))
         .await
         .unwrap()
+}
+
+/// A store written by a version-3 binary (the schema of migrations 1-3, tickets with a gap in
+/// their numbers) gets its ticket counter from the tickets there: numbers continue after the
+/// highest, across batches and restarts.
+#[tokio::test]
+async fn numbers_continue_after_migrating_a_version_3_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mission.db");
+    let pool = raw_pool(&path).await;
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let version_3 = [
+        (
+            "0001_tickets_and_events",
+            include_str!("../migrations/sqlite/0001_tickets_and_events.sql"),
+        ),
+        (
+            "0002_runs",
+            include_str!("../migrations/sqlite/0002_runs.sql"),
+        ),
+        (
+            "0003_task_runs",
+            include_str!("../migrations/sqlite/0003_task_runs.sql"),
+        ),
+    ];
+    for (version, (name, sql)) in version_3.iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
+            .bind(version as i64 + 1)
+            .bind(name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    for number in [1, 2, 7] {
+        sqlx::query(
+            "INSERT INTO tickets (number, id, title, body, state, evidence_policy, created_at, \
+             updated_at, state_since) VALUES (?, ?, 'old', '', 'todo', 'none', 0, 0, 0)",
+        )
+        .bind(number)
+        .bind(format!("MC-{number}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let report = store.migrate().await.unwrap();
+    assert_eq!(
+        (report.from_version, report.to_version, report.applied),
+        (3, 4, vec!["0004_counters".to_owned()])
+    );
+    assert_eq!(
+        store
+            .list_tickets(&TicketFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let batch = vec![new_ticket("a", None), new_ticket("b", None)];
+    let created = store
+        .create_tickets(&key(), batch, &change(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.iter().map(|t| t.id.number()).collect::<Vec<_>>(),
+        [8, 9]
+    );
+    store.close().await;
+    let store = open(&path, false).await;
+    let created = store
+        .create_tickets(&key(), vec![new_ticket("c", None)], &change(2))
+        .await
+        .unwrap();
+    assert_eq!(created[0].id, id(10));
 }
 
 /// A write that waits for the lock past the busy timeout fails as `Unavailable` (for the HTTP

@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0003_task_runs",
         sql: include_str!("../../migrations/sqlite/0003_task_runs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_counters",
+        sql: include_str!("../../migrations/sqlite/0004_counters.sql"),
+    },
 ];
 
 /// How to open the database file.

@@ -21,6 +21,9 @@ use std::collections::HashMap;
 const TICKET_COLUMNS: &str = "id, title, body, state, assignee, owner, labels, priority, \
     evidence_policy, repo, created_at, updated_at, version, attempts, resume, not_before";
 
+/// The counter ticket numbers are taken from (`counters`, migration 4).
+const TICKET_NUMBER_COUNTER: &str = "ticket_number";
+
 /// Moves a ticket inside a write transaction: checks the transition against the state read in
 /// this transaction, carries out its side effects as the core plans them, applies `adjust`
 /// (attempts, resume, backoff), writes the row and one `ticket.moved` event whose data is
@@ -118,6 +121,22 @@ async fn ticket_exists(conn: &mut SqliteConnection, id: &TicketId) -> Result<boo
     )
 }
 
+/// Takes `count` ticket numbers from the counter, inside the creating transaction; returns the
+/// first. The row lock (here, SQLite's write lock) serializes creators, and a rolled back
+/// transaction gives its numbers back.
+async fn take_ticket_numbers(conn: &mut SqliteConnection, count: i64) -> Result<i64> {
+    let last: i64 =
+        sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = ? RETURNING value")
+            .bind(count)
+            .bind(TICKET_NUMBER_COUNTER)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("the ticket number counter is missing".to_owned())
+            })?;
+    Ok(last - count + 1)
+}
+
 async fn insert_dependencies(
     conn: &mut SqliteConnection,
     id: &TicketId,
@@ -165,10 +184,12 @@ impl TicketStore for SqliteStore {
         tickets: Vec<NewTicket>,
         change: &Change,
     ) -> Result<Vec<Ticket>> {
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write_tx().await?;
-        let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets")
-            .fetch_one(&mut *tx)
-            .await?;
+        let count = i64::try_from(tickets.len()).unwrap_or(i64::MAX);
+        let mut next = take_ticket_numbers(&mut tx, count).await?;
         let mut created = Vec::with_capacity(tickets.len());
         for new in tickets {
             let id = TicketId::new(key, next);

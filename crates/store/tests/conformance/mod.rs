@@ -46,6 +46,7 @@ macro_rules! conformance_suite {
             $crate::conformance::cases!($backend;
                 tickets::created_tickets_round_trip_byte_exact,
                 tickets::numbers_continue_across_batches_and_reopen,
+                tickets::numbers_stay_unique_and_dense_under_concurrent_creators,
                 tickets::a_batch_with_a_missing_dependency_writes_nothing,
                 tickets::moves_are_checked_against_the_current_state,
                 tickets::unknown_ticket_is_not_found,

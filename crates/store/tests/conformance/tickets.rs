@@ -6,6 +6,7 @@ use crate::common::{change, key, new_ticket};
 use mission_core::transition::Via;
 use mission_core::{State, TicketId, TicketPatch};
 use mission_store::{ErrorKind, EventQuery, Move, StoreError, TicketFilter};
+use std::collections::BTreeSet;
 
 fn all_events() -> EventQuery {
     EventQuery {
@@ -341,6 +342,57 @@ pub async fn events_page_and_filter_by_ticket<B: Backend>() {
         of_two.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         vec!["ticket.created", "ticket.moved"]
     );
+}
+
+/// Ticket numbers come from a counter taken in the creating transaction: creators writing at
+/// once, through separate handles, get distinct numbers with no gap, and a refused batch gives
+/// its numbers back.
+pub async fn numbers_stay_unique_and_dense_under_concurrent_creators<B: Backend>() {
+    let t = B::fresh().await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4i64 {
+        let store = t.connect().await;
+        writers.spawn(async move {
+            let mut numbers = Vec::new();
+            for round in 0..5i64 {
+                let batch = (0..3)
+                    .map(|i| new_ticket(&format!("w{writer} r{round} t{i}"), None))
+                    .collect();
+                let created = store
+                    .create_tickets(&key(), batch, &change(round))
+                    .await
+                    .unwrap();
+                numbers.extend(created.iter().map(|t| t.id.number()));
+                // A refused batch takes no number for good.
+                let mut bad = new_ticket("depends on a ghost", None);
+                bad.depends_on = vec![id(10_000)];
+                assert!(
+                    store
+                        .create_tickets(&key(), vec![bad], &change(round))
+                        .await
+                        .is_err()
+                );
+            }
+            numbers
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(numbers) = writers.join_next().await {
+        all.extend(numbers.unwrap());
+    }
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "a number was given twice: {all:?}"
+    );
+    assert_eq!(distinct, (1..=60).collect::<BTreeSet<i64>>());
+    let store = t.store();
+    let next = store
+        .create_tickets(&key(), vec![new_ticket("next", None)], &change(9))
+        .await
+        .unwrap();
+    assert_eq!(next[0].id, id(61));
 }
 
 /// Each error says what kind of failure it is, for the edges (exit codes, HTTP statuses).
