@@ -24,7 +24,8 @@ pub trait DispatchStore: Send + Sync {
     ) -> Result<Vec<TicketId>>;
 
     /// Tickets named by ticket events after `since` (reading at most `limit` events) that are
-    /// now todo in `lane`, and the last sequence number read.
+    /// now todo in `lane`, and the sequence number to resume from: every event up to it was
+    /// looked at, so a cursor moved there skips no event committed before or after the call.
     async fn touched_tickets(
         &self,
         lane: Lane,

@@ -243,6 +243,10 @@ impl DispatchStore for SqliteStore {
         since: i64,
         limit: u32,
     ) -> Result<(Vec<TicketId>, i64)> {
+        // One read transaction: the newest sequence number below is read in the snapshot of the
+        // events read first. Read apart, an event committed between the two reads would lie
+        // behind the returned cursor without having been looked at.
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(
             "SELECT e.seq, e.ticket, t.state = 'todo' AND t.resume = ? FROM events e \
              LEFT JOIN tickets t ON t.id = e.ticket WHERE e.seq > ? AND e.ticket IS NOT NULL \
@@ -251,8 +255,9 @@ impl DispatchStore for SqliteStore {
         .bind(i64::from(lane == Lane::NeedsInput))
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        fail::fail_point!("touched-tickets-between-reads");
         let read = rows.len();
         let mut last = since;
         let mut ids: Vec<TicketId> = Vec::new();
@@ -270,10 +275,11 @@ impl DispatchStore for SqliteStore {
         if read < limit as usize {
             // Past the last ticket event: later events of other kinds need no second look.
             let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
             last = last.max(newest);
         }
+        tx.commit().await?;
         Ok((ids, last))
     }
 

@@ -5,6 +5,9 @@ use super::Backend;
 use crate::common::{change, key, new_ticket};
 use mission_core::{Lane, TicketId};
 use mission_store::{CapacityFact, EventQuery};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn id(n: i64) -> TicketId {
     TicketId::new(&key(), n)
@@ -146,5 +149,53 @@ pub async fn decision_cursors_are_kept_per_lane<B: Backend>() {
         store.last_event_seq().await.unwrap(),
         0,
         "a cursor is no event"
+    );
+}
+
+/// A dispatcher that moves its cursor to what `touched_tickets` returns sees every ticket a
+/// concurrent writer makes todo: no event is left behind the cursor unread.
+pub async fn touched_tickets_miss_no_event_of_a_concurrent_writer<B: Backend>() {
+    const TICKETS: i64 = 80;
+    let t = B::fresh().await;
+    let store = t.store();
+    let writer_store = t.connect().await;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer_done = done.clone();
+    let writer = tokio::spawn(async move {
+        for n in 0..TICKETS {
+            // Events of other kinds between ticket events, as a busy dispatcher writes them.
+            let created = writer_store
+                .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(n))
+                .await
+                .unwrap();
+            let decision = serde_json::json!({"runnable": false, "reasons": []});
+            writer_store
+                .record_decision(&created[0].id, Lane::NeedsInput, "x", &decision, &change(n))
+                .await
+                .unwrap();
+        }
+        writer_done.store(true, Ordering::SeqCst);
+    });
+    let mut cursor = 0;
+    let mut seen = BTreeSet::new();
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let (touched, last) = store
+            .touched_tickets(Lane::Normal, cursor, 2000)
+            .await
+            .unwrap();
+        assert!(last >= cursor, "the cursor never goes back");
+        seen.extend(touched);
+        cursor = last;
+        if finished {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    let created: BTreeSet<TicketId> = (1..=TICKETS).map(id).collect();
+    let missed: Vec<&TicketId> = created.difference(&seen).collect();
+    assert!(
+        missed.is_empty(),
+        "tickets never seen by the cursor: {missed:?}"
     );
 }

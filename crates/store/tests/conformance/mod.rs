@@ -62,6 +62,7 @@ macro_rules! conformance_suite {
                 dispatch::decisions_are_recorded_only_when_they_change,
                 dispatch::the_capacity_fact_is_recorded_once_per_change,
                 dispatch::decision_cursors_are_kept_per_lane,
+                dispatch::touched_tickets_miss_no_event_of_a_concurrent_writer,
                 tasks::task_runs_keep_their_trigger,
             );
 
