@@ -6,10 +6,10 @@
 mod common;
 
 use common::{change, fresh, key, new_ticket, open};
-use mission_core::TicketId;
+use mission_core::{Lane, Name, SlotLimits, State, TicketId};
 use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{ErrorKind, OpenOptions, SqliteStore, StoreError, TicketFilter};
+use mission_store::{ClaimRequest, ErrorKind, OpenOptions, SqliteStore, StoreError, TicketFilter};
 use std::time::Duration;
 
 fn id(n: i64) -> TicketId {
@@ -227,6 +227,82 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
         .await
         .unwrap();
     assert_eq!(created[0].id, id(10));
+}
+
+/// The partial unique index `runs_one_active_per_ticket` is the last guard of "one live run per
+/// ticket". SQLite's single writer means no two claims can both pass the claim's own check, so a
+/// trigger plays the racing claim: it inserts a live run of the same ticket just before the
+/// claim inserts its own, after the check looked. Only the index can refuse the claim then.
+#[tokio::test]
+async fn the_database_refuses_a_second_live_run_that_got_past_the_claim_check() {
+    let t = fresh().await;
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let pool = raw_pool(&t.path).await;
+    sqlx::query(
+        "CREATE TRIGGER racing_claim BEFORE INSERT ON runs WHEN NEW.token_hash <> 'racer' \
+         BEGIN \
+             INSERT INTO runs (ticket, attempt, worker, pool, lane, node, token_hash, started_at, \
+                 heartbeat_at, lease_expires_at) \
+             VALUES (NEW.ticket, NEW.attempt + 100, NEW.worker, NEW.pool, NEW.lane, 'racer:1', \
+                 'racer', NEW.started_at, NEW.heartbeat_at, NEW.lease_expires_at); \
+         END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = t.store.ticket(&id(1)).await.unwrap();
+    let events_before = t.store.last_event_seq().await.unwrap();
+    let request = ClaimRequest {
+        ticket: id(1),
+        lane: Lane::Normal,
+        expected_version: before.version,
+        limits: SlotLimits {
+            worker: Name::parse("luci").unwrap(),
+            worker_max: 2,
+            pool: "default".into(),
+            pool_max: None,
+            global_max: 3,
+        },
+        node: "test:1".into(),
+        token_hash: "a".into(),
+        lease: Duration::from_secs(30),
+    };
+    let err = t.store.claim(&request, &change(2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string()
+            .contains("UNIQUE constraint failed: runs.ticket"),
+        "{err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the database's error is kept as the source"
+    );
+    // Nothing else changed: the claim's transaction rolled back whole.
+    assert_eq!(t.store.ticket(&id(1)).await.unwrap(), before);
+    assert_eq!(t.store.last_event_seq().await.unwrap(), events_before);
+    assert!(t.store.runs_of(&id(1)).await.unwrap().is_empty());
+    assert_eq!(t.store.active_counts().await.unwrap().total, 0);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+
+    // Without the racer, the same claim goes through.
+    sqlx::query("DROP TRIGGER racing_claim")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.store.claim(&request, &change(3)).await.unwrap(),
+        mission_store::ClaimOutcome::Claimed(_)
+    ));
+    assert_eq!(t.store.ticket(&id(1)).await.unwrap().state, State::Running);
 }
 
 /// A write that waits for the lock past the busy timeout fails as `Unavailable` (for the HTTP

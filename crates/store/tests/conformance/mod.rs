@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod concurrency;
 pub mod dispatch;
 pub mod runs;
 pub mod state_machine;
@@ -64,6 +65,8 @@ macro_rules! conformance_suite {
                 dispatch::decision_cursors_are_kept_per_lane,
                 dispatch::touched_tickets_miss_no_event_of_a_concurrent_writer,
                 tasks::task_runs_keep_their_trigger,
+                tasks::a_slot_fires_once_across_concurrent_schedulers,
+                concurrency::concurrent_claims_never_exceed_the_pool_and_global_caps,
             );
 
             #[test]

@@ -53,3 +53,43 @@ pub async fn task_runs_keep_their_trigger<B: Backend>() {
     assert_eq!(recorded, ["schedule", "catch_up", "manual"]);
     assert!(events.iter().all(|e| e.kind == "task.finished"));
 }
+
+/// Two schedulers (two handles, as two processes) fire the same slots at the same moment: for
+/// each slot exactly one of them starts a run, and a skip of a taken slot is refused. Only the
+/// database's unique (task, slot) index can make this hold, since neither looks first.
+pub async fn a_slot_fires_once_across_concurrent_schedulers<B: Backend>() {
+    const SLOTS: i64 = 40;
+    let t = B::fresh().await;
+    let (a, b) = (t.connect().await, t.connect().await);
+    for slot in 0..SLOTS {
+        let slot_start = start("nightly", Some(slot * 60_000), Trigger::Schedule);
+        let at = change(slot);
+        let (first, second) = tokio::join!(
+            a.begin_task_run(&slot_start, &at),
+            b.begin_task_run(&slot_start, &at),
+        );
+        let started = [first.unwrap(), second.unwrap()];
+        assert_eq!(
+            started.iter().flatten().count(),
+            1,
+            "slot {slot}: {started:?}"
+        );
+        let skipped = TaskResult::new(Outcome::Skipped, "overlap");
+        let catch_up = start("nightly", Some(slot * 60_000), Trigger::CatchUp);
+        let (first, second) = tokio::join!(
+            a.record_task_skip(&catch_up, &skipped, &at),
+            b.record_task_skip(&catch_up, &skipped, &at),
+        );
+        assert_eq!((first.unwrap(), second.unwrap()), (false, false));
+    }
+    let store = t.store();
+    assert_eq!(
+        store.task_runs("nightly", 1000).await.unwrap().len(),
+        SLOTS as usize
+    );
+    assert_eq!(
+        store.last_event_seq().await.unwrap(),
+        0,
+        "refused skips write no task.finished"
+    );
+}
