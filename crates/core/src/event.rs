@@ -14,6 +14,10 @@ pub enum EventKind {
     TicketEdited,
     /// The dispatcher's decision about a ticket changed.
     DispatchDecision,
+    /// Active runs could not be counted: the dispatcher dispatches nothing until they can.
+    DispatchCapacityUnknown,
+    /// Active runs can be counted again.
+    DispatchCapacityCounted,
     RunEnded,
     RunProgress,
     /// A task run ended, with its one outcome.
@@ -27,6 +31,8 @@ impl EventKind {
             EventKind::TicketMoved => "ticket.moved",
             EventKind::TicketEdited => "ticket.edited",
             EventKind::DispatchDecision => "dispatch.decision",
+            EventKind::DispatchCapacityUnknown => "dispatch.capacity_unknown",
+            EventKind::DispatchCapacityCounted => "dispatch.capacity_counted",
             EventKind::RunEnded => "run.ended",
             EventKind::RunProgress => "run.progress",
             EventKind::TaskFinished => "task.finished",

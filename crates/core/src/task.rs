@@ -109,6 +109,49 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Why a task run started: its slot fell due, a missed slot was caught up, or an operator ran
+/// it. The string forms are stored with each run and shown in its history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A slot fired on time.
+    Schedule,
+    /// A slot fired late, after the scheduler was down.
+    CatchUp,
+    /// `mission task run`.
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch_up",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "schedule" => Ok(Trigger::Schedule),
+            "catch_up" => Ok(Trigger::CatchUp),
+            "manual" => Ok(Trigger::Manual),
+            _ => Err(format!(
+                "unknown trigger {s:?}: expected schedule, catch_up or manual"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A task run's result: the outcome, why, and what it counted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskResult {

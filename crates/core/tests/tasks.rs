@@ -1,7 +1,7 @@
 //! Task files and firing plans.
 
 use mission_core::Timestamp;
-use mission_core::task::{CatchUp, Outcome, Plan, TaskKind, parse_task, plan};
+use mission_core::task::{CatchUp, Outcome, Plan, TaskKind, Trigger, parse_task, plan};
 
 fn parse(text: &str) -> Result<mission_core::task::TaskSpec, String> {
     parse_task("tasks/t.md", "t", text.as_bytes()).map_err(|e| e.to_string())
@@ -175,4 +175,18 @@ fn jitter_is_stable_and_bounded() {
 fn outcomes_parse() {
     assert_eq!("degraded".parse::<Outcome>().unwrap(), Outcome::Degraded);
     assert!("fine".parse::<Outcome>().is_err());
+}
+
+#[test]
+fn triggers_keep_their_stored_strings() {
+    for (trigger, text) in [
+        (Trigger::Schedule, "schedule"),
+        (Trigger::CatchUp, "catch_up"),
+        (Trigger::Manual, "manual"),
+    ] {
+        assert_eq!(trigger.as_str(), text);
+        assert_eq!(text.parse::<Trigger>().unwrap(), trigger);
+        assert_eq!(serde_json::to_value(trigger).unwrap(), text);
+    }
+    assert!("cron".parse::<Trigger>().is_err());
 }

@@ -16,7 +16,9 @@ use crate::settings::Settings;
 use crate::token;
 use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
 use mission_core::{ActiveCounts, Actor, Lane, Name, Run, SlotLimits, State, TicketId};
-use mission_store::{Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, StoreError};
+use mission_store::{
+    CapacityFact, Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, StoreError,
+};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -55,9 +57,6 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
 }
 
-/// The name of the dispatcher-wide fact "could active runs be counted at the last pass".
-pub const CAPACITY_FACT: &str = "capacity";
-
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
 /// fail in tests.
 pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, String> {
@@ -71,8 +70,8 @@ pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, String> {
 /// dispatcher's last pass.
 pub async fn capacity_view(store: &dyn Store) -> Result<ActiveCounts, String> {
     let counts = count_active(store).await?;
-    match store.dispatcher_value(CAPACITY_FACT).await {
-        Ok(Some(value)) if value == "unknown" => {
+    match store.capacity_fact().await {
+        Ok(Some(CapacityFact::Unknown { .. })) => {
             Err("the dispatcher's last pass could not count active runs".to_owned())
         }
         Ok(_) => Ok(counts),
@@ -106,28 +105,16 @@ impl Dispatcher {
         let counts = match count_active(self.store.as_ref()).await {
             Ok(counts) => {
                 self.store
-                    .set_dispatcher_value(
-                        CAPACITY_FACT,
-                        "counted",
-                        Some(("dispatch.capacity_counted", serde_json::json!({}))),
-                        &self.change(),
-                    )
+                    .set_capacity_fact(&CapacityFact::Counted, &self.change())
                     .await?;
                 counts
             }
             Err(error) => {
                 tracing::error!(%error, "active runs could not be counted; dispatching nothing");
-                self.store
-                    .set_dispatcher_value(
-                        CAPACITY_FACT,
-                        "unknown",
-                        Some((
-                            "dispatch.capacity_unknown",
-                            serde_json::json!({ "error": error }),
-                        )),
-                        &self.change(),
-                    )
-                    .await?;
+                let fact = CapacityFact::Unknown {
+                    error: error.clone(),
+                };
+                self.store.set_capacity_fact(&fact, &self.change()).await?;
                 report.capacity_unknown = Some(error);
                 return Ok(report);
             }
@@ -145,13 +132,7 @@ impl Dispatcher {
         counts: &ActiveCounts,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let cursor_name = format!("decision_cursor:{lane}");
-        let cursor: i64 = self
-            .store
-            .dispatcher_value(&cursor_name)
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let cursor = self.store.decision_cursor(lane).await?;
         let (touched, last) = self
             .store
             .touched_tickets(lane, cursor, TOUCHED_EVENTS_PER_PASS)
@@ -172,7 +153,7 @@ impl Dispatcher {
         }
         if last > cursor {
             self.store
-                .set_dispatcher_value(&cursor_name, &last.to_string(), None, &self.change())
+                .set_decision_cursor(lane, last, &self.change())
                 .await?;
         }
         Ok(())
@@ -253,7 +234,7 @@ impl Dispatcher {
                 continue;
             };
             let token =
-                token::generate().map_err(|e| StoreError::Backend(format!("run token: {e}")))?;
+                token::generate().map_err(|e| StoreError::backend(format!("run token: {e}")))?;
             let request = ClaimRequest {
                 ticket: id.clone(),
                 lane,

@@ -5,7 +5,8 @@
 use crate::dispatcher::capacity_view;
 use mission_core::policy::{Capacity, PolicyContext, runnability};
 use mission_core::{Runnability, Ticket, TicketId, Timestamp, Workforce};
-use mission_store::{Store, StoreError};
+use mission_store::StoreError;
+use mission_store::prelude::*;
 
 pub async fn explain(
     store: &dyn Store,

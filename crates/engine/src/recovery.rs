@@ -9,7 +9,8 @@ use crate::clock::Clock;
 use crate::process;
 use crate::settings::Settings;
 use mission_core::{Actor, FailureClass, Run};
-use mission_store::{Change, RunEnd, Store, StoreError};
+use mission_store::prelude::*;
+use mission_store::{Change, RunEnd, StoreError};
 use std::sync::Arc;
 
 /// The supervisor id recorded on runs: `HOST:PID`.

@@ -11,7 +11,7 @@ use crate::recovery;
 use crate::tasks::{self, TaskContext, TaskSet};
 use mission_core::Actor;
 use mission_core::Timestamp;
-use mission_core::task::{Outcome, Overlap, TaskResult, TaskSpec, plan};
+use mission_core::task::{Outcome, Overlap, TaskResult, TaskSpec, Trigger, plan};
 use mission_store::{Change, StoreError, TaskRun, TaskRunStart};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -48,15 +48,15 @@ pub struct Scheduler {
     running: HashMap<i64, Running>,
     executions: JoinSet<(i64, TaskResult)>,
     /// Caught-up slots waiting for the task's previous run to finish, per task.
-    queued: HashMap<String, VecDeque<(Timestamp, &'static str)>>,
+    queued: HashMap<String, VecDeque<(Timestamp, Trigger)>>,
 }
 
-fn trigger_for(spec: &TaskSpec, slot: Timestamp, now: Timestamp) -> &'static str {
+fn trigger_for(spec: &TaskSpec, slot: Timestamp, now: Timestamp) -> Trigger {
     let late = now.as_millis() - spec.fire_time(slot).as_millis();
     if late > mission_core::task::ON_TIME.as_millis() as i64 {
-        "catch_up"
+        Trigger::CatchUp
     } else {
-        "schedule"
+        Trigger::Schedule
     }
 }
 
@@ -190,7 +190,7 @@ impl Scheduler {
                     .to_lowercase(),
                 )
                 .count("missed", i64::from(missed));
-                let start = self.start(&name, Some(slot), "catch_up");
+                let start = self.start(&name, Some(slot), Trigger::CatchUp);
                 self.context
                     .store
                     .record_task_skip(&start, &result, &self.change(&name))
@@ -223,11 +223,11 @@ impl Scheduler {
         Ok(fired)
     }
 
-    fn start(&self, task: &str, slot: Option<Timestamp>, trigger: &str) -> TaskRunStart {
+    fn start(&self, task: &str, slot: Option<Timestamp>, trigger: Trigger) -> TaskRunStart {
         TaskRunStart {
             task: task.to_owned(),
             slot,
-            trigger: trigger.to_owned(),
+            trigger,
             node: recovery::supervisor_id(&self.context.settings),
         }
     }
@@ -237,7 +237,7 @@ impl Scheduler {
         &mut self,
         spec: &TaskSpec,
         slot: Option<Timestamp>,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<Fired, StoreError> {
         let name = spec.name.to_string();
         let live = self.live_runs(&name).await?;

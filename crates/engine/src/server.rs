@@ -14,7 +14,7 @@ use crate::settings::Settings;
 use crate::tasks::TaskContext;
 use crate::wake::{WakeSignal, Waker};
 use mission_core::Lane;
-use mission_store::Store;
+use mission_store::prelude::*;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;

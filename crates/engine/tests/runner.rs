@@ -4,8 +4,9 @@
 use mission_core::config::{DispatchConfig, PolicyConfig, WorkerConfig};
 use mission_core::{Actor, FailureClass, Lane, Run, TicketDraft, TicketKey, Timestamp, Workforce};
 use mission_engine::{Clock, Dispatcher, ManualClock, RunReport, Runner, Settings};
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, SqliteStore, Store};
+use mission_store::{Change, SqliteStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,13 +2,14 @@
 //! is whatever the test says; only the tasks' own work takes real time.
 
 use mission_core::config::{DispatchConfig, PolicyConfig};
-use mission_core::task::Outcome;
+use mission_core::task::{Outcome, Trigger};
 use mission_core::{Timestamp, Workforce};
 use mission_engine::scheduler::{Fired, Scheduler};
 use mission_engine::tasks::TaskContext;
 use mission_engine::{Settings, SystemClock};
+use mission_store::SqliteStore;
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{SqliteStore, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -249,7 +250,7 @@ async fn overlap_policies_with_a_slow_command() {
     let specs = scheduler.tasks().specs.clone();
     for (name, spec) in &specs {
         let first = scheduler
-            .fire(spec, Some(at("2026-01-01T01:00:00Z")), "schedule")
+            .fire(spec, Some(at("2026-01-01T01:00:00Z")), Trigger::Schedule)
             .await
             .unwrap();
         assert!(matches!(first, Fired::Started { .. }), "{name}");
@@ -267,7 +268,7 @@ async fn overlap_policies_with_a_slow_command() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let second = scheduler
-            .fire(spec, Some(at("2026-01-01T02:00:00Z")), "schedule")
+            .fire(spec, Some(at("2026-01-01T02:00:00Z")), Trigger::Schedule)
             .await
             .unwrap();
         match name.as_str() {
@@ -315,7 +316,7 @@ async fn a_timeout_kills_the_whole_process_group() {
     let mut scheduler = f.scheduler();
     scheduler.reload(at("2026-01-01T00:00:00Z")).await.unwrap();
     let spec = scheduler.tasks().specs["stuck"].clone();
-    scheduler.fire(&spec, None, "manual").await.unwrap();
+    scheduler.fire(&spec, None, Trigger::Manual).await.unwrap();
     let (_, result) = scheduler.next_finished().await.unwrap();
     assert_eq!(result.outcome, Outcome::Failed);
     assert_eq!(result.reason, "timed out after 1s");
@@ -342,7 +343,7 @@ async fn a_command_reports_its_own_outcome() {
     scheduler.reload(at("2026-01-01T00:00:00Z")).await.unwrap();
     for name in ["reports", "fails"] {
         let spec = scheduler.tasks().specs[name].clone();
-        scheduler.fire(&spec, None, "manual").await.unwrap();
+        scheduler.fire(&spec, None, Trigger::Manual).await.unwrap();
         scheduler.next_finished().await.unwrap();
     }
     let reports = f.store.task_runs("reports", 1).await.unwrap().remove(0);

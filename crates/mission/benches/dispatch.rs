@@ -11,8 +11,9 @@
 
 use mission_core::{Actor, Lane, Name, TicketDraft, TicketId, TicketKey, Timestamp};
 use mission_engine::{Dispatcher, Settings, SystemClock};
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, ClaimOutcome, ClaimRequest, RunEnd, SqliteStore, Store};
+use mission_store::{Change, ClaimOutcome, ClaimRequest, RunEnd, SqliteStore};
 use mission_testkit::process::{Guard, cpu_share, memory_mib, wait_for_wake_socket};
 use mission_testkit::stats::Stats;
 use std::path::{Path, PathBuf};
@@ -262,23 +263,13 @@ async fn passes(tickets: usize) {
         dispatcher.dispatch_once(Lane::NeedsInput).await.unwrap();
         warm_passes += 1;
         claimed.extend(report.claimed);
-        let newest = store.last_event_seq().await.unwrap().to_string();
-        let caught_up = |lane: &str| {
+        let newest = store.last_event_seq().await.unwrap();
+        let caught_up = |lane: Lane| {
             let store = store.clone();
-            let newest = newest.clone();
-            let name = format!("decision_cursor:{lane}");
-            async move {
-                store
-                    .dispatcher_value(&name)
-                    .await
-                    .unwrap()
-                    .is_some_and(|c| {
-                        c.parse::<i64>().unwrap() >= newest.parse::<i64>().unwrap() - 2
-                    })
-            }
+            async move { store.decision_cursor(lane).await.unwrap() >= newest - 2 }
         };
-        if caught_up("normal").await
-            && caught_up("needs-input").await
+        if caught_up(Lane::Normal).await
+            && caught_up(Lane::NeedsInput).await
             && report.claimed_tickets.is_empty()
         {
             break;

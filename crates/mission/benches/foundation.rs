@@ -9,8 +9,9 @@
 //! Run: `cargo bench -p mission --bench foundation` (env BENCH_TICKETS / BENCH_EVENTS to scale).
 
 use mission_core::{Actor, TicketDraft, TicketId, TicketKey, Timestamp};
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, SqliteStore, Store, TicketFilter};
+use mission_store::{Change, SqliteStore, TicketFilter};
 use mission_testkit::stats::Stats;
 use std::path::Path;
 use std::process::Command;

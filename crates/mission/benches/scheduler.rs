@@ -6,8 +6,9 @@
 //! Run: `cargo bench -p mission --bench scheduler` (BENCH_SECONDS sets the lateness run's length).
 
 use mission_core::task::parse_task;
+use mission_store::SqliteStore;
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{SqliteStore, Store};
 use mission_testkit::process::{Guard, cpu_share, memory_mib, wait_for_wake_socket};
 use mission_testkit::stats::Stats;
 use std::path::Path;

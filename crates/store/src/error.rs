@@ -1,8 +1,12 @@
 //! Store errors. Input errors (a missing ticket, an illegal move, a cycle) are distinct from
 //! store failures (a corrupt file, a newer schema, an I/O error) so that the edges can map them to
-//! different exit codes and HTTP statuses.
+//! different exit codes and HTTP statuses. How a backend's own errors map onto these is the
+//! backend's business (`sqlite/error.rs`); nothing here knows a database's error codes.
 
 use mission_core::{Attempt, RunId, TicketId, TransitionError, ValidationError};
+
+/// A backend's error, kept whole as the source of a `StoreError`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,46 +30,75 @@ pub enum StoreError {
     RunNotFound(RunId),
     #[error("{0} has no open question")]
     NoQuestion(TicketId),
+    /// One of the database's own guards (a unique index) refused a write that the store's checks
+    /// let through: a concurrent writer got there first.
+    #[error("refused by the database: {0}")]
+    Constraint(#[source] BoxError),
+    /// The store URL names no backend this binary has.
+    #[error("{0}")]
+    UnsupportedUrl(String),
     #[error(
         "the database schema is at version {found}, newer than this binary knows ({supported}); upgrade mission"
     )]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("the database is corrupt or not a Mission Control store: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now: it cannot be opened, stayed locked past the busy
+    /// timeout, no connection became free, or an I/O error. Trying again later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
     #[error("store error: {0}")]
-    Backend(String),
+    Backend(#[source] BoxError),
+}
+
+/// What kind of failure a `StoreError` is, for the edges: an exit code, an HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// No such ticket or run, or no open question (404).
+    NotFound,
+    /// The request contradicts the current state: an illegal transition, a fenced report, a
+    /// write a database guard refused (409).
+    Conflict,
+    /// The request itself is wrong: a validation error, a missing dependency, a cycle, an
+    /// unsupported store URL (400/422).
+    Invalid,
+    /// The database cannot be reached now (503).
+    Unavailable,
+    /// The store failed: corrupt, a newer schema, a backend error (500).
+    Internal,
 }
 
 impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) | StoreError::RunNotFound(_) | StoreError::NoQuestion(_) => {
+                ErrorKind::NotFound
+            }
+            StoreError::Transition { .. }
+            | StoreError::Fenced { .. }
+            | StoreError::Constraint(_) => ErrorKind::Conflict,
+            StoreError::MissingDependency { .. }
+            | StoreError::Cycle(_)
+            | StoreError::Invalid(_)
+            | StoreError::UnsupportedUrl(_) => ErrorKind::Invalid,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) | StoreError::Backend(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     /// Whether the caller asked for something the store refuses (exit 2), as opposed to the store
     /// failing (exit 3).
     pub fn is_input_error(&self) -> bool {
         matches!(
-            self,
-            StoreError::NotFound(_)
-                | StoreError::Transition { .. }
-                | StoreError::MissingDependency { .. }
-                | StoreError::Cycle(_)
-                | StoreError::Invalid(_)
-                | StoreError::Fenced { .. }
-                | StoreError::RunNotFound(_)
-                | StoreError::NoQuestion(_)
+            self.kind(),
+            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Invalid
         )
     }
-}
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &err {
-            // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), with extended codes.
-            let primary = db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .map(|c| c & 0xff);
-            if matches!(primary, Some(11) | Some(26)) {
-                return StoreError::Corrupt(db.message().to_owned());
-            }
-        }
-        StoreError::Backend(err.to_string())
+    /// A failure of the store with a message of its own (no backend error to keep).
+    pub fn backend(message: impl Into<String>) -> Self {
+        StoreError::Backend(message.into().into())
     }
 }

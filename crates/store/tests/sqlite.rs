@@ -1,357 +1,19 @@
-//! The SQLite store at its boundary: real files, real transactions.
+//! What only the SQLite backend has: its files (missing, corrupt, foreign, of a newer or older
+//! schema), the database's own guards (append-only events, one live run per ticket) seen through
+//! raw SQL, its errors, and opening it by URL. Everything else about the store is in the
+//! conformance suite (`sqlite_conformance.rs`).
 
 mod common;
 
 use common::{change, fresh, key, new_ticket, open};
-use mission_core::transition::Via;
-use mission_core::{State, TicketId, TicketPatch};
+use mission_core::{Lane, Name, SlotLimits, State, TicketId};
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{EventQuery, Move, SqliteStore, Store, StoreError, TicketFilter};
-
-fn all_events() -> EventQuery {
-    EventQuery {
-        since: 0,
-        limit: 1_000_000,
-        ticket: None,
-    }
-}
+use mission_store::{ClaimRequest, ErrorKind, OpenOptions, SqliteStore, StoreError, TicketFilter};
+use std::time::Duration;
 
 fn id(n: i64) -> TicketId {
     TicketId::new(&key(), n)
-}
-
-#[tokio::test]
-async fn created_tickets_round_trip_byte_exact() {
-    let t = fresh().await;
-    let hostile = "rm -rf / ; echo $(whoami) `id` | cat\n--flag\0NUL\u{202e}é\n".repeat(1000);
-    let mut new = new_ticket("Fix the pickup loop", Some("luci"));
-    new.body = hostile.clone();
-    let created = t
-        .store
-        .create_tickets(&key(), vec![new], &change(1))
-        .await
-        .unwrap();
-    assert_eq!(created[0].id.to_string(), "MC-1");
-    assert_eq!(created[0].state, State::Todo);
-    let read = t.store.ticket(&id(1)).await.unwrap();
-    assert_eq!(read, created[0]);
-    assert_eq!(read.body.as_bytes(), hostile.as_bytes());
-
-    let events = t.store.events(&all_events()).await.unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "ticket.created");
-    assert_eq!(events[0].data["body_bytes"], hostile.len());
-}
-
-#[tokio::test]
-async fn numbers_continue_across_batches_and_reopen() {
-    let t = fresh().await;
-    let batch = (0..3).map(|i| new_ticket(&format!("t{i}"), None)).collect();
-    t.store
-        .create_tickets(&key(), batch, &change(1))
-        .await
-        .unwrap();
-    t.store.close().await;
-    let store = open(&t.path, false).await;
-    let more = store
-        .create_tickets(&key(), vec![new_ticket("t3", None)], &change(2))
-        .await
-        .unwrap();
-    assert_eq!(more[0].id, id(4));
-    assert_eq!(store.last_event_seq().await.unwrap(), 4);
-}
-
-#[tokio::test]
-async fn a_batch_with_a_missing_dependency_writes_nothing() {
-    let t = fresh().await;
-    let mut bad = new_ticket("depends on a ghost", None);
-    bad.depends_on = vec![id(99)];
-    let err = t
-        .store
-        .create_tickets(&key(), vec![new_ticket("fine", None), bad], &change(1))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "MC-2 depends on MC-99, which does not exist"
-    );
-    assert!(err.is_input_error());
-    assert!(
-        t.store
-            .list_tickets(&TicketFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(t.store.last_event_seq().await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn moves_are_checked_against_the_current_state() {
-    let t = fresh().await;
-    t.store
-        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
-        .await
-        .unwrap();
-    let cases: &[(State, Via, Result<State, &str>)] = &[
-        (
-            State::Running,
-            Via::Operator,
-            Err("MC-1: cannot move from todo to running (only the dispatcher starts a run)"),
-        ),
-        (
-            State::Done,
-            Via::Operator,
-            Err(
-                "MC-1: cannot move from todo to done (only the gate closes a ticket: use `mission ticket done`)",
-            ),
-        ),
-        (State::Blocked, Via::Operator, Ok(State::Blocked)),
-        (
-            State::Blocked,
-            Via::Operator,
-            Err("MC-1: cannot move from blocked to blocked (it is already there)"),
-        ),
-        (State::Todo, Via::Operator, Ok(State::Todo)),
-        (State::Running, Via::Claim, Ok(State::Running)),
-        (State::Review, Via::RunSubmit, Ok(State::Review)),
-        (State::Done, Via::Gate, Ok(State::Done)),
-        (
-            State::Todo,
-            Via::Operator,
-            Err("MC-1: cannot move from done to todo (done is final; open a new ticket)"),
-        ),
-    ];
-    let mut expected_events = 1;
-    for (to, via, expect) in cases {
-        let request = Move {
-            to: *to,
-            via: *via,
-            reason: Some("because".into()),
-        };
-        let got = t.store.move_ticket(&id(1), &request, &change(2)).await;
-        match (got, expect) {
-            (Ok(ticket), Ok(state)) => {
-                assert_eq!(ticket.state, *state);
-                expected_events += 1;
-            }
-            (Err(err), Err(message)) => assert_eq!(err.to_string(), *message),
-            (got, want) => panic!("{to} via {via:?}: got {got:?}, want {want:?}"),
-        }
-        assert_eq!(t.store.last_event_seq().await.unwrap(), expected_events);
-        let stored = t.store.ticket(&id(1)).await.unwrap();
-        assert_eq!(
-            stored.version, expected_events,
-            "one version per accepted change"
-        );
-    }
-    let moves = t.store.events(&all_events()).await.unwrap();
-    let last = moves.last().unwrap();
-    assert_eq!(last.kind, "ticket.moved");
-    assert_eq!(
-        last.data,
-        serde_json::json!({"from": "review", "to": "done", "via": "gate", "reason": "because"})
-    );
-}
-
-#[tokio::test]
-async fn unknown_ticket_is_not_found() {
-    let t = fresh().await;
-    let err = t.store.ticket(&id(7)).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)));
-    assert_eq!(err.to_string(), "no ticket MC-7");
-    let request = Move {
-        to: State::Todo,
-        via: Via::Operator,
-        reason: None,
-    };
-    assert!(matches!(
-        t.store.move_ticket(&id(7), &request, &change(1)).await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
-#[tokio::test]
-async fn edits_reject_cycles_and_record_only_what_changed() {
-    let t = fresh().await;
-    let batch = (1..=3)
-        .map(|i| new_ticket(&format!("t{i}"), None))
-        .collect();
-    t.store
-        .create_tickets(&key(), batch, &change(1))
-        .await
-        .unwrap();
-    let deps = |ids: &[i64]| TicketPatch {
-        depends_on: Some(ids.iter().map(|n| id(*n)).collect()),
-        ..TicketPatch::default()
-    };
-
-    t.store
-        .edit_ticket(&id(1), &deps(&[2]), &change(2))
-        .await
-        .unwrap();
-    t.store
-        .edit_ticket(&id(2), &deps(&[3]), &change(3))
-        .await
-        .unwrap();
-    let before = t.store.last_event_seq().await.unwrap();
-
-    let err = t
-        .store
-        .edit_ticket(&id(3), &deps(&[1]), &change(4))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "dependency cycle: MC-3 -> MC-1 -> MC-2 -> MC-3"
-    );
-    let err = t
-        .store
-        .edit_ticket(&id(3), &deps(&[3]), &change(4))
-        .await
-        .unwrap_err();
-    assert_eq!(err.to_string(), "ticket MC-3 cannot depend on itself");
-    let err = t
-        .store
-        .edit_ticket(&id(3), &deps(&[42]), &change(4))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "MC-3 depends on MC-42, which does not exist"
-    );
-    assert_eq!(
-        t.store.last_event_seq().await.unwrap(),
-        before,
-        "rejected edits write no event"
-    );
-    assert!(t.store.ticket(&id(3)).await.unwrap().depends_on.is_empty());
-
-    // The same value again is no change: no event.
-    t.store
-        .edit_ticket(&id(1), &deps(&[2]), &change(5))
-        .await
-        .unwrap();
-    assert_eq!(t.store.last_event_seq().await.unwrap(), before);
-
-    let patch = TicketPatch {
-        title: Some("renamed".into()),
-        priority: Some(5),
-        ..TicketPatch::default()
-    };
-    let edited = t
-        .store
-        .edit_ticket(&id(1), &patch, &change(6))
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            edited.title.as_str(),
-            edited.priority,
-            edited.depends_on.clone()
-        ),
-        ("renamed", 5, vec![id(2)])
-    );
-    let last = t.store.events(&all_events()).await.unwrap().pop().unwrap();
-    assert_eq!(
-        last.data,
-        serde_json::json!({"changes": {"title": {"from": "t1", "to": "renamed"}, "priority": {"from": 0, "to": 5}}})
-    );
-    let (_, dep_states) = t.store.ticket_with_dependencies(&id(1)).await.unwrap();
-    assert_eq!(dep_states.len(), 1);
-    assert_eq!(dep_states[0].state, Some(State::Triage));
-}
-
-#[tokio::test]
-async fn listing_filters_and_orders_by_priority() {
-    let t = fresh().await;
-    let mut batch = Vec::new();
-    for (i, (assignee, priority)) in [
-        (Some("luci"), 0),
-        (None, 9),
-        (Some("luci"), 5),
-        (Some("larry"), 5),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut new = new_ticket(&format!("t{}", i + 1), *assignee);
-        new.priority = *priority;
-        batch.push(new);
-    }
-    t.store
-        .create_tickets(&key(), batch, &change(1))
-        .await
-        .unwrap();
-    let list = |state, assignee: Option<&str>, limit| {
-        let filter = TicketFilter {
-            state,
-            assignee: assignee.map(|a| mission_core::Name::parse(a).unwrap()),
-            limit,
-        };
-        let store = &t.store;
-        async move {
-            store
-                .list_tickets(&filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|s| s.id.number())
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(list(None, None, None).await, vec![2, 3, 4, 1]);
-    assert_eq!(list(Some(State::Todo), None, None).await, vec![3, 4, 1]);
-    assert_eq!(
-        list(Some(State::Todo), Some("luci"), None).await,
-        vec![3, 1]
-    );
-    assert_eq!(list(None, None, Some(2)).await, vec![2, 3]);
-    assert_eq!(list(Some(State::Done), None, None).await, Vec::<i64>::new());
-}
-
-#[tokio::test]
-async fn events_page_and_filter_by_ticket() {
-    let t = fresh().await;
-    let batch = (0..5)
-        .map(|i| new_ticket(&format!("t{i}"), Some("luci")))
-        .collect();
-    t.store
-        .create_tickets(&key(), batch, &change(1))
-        .await
-        .unwrap();
-    let request = Move {
-        to: State::Blocked,
-        via: Via::Operator,
-        reason: None,
-    };
-    t.store
-        .move_ticket(&id(2), &request, &change(2))
-        .await
-        .unwrap();
-    let page = t
-        .store
-        .events(&EventQuery {
-            since: 2,
-            limit: 2,
-            ticket: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
-    let of_two = t
-        .store
-        .events(&EventQuery {
-            since: 0,
-            limit: 10,
-            ticket: Some(id(2)),
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        of_two.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-        vec!["ticket.created", "ticket.moved"]
-    );
 }
 
 #[tokio::test]
@@ -411,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 3
+                supported: 4
             }
         ),
         "{err:?}"
@@ -434,6 +96,7 @@ async fn garbage_and_foreign_files_are_refused() {
         Err(err) => err,
     };
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Internal);
     assert_eq!(
         std::fs::read(&garbage).unwrap(),
         bytes,
@@ -471,5 +134,269 @@ async fn a_missing_file_is_not_created_unless_asked() {
         err.to_string().contains("run `mission init` first"),
         "{err}"
     );
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(!path.exists());
+}
+
+async fn raw_pool(path: &std::path::Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=rwc", path.display()))
+        .await
+        .unwrap()
+}
+
+/// A store written by a version-3 binary (the schema of migrations 1-3, tickets with a gap in
+/// their numbers) gets its ticket counter from the tickets there: numbers continue after the
+/// highest, across batches and restarts.
+#[tokio::test]
+async fn numbers_continue_after_migrating_a_version_3_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mission.db");
+    let pool = raw_pool(&path).await;
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let version_3 = [
+        (
+            "0001_tickets_and_events",
+            include_str!("../migrations/sqlite/0001_tickets_and_events.sql"),
+        ),
+        (
+            "0002_runs",
+            include_str!("../migrations/sqlite/0002_runs.sql"),
+        ),
+        (
+            "0003_task_runs",
+            include_str!("../migrations/sqlite/0003_task_runs.sql"),
+        ),
+    ];
+    for (version, (name, sql)) in version_3.iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
+            .bind(version as i64 + 1)
+            .bind(name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    for number in [1, 2, 7] {
+        sqlx::query(
+            "INSERT INTO tickets (number, id, title, body, state, evidence_policy, created_at, \
+             updated_at, state_since) VALUES (?, ?, 'old', '', 'todo', 'none', 0, 0, 0)",
+        )
+        .bind(number)
+        .bind(format!("MC-{number}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let report = store.migrate().await.unwrap();
+    assert_eq!(
+        (report.from_version, report.to_version, report.applied),
+        (3, 4, vec!["0004_counters".to_owned()])
+    );
+    assert_eq!(
+        store
+            .list_tickets(&TicketFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let batch = vec![new_ticket("a", None), new_ticket("b", None)];
+    let created = store
+        .create_tickets(&key(), batch, &change(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.iter().map(|t| t.id.number()).collect::<Vec<_>>(),
+        [8, 9]
+    );
+    store.close().await;
+    let store = open(&path, false).await;
+    let created = store
+        .create_tickets(&key(), vec![new_ticket("c", None)], &change(2))
+        .await
+        .unwrap();
+    assert_eq!(created[0].id, id(10));
+}
+
+/// The partial unique index `runs_one_active_per_ticket` is the last guard of "one live run per
+/// ticket". SQLite's single writer means no two claims can both pass the claim's own check, so a
+/// trigger plays the racing claim: it inserts a live run of the same ticket just before the
+/// claim inserts its own, after the check looked. Only the index can refuse the claim then.
+#[tokio::test]
+async fn the_database_refuses_a_second_live_run_that_got_past_the_claim_check() {
+    let t = fresh().await;
+    t.store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let pool = raw_pool(&t.path).await;
+    sqlx::query(
+        "CREATE TRIGGER racing_claim BEFORE INSERT ON runs WHEN NEW.token_hash <> 'racer' \
+         BEGIN \
+             INSERT INTO runs (ticket, attempt, worker, pool, lane, node, token_hash, started_at, \
+                 heartbeat_at, lease_expires_at) \
+             VALUES (NEW.ticket, NEW.attempt + 100, NEW.worker, NEW.pool, NEW.lane, 'racer:1', \
+                 'racer', NEW.started_at, NEW.heartbeat_at, NEW.lease_expires_at); \
+         END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = t.store.ticket(&id(1)).await.unwrap();
+    let events_before = t.store.last_event_seq().await.unwrap();
+    let request = ClaimRequest {
+        ticket: id(1),
+        lane: Lane::Normal,
+        expected_version: before.version,
+        limits: SlotLimits {
+            worker: Name::parse("luci").unwrap(),
+            worker_max: 2,
+            pool: "default".into(),
+            pool_max: None,
+            global_max: 3,
+        },
+        node: "test:1".into(),
+        token_hash: "a".into(),
+        lease: Duration::from_secs(30),
+    };
+    let err = t.store.claim(&request, &change(2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string()
+            .contains("UNIQUE constraint failed: runs.ticket"),
+        "{err}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the database's error is kept as the source"
+    );
+    // Nothing else changed: the claim's transaction rolled back whole.
+    assert_eq!(t.store.ticket(&id(1)).await.unwrap(), before);
+    assert_eq!(t.store.last_event_seq().await.unwrap(), events_before);
+    assert!(t.store.runs_of(&id(1)).await.unwrap().is_empty());
+    assert_eq!(t.store.active_counts().await.unwrap().total, 0);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+
+    // Without the racer, the same claim goes through.
+    sqlx::query("DROP TRIGGER racing_claim")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.store.claim(&request, &change(3)).await.unwrap(),
+        mission_store::ClaimOutcome::Claimed(_)
+    ));
+    assert_eq!(t.store.ticket(&id(1)).await.unwrap().state, State::Running);
+}
+
+/// A write that waits for the lock past the busy timeout fails as `Unavailable` (for the HTTP
+/// layer, 503), keeping SQLite's error as its source.
+#[tokio::test]
+async fn a_database_locked_past_the_busy_timeout_is_unavailable() {
+    let t = fresh().await;
+    let store = SqliteStore::open(
+        &t.path,
+        SqliteOptions {
+            busy_timeout: Duration::from_millis(50),
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pool = raw_pool(&t.path).await;
+    let mut blocker = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM tickets")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let err = store
+        .create_tickets(&key(), vec![new_ticket("t", None)], &change(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(!err.is_input_error());
+    assert!(err.to_string().contains("database is locked"), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+    blocker.rollback().await.unwrap();
+    store
+        .create_tickets(&key(), vec![new_ticket("t", None)], &change(2))
+        .await
+        .unwrap();
+}
+
+/// `mission_store::open` picks the backend by the URL's scheme.
+#[tokio::test]
+async fn stores_open_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mission.db");
+    let url = format!("sqlite:{}", path.display());
+    let err = mission_store::open(&url, OpenOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("run `mission init` first"),
+        "{err}"
+    );
+    let create = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    let store = mission_store::open(&url, create).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .create_tickets(&key(), vec![new_ticket("t", None)], &change(1))
+        .await
+        .unwrap();
+    store.close().await;
+    let store = mission_store::open(
+        &format!("sqlite://{}", path.display()),
+        OpenOptions::default(),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.ticket(&id(1)).await.unwrap().title, "t");
+    store.close().await;
+
+    for (url, message) in [
+        (
+            "postgres://mission:hunter2@db/mission",
+            "the PostgreSQL backend is not supported yet; use sqlite:PATH",
+        ),
+        (
+            "postgresql://db/mission",
+            "the PostgreSQL backend is not supported yet; use sqlite:PATH",
+        ),
+        (
+            "mysql://mission:hunter2@db",
+            "unsupported store URL scheme \"mysql\"; expected sqlite:PATH",
+        ),
+        ("sqlite:", "the sqlite: URL names no file"),
+    ] {
+        let err = mission_store::open(url, OpenOptions::default())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), message);
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
 }

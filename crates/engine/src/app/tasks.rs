@@ -93,7 +93,10 @@ impl App {
             waker: self.waker.clone(),
         };
         let mut scheduler = Scheduler::new(context);
-        let (run, result) = match scheduler.fire(&spec, None, "manual").await? {
+        let (run, result) = match scheduler
+            .fire(&spec, None, mission_core::task::Trigger::Manual)
+            .await?
+        {
             Fired::Started { run } => {
                 let (_, result) = scheduler
                     .next_finished()

@@ -6,9 +6,11 @@ use crate::config::{self, CONFIG_FILE};
 use crate::exit::CliError;
 use crate::output;
 use mission_core::{TicketDraft, TicketId};
-use mission_store::{Store, TicketFilter};
+use mission_store::TicketFilter;
+use mission_store::prelude::*;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../assets/mission.toml");
 const EXAMPLE_WORKER: &str = include_str!("../../assets/worker.sh");
@@ -191,7 +193,7 @@ fn make_dir(path: &Path) -> Result<bool, CliError> {
 /// A small board that shows each kind of answer `explain` gives.
 async fn add_demo_tickets(
     instance: &config::Instance,
-    store: &mission_store::SqliteStore,
+    store: &Arc<dyn Store>,
 ) -> Result<Vec<TicketId>, CliError> {
     let key = &instance.config.instance.key;
     let change = cli_change();

@@ -2,7 +2,6 @@ use super::{connect_store, migrate_store};
 use crate::cli::JsonFlag;
 use crate::exit::CliError;
 use crate::output;
-use mission_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -16,8 +16,8 @@ use crate::exit::CliError;
 use mission_core::{Actor, Timestamp};
 use mission_engine::wake::SocketWaker;
 use mission_engine::{App, Settings, SystemClock};
-use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, MigrationReport, SqliteStore, Store, StoreError};
+use mission_store::prelude::*;
+use mission_store::{Change, MigrationReport, OpenOptions, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,13 +27,12 @@ pub async fn app(config: Option<&Path>) -> Result<(Instance, App), CliError> {
     let (instance, store) = open(config).await?;
     let settings = Arc::new(settings(&instance)?);
     let waker = Arc::new(SocketWaker::new(settings.wake_socket.clone()));
-    let store: Arc<dyn Store> = Arc::new(store);
     let app = App::new(store, settings, Arc::new(SystemClock), waker);
     Ok((instance, app))
 }
 
 /// Loads the configuration and opens the store, applying pending migrations.
-pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+pub async fn open(config: Option<&Path>) -> Result<(Instance, Arc<dyn Store>), CliError> {
     let instance = config::load(config)?;
     let store = connect_store(&instance, false).await?;
     migrate_store(&instance, &store).await?;
@@ -41,7 +40,9 @@ pub async fn open(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliE
 }
 
 /// Opens the store for the server: the same checks, more connections.
-pub async fn open_for_server(config: Option<&Path>) -> Result<(Instance, SqliteStore), CliError> {
+pub async fn open_for_server(
+    config: Option<&Path>,
+) -> Result<(Instance, Arc<dyn Store>), CliError> {
     let instance = config::load(config)?;
     let store = open_store(&instance, false, SERVER_CONNECTIONS).await?;
     migrate_store(&instance, &store).await?;
@@ -53,7 +54,7 @@ const CLI_CONNECTIONS: u32 = 2;
 const SERVER_CONNECTIONS: u32 = 8;
 
 /// Opens the store file; `create` makes it when missing.
-pub async fn connect_store(instance: &Instance, create: bool) -> Result<SqliteStore, CliError> {
+pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {
     open_store(instance, create, CLI_CONNECTIONS).await
 }
 
@@ -61,20 +62,21 @@ async fn open_store(
     instance: &Instance,
     create: bool,
     max_connections: u32,
-) -> Result<SqliteStore, CliError> {
-    let options = SqliteOptions {
+) -> Result<Arc<dyn Store>, CliError> {
+    let options = OpenOptions {
         create,
         max_connections,
-        ..SqliteOptions::default()
+        ..OpenOptions::default()
     };
-    SqliteStore::open(&instance.store_path, options)
+    let url = format!("sqlite://{}", instance.store_path.display());
+    mission_store::open(&url, options)
         .await
         .map_err(|e| store_error(instance, e))
 }
 
 pub async fn migrate_store(
     instance: &Instance,
-    store: &SqliteStore,
+    store: &Arc<dyn Store>,
 ) -> Result<MigrationReport, CliError> {
     store.migrate().await.map_err(|e| store_error(instance, e))
 }

@@ -5,7 +5,6 @@ use crate::cli::ServeArgs;
 use crate::exit::CliError;
 use mission_engine::SystemClock;
 use mission_engine::wake::{self, WakeSignal};
-use mission_store::Store;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
     );
     let (instance, store) = open_for_server(config).await?;
     let settings = Arc::new(settings(&instance)?);
-    let store: Arc<dyn Store> = Arc::new(store);
+
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
     // socket; use cases in this process wake the same signal directly.
     let signal = WakeSignal::new();

@@ -1,10 +1,11 @@
-//! Shared helpers for the store tests: a fresh SQLite file per test.
+//! Shared helpers for the store tests: tickets and changes, and a fresh SQLite file per test.
 
 #![allow(dead_code)]
 
 use mission_core::{Actor, NewTicket, TicketDraft, TicketKey, Timestamp};
+use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
-use mission_store::{Change, SqliteStore, Store};
+use mission_store::{Change, SqliteStore};
 use std::path::PathBuf;
 
 pub struct TestStore {

@@ -1,18 +1,17 @@
-//! Claims and run reports at the store boundary: compare-and-set, capacity inside the
-//! transaction, fencing by attempt.
+//! Claims and run reports through the store's traits: compare-and-set, capacity inside the
+//! transaction, fencing by attempt, questions and answers.
 
-mod common;
-
-use common::{change, fresh, key, new_ticket, operator_move};
+use super::Backend;
+use crate::common::{change, key, new_ticket, operator_move};
 use mission_core::{Attempt, FailureClass, Lane, Name, RetryPolicy, SlotLimits, State, TicketId};
-use mission_store::{ClaimOutcome, ClaimRefusal, ClaimRequest, RunEnd, Store, StoreError};
+use mission_store::{ClaimOutcome, ClaimRefusal, ClaimRequest, RunEnd, StoreError};
 use std::time::Duration;
 
-fn id(n: i64) -> TicketId {
+pub fn id(n: i64) -> TicketId {
     TicketId::new(&key(), n)
 }
 
-fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
+pub fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
     ClaimRequest {
         ticket: id(n),
         lane,
@@ -30,7 +29,7 @@ fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
     }
 }
 
-fn retry() -> RetryPolicy {
+pub fn retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 2,
         backoff_base: Duration::from_secs(1),
@@ -38,19 +37,18 @@ fn retry() -> RetryPolicy {
     }
 }
 
-#[tokio::test]
-async fn claims_are_compare_and_set() {
-    let t = fresh().await;
+pub async fn claims_are_compare_and_set<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
     let batch = (0..4)
         .map(|i| new_ticket(&format!("t{i}"), Some("luci")))
         .collect();
-    t.store
+    store
         .create_tickets(&key(), batch, &change(1))
         .await
         .unwrap();
 
-    let ClaimOutcome::Claimed(run) = t
-        .store
+    let ClaimOutcome::Claimed(run) = store
         .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
         .await
         .unwrap()
@@ -77,20 +75,19 @@ async fn claims_are_compare_and_set() {
     ];
     for (req, expected) in refusals {
         assert_eq!(
-            t.store.claim(&req, &change(3)).await.unwrap(),
+            store.claim(&req, &change(3)).await.unwrap(),
             ClaimOutcome::Refused(expected)
         );
     }
     // The worker's cap (2) is re-counted inside the claim's transaction.
     assert!(matches!(
-        t.store
+        store
             .claim(&request(2, 1, Lane::Normal, "e"), &change(4))
             .await
             .unwrap(),
         ClaimOutcome::Claimed(_)
     ));
-    let third = t
-        .store
+    let third = store
         .claim(&request(3, 1, Lane::Normal, "f"), &change(5))
         .await
         .unwrap();
@@ -101,26 +98,25 @@ async fn claims_are_compare_and_set() {
         ),
         "{third:?}"
     );
-    let counts = t.store.active_counts().await.unwrap();
+    let counts = store.active_counts().await.unwrap();
     assert_eq!((counts.total, counts.worker("luci")), (2, 2));
 }
 
-#[tokio::test]
-async fn reports_from_a_superseded_attempt_are_fenced() {
-    let t = fresh().await;
-    t.store
+pub async fn reports_from_a_superseded_attempt_are_fenced<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
         .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
         .await
         .unwrap();
-    let ClaimOutcome::Claimed(first) = t
-        .store
+    let ClaimOutcome::Claimed(first) = store
         .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
         .await
         .unwrap()
     else {
         panic!()
     };
-    t.store
+    store
         .heartbeat(
             first.id,
             Attempt::new(1),
@@ -134,18 +130,16 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
         exit_code: Some(1),
         ..RunEnd::default()
     };
-    let ended = t
-        .store
+    let ended = store
         .end_run(first.id, Attempt::new(1), &end, &retry(), &change(4))
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Todo);
-    let ticket = t.store.ticket(&id(1)).await.unwrap();
+    let ticket = store.ticket(&id(1)).await.unwrap();
     assert_eq!(ticket.not_before.map(|t| t.as_millis()), Some(4 + 1000));
 
     // Attempt 2 runs; attempt 1's token can do nothing any more.
-    let ClaimOutcome::Claimed(second) = t
-        .store
+    let ClaimOutcome::Claimed(second) = store
         .claim(
             &request(1, ticket.version, Lane::Normal, "b"),
             &change(2000),
@@ -158,24 +152,24 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     assert_eq!(second.attempt, Attempt::new(2));
     let fenced = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
     assert!(fenced(
-        t.store
+        store
             .run_submit(first.id, Attempt::new(1), &change(2001))
             .await
             .map(|_| ())
     ));
     assert!(fenced(
-        t.store
+        store
             .run_ask(first.id, Attempt::new(1), "?", &change(2001))
             .await
             .map(|_| ())
     ));
     assert!(fenced(
-        t.store
+        store
             .run_progress(first.id, Attempt::new(1), "x", &change(2001))
             .await
     ));
     assert!(fenced(
-        t.store
+        store
             .heartbeat(
                 first.id,
                 Attempt::new(1),
@@ -186,7 +180,7 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
             .map(|_| ())
     ));
     assert!(fenced(
-        t.store
+        store
             .end_run(
                 second.id,
                 Attempt::new(1),
@@ -199,53 +193,45 @@ async fn reports_from_a_superseded_attempt_are_fenced() {
     ));
 
     // The current attempt's reports are taken; attempts exhausted, the ticket fails.
-    let ended = t
-        .store
+    let ended = store
         .end_run(second.id, Attempt::new(2), &end, &retry(), &change(2002))
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Failed);
 }
 
-#[tokio::test]
-async fn ask_and_answer_move_the_ticket_between_lanes() {
-    let t = fresh().await;
-    t.store
+pub async fn ask_and_answer_move_the_ticket_between_lanes<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
         .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
         .await
         .unwrap();
-    let err = t
-        .store
-        .answer(&id(1), "early", &change(2))
-        .await
-        .unwrap_err();
+    let err = store.answer(&id(1), "early", &change(2)).await.unwrap_err();
     assert_eq!(err.to_string(), "MC-1 has no open question");
-    let ClaimOutcome::Claimed(run) = t
-        .store
+    let ClaimOutcome::Claimed(run) = store
         .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
         .await
         .unwrap()
     else {
         panic!()
     };
-    t.store
+    store
         .run_session(run.id, Attempt::new(1), "session-1")
         .await
         .unwrap();
-    let asked = t
-        .store
+    let asked = store
         .run_ask(run.id, Attempt::new(1), "Which branch?", &change(3))
         .await
         .unwrap();
     assert_eq!(asked.state, State::NeedsInput);
     assert_eq!(
-        t.store.active_counts().await.unwrap().total,
+        store.active_counts().await.unwrap().total,
         0,
         "the slot is released"
     );
     // The process exiting afterwards only adds its figures.
-    let late = t
-        .store
+    let late = store
         .end_run(
             run.id,
             Attempt::new(1),
@@ -261,15 +247,14 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
     assert!(!late.ended_now);
     assert_eq!(late.ticket_state, State::NeedsInput);
 
-    let answered = t.store.answer(&id(1), "main", &change(5)).await.unwrap();
+    let answered = store.answer(&id(1), "main", &change(5)).await.unwrap();
     assert_eq!((answered.state, answered.resume), (State::Todo, true));
-    let normal = t
-        .store
+    let normal = store
         .claim(&request(1, answered.version, Lane::Normal, "b"), &change(6))
         .await
         .unwrap();
     assert_eq!(normal, ClaimOutcome::Refused(ClaimRefusal::WrongLane));
-    let context = t.store.resume_context(&id(1)).await.unwrap().unwrap();
+    let context = store.resume_context(&id(1)).await.unwrap().unwrap();
     assert_eq!(
         (
             context.session_id.as_deref(),
@@ -278,8 +263,7 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
         ),
         (Some("session-1"), "Which branch?", "main")
     );
-    let ClaimOutcome::Claimed(resumed) = t
-        .store
+    let ClaimOutcome::Claimed(resumed) = store
         .claim(
             &request(1, answered.version, Lane::NeedsInput, "c"),
             &change(7),
@@ -294,68 +278,19 @@ async fn ask_and_answer_move_the_ticket_between_lanes() {
         (Attempt::new(2), Lane::NeedsInput)
     );
     assert!(
-        !t.store.ticket(&id(1)).await.unwrap().resume,
+        !store.ticket(&id(1)).await.unwrap().resume,
         "claimed: out of the needs-input lane"
     );
 }
 
-#[tokio::test]
-async fn decisions_are_recorded_only_when_they_change() {
-    let t = fresh().await;
-    t.store
-        .create_tickets(&key(), vec![new_ticket("t", Some("lucienne"))], &change(1))
-        .await
-        .unwrap();
-    let decision =
-        serde_json::json!({"runnable": false, "reasons": [{"code": "controller_parked"}]});
-    assert!(
-        t.store
-            .record_decision(
-                &id(1),
-                Lane::Normal,
-                "controller_parked",
-                &decision,
-                &change(2)
-            )
-            .await
-            .unwrap()
-    );
-    for at in 3..10 {
-        assert!(
-            !t.store
-                .record_decision(
-                    &id(1),
-                    Lane::Normal,
-                    "controller_parked",
-                    &decision,
-                    &change(at)
-                )
-                .await
-                .unwrap()
-        );
-    }
-    assert!(
-        t.store
-            .record_decision(&id(1), Lane::Normal, "unassigned", &decision, &change(11))
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        t.store.last_event_seq().await.unwrap(),
-        3,
-        "created + two decisions"
-    );
-}
-
-#[tokio::test]
-async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
-    let t = fresh().await;
-    t.store
+pub async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
         .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
         .await
         .unwrap();
-    let ClaimOutcome::Claimed(first) = t
-        .store
+    let ClaimOutcome::Claimed(first) = store
         .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
         .await
         .unwrap()
@@ -366,23 +301,21 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
         pid: Some(4242),
         ..Default::default()
     };
-    t.store
+    store
         .run_started(first.id, Attempt::new(1), &start)
         .await
         .unwrap();
     // An operator cancels and reopens the ticket while the run is still live.
     let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
-    t.store
+    store
         .move_ticket(&id(1), &cancel, &change(3))
         .await
         .unwrap();
-    let todo = t
-        .store
+    let todo = store
         .move_ticket(&id(1), &reopen, &change(4))
         .await
         .unwrap();
-    let refused = t
-        .store
+    let refused = store
         .claim(&request(1, todo.version, Lane::Normal, "b"), &change(5))
         .await
         .unwrap();
@@ -390,8 +323,7 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
         refused,
         ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run: first.id })
     );
-    let candidates = t
-        .store
+    let candidates = store
         .dispatch_candidates(
             Lane::Normal,
             &[Name::parse("luci").unwrap()],
@@ -406,12 +338,12 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
         failure: Some(FailureClass::Cancelled),
         ..RunEnd::default()
     };
-    t.store
+    store
         .end_run(first.id, Attempt::new(1), &end, &retry(), &change(6))
         .await
         .unwrap();
     assert!(matches!(
-        t.store
+        store
             .claim(&request(1, todo.version, Lane::Normal, "c"), &change(7))
             .await
             .unwrap(),
@@ -419,56 +351,52 @@ async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run() {
     ));
 }
 
-#[tokio::test]
-async fn a_question_left_by_a_cancel_is_closed_not_answered_later() {
-    let t = fresh().await;
-    t.store
+pub async fn a_question_left_by_a_cancel_is_closed_not_answered_later<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
         .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
         .await
         .unwrap();
-    let ClaimOutcome::Claimed(run) = t
-        .store
+    let ClaimOutcome::Claimed(run) = store
         .claim(&request(1, 1, Lane::Normal, "a"), &change(2))
         .await
         .unwrap()
     else {
         panic!()
     };
-    t.store
+    store
         .run_ask(run.id, Attempt::new(1), "First question?", &change(3))
         .await
         .unwrap();
     let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
-    t.store
+    store
         .move_ticket(&id(1), &cancel, &change(4))
         .await
         .unwrap();
-    let todo = t
-        .store
+    let todo = store
         .move_ticket(&id(1), &reopen, &change(5))
         .await
         .unwrap();
-    let err = t
-        .store
+    let err = store
         .answer(&id(1), "too late", &change(6))
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "MC-1 has no open question");
     // The next attempt can ask again.
-    let ClaimOutcome::Claimed(second) = t
-        .store
+    let ClaimOutcome::Claimed(second) = store
         .claim(&request(1, todo.version, Lane::Normal, "b"), &change(7))
         .await
         .unwrap()
     else {
         panic!()
     };
-    t.store
+    store
         .run_ask(second.id, Attempt::new(2), "Second question?", &change(8))
         .await
         .unwrap();
-    t.store.answer(&id(1), "yes", &change(9)).await.unwrap();
-    let context = t.store.resume_context(&id(1)).await.unwrap().unwrap();
+    store.answer(&id(1), "yes", &change(9)).await.unwrap();
+    let context = store.resume_context(&id(1)).await.unwrap().unwrap();
     assert_eq!(
         (context.question.as_str(), context.answer.as_str()),
         ("Second question?", "yes")

@@ -1,17 +1,17 @@
-//! Property test of the ticket state machine through the real SQLite store.
+//! Property test of the ticket state machine through a real store.
 //!
 //! Random sequences of operations (create, move through any path, edit dependencies, close and
 //! reopen the store) run against the store and a tiny reference model. After every step:
 //! an accepted change wrote exactly one event and a rejected one none; stored states equal the
 //! model's; and replaying the event log shows only legal transitions that chain.
 
-mod common;
-
-use common::{change, fresh, key, new_ticket, open};
+use super::Backend;
+use crate::common::{change, key, new_ticket};
 use mission_core::transition::Via;
 use mission_core::{State, TicketId, TicketPatch};
-use mission_store::{EventQuery, Move, Store, StoreError, TicketFilter};
+use mission_store::{EventQuery, Move, StoreError, TicketFilter};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Debug)]
@@ -103,9 +103,9 @@ fn id(n: i64) -> TicketId {
     TicketId::new(&key(), n)
 }
 
-async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let t = fresh().await;
-    let mut store = t.store;
+async fn run<B: Backend>(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut t = B::fresh().await;
+    let mut store = t.store();
     let mut model = Model::default();
     let mut events: i64 = 0;
     let mut accepted_moves = 0;
@@ -185,8 +185,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Reopen => {
-                store.close().await;
-                store = open(&t.path, false).await;
+                drop(store);
+                t.reopen().await;
+                store = t.store();
             }
             Op::Move { .. } | Op::SetDeps { .. } => {}
         }
@@ -260,12 +261,23 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn state_machine_holds(ops in prop::collection::vec(op(), 1..60)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(run(ops))?;
+/// Runs the property against fresh stores of `B` (48 cases; failures are kept in
+/// `state_machine.proptest-regressions` beside this file and replayed first).
+pub fn state_machine_holds<B: Backend>() {
+    let config = ProptestConfig {
+        cases: 48,
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run::<B>(ops))
+    });
+    if let Err(failure) = result {
+        panic!("{failure}\n{runner}");
     }
 }

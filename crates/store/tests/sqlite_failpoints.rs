@@ -1,0 +1,77 @@
+//! Races made deterministic with fault injection points (the `fail` crate, compiled in for the
+//! store's tests). Failpoints are process-wide, so these tests live in a binary of their own.
+
+mod common;
+
+use common::{change, fresh, key, new_ticket, open};
+use mission_core::{Lane, TicketId};
+use mission_store::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// A ticket event committed between `touched_tickets`' read of the events and its read of the
+/// newest sequence number must not fall behind the cursor unread. The failpoint between the two
+/// reads commits a new todo ticket through another handle at every pass; the cursor, moved to
+/// what each pass returns, must still reach every ticket.
+#[test]
+fn touched_tickets_does_not_skip_an_event_committed_between_its_reads() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scenario = fail::FailScenario::setup();
+    let t = runtime.block_on(fresh());
+    let path = t.path.clone();
+    let created: Arc<Mutex<Vec<TicketId>>> = Arc::default();
+    let writer_created = created.clone();
+    fail::cfg_callback("touched-tickets-between-reads", move || {
+        // The store's own runtime thread is blocked here, so the writer runs on a thread and
+        // runtime of its own, as another process would.
+        let path = path.clone();
+        let id = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let store = open(&path, false).await;
+                let ticket = store
+                    .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(2))
+                    .await
+                    .unwrap()
+                    .remove(0);
+                store.close().await;
+                ticket.id
+            })
+        })
+        .join()
+        .unwrap();
+        writer_created.lock().unwrap().push(id);
+    })
+    .unwrap();
+
+    let (seen, cursor) = runtime.block_on(async {
+        let mut seen = BTreeSet::new();
+        let mut cursor = 0;
+        for _ in 0..5 {
+            let (touched, last) = t
+                .store
+                .touched_tickets(Lane::Normal, cursor, 2000)
+                .await
+                .unwrap();
+            seen.extend(touched);
+            cursor = last;
+        }
+        (seen, cursor)
+    });
+    fail::remove("touched-tickets-between-reads");
+    let (last_pass, _) = runtime
+        .block_on(t.store.touched_tickets(Lane::Normal, cursor, 2000))
+        .unwrap();
+    let seen: BTreeSet<TicketId> = seen.into_iter().chain(last_pass).collect();
+    let created: BTreeSet<TicketId> = created.lock().unwrap().iter().cloned().collect();
+    assert_eq!(created.len(), 5, "the failpoint ran at every pass");
+    let missed: Vec<&TicketId> = created.difference(&seen).collect();
+    assert!(missed.is_empty(), "left behind the cursor: {missed:?}");
+    scenario.teardown();
+}
