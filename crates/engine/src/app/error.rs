@@ -131,17 +131,15 @@ impl std::error::Error for AppError {
 
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
-        let kind = match &err {
-            StoreError::NotFound(_) | StoreError::RunNotFound(_) | StoreError::NoQuestion(_) => {
-                ErrorKind::NotFound
-            }
-            StoreError::Transition { .. } => ErrorKind::Conflict,
-            StoreError::Fenced { .. } => ErrorKind::Refused,
-            StoreError::MissingDependency { .. }
-            | StoreError::Cycle(_)
-            | StoreError::Invalid(_) => ErrorKind::Invalid,
-            _ if err.is_input_error() => ErrorKind::Invalid,
-            _ => ErrorKind::Internal,
+        use mission_store::ErrorKind as StoreKind;
+        let kind = match (&err, err.kind()) {
+            // A superseded attempt's report is a "no", not a conflicting request.
+            (StoreError::Fenced { .. }, _) => ErrorKind::Refused,
+            (_, StoreKind::NotFound) => ErrorKind::NotFound,
+            (_, StoreKind::Conflict) => ErrorKind::Conflict,
+            (_, StoreKind::Invalid) => ErrorKind::Invalid,
+            (_, StoreKind::Unavailable) => ErrorKind::Unavailable,
+            (_, StoreKind::Internal) => ErrorKind::Internal,
         };
         let mut error = AppError::new(kind, err.to_string());
         error.source = Some(Box::new(err));
@@ -226,6 +224,12 @@ mod tests {
                 422,
             ),
             (
+                StoreError::Unavailable("database is locked".into()),
+                ErrorKind::Unavailable,
+                3,
+                503,
+            ),
+            (
                 StoreError::SchemaTooNew {
                     found: 9,
                     supported: 3,
@@ -241,8 +245,6 @@ mod tests {
             assert_eq!(app.kind.exit_code(), code, "{app}");
             assert_eq!(app.kind.http_status(), status, "{app}");
         }
-        assert_eq!(ErrorKind::Unavailable.http_status(), 503);
-        assert_eq!(ErrorKind::Unavailable.exit_code(), 3);
     }
 
     #[test]
