@@ -96,8 +96,17 @@ impl Dispatcher {
         Change::new(actor(), self.clock.now())
     }
 
-    /// One pass of `lane`.
+    /// One pass of `lane`: claim what is runnable, then record what changed about the rest.
     pub async fn dispatch_once(&self, lane: Lane) -> Result<PassReport, StoreError> {
+        let mut report = self.claim_runnable(lane).await?;
+        self.record_decisions(&mut report).await?;
+        Ok(report)
+    }
+
+    /// The first half of a pass: count capacity (failing closed) and claim the runnable
+    /// candidates. The server starts the claimed runs before the second half, so that the
+    /// decisions' bookkeeping is never on the path from a commit to an agent's start.
+    pub async fn claim_runnable(&self, lane: Lane) -> Result<PassReport, StoreError> {
         let mut report = PassReport {
             lane: Some(lane),
             ..PassReport::default()
@@ -119,13 +128,24 @@ impl Dispatcher {
                 return Ok(report);
             }
         };
-        self.record_changed_decisions(lane, &counts, &mut report)
-            .await?;
         self.claim_candidates(lane, counts, &mut report).await?;
         Ok(report)
     }
 
-    /// Step 2: decisions about tickets that changed since the last pass.
+    /// The second half of a pass: the decisions about tickets that changed since the last pass,
+    /// judged against capacity as counted now, after this pass's claims. Nothing to do when the
+    /// first half could not count capacity; when counting fails now, the next pass records it.
+    pub async fn record_decisions(&self, report: &mut PassReport) -> Result<(), StoreError> {
+        let Some(lane) = report.lane.filter(|_| report.capacity_unknown.is_none()) else {
+            return Ok(());
+        };
+        let Ok(counts) = count_active(self.store.as_ref()).await else {
+            return Ok(());
+        };
+        self.record_changed_decisions(lane, &counts, report).await
+    }
+
+    /// Decisions about tickets that changed since the last pass.
     async fn record_changed_decisions(
         &self,
         lane: Lane,

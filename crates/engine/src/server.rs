@@ -66,14 +66,22 @@ pub async fn serve(
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     reconcile.tick().await;
     loop {
+        // Each lane's claims start at once; the decisions' bookkeeping follows.
+        let mut passes = Vec::new();
         for lane in [Lane::NeedsInput, Lane::Normal] {
-            match dispatcher.dispatch_once(lane).await {
-                Ok(report) => {
-                    for (run, token) in report.claimed {
+            match dispatcher.claim_runnable(lane).await {
+                Ok(mut report) => {
+                    for (run, token) in std::mem::take(&mut report.claimed) {
                         supervise(&mut runs, &runner, &stopped, &wake, run, token);
                     }
+                    passes.push(report);
                 }
                 Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
+            }
+        }
+        for mut report in passes {
+            if let Err(error) = dispatcher.record_decisions(&mut report).await {
+                tracing::error!(lane = ?report.lane, %error, "recording dispatch decisions failed");
             }
         }
         tokio::select! {

@@ -88,6 +88,10 @@ pub struct OpenOptions {
     pub max_connections: u32,
     /// How long a writer waits for the write lock before failing.
     pub busy_timeout: Duration,
+    /// A long-lived process (the server) checkpoints the SQLite write-ahead log in the
+    /// background, so that no commit of its own (a claim) pays for a checkpoint. Other backends
+    /// ignore it.
+    pub background_checkpoint: bool,
 }
 
 impl Default for OpenOptions {
@@ -96,6 +100,7 @@ impl Default for OpenOptions {
             create: false,
             max_connections: 4,
             busy_timeout: Duration::from_secs(30),
+            background_checkpoint: false,
         }
     }
 }

@@ -44,7 +44,12 @@ pub async fn open_for_server(
     config: Option<&Path>,
 ) -> Result<(Instance, Arc<dyn Store>), CliError> {
     let instance = config::load(config)?;
-    let store = open_store(&instance, false, SERVER_CONNECTIONS).await?;
+    let options = OpenOptions {
+        max_connections: SERVER_CONNECTIONS,
+        background_checkpoint: true,
+        ..OpenOptions::default()
+    };
+    let store = open_store(&instance, options).await?;
     migrate_store(&instance, &store).await?;
     Ok((instance, store))
 }
@@ -55,19 +60,15 @@ const SERVER_CONNECTIONS: u32 = 8;
 
 /// Opens the store file; `create` makes it when missing.
 pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {
-    open_store(instance, create, CLI_CONNECTIONS).await
-}
-
-async fn open_store(
-    instance: &Instance,
-    create: bool,
-    max_connections: u32,
-) -> Result<Arc<dyn Store>, CliError> {
     let options = OpenOptions {
         create,
-        max_connections,
+        max_connections: CLI_CONNECTIONS,
         ..OpenOptions::default()
     };
+    open_store(instance, options).await
+}
+
+async fn open_store(instance: &Instance, options: OpenOptions) -> Result<Arc<dyn Store>, CliError> {
     let url = format!("sqlite://{}", instance.store_path.display());
     mission_store::open(&url, options)
         .await

@@ -51,6 +51,29 @@ const MIGRATIONS: &[Migration] = &[
 /// How to open the database file.
 pub type SqliteOptions = OpenOptions;
 
+/// How often the server's background task checkpoints the write-ahead log.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Copies the write-ahead log's pages back into the database file, off every commit's path: a
+/// PASSIVE checkpoint never blocks a writer. Runs until the pool is closed.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(%error, "background checkpoint failed");
+        }
+    }
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -84,10 +107,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
+        let connect = if options.background_checkpoint {
+            // No commit of this process checkpoints; the task below does.
+            connect.pragma("wal_autocheckpoint", "0")
+        } else {
+            connect
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .connect_with(connect)
             .await?;
+        if options.background_checkpoint {
+            tokio::spawn(checkpoint_in_background(pool.clone()));
+        }
         Ok(SqliteStore { pool })
     }
 
