@@ -3,7 +3,7 @@
 
 use crate::id::TicketId;
 use crate::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What happened. The string forms are stable: consumers of `mission events` match on them.
@@ -47,7 +47,7 @@ impl fmt::Display for EventKind {
 }
 
 /// Who caused a change: `cli`, `api:TOKEN-ID`, `dispatcher`, `run:MC-12#3`, …
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Actor(String);
 

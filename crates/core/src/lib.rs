@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod evidence;
 pub mod id;
 pub mod policy;
 pub mod run;
@@ -18,6 +19,10 @@ pub mod transition;
 pub use capacity::{ActiveCounts, CapacityFull, SlotLimits};
 pub use config::{ConfigError, PolicyConfig, TriageRule, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
+pub use evidence::{
+    CommitCheck, CommitSha, Evidence, EvidenceId, EvidenceKind, EvidenceRecord, FileCheck,
+    Requirement, Verification,
+};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
 pub use run::{
