@@ -22,9 +22,60 @@ pub enum EventKind {
     RunProgress,
     /// A task run ended, with its one outcome.
     TaskFinished,
+    /// A piece of evidence was attached to a ticket (by a run or by the harness).
+    EvidenceRecorded,
+    /// A check of a piece of evidence passed.
+    EvidenceVerified,
+    /// A check of a piece of evidence failed; the data says why.
+    EvidenceFailed,
+    /// A ticket's review was asked for (a reviewer worker started, or a human was asked).
+    ReviewRequested,
+    ReviewApproved,
+    ReviewRejected,
+    /// Auto-review did not look at a diff over the size cap; never a success.
+    ReviewSkippedOversized,
+    InboxCreated,
+    InboxDelivered,
+    /// An inbox item was acted on; written with the action it caused.
+    InboxActed,
+    InboxFailed,
+    IncidentOpened,
+    /// An open incident's condition was seen again.
+    IncidentUpdated,
+    /// A resolved incident's condition came back.
+    IncidentReopened,
+    IncidentResolved,
+    /// The health verdict changed.
+    HealthChanged,
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 23] = [
+        EventKind::TicketCreated,
+        EventKind::TicketMoved,
+        EventKind::TicketEdited,
+        EventKind::DispatchDecision,
+        EventKind::RunEnded,
+        EventKind::RunProgress,
+        EventKind::TaskFinished,
+        EventKind::EvidenceRecorded,
+        EventKind::EvidenceVerified,
+        EventKind::EvidenceFailed,
+        EventKind::ReviewRequested,
+        EventKind::ReviewApproved,
+        EventKind::ReviewRejected,
+        EventKind::ReviewSkippedOversized,
+        EventKind::InboxCreated,
+        EventKind::InboxDelivered,
+        EventKind::InboxActed,
+        EventKind::InboxFailed,
+        EventKind::IncidentOpened,
+        EventKind::IncidentUpdated,
+        EventKind::IncidentReopened,
+        EventKind::IncidentResolved,
+        EventKind::HealthChanged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::TicketCreated => "ticket.created",
@@ -36,7 +87,33 @@ impl EventKind {
             EventKind::RunEnded => "run.ended",
             EventKind::RunProgress => "run.progress",
             EventKind::TaskFinished => "task.finished",
+            EventKind::EvidenceRecorded => "evidence.recorded",
+            EventKind::EvidenceVerified => "evidence.verified",
+            EventKind::EvidenceFailed => "evidence.failed",
+            EventKind::ReviewRequested => "review.requested",
+            EventKind::ReviewApproved => "review.approved",
+            EventKind::ReviewRejected => "review.rejected",
+            EventKind::ReviewSkippedOversized => "review.skipped_oversized",
+            EventKind::InboxCreated => "inbox.created",
+            EventKind::InboxDelivered => "inbox.delivered",
+            EventKind::InboxActed => "inbox.acted",
+            EventKind::InboxFailed => "inbox.failed",
+            EventKind::IncidentOpened => "incident.opened",
+            EventKind::IncidentUpdated => "incident.updated",
+            EventKind::IncidentReopened => "incident.reopened",
+            EventKind::IncidentResolved => "incident.resolved",
+            EventKind::HealthChanged => "health.changed",
         }
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown event kind {s:?}"))
     }
 }
 
@@ -82,4 +159,25 @@ pub struct Event {
     pub ticket: Option<TicketId>,
     pub actor: String,
     pub data: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in EventKind::ALL {
+            assert!(seen.insert(kind.as_str()), "{kind} twice");
+            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
+            let (noun, verb) = kind.as_str().split_once('.').unwrap();
+            assert!(!noun.is_empty() && !verb.is_empty());
+            assert!(
+                kind.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+            );
+        }
+    }
 }

@@ -8,8 +8,10 @@ pub mod config;
 pub mod deps;
 pub mod event;
 pub mod evidence;
+pub mod gate;
 pub mod id;
 pub mod policy;
+pub mod review;
 pub mod run;
 pub mod task;
 pub mod ticket;
@@ -23,8 +25,10 @@ pub use evidence::{
     CommitCheck, CommitSha, Evidence, EvidenceId, EvidenceKind, EvidenceRecord, FileCheck,
     Requirement, Verification,
 };
+pub use gate::{GateDecision, GateInput, Missing, gate};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
+pub use review::{ReviewMode, ReviewOutcome, ReviewRecord, Reviewer, ReviewerKind};
 pub use run::{
     Attempt, FailureClass, Lane, RetryPolicy, Run, RunEnding, RunId, RunOutcome, Settlement,
     TicketEffect, settle,
