@@ -10,6 +10,7 @@ pub mod event;
 pub mod evidence;
 pub mod gate;
 pub mod id;
+pub mod inbox;
 pub mod policy;
 pub mod review;
 pub mod run;
@@ -27,6 +28,10 @@ pub use evidence::{
 };
 pub use gate::{GateDecision, GateInput, Missing, gate};
 pub use id::{IdError, Name, TicketId, TicketKey};
+pub use inbox::{
+    Action, ActionKind, ActionRequest, Addressee, InboxId, InboxItem, InboxKind, InboxPolicy,
+    InboxState, InboxStatus, NewInboxItem,
+};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
 pub use review::{ReviewMode, ReviewOutcome, ReviewRecord, Reviewer, ReviewerKind};
 pub use run::{
