@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod gate;
 pub mod id;
 pub mod inbox;
+pub mod incident;
 pub mod policy;
 pub mod review;
 pub mod run;
@@ -31,6 +32,10 @@ pub use id::{IdError, Name, TicketId, TicketKey};
 pub use inbox::{
     Action, ActionKind, ActionRequest, Addressee, InboxId, InboxItem, InboxKind, InboxPolicy,
     InboxState, InboxStatus, NewInboxItem,
+};
+pub use incident::{
+    CheckName, Finding, Fingerprint, Incident, IncidentChange, IncidentId, IncidentState,
+    Occurrence, Severity,
 };
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
 pub use review::{ReviewMode, ReviewOutcome, ReviewRecord, Reviewer, ReviewerKind};
