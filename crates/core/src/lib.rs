@@ -9,6 +9,7 @@ pub mod deps;
 pub mod event;
 pub mod evidence;
 pub mod gate;
+pub mod health;
 pub mod id;
 pub mod inbox;
 pub mod incident;
@@ -28,6 +29,7 @@ pub use evidence::{
     Requirement, Verification,
 };
 pub use gate::{GateDecision, GateInput, Missing, gate};
+pub use health::{HealthFacts, HealthReason, HealthReport, HealthThresholds, Verdict, assess};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use inbox::{
     Action, ActionKind, ActionRequest, Addressee, InboxId, InboxItem, InboxKind, InboxPolicy,
