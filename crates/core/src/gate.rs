@@ -86,16 +86,33 @@ pub fn gate(input: &GateInput<'_>) -> GateDecision {
     }
 }
 
-/// A requirement holds when the ticket has at least one matching record and the latest record
-/// of each matching subject is verified, freshly.
-fn check_requirement(requirement: &Requirement, input: &GateInput<'_>) -> Vec<Missing> {
-    let gap = |detail: String| Missing {
-        requirement: requirement.to_string(),
-        detail,
-    };
+/// The records the gate decides on — the latest of each subject that a requirement of `policy`
+/// matches — in id order. These, and only these, need re-verifying before the gate is asked.
+pub fn deciding_records<'a>(
+    ticket: &TicketId,
+    policy: &EvidencePolicy,
+    evidence: &'a [EvidenceRecord],
+) -> Vec<&'a EvidenceRecord> {
+    let mut records: Vec<&EvidenceRecord> = policy
+        .requirements()
+        .iter()
+        .flat_map(|requirement| latest_matching(requirement, ticket, evidence).into_values())
+        .collect();
+    records.sort_by_key(|r| r.id);
+    records.dedup_by_key(|r| r.id);
+    records
+}
+
+/// The latest record (by time, then id) of each subject that `requirement` matches among the
+/// ticket's records.
+fn latest_matching<'a>(
+    requirement: &Requirement,
+    ticket: &TicketId,
+    evidence: &'a [EvidenceRecord],
+) -> BTreeMap<Option<&'a str>, &'a EvidenceRecord> {
     let mut latest: BTreeMap<Option<&str>, &EvidenceRecord> = BTreeMap::new();
-    for record in input.evidence {
-        let matches = record.ticket == *input.ticket
+    for record in evidence {
+        let matches = record.ticket == *ticket
             && record.evidence.kind() == requirement.kind()
             && requirement
                 .subject()
@@ -108,6 +125,17 @@ fn check_requirement(requirement: &Requirement, input: &GateInput<'_>) -> Vec<Mi
             *slot = record;
         }
     }
+    latest
+}
+
+/// A requirement holds when the ticket has at least one matching record and the latest record
+/// of each matching subject is verified, freshly.
+fn check_requirement(requirement: &Requirement, input: &GateInput<'_>) -> Vec<Missing> {
+    let gap = |detail: String| Missing {
+        requirement: requirement.to_string(),
+        detail,
+    };
+    let latest = latest_matching(requirement, input.ticket, input.evidence);
     if latest.is_empty() {
         return vec![gap(nothing_recorded(requirement, input.branch))];
     }
@@ -536,6 +564,31 @@ mod tests {
         for case in cases {
             check(case);
         }
+    }
+
+    #[test]
+    fn only_the_deciding_records_need_reverifying() {
+        let evidence = vec![
+            record(1, 1, commit(), ok(0)),
+            record(2, 2, commit(), ok(0)),
+            record(3, 3, test("unit", 1), ok(0)),
+            record(4, 4, test("unit", 0), ok(0)),
+            record(5, 5, test("lint", 0), ok(0)),
+            record(6, 6, artifact(), ok(0)),
+        ];
+        let ids = |policy: &str| -> Vec<i64> {
+            let policy = EvidencePolicy::parse(policy).unwrap();
+            deciding_records(&ticket(7), &policy, &evidence)
+                .iter()
+                .map(|r| r.id.get())
+                .collect()
+        };
+        assert_eq!(ids("none"), Vec::<i64>::new());
+        assert_eq!(ids("commit"), vec![2]);
+        assert_eq!(ids("commit+test:unit"), vec![2, 4]);
+        assert_eq!(ids("test+test:unit"), vec![4, 5]);
+        assert_eq!(ids("route"), Vec::<i64>::new());
+        assert_eq!(ids("commit+test+artifact"), vec![2, 4, 5, 6]);
     }
 
     #[test]

@@ -34,8 +34,8 @@ use crate::inbox::{InboxId, InboxKind};
 use crate::incident::{Fingerprint, IncidentId, Severity};
 use crate::run::RunId;
 use crate::task::{Outcome, TaskFileError, TaskKind};
-use crate::time::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize};
+use crate::time::{Timestamp, deserialize_duration};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -247,21 +247,21 @@ pub struct HealthThresholds {
     pub server_dead_after_beats: u32,
     /// A live server whose dispatcher has not passed for this long (and for at least 10
     /// reconcile intervals) has a stalled dispatcher.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub dispatcher_stall: Duration,
     /// A ticket that may run but waited this long is starving.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub starvation_after: Duration,
     /// This many consecutive `noop` or `skipped` runs with the same reason are churn.
     pub churn_runs: u32,
     /// Degraded or failed task runs, and failed inbox items, count this long.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub task_window: Duration,
     /// A run whose lease expired this long ago is stuck (recovery had its chance).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub stuck_grace: Duration,
     /// An inbox item pending or delivered this long is aging.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub inbox_age_limit: Duration,
 }
 
@@ -277,11 +277,6 @@ impl Default for HealthThresholds {
             inbox_age_limit: Duration::from_secs(3600),
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    crate::time::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// A server's heartbeat row: written by `serve` every `interval`.

@@ -11,7 +11,7 @@
 use crate::event::Actor;
 use crate::id::{Name, TicketId, store_id};
 use crate::ticket::{ValidationError, check_message};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, deserialize_duration};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -290,17 +290,28 @@ impl FromStr for InboxStatus {
 
 /// How delivery works: the lease of a delivery to a worker and to a human channel, the most
 /// deliveries before an item fails, and who hears about a failed item. Shaped to be read from an
-/// `[inbox]` section of `mission.toml`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[inbox]` section of `mission.toml`; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct InboxPolicy {
     /// How long a worker run delivered an item has to act on it.
+    #[serde(deserialize_with = "deserialize_duration")]
     pub worker_lease: Duration,
     /// How long a person notified of an item has before it is delivered again (a reminder).
+    #[serde(deserialize_with = "deserialize_duration")]
     pub channel_lease: Duration,
     /// Deliveries before an item that was never acted on fails. At least 1.
+    #[serde(deserialize_with = "at_least_one")]
     pub max_deliveries: u32,
     /// Where the alert about a failed item goes.
     pub alert_to: Addressee,
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    match u32::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
 }
 
 impl Default for InboxPolicy {
@@ -773,6 +784,18 @@ mod tests {
         for bad in ["council", "team:x", "worker:", "worker:a b"] {
             assert!(bad.parse::<Addressee>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_policy_reads_from_configuration() {
+        let p: InboxPolicy =
+            toml::from_str("worker_lease = \"5m\"\nalert_to = \"worker:council\"").unwrap();
+        assert_eq!(p.worker_lease, Duration::from_secs(300));
+        assert_eq!(p.alert_to, worker("council"));
+        assert_eq!(p.max_deliveries, InboxPolicy::default().max_deliveries);
+        assert!(toml::from_str::<InboxPolicy>("max_deliveries = 0").is_err());
+        assert!(toml::from_str::<InboxPolicy>("alert_to = \"nobody\"").is_err());
+        assert!(toml::from_str::<InboxPolicy>("lease = \"5m\"").is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use evidence::{
     CommitCheck, CommitSha, Evidence, EvidenceId, EvidenceKind, EvidenceRecord, FileCheck,
     Requirement, Verification,
 };
-pub use gate::{GateDecision, GateInput, Missing, gate};
+pub use gate::{GateDecision, GateInput, Missing, deciding_records, gate};
 pub use health::{HealthFacts, HealthReason, HealthReport, HealthThresholds, Verdict, assess};
 pub use id::{IdError, Name, TicketId, TicketKey};
 pub use inbox::{

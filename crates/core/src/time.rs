@@ -18,6 +18,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
+/// Reads a duration written as text (`"30s"`, `"10m"`), for configuration fields
+/// (`#[serde(deserialize_with = "deserialize_duration")]`).
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
 /// A point in time, milliseconds since 1970-01-01T00:00:00Z.
 ///
 /// Stored as an integer (portable across SQLite and PostgreSQL, cheap to index and compare) and
