@@ -7,8 +7,14 @@ pub mod capacity;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod evidence;
+pub mod gate;
+pub mod health;
 pub mod id;
+pub mod inbox;
+pub mod incident;
 pub mod policy;
+pub mod review;
 pub mod run;
 pub mod task;
 pub mod ticket;
@@ -18,8 +24,23 @@ pub mod transition;
 pub use capacity::{ActiveCounts, CapacityFull, SlotLimits};
 pub use config::{ConfigError, PolicyConfig, TriageRule, WorkerConfig, Workforce};
 pub use event::{Actor, Event, EventKind};
+pub use evidence::{
+    CommitCheck, CommitSha, Evidence, EvidenceId, EvidenceKind, EvidenceRecord, FileCheck,
+    Requirement, Verification,
+};
+pub use gate::{GateDecision, GateInput, Missing, deciding_records, gate};
+pub use health::{HealthFacts, HealthReason, HealthReport, HealthThresholds, Verdict, assess};
 pub use id::{IdError, Name, TicketId, TicketKey};
+pub use inbox::{
+    Action, ActionKind, ActionRequest, Addressee, InboxId, InboxItem, InboxKind, InboxPolicy,
+    InboxState, InboxStatus, NewInboxItem,
+};
+pub use incident::{
+    CheckName, Finding, Fingerprint, Incident, IncidentChange, IncidentId, IncidentState,
+    Occurrence, Severity,
+};
 pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runnability};
+pub use review::{ReviewMode, ReviewOutcome, ReviewRecord, Reviewer, ReviewerKind};
 pub use run::{
     Attempt, FailureClass, Lane, RetryPolicy, Run, RunEnding, RunId, RunOutcome, Settlement,
     TicketEffect, settle,

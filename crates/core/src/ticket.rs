@@ -1,5 +1,6 @@
-//! Tickets: states, the validated shape of a new ticket and of an edit, evidence policies.
+//! Tickets: states, the validated shape of a new ticket and of an edit.
 
+pub use crate::evidence::{EvidenceKind, EvidencePolicy};
 use crate::id::{IdError, Name, TicketId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -92,97 +93,6 @@ impl FromStr for State {
     }
 }
 
-/// What a ticket must prove before the gate lets it reach `done`.
-///
-/// Written as kinds joined by `+`, e.g. `commit+test`; `none` requires nothing. The gate that
-/// verifies each kind comes with the evidence capability; here the policy is parsed and stored.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct EvidencePolicy(Vec<EvidenceKind>);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EvidenceKind {
-    /// A commit that exists in the ticket's repository and is reachable from its branch.
-    Commit,
-    /// A test command the harness itself ran, with exit 0.
-    Test,
-    /// A URL that answers.
-    Route,
-    /// A file whose hash matches the recorded one.
-    Artifact,
-}
-
-impl EvidenceKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            EvidenceKind::Commit => "commit",
-            EvidenceKind::Test => "test",
-            EvidenceKind::Route => "route",
-            EvidenceKind::Artifact => "artifact",
-        }
-    }
-}
-
-impl EvidencePolicy {
-    pub fn none() -> Self {
-        EvidencePolicy(Vec::new())
-    }
-
-    pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        let text = text.trim();
-        if text == "none" {
-            return Ok(EvidencePolicy::none());
-        }
-        let mut kinds = Vec::new();
-        for part in text.split('+') {
-            let kind = match part.trim() {
-                "commit" => EvidenceKind::Commit,
-                "test" => EvidenceKind::Test,
-                "route" => EvidenceKind::Route,
-                "artifact" => EvidenceKind::Artifact,
-                _ => return Err(ValidationError::EvidencePolicy(text.to_owned())),
-            };
-            if !kinds.contains(&kind) {
-                kinds.push(kind);
-            }
-        }
-        kinds.sort();
-        Ok(EvidencePolicy(kinds))
-    }
-
-    pub fn kinds(&self) -> &[EvidenceKind] {
-        &self.0
-    }
-}
-
-impl Default for EvidencePolicy {
-    fn default() -> Self {
-        EvidencePolicy(vec![EvidenceKind::Commit])
-    }
-}
-
-impl fmt::Display for EvidencePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("none");
-        }
-        let parts: Vec<&str> = self.0.iter().map(|k| k.as_str()).collect();
-        f.write_str(&parts.join("+"))
-    }
-}
-
-impl Serialize for EvidencePolicy {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EvidencePolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        EvidencePolicy::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("title is empty")]
@@ -202,7 +112,7 @@ pub enum ValidationError {
     #[error("priority {0} is out of range {min}..={max}", min = PRIORITY_RANGE.start(), max = PRIORITY_RANGE.end())]
     Priority(i64),
     #[error(
-        "invalid evidence policy {0:?}: expected none, or kinds from commit, test, route, artifact joined by '+'"
+        "invalid evidence policy {0:?}: expected none, or requirements joined by '+' from commit, test, test:NAME, route, route:NAME, artifact, artifact:PATH"
     )]
     EvidencePolicy(String),
     #[error("invalid repository path {0:?}")]

@@ -18,6 +18,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
+/// Reads a duration written as text (`"30s"`, `"10m"`), for configuration fields
+/// (`#[serde(deserialize_with = "deserialize_duration")]`).
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
 /// A point in time, milliseconds since 1970-01-01T00:00:00Z.
 ///
 /// Stored as an integer (portable across SQLite and PostgreSQL, cheap to index and compare) and
@@ -38,6 +47,18 @@ impl Timestamp {
     /// the edges (the CLI, the system clock implementation).
     pub fn now() -> Self {
         Timestamp(Utc::now().timestamp_millis())
+    }
+
+    /// This time plus `duration`, saturating at the end of the representable range.
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(millis))
+    }
+
+    /// How long after `earlier` this time is; zero when it is not after it.
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        let millis = self.0.saturating_sub(earlier.0).max(0);
+        std::time::Duration::from_millis(millis as u64)
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -83,5 +104,25 @@ mod tests {
         let t = Timestamp::from_millis(1_795_000_000_123);
         assert_eq!(t.to_rfc3339(), "2026-11-18T11:06:40.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+    }
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Timestamp::from_millis(1_000);
+        assert_eq!(t.plus(std::time::Duration::from_secs(2)).as_millis(), 3_000);
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX - 1)
+                .plus(std::time::Duration::from_secs(1))
+                .as_millis(),
+            i64::MAX
+        );
+        assert_eq!(
+            Timestamp::from_millis(3_500).since(t),
+            std::time::Duration::from_millis(2_500)
+        );
+        assert_eq!(
+            t.since(Timestamp::from_millis(5_000)),
+            std::time::Duration::ZERO
+        );
     }
 }

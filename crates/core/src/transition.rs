@@ -29,10 +29,13 @@ pub enum Via {
     Answer,
     /// The evidence and review gate.
     Gate,
+    /// A reviewer's rejection: back to todo for the author, or failed when its attempts are
+    /// used up (a rejection counts against them).
+    Review,
 }
 
 impl Via {
-    pub const ALL: [Via; 9] = [
+    pub const ALL: [Via; 10] = [
         Via::Operator,
         Via::Triage,
         Via::Claim,
@@ -42,6 +45,7 @@ impl Via {
         Via::RunFail,
         Via::Answer,
         Via::Gate,
+        Via::Review,
     ];
 }
 
@@ -65,6 +69,8 @@ const LEGAL: &[(State, State, Via)] = &[
     (NeedsInput, Todo, Via::Answer),
     (NeedsInput, Cancelled, Via::Operator),
     (Review, Done, Via::Gate),
+    (Review, Todo, Via::Review),
+    (Review, Failed, Via::Review),
     (Review, Todo, Via::Operator),
     (Review, Blocked, Via::Operator),
     (Review, Cancelled, Via::Operator),
@@ -161,6 +167,15 @@ mod tests {
                 }
                 if from == NeedsInput && ok(Todo) {
                     assert_eq!(via, Via::Answer);
+                }
+                if ok(Failed) {
+                    assert!(
+                        matches!(via, Via::RunFail | Via::Review),
+                        "{from} via {via:?}"
+                    );
+                }
+                if via == Via::Review && State::ALL.into_iter().any(ok) {
+                    assert_eq!(from, Review, "only a ticket in review is rejected");
                 }
                 assert!(from != Done || !ok(Todo), "done is final");
             }
