@@ -107,6 +107,7 @@ impl Dispatcher {
     /// candidates. The server starts the claimed runs before the second half, so that the
     /// decisions' bookkeeping is never on the path from a commit to an agent's start.
     pub async fn claim_runnable(&self, lane: Lane) -> Result<PassReport, StoreError> {
+        tracing::debug!(%lane, "pass started");
         let mut report = PassReport {
             lane: Some(lane),
             ..PassReport::default()

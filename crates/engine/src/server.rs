@@ -85,7 +85,7 @@ pub async fn serve(
             }
         }
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = wake.notified() => tracing::debug!("woken"),
             Some((run, token)) = task_claims.recv() => {
                 supervise(&mut runs, &runner, &stopped, &wake, run, token);
             }

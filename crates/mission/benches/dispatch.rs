@@ -293,20 +293,37 @@ async fn passes(tickets: usize) {
     }
     println!("{}", Stats::new(full).line("dispatch pass, capacity full"));
 
+    // Every slot free (not measured): the needs-input lane has free workers to look for, so
+    // its pass queries the board, which holds nothing for it.
+    let retry = settings.retry();
+    for (run, _) in claimed.drain(..) {
+        let end = RunEnd {
+            exit_code: Some(0),
+            ..RunEnd::default()
+        };
+        store
+            .end_run(run.id, run.attempt, &end, &retry, &change())
+            .await
+            .unwrap();
+    }
     let mut nothing = Vec::new();
     for _ in 0..2000 {
         let t = Instant::now();
         let report = dispatcher.dispatch_once(Lane::NeedsInput).await.unwrap();
         nothing.push(t.elapsed());
         assert!(report.claimed_tickets.is_empty());
+        assert!(report.capacity_unknown.is_none());
     }
     println!(
         "{}",
-        Stats::new(nothing).line("dispatch pass, a slot free, nothing runnable")
+        Stats::new(nothing).line("dispatch pass, slots free, nothing runnable")
     );
 
-    // Free one slot at a time (not measured); each pass claims exactly one ticket.
-    let retry = settings.retry();
+    // Fill the slots again (not measured), then free one slot at a time; each pass claims
+    // exactly one ticket.
+    let report = dispatcher.dispatch_once(Lane::Normal).await.unwrap();
+    assert_eq!(report.claimed.len(), 4, "capacity is full again");
+    claimed.extend(report.claimed);
     let mut one = Vec::new();
     for _ in 0..300 {
         let (run, _) = claimed.remove(0);
@@ -338,7 +355,70 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-async fn serve(fake: &Path) {
+/// Pickups measured per path.
+const PICKUPS: usize = 200;
+
+/// A log line's time (`2026-11-28T04:11:10.130426Z …`) in nanoseconds since the epoch.
+fn log_time_ns(line: &str) -> Option<u128> {
+    let stamp = line.split_whitespace().next()?;
+    let time = chrono::DateTime::parse_from_rfc3339(stamp).ok()?;
+    u128::try_from(time.timestamp_nanos_opt()?).ok()
+}
+
+/// Waits for the fake agent's own start stamp of `ticket`'s first attempt.
+fn agent_started_ns(dir: &Path, ticket: &str) -> u128 {
+    let stamp = dir.join("data/runs").join(ticket).join("1/started.ns");
+    let waited = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&stamp)
+            && let Ok(ns) = text.trim().parse()
+        {
+            return ns;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "{ticket} was not picked up"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Waits until the ticket's run is over, so that each pickup is measured alone.
+async fn settled(store: &SqliteStore, ticket: &TicketId) {
+    loop {
+        let state = store.ticket(ticket).await.unwrap().state;
+        if state != mission_core::State::Running && state != mission_core::State::Todo {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `mission ticket add` as a user runs it; returns the ticket and the moment its transaction
+/// committed, from the command's own log.
+fn add_through_cli(dir: &Path, i: usize) -> (TicketId, u128) {
+    let out = Command::new(MISSION)
+        .arg("--config")
+        .arg(dir.join("mission.toml"))
+        .args(["ticket", "add", "--assignee", "luci", "--json", "--title"])
+        .arg(format!("pickup {i}"))
+        .env("MISSION_LOG", "warn,mission_engine=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ticket: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = TicketId::parse(ticket["id"].as_str().unwrap()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let committed = stderr
+        .lines()
+        .find(|l| l.contains("ticket created"))
+        .and_then(log_time_ns)
+        .expect("the CLI logs its commit");
+    (id, committed)
+}
+
+/// A server of a fresh instance whose worker is the fake agent; `log` receives its stderr.
+fn start_server(log: &str) -> (tempfile::TempDir, Guard, PathBuf) {
     let bin = mission_testkit::fake_agent_bin_dir(
         &std::env::temp_dir().join(format!("mission-bench-{}", std::process::id())),
     );
@@ -346,24 +426,74 @@ async fn serve(fake: &Path) {
         "[dispatch]\nmax_workers = 8\n\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"{}\"]\nmax_concurrent = 8\n",
         bin.join("fake-worker").display()
     );
-    let _ = fake;
     let dir = instance(&config);
+    let log_path = dir.path().join("serve.log");
     let server = Guard(
         Command::new(MISSION)
             .arg("--config")
             .arg(dir.path().join("mission.toml"))
             .arg("serve")
-            .env("MISSION_LOG", "warn")
+            .env("MISSION_LOG", log)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
             .unwrap(),
     );
-    let socket = dir.path().join("data/wake.sock");
-    wait_for_wake_socket(&socket, Duration::from_secs(30));
+    wait_for_wake_socket(&dir.path().join("data/wake.sock"), Duration::from_secs(30));
+    (dir, server, log_path)
+}
+
+/// The steps of one pickup, from the server's debug log: (label, from, to) in nanoseconds.
+fn breakdown(log: &str, ticket: &str, committed: u128, started: u128) -> Option<Vec<Duration>> {
+    let lines: Vec<(u128, &str)> = log
+        .lines()
+        .filter_map(|l| Some((log_time_ns(l)?, l)))
+        .filter(|(t, _)| *t >= committed && *t <= started)
+        .collect();
+    let first = |needle: &str, of_ticket: bool| {
+        lines
+            .iter()
+            .find(|(_, l)| {
+                l.contains(needle)
+                    && (!of_ticket || l.contains(&format!("ticket.id={ticket} ")) || l.ends_with(&format!("ticket.id={ticket}")))
+            })
+            .map(|(t, _)| *t)
+    };
+    let woken = first("woken", false)?;
+    let pass = lines
+        .iter()
+        .find(|(t, l)| *t >= woken && l.contains("pass started"))
+        .map(|(t, _)| *t)?;
+    let claimed = first(" claimed", true)?;
+    let workspace = first("workspace ready", true)?;
+    let spawned = first("spawned", true)?;
+    let points = [committed, woken, pass, claimed, workspace, spawned, started];
+    Some(
+        points
+            .windows(2)
+            .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0]) as u64))
+            .collect(),
+    )
+}
+
+async fn serve(fake: &Path) {
+    let _ = fake;
+    // Pickup as measured: the server logs only warnings.
+    let (dir, server, _) = start_server("warn");
     let store = open(dir.path()).await;
-    let mut latencies = Vec::new();
-    for i in 0..300 {
+    let socket = dir.path().join("data/wake.sock");
+
+    // Through the real CLI: from the commit of `mission ticket add` to the agent's start.
+    let mut cli = Vec::new();
+    for i in 0..PICKUPS {
+        let (id, committed) = add_through_cli(dir.path(), i);
+        let started = agent_started_ns(dir.path(), &id.to_string());
+        cli.push(Duration::from_nanos(started.saturating_sub(committed) as u64));
+        settled(&store, &id).await;
+    }
+    // In-process: this process commits through the store and wakes the server's socket.
+    let mut direct = Vec::new();
+    for i in 0..PICKUPS {
         let draft = TicketDraft {
             title: format!("pickup {i}"),
             assignee: Some("luci".into()),
@@ -378,42 +508,18 @@ async fn serve(fake: &Path) {
             .remove(0);
         let committed = now_ns();
         mission_engine::wake::Waker::wake(&mission_engine::wake::SocketWaker::new(&socket));
-        let stamp = dir
-            .path()
-            .join("data/runs")
-            .join(ticket.id.to_string())
-            .join("1/started.ns");
-        let waited = Instant::now();
-        let started_ns: u128 = loop {
-            if let Ok(text) = std::fs::read_to_string(&stamp)
-                && let Ok(ns) = text.trim().parse()
-            {
-                break ns;
-            }
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "{} was not picked up",
-                ticket.id
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        };
-        latencies.push(Duration::from_nanos(
-            started_ns.saturating_sub(committed) as u64
-        ));
-        // Let the run finish before the next, so each pickup is measured alone.
-        loop {
-            let state = store.ticket(&ticket.id).await.unwrap().state;
-            if state != mission_core::State::Running && state != mission_core::State::Todo {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let started = agent_started_ns(dir.path(), &ticket.id.to_string());
+        direct.push(Duration::from_nanos(started.saturating_sub(committed) as u64));
+        settled(&store, &ticket.id).await;
     }
     println!(
         "{}",
-        Stats::new(latencies).line("pickup latency: commit -> agent process started")
+        Stats::new(cli).line("pickup through `mission ticket add`: commit -> agent started")
     );
-
+    println!(
+        "{}",
+        Stats::new(direct).line("pickup, commit in-process + wake: commit -> agent started")
+    );
     // Idle: no tickets, the server waiting on wake-ups and its reconcile timer.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = server.0.id();
@@ -427,6 +533,50 @@ async fn serve(fake: &Path) {
         "idle `mission serve`",
         span.as_secs_f64()
     );
+    store.close().await;
+    drop(server);
+
+    // Where the time goes: the same CLI path with the server's debug log (which costs a little
+    // itself), split at each step.
+    let (dir, server, log_path) = start_server("warn,mission_engine=debug");
+    let store = open(dir.path()).await;
+    let mut picks = Vec::new();
+    for i in 0..PICKUPS / 2 {
+        let (id, committed) = add_through_cli(dir.path(), i);
+        let started = agent_started_ns(dir.path(), &id.to_string());
+        picks.push((id.clone(), committed, started));
+        settled(&store, &id).await;
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let labels = [
+        "  commit -> server woken",
+        "  woken -> pass started",
+        "  pass started -> claim committed",
+        "  claim committed -> workspace ready",
+        "  workspace ready -> process spawned",
+        "  spawned -> agent running (exec, start-up)",
+    ];
+    let mut steps: Vec<Vec<Duration>> = vec![Vec::new(); labels.len()];
+    let mut missing = 0;
+    for (id, committed, started) in &picks {
+        match breakdown(&log, &id.to_string(), *committed, *started) {
+            Some(parts) => {
+                for (step, part) in steps.iter_mut().zip(parts) {
+                    step.push(part);
+                }
+            }
+            None => missing += 1,
+        }
+    }
+    println!(
+        "pickup breakdown through the CLI ({} pickups, server at debug level; {missing} without a full trace):",
+        picks.len() - missing
+    );
+    for (label, step) in labels.iter().zip(steps) {
+        if !step.is_empty() {
+            println!("{}", Stats::new(step).line(label));
+        }
+    }
     store.close().await;
     drop(server);
 }

@@ -37,6 +37,9 @@ impl App {
             .store
             .create_tickets(&self.settings.ticket_key, vec![new], &self.change(actor))
             .await?;
+        if let Some(ticket) = created.first() {
+            tracing::debug!(ticket.id = %ticket.id, "ticket created");
+        }
         self.waker.wake();
         created
             .pop()

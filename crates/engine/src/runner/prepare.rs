@@ -69,6 +69,7 @@ impl Runner {
             .prepare(&run.ticket, ticket.repo.as_deref())
             .await
             .map_err(|e| failed(FailureClass::AgentError, format!("workspace: {e}")))?;
+        tracing::debug!(ticket.id = %run.ticket, run.id = %run.id, "workspace ready");
         let run_dir = self
             .settings
             .runs_dir
@@ -212,6 +213,7 @@ impl Runner {
             }
         };
         let pid = i64::from(child.id().unwrap_or_default());
+        tracing::debug!(ticket.id = %run.ticket, run.id = %run.id, pid, "spawned");
         let start = RunStart {
             pid: Some(pid),
             workspace: Some(workspace.path.to_string_lossy().into_owned()),
