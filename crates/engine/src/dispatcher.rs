@@ -12,6 +12,7 @@
 //!    transaction. A refused claim is a typed reason, not a log line.
 
 use crate::clock::Clock;
+use crate::error::EngineError;
 use crate::settings::Settings;
 use crate::token;
 use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
@@ -59,23 +60,23 @@ pub struct Dispatcher {
 
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
 /// fail in tests.
-pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, String> {
-    fail::fail_point!("capacity-count", |arg| Err(
+pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, EngineError> {
+    fail::fail_point!("capacity-count", |arg| Err(EngineError::CapacityUnknown(
         arg.unwrap_or_else(|| "injected failure".to_owned())
-    ));
-    store.active_counts().await.map_err(|e| e.to_string())
+    )));
+    store
+        .active_counts()
+        .await
+        .map_err(|e| EngineError::CapacityUnknown(e.to_string()))
 }
 
 /// Capacity as `explain` and the dispatcher see it: counted now, and not marked unknown by the
 /// dispatcher's last pass.
-pub async fn capacity_view(store: &dyn Store) -> Result<ActiveCounts, String> {
+pub async fn capacity_view(store: &dyn Store) -> Result<ActiveCounts, EngineError> {
     let counts = count_active(store).await?;
-    match store.capacity_fact().await {
-        Ok(Some(CapacityFact::Unknown { .. })) => {
-            Err("the dispatcher's last pass could not count active runs".to_owned())
-        }
-        Ok(_) => Ok(counts),
-        Err(error) => Err(error.to_string()),
+    match store.capacity_fact().await? {
+        Some(CapacityFact::Unknown { .. }) => Err(EngineError::CapacityUnknownAtLastPass),
+        _ => Ok(counts),
     }
 }
 
@@ -121,6 +122,7 @@ impl Dispatcher {
             }
             Err(error) => {
                 tracing::error!(%error, "active runs could not be counted; dispatching nothing");
+                let error = error.detail();
                 let fact = CapacityFact::Unknown {
                     error: error.clone(),
                 };

@@ -15,7 +15,7 @@ pub async fn explain(
     now: Timestamp,
 ) -> Result<(Ticket, Runnability), StoreError> {
     let (ticket, deps) = store.ticket_with_dependencies(id).await?;
-    let capacity = capacity_view(store).await;
+    let capacity = capacity_view(store).await.map_err(|e| e.detail());
     let context = PolicyContext {
         workforce,
         capacity: match &capacity {

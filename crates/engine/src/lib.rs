@@ -11,6 +11,7 @@
 pub mod app;
 pub mod clock;
 pub mod dispatcher;
+pub mod error;
 pub mod explain;
 pub mod process;
 pub mod recovery;
@@ -26,6 +27,7 @@ pub mod workspace;
 pub use app::{App, AppError, AppResult, ErrorKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::{Dispatcher, PassReport};
+pub use error::EngineError;
 pub use runner::{RunReport, Runner};
 pub use settings::Settings;
 

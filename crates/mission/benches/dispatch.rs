@@ -455,7 +455,9 @@ fn breakdown(log: &str, ticket: &str, committed: u128, started: u128) -> Option<
             .iter()
             .find(|(_, l)| {
                 l.contains(needle)
-                    && (!of_ticket || l.contains(&format!("ticket.id={ticket} ")) || l.ends_with(&format!("ticket.id={ticket}")))
+                    && (!of_ticket
+                        || l.contains(&format!("ticket.id={ticket} "))
+                        || l.ends_with(&format!("ticket.id={ticket}")))
             })
             .map(|(t, _)| *t)
     };
@@ -488,7 +490,9 @@ async fn serve(fake: &Path) {
     for i in 0..PICKUPS {
         let (id, committed) = add_through_cli(dir.path(), i);
         let started = agent_started_ns(dir.path(), &id.to_string());
-        cli.push(Duration::from_nanos(started.saturating_sub(committed) as u64));
+        cli.push(Duration::from_nanos(
+            started.saturating_sub(committed) as u64
+        ));
         settled(&store, &id).await;
     }
     // In-process: this process commits through the store and wakes the server's socket.
@@ -509,7 +513,9 @@ async fn serve(fake: &Path) {
         let committed = now_ns();
         mission_engine::wake::Waker::wake(&mission_engine::wake::SocketWaker::new(&socket));
         let started = agent_started_ns(dir.path(), &ticket.id.to_string());
-        direct.push(Duration::from_nanos(started.saturating_sub(committed) as u64));
+        direct.push(Duration::from_nanos(
+            started.saturating_sub(committed) as u64
+        ));
         settled(&store, &ticket.id).await;
     }
     println!(

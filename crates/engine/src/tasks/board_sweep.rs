@@ -1,24 +1,21 @@
 //! `board-sweep`: reports tickets that stayed in a state longer than the task's limit for it.
 
 use super::TaskContext;
+use crate::error::EngineError;
 use mission_core::Timestamp;
 use mission_core::task::{Outcome, TaskResult, TaskSpec};
 
 /// Most tickets named per state.
 const LISTED: u32 = 50;
 
-pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, EngineError> {
     let now = context.clock.now();
     let mut findings = Vec::new();
     let mut result = TaskResult::new(Outcome::Noop, "");
     let mut total = 0;
     for (state, limit) in &spec.limits {
         let before = Timestamp::from_millis(now.as_millis() - limit.as_millis() as i64);
-        let stale = context
-            .store
-            .stale_tickets(*state, before, LISTED)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stale = context.store.stale_tickets(*state, before, LISTED).await?;
         total += stale.len() as i64;
         result = result.count(state.as_str(), stale.len() as i64);
         if !stale.is_empty() {

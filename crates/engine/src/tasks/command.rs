@@ -4,6 +4,7 @@
 //! and any other exit `failed`. A non-zero exit is `failed` whatever the line says.
 
 use super::TaskContext;
+use crate::error::EngineError;
 use crate::process;
 use mission_core::task::{Outcome, TaskResult, TaskSpec};
 use std::process::Stdio;
@@ -27,12 +28,16 @@ pub(super) async fn run(
     context: &TaskContext,
     spec: &TaskSpec,
     run: i64,
-) -> Result<TaskResult, String> {
+) -> Result<TaskResult, EngineError> {
     let settings = &context.settings;
     let dir = settings.runs_dir.join("tasks").join(spec.name.as_str());
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| EngineError::io(&dir, e))?;
     let script = dir.join(format!("{run}.sh"));
-    std::fs::write(&script, &spec.body).map_err(|e| format!("{}: {e}", script.display()))?;
+    tokio::fs::write(&script, &spec.body)
+        .await
+        .map_err(|e| EngineError::io(&script, e))?;
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg(&script)
         .current_dir(&settings.instance_dir)
@@ -45,7 +50,9 @@ pub(super) async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| EngineError::process("cannot start sh", e))?;
     let pid = i64::from(child.id().unwrap_or_default());
     let mut guard = GroupGuard(Some(pid));
     let _ = context.store.set_task_run_pid(run, pid).await;
@@ -65,7 +72,7 @@ pub(super) async fn run(
     let status = child
         .wait()
         .await
-        .map_err(|e| format!("waiting for the script: {e}"))?;
+        .map_err(|e| EngineError::process("waiting for the script", e))?;
     process::kill_leftovers(pid);
     guard.0 = None;
     let reported = last_outcome_line(&output);

@@ -7,6 +7,7 @@ mod triage;
 
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
+use crate::error::EngineError;
 use crate::settings::Settings;
 use crate::wake::Waker;
 use mission_core::task::{Outcome, TaskFileError, TaskKind, TaskResult, TaskSpec, parse_task};
@@ -103,14 +104,19 @@ pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskRe
         TaskKind::Triage => triage::run(context, spec).await,
         TaskKind::BoardSweep => board_sweep::run(context, spec).await,
     };
-    result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error))
+    result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error.to_string()))
 }
 
 /// `agent`: a ticket for the worker with the body as its text, run by the ticket runner.
-async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
-    let worker = spec.worker.as_ref().ok_or("an agent task needs a worker")?;
+async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, EngineError> {
+    let worker = spec
+        .worker
+        .as_ref()
+        .ok_or_else(|| EngineError::Task("an agent task needs a worker".to_owned()))?;
     if context.settings.workforce.worker(worker).is_none() {
-        return Err(format!("{worker} is not a configured worker"));
+        return Err(EngineError::Task(format!(
+            "{worker} is not a configured worker"
+        )));
     }
     let now = context.clock.now();
     let draft = TicketDraft {
@@ -122,13 +128,12 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Str
         ..TicketDraft::default()
     }
     .validate()
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| EngineError::Task(e.to_string()))?;
     let key = &context.settings.ticket_key;
     let created = context
         .store
         .create_tickets(key, vec![draft], &context.change(spec.name.as_str()))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     context.waker.wake();
     Ok(TaskResult::new(
         Outcome::Acted,
@@ -139,7 +144,7 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Str
 
 /// `dispatch`: one pass of the server's dispatcher (per lane), its runs handed to the server's
 /// runner.
-async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, EngineError> {
     let dispatcher = Dispatcher::new(
         context.store.clone(),
         context.settings.clone(),
@@ -151,10 +156,7 @@ async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, 
     };
     let (mut claimed, mut refused, mut candidates) = (0, 0, 0);
     for lane in lanes {
-        let report = dispatcher
-            .dispatch_once(lane)
-            .await
-            .map_err(|e| e.to_string())?;
+        let report = dispatcher.dispatch_once(lane).await?;
         if let Some(error) = report.capacity_unknown {
             return Ok(TaskResult::new(
                 Outcome::Degraded,
@@ -169,7 +171,7 @@ async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, 
             context
                 .runs
                 .send(run)
-                .map_err(|_| "the runner is gone".to_owned())?;
+                .map_err(|_| EngineError::Task("the runner is gone".to_owned()))?;
         }
     }
     let result = if claimed > 0 {

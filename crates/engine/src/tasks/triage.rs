@@ -2,6 +2,7 @@
 //! Tickets no rule matches stay in triage and are counted: the run is `degraded`, naming them.
 
 use super::TaskContext;
+use crate::error::EngineError;
 use mission_core::State;
 use mission_core::task::{Outcome, TaskResult, TaskSpec};
 use mission_core::transition::Via;
@@ -11,18 +12,14 @@ use mission_store::{Move, TicketFilter};
 /// Most tickets triaged in one run.
 const BATCH: u32 = 1000;
 
-pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, EngineError> {
     let rules: &[TriageRule] = &context.settings.triage;
     let filter = TicketFilter {
         state: Some(State::Triage),
         assignee: None,
         limit: Some(BATCH),
     };
-    let tickets = context
-        .store
-        .list_tickets(&filter)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tickets = context.store.list_tickets(&filter).await?;
     if tickets.is_empty() {
         return Ok(TaskResult::new(Outcome::Noop, "triage is empty")
             .count("assigned", 0)
@@ -47,8 +44,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
             context
                 .store
                 .edit_ticket(&ticket.id, &patch, &change)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         let request = Move {
             to: State::Todo,
@@ -58,8 +54,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
         context
             .store
             .move_ticket(&ticket.id, &request, &change)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         assigned += 1;
     }
     if assigned > 0 {
