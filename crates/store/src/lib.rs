@@ -6,6 +6,7 @@
 mod error;
 mod migrate;
 pub mod sqlite;
+mod web;
 
 use async_trait::async_trait;
 use mission_core::policy::DependencyState;
@@ -21,6 +22,9 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use migrate::MigrationReport;
 pub use sqlite::SqliteStore;
+pub use web::{
+    ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -51,6 +55,8 @@ pub struct TicketFilter {
     pub state: Option<State>,
     pub assignee: Option<Name>,
     pub limit: Option<u32>,
+    /// Skip this many tickets first (paging).
+    pub offset: Option<u32>,
 }
 
 /// A ticket without its body and dependencies, as listed on the board.
@@ -75,7 +81,7 @@ pub struct EventQuery {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: WebStore + Send + Sync {
     /// Applies pending migrations; refuses a database whose schema is newer than this binary.
     async fn migrate(&self) -> Result<MigrationReport>;
 

@@ -288,6 +288,7 @@ async fn listing_filters_and_orders_by_priority() {
             state,
             assignee: assignee.map(|a| mission_core::Name::parse(a).unwrap()),
             limit,
+            offset: None,
         };
         let store = &t.store;
         async move {
@@ -411,7 +412,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 3
+                supported: 5
             }
         ),
         "{err:?}"

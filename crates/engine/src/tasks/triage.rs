@@ -17,6 +17,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
         state: Some(State::Triage),
         assignee: None,
         limit: Some(BATCH),
+        offset: None,
     };
     let tickets = context
         .store

@@ -5,6 +5,7 @@
 mod rows;
 mod runs;
 mod tasks;
+mod web;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{
@@ -45,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "0003_task_runs",
         sql: include_str!("../../migrations/sqlite/0003_task_runs.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_web",
+        sql: include_str!("../../migrations/sqlite/0005_web.sql"),
     },
 ];
 
@@ -452,8 +458,18 @@ impl Store for SqliteStore {
                 .push_bind(assignee.as_str().to_owned());
         }
         query.push(" ORDER BY priority DESC, number");
-        if let Some(limit) = filter.limit {
-            query.push(" LIMIT ").push_bind(i64::from(limit));
+        // SQLite takes an OFFSET only after a LIMIT; -1 is no limit.
+        match (filter.limit, filter.offset) {
+            (Some(limit), offset) => {
+                query.push(" LIMIT ").push_bind(i64::from(limit));
+                if let Some(offset) = offset {
+                    query.push(" OFFSET ").push_bind(i64::from(offset));
+                }
+            }
+            (None, Some(offset)) => {
+                query.push(" LIMIT -1 OFFSET ").push_bind(i64::from(offset));
+            }
+            (None, None) => {}
         }
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode_summary).collect()
