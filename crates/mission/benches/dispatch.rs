@@ -361,7 +361,7 @@ async fn serve(fake: &Path) {
         Command::new(MISSION)
             .arg("--config")
             .arg(dir.path().join("mission.toml"))
-            .arg("serve")
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("MISSION_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

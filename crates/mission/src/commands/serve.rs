@@ -17,6 +17,13 @@ use std::time::Duration;
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, CliError> {
+    // The handlers are in place from the start: a SIGTERM at any moment is a clean shutdown.
+    let handler = |kind| {
+        tokio::signal::unix::signal(kind)
+            .map_err(|e| CliError::internal(format!("cannot handle signals: {e}")))
+    };
+    let mut term = handler(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = handler(tokio::signal::unix::SignalKind::interrupt())?;
     let (instance, store) = open_for_server(config).await?;
     let server = &instance.config.server;
     let bind = args.bind.unwrap_or(server.bind);
@@ -24,15 +31,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     mission_web::check_bind(bind, server.auth).map_err(CliError::usage)?;
     let settings = Arc::new(settings(&instance)?);
     let store: Arc<dyn Store> = Arc::new(store);
-    // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
-    // socket; use cases in this process (the HTTP side's included) wake the same signal directly.
     let signal = WakeSignal::new();
-    let socket = wake::bind(&settings.wake_socket).map_err(|e| {
-        CliError::internal(format!(
-            "wake socket {}: {e}",
-            settings.wake_socket.display()
-        ))
-    })?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
@@ -63,16 +62,22 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     // The line tests and scripts read the address from (with port 0, the port chosen).
     eprintln!("mission: listening on http://{local}");
 
+    // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
+    // socket; use cases in this process (the HTTP side's included) wake the same signal directly.
+    // Bound last: a socket that takes datagrams means the server is about to recover and serve.
+    let socket = wake::bind(&settings.wake_socket).map_err(|e| {
+        CliError::internal(format!(
+            "wake socket {}: {e}",
+            settings.wake_socket.display()
+        ))
+    })?;
     let wake_listener = wake::listen(socket, signal.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = {
         let stop = stop.clone();
         async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
                 _ = term.recv() => {}
             }
             tracing::info!("shutdown requested");
