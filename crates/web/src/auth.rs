@@ -104,6 +104,24 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Whether a token can be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
 /// Who a request acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
@@ -146,6 +164,18 @@ impl Denial {
             Denial::Expired => "the token has expired",
             Denial::Revoked => "the token has been revoked",
         }
+    }
+}
+
+/// A token's state at `now`: `revoked`, `expired` or `active` — the one rule, for
+/// authentication and for listings.
+pub fn token_state(token: &ApiToken, now: Timestamp) -> TokenState {
+    if token.revoked_at.is_some() {
+        TokenState::Revoked
+    } else if token.expires_at.is_some_and(|at| at <= now) {
+        TokenState::Expired
+    } else {
+        TokenState::Active
     }
 }
 
@@ -222,6 +252,11 @@ impl Tokens {
         Ok(self.store.api_tokens().await?)
     }
 
+    /// A token's state now.
+    pub fn state(&self, token: &ApiToken) -> TokenState {
+        token_state(token, self.clock.now())
+    }
+
     /// Revokes a token; revoking it again is not an error.
     pub async fn revoke(&self, id: i64) -> AppResult<ApiToken> {
         let record = self
@@ -243,11 +278,10 @@ impl Tokens {
             return Ok(Err(Denial::Unknown));
         };
         let now = self.clock.now();
-        if record.revoked_at.is_some() {
-            return Ok(Err(Denial::Revoked));
-        }
-        if record.expires_at.is_some_and(|at| at <= now) {
-            return Ok(Err(Denial::Expired));
+        match token_state(&record, now) {
+            TokenState::Revoked => return Ok(Err(Denial::Revoked)),
+            TokenState::Expired => return Ok(Err(Denial::Expired)),
+            TokenState::Active => {}
         }
         let Ok(scope) = Scope::parse(&record.scope) else {
             // A scope this binary does not know grants nothing.

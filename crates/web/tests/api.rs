@@ -403,6 +403,7 @@ async fn a_retried_create_returns_the_first_result() {
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.body, first.body, "the stored first result");
     assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.headers["location"], first.headers["location"]);
     // The same key for another request is refused; another key creates.
     let other = create("k-1", "twice").await;
     assert_error(&other, 422, "invalid");
@@ -626,6 +627,7 @@ async fn tokens_are_shown_once_and_never_listed() {
         .await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert!(revoked.body["revoked_at"].is_string());
+    assert_eq!(revoked.body["state"], "revoked");
     assert_error(
         &t.get_with("/api/v1/tickets", &secret).await,
         401,

@@ -6,7 +6,7 @@ use crate::cli::TokenCommand;
 use crate::exit::CliError;
 use crate::output::{self, cell};
 use mission_web::api::types::{CreatedTokenBody, TokenBody};
-use mission_web::auth::Tokens;
+use mission_web::auth::{TokenState, Tokens};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ pub async fn run(config: Option<&Path>, command: TokenCommand) -> Result<ExitCod
             let (record, secret) = tokens
                 .create(&args.scope, args.expires.as_deref(), args.label)
                 .await?;
-            let record = TokenBody::from(record);
+            let record = TokenBody::new(record, TokenState::Active);
             if args.json {
                 output::json_line(&CreatedTokenBody {
                     token: secret.expose().to_owned(),
@@ -37,7 +37,15 @@ pub async fn run(config: Option<&Path>, command: TokenCommand) -> Result<ExitCod
             }
         }
         TokenCommand::List(args) => {
-            let list: Vec<TokenBody> = tokens.list().await?.into_iter().map(Into::into).collect();
+            let list: Vec<TokenBody> = tokens
+                .list()
+                .await?
+                .into_iter()
+                .map(|t| {
+                    let state = tokens.state(&t);
+                    TokenBody::new(t, state)
+                })
+                .collect();
             if args.json {
                 output::json_line(&list)?;
             } else {
@@ -50,15 +58,8 @@ pub async fn run(config: Option<&Path>, command: TokenCommand) -> Result<ExitCod
                     cell("EXPIRES", 25),
                     cell("LAST USED", 25),
                 );
-                let now = mission_core::Timestamp::now().to_rfc3339();
                 for token in &list {
-                    let state = if token.revoked_at.is_some() {
-                        "revoked"
-                    } else if token.expires_at.as_ref().is_some_and(|at| *at <= now) {
-                        "expired"
-                    } else {
-                        "active"
-                    };
+                    let state = &token.state;
                     text.push_str(&format!(
                         "{} {} {} {} {} {} {}\n",
                         cell(&token.id.to_string(), 5),
@@ -74,7 +75,7 @@ pub async fn run(config: Option<&Path>, command: TokenCommand) -> Result<ExitCod
             }
         }
         TokenCommand::Revoke(args) => {
-            let record = TokenBody::from(tokens.revoke(args.id).await?);
+            let record = TokenBody::new(tokens.revoke(args.id).await?, TokenState::Revoked);
             if args.json {
                 output::json_line(&record)?;
             } else {

@@ -132,6 +132,11 @@ pub async fn create(
                 ));
             };
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let location = (status == StatusCode::CREATED)
+                .then(|| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .flatten()
+                .and_then(|v| v["id"].as_str().map(|id| format!("/api/v1/tickets/{id}")))
+                .and_then(|l| HeaderValue::from_str(&l).ok());
             let mut response = (
                 status,
                 [(
@@ -144,6 +149,9 @@ pub async fn create(
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            if let Some(location) = location {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
             Ok(response)
         }
         Reservation::Reserved => {

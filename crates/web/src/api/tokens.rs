@@ -4,6 +4,7 @@
 use super::ApiJson;
 use super::types::{CreateToken, CreatedTokenBody, TokenBody};
 use crate::Web;
+use crate::auth::TokenState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,7 +15,15 @@ use axum::http::StatusCode;
     responses((status = 200, body = Vec<TokenBody>)))]
 pub async fn list(State(web): State<Web>) -> ApiResult<Json<Vec<TokenBody>>> {
     let tokens = web.tokens.list().await?;
-    Ok(Json(tokens.into_iter().map(TokenBody::from).collect()))
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| {
+                let state = web.tokens.state(&t);
+                TokenBody::new(t, state)
+            })
+            .collect(),
+    ))
 }
 
 /// Creates a token. The response carries it once; only its hash is kept.
@@ -36,7 +45,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(CreatedTokenBody {
             token: secret.expose().to_owned(),
-            record: record.into(),
+            record: TokenBody::new(record, TokenState::Active),
         }),
     ))
 }
@@ -53,5 +62,8 @@ pub async fn revoke(State(web): State<Web>, Path(id): Path<String>) -> ApiResult
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::invalid(format!("token id {id:?}: a number")).on_field("id"))?;
-    Ok(Json(web.tokens.revoke(id).await?.into()))
+    Ok(Json(TokenBody::new(
+        web.tokens.revoke(id).await?,
+        TokenState::Revoked,
+    )))
 }

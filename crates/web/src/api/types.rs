@@ -3,6 +3,7 @@
 //! an exhaustive `match` on every core enum, so a new state or outcome cannot slip through
 //! undocumented.
 
+use crate::auth::TokenState;
 use mission_core::policy::Reason;
 use mission_core::task::{Outcome, TaskResult};
 use mission_core::{Event, FailureClass, Lane, Run, RunOutcome, State, Ticket, Timestamp};
@@ -627,11 +628,14 @@ pub struct TokenBody {
     pub expires_at: Option<Time>,
     pub last_used_at: Option<Time>,
     pub revoked_at: Option<Time>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
 }
 
-impl From<ApiToken> for TokenBody {
-    fn from(t: ApiToken) -> Self {
+impl TokenBody {
+    pub fn new(t: ApiToken, state: TokenState) -> Self {
         TokenBody {
+            state: state.as_str().to_owned(),
             id: t.id,
             scope: t.scope,
             label: t.label,
