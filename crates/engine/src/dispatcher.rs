@@ -99,6 +99,7 @@ impl Dispatcher {
 
     /// One pass of `lane`.
     pub async fn dispatch_once(&self, lane: Lane) -> Result<PassReport, StoreError> {
+        let _timer = crate::stats::PassTimer::start();
         let mut report = PassReport {
             lane: Some(lane),
             ..PassReport::default()

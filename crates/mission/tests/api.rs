@@ -70,6 +70,18 @@ impl Served {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
+        let (status, text) = self.request_text(method, path, token, body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One request, `Connection: close`; the status and the body as text.
+    fn request_text(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, String) {
         let mut socket = TcpStream::connect(self.addr).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -94,8 +106,8 @@ impl Served {
         let status = response[9..12].parse().unwrap();
         let body = response
             .split_once("\r\n\r\n")
-            .map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null))
-            .unwrap_or(Value::Null);
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -140,6 +152,22 @@ fn a_ticket_created_over_http_is_picked_up_at_once() {
     assert_eq!(status, 200);
     assert_eq!(shown["ticket"]["state"], "review");
     assert_eq!(shown["runs"][0]["outcome"], "submitted", "{shown}");
+    let (status, metrics) = server.request_text("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    for line in [
+        "mission_tickets{state=\"review\"} 1",
+        "mission_runs_ended_total{outcome=\"submitted\",failure_class=\"\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    let passes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mission_dispatch_passes_total "))
+        .expect("dispatch passes")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(passes >= 2, "{metrics}");
     server.stop();
 }
 

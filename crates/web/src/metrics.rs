@@ -116,6 +116,29 @@ pub async fn render(web: &Web) -> Result<String, ApiError> {
         task_runs,
     );
 
+    let passes = mission_engine::stats::DISPATCH_PASSES.figures();
+    let count = Counter::<u64>::default();
+    count.inc_by(passes.count);
+    registry.register(
+        "dispatch_passes",
+        "Dispatch passes run by this process",
+        count,
+    );
+    let seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+    seconds.inc_by(passes.total.as_secs_f64());
+    registry.register(
+        "dispatch_pass_seconds",
+        "Time spent in dispatch passes by this process (with dispatch_passes: the mean pass)",
+        seconds,
+    );
+    let last = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    last.set(passes.last.as_secs_f64());
+    registry.register(
+        "dispatch_last_pass_seconds",
+        "Duration of this process's latest dispatch pass",
+        last,
+    );
+
     registry.register(
         "http_requests",
         "HTTP requests handled by this process, by method, route and status",

@@ -654,3 +654,45 @@ impl GetWith for TestWeb {
         self.call(Method::GET, path, Some(token), None).await
     }
 }
+
+#[tokio::test]
+async fn requests_beyond_the_bound_are_refused_at_once() {
+    let t = TestWeb::with_config(mission_web::WebConfig {
+        max_requests: 0,
+        ..mission_web::WebConfig::default()
+    })
+    .await;
+    let reply = t.get("/api/v1/tickets").await;
+    assert_error(&reply, 503, "overloaded");
+    assert_eq!(reply.headers["retry-after"], "1");
+    // Streams have their own bound.
+    assert_eq!(t.get("/api/v1/events/stream").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_but_its_task_run_goes_on() {
+    let t = TestWeb::with_config(mission_web::WebConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..mission_web::WebConfig::default()
+    })
+    .await;
+    std::fs::write(
+        t.dir.path().join("tasks/slow.md"),
+        "+++\nkind = \"command\"\nevery = \"1h\"\n+++\nsleep 1\n",
+    )
+    .unwrap();
+    let reply = t
+        .call(Method::POST, "/api/v1/tasks/slow/run", None, None)
+        .await;
+    assert_error(&reply, 503, "timeout");
+    // The run was not cut off with the request: it ends with its own outcome.
+    let start = std::time::Instant::now();
+    loop {
+        let history = t.get("/api/v1/tasks/slow/history").await.body;
+        if history[0]["outcome"] == "acted" {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "{history}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
