@@ -41,6 +41,38 @@ pub struct Config {
     pub workers: BTreeMap<String, WorkerConfig>,
     #[serde(default)]
     pub triage: TriageConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The HTTP side of `mission serve`: the JSON API, `/metrics` and the dashboard.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on (`IP:PORT`). Anything but a loopback address needs `auth`.
+    #[serde(default = "default_bind")]
+    pub bind: std::net::SocketAddr,
+    /// Require an API token (`Authorization: Bearer mc_…`) on every route but `/healthz`.
+    #[serde(default)]
+    pub auth: bool,
+    /// Host names the server answers to besides `localhost` and IP addresses (a `Host` header
+    /// naming anything else is refused: DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: default_bind(),
+            auth: false,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+fn default_bind() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 3001))
 }
 
 /// Rules of the `triage` task: the first rule that matches a ticket in triage names its assignee.

@@ -109,6 +109,7 @@ impl Dispatcher {
     /// decisions' bookkeeping is never on the path from a commit to an agent's start.
     pub async fn claim_runnable(&self, lane: Lane) -> Result<PassReport, StoreError> {
         tracing::debug!(%lane, "pass started");
+        let _timer = crate::stats::PassTimer::start();
         let mut report = PassReport {
             lane: Some(lane),
             ..PassReport::default()

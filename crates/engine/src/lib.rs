@@ -19,6 +19,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod settings;
+pub mod stats;
 pub mod tasks;
 pub mod token;
 pub mod wake;

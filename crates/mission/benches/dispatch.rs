@@ -432,7 +432,7 @@ fn start_server(log: &str) -> (tempfile::TempDir, Guard, PathBuf) {
         Command::new(MISSION)
             .arg("--config")
             .arg(dir.path().join("mission.toml"))
-            .arg("serve")
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .env("MISSION_LOG", log)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())

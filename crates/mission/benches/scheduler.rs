@@ -43,7 +43,7 @@ fn serve(dir: &Path) -> Guard {
     let child = Command::new(MISSION)
         .arg("--config")
         .arg(dir.join("mission.toml"))
-        .arg("serve")
+        .args(["serve", "--bind", "127.0.0.1:0"])
         .env("MISSION_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -35,7 +35,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the event log as JSON Lines.
     Events(EventsArgs),
-    /// Run the dispatcher and the runners in the foreground until SIGTERM or ctrl-c.
+    /// Run the dispatcher, the runners, the scheduler and the HTTP API in the foreground until
+    /// SIGTERM or ctrl-c.
     Serve(ServeArgs),
     /// One dispatch pass, the server's own, then supervise the runs it claimed to their end.
     Dispatch(DispatchArgs),
@@ -45,6 +46,42 @@ pub enum Command {
     /// Recurring tasks from tasks/*.md: list them, run one now, show its history.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// API tokens for the HTTP API: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, and only its hash is kept.
+    Create(TokenCreateArgs),
+    /// Every token with its scope, expiry, last use and state; never the tokens themselves.
+    List(JsonFlag),
+    /// Revoke a token at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// read (GET), write (also creates, edits, moves, answers, task runs) or admin (also tokens).
+    #[arg(long)]
+    pub scope: String,
+    /// Valid for this long, e.g. 30d or 12h (default: until revoked).
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// A note saying what the token is for.
+    #[arg(long)]
+    pub label: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id, as `mission token list` shows it.
+    pub id: i64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +111,12 @@ pub struct TaskHistoryArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// The HTTP API's address, IP:PORT (default: `[server] bind`, 127.0.0.1:3001). Anything but a
+    /// loopback address needs `[server] auth = true`.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::SocketAddr>,
+}
 
 #[derive(Debug, Args)]
 pub struct DispatchArgs {

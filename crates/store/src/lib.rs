@@ -20,6 +20,7 @@ mod runs;
 pub mod sqlite;
 mod tasks;
 mod tickets;
+mod web;
 
 use async_trait::async_trait;
 use mission_core::{Actor, Timestamp};
@@ -34,6 +35,9 @@ pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
+pub use web::{
+    ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -41,7 +45,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
+        DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore, WebStore,
     };
 }
 
@@ -70,12 +74,19 @@ pub trait StoreAdmin: Send + Sync {
 
 /// The whole store: every part, as one object (`Arc<dyn Store>`).
 pub trait Store:
-    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore
+    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + WebStore
 {
 }
 
 impl<T> Store for T where
-    T: StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + ?Sized
+    T: StoreAdmin
+        + TicketStore
+        + EventLog
+        + DispatchStore
+        + RunStore
+        + TaskRunStore
+        + WebStore
+        + ?Sized
 {
 }
 

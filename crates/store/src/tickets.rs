@@ -63,6 +63,8 @@ pub struct TicketFilter {
     pub state: Option<State>,
     pub assignee: Option<Name>,
     pub limit: Option<u32>,
+    /// Skip this many tickets first (paging).
+    pub offset: Option<u32>,
 }
 
 /// A ticket without its body and dependencies, as listed on the board.

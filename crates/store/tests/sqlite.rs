@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 4
+                supported: 5
             }
         ),
         "{err:?}"
@@ -199,9 +199,11 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
         .await
         .unwrap();
     let report = store.migrate().await.unwrap();
+    // Later migrations follow; the counter's is the first one a version-3 store gets.
+    assert_eq!(report.from_version, 3);
     assert_eq!(
-        (report.from_version, report.to_version, report.applied),
-        (3, 4, vec!["0004_counters".to_owned()])
+        report.applied.first().map(String::as_str),
+        Some("0004_counters")
     );
     assert_eq!(
         store

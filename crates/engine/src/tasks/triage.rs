@@ -18,6 +18,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
         state: Some(State::Triage),
         assignee: None,
         limit: Some(BATCH),
+        offset: None,
     };
     let tickets = context.store.list_tickets(&filter).await?;
     if tickets.is_empty() {

@@ -10,6 +10,7 @@ pub mod run;
 pub mod serve;
 pub mod task;
 pub mod ticket;
+pub mod token;
 
 use crate::config::{self, Instance};
 use crate::exit::CliError;
@@ -54,9 +55,20 @@ pub async fn open_for_server(
     Ok((instance, store))
 }
 
-/// Connections of a one-shot command's store pool, and of the server's.
+/// The HTTP side's own store connections (beside the server's), so that requests can never
+/// take the connections the dispatcher and runners need. The store is already migrated.
+pub async fn open_web_store(instance: &Instance) -> Result<Arc<dyn Store>, CliError> {
+    let options = OpenOptions {
+        max_connections: WEB_CONNECTIONS,
+        ..OpenOptions::default()
+    };
+    open_store(instance, options).await
+}
+
+/// Connections of a one-shot command's store pool, of the server's, and of its HTTP side's.
 const CLI_CONNECTIONS: u32 = 2;
 const SERVER_CONNECTIONS: u32 = 8;
+const WEB_CONNECTIONS: u32 = 4;
 
 /// Opens the store file; `create` makes it when missing.
 pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {

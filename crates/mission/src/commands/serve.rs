@@ -1,45 +1,96 @@
-//! `mission serve`: the dispatcher and runners in the foreground, until SIGTERM or ctrl-c.
+//! `mission serve`: the dispatcher, runners and scheduler, and the HTTP side (JSON API, metrics)
+//! in the foreground, until SIGTERM or ctrl-c.
 
-use super::{open_for_server, settings};
+use super::{open_for_server, open_web_store, settings};
 use crate::cli::ServeArgs;
 use crate::exit::CliError;
-use mission_engine::SystemClock;
 use mission_engine::wake::{self, WakeSignal};
+use mission_engine::{App, SystemClock};
+use mission_web::{Web, WebConfig};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, CliError> {
-    // The handlers are installed now, before the store is opened and recovered: a SIGTERM at any moment stops the server
-    // the orderly way instead of killing it.
-    use tokio::signal::unix::{SignalKind, signal as unix_signal};
-    let install =
-        |kind| unix_signal(kind).map_err(|e| CliError::internal(format!("signal handler: {e}")));
-    let (mut term, mut interrupt) = (
-        install(SignalKind::terminate())?,
-        install(SignalKind::interrupt())?,
-    );
+/// How long requests in flight get to finish at shutdown.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, CliError> {
+    // The handlers are in place from the first instruction, before the store is opened and
+    // recovered: a SIGTERM at any moment is a clean shutdown, never a kill.
+    let handler = |kind| {
+        tokio::signal::unix::signal(kind)
+            .map_err(|e| CliError::internal(format!("cannot handle signals: {e}")))
+    };
+    let mut term = handler(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = handler(tokio::signal::unix::SignalKind::interrupt())?;
     let (instance, store) = open_for_server(config).await?;
+    let server = &instance.config.server;
+    let bind = args.bind.unwrap_or(server.bind);
+    // Nothing that can launch a process is reachable from the network without a token.
+    mission_web::check_bind(bind, server.auth).map_err(CliError::usage)?;
     let settings = Arc::new(settings(&instance)?);
+    let signal = WakeSignal::new();
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| CliError::usage(format!("cannot listen on {bind}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::internal(format!("listening on {bind}: {e}")))?;
+    // The HTTP side has its own store connections: requests can never take the dispatcher's.
+    let web_store = open_web_store(&instance).await?;
+    let web_app = App::new(
+        web_store.clone(),
+        settings.clone(),
+        Arc::new(SystemClock),
+        Arc::new(signal.clone()),
+    );
+    let web = Web::new(
+        web_app,
+        WebConfig {
+            auth: server.auth,
+            allowed_hosts: server.allowed_hosts.clone(),
+            ..WebConfig::default()
+        },
+    );
+    if server.auth {
+        tracing::info!(%local, "HTTP API listening (tokens required: `mission token create`)");
+    } else {
+        tracing::info!(%local, "HTTP API listening (loopback, no authentication)");
+    }
+    // The line tests and scripts read the address from (with port 0, the port chosen).
+    eprintln!("mission: listening on http://{local}");
 
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
-    // socket; use cases in this process wake the same signal directly.
-    let signal = WakeSignal::new();
-    let mut listener = None;
-    // The socket appears once start-up recovery is done: its existence means "ready".
+    // socket; use cases in this process (the HTTP side's included) wake the same signal directly.
+    // The socket appears once start-up recovery is done: a socket that takes datagrams means
+    // "recovered and serving".
+    let mut wake_listener = None;
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
-        listener = Some(wake::listen(socket, signal.clone()));
+        wake_listener = Some(wake::listen(socket, signal.clone()));
         Ok(())
     };
-    let shutdown = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = term.recv() => {}
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutdown requested");
+            let _ = stop.send(true);
         }
-        tracing::info!("shutdown requested");
     };
+    let http_stopped = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let http = tokio::spawn(mission_web::serve(listener, web, http_stopped, HTTP_GRACE));
     let served = mission_engine::server::serve(
         store.clone(),
         settings.clone(),
@@ -49,11 +100,18 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
         shutdown,
     )
     .await;
-    if let Some(listener) = listener {
+    let _ = stop.send(true);
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "the HTTP server failed"),
+        Err(error) => tracing::error!(%error, "the HTTP server panicked"),
+    }
+    if let Some(listener) = wake_listener {
         listener.abort();
     }
     let _ = std::fs::remove_file(&settings.wake_socket);
     served.map_err(|e| CliError::internal(e.to_string()))?;
+    web_store.close().await;
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

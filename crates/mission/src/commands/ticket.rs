@@ -44,6 +44,7 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
                 state,
                 assignee,
                 limit: args.limit,
+                offset: None,
             };
             let tickets = app.list_tickets(&filter).await?;
             if args.json {

@@ -205,10 +205,10 @@ max_concurrent = 2
             .join(attempt.to_string())
     }
 
-    /// Starts `mission serve`.
+    /// Starts `mission serve`, its HTTP side on a port of the system's choosing.
     pub fn serve(&self) -> Server {
         let child = self
-            .command(&["serve"])
+            .command(&["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

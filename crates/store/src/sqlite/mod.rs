@@ -5,7 +5,7 @@
 //!
 //! Each part of the `Store` trait is implemented in its own file: `tickets.rs` (`TicketStore`),
 //! `events.rs` (`EventLog` and the one `append_event`), `dispatch.rs` (`DispatchStore`),
-//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`); this file opens the database and
+//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `web.rs` (`WebStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
@@ -15,6 +15,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+mod web;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{OpenOptions, Result, StoreAdmin, StoreError};
@@ -45,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "0004_counters",
         sql: include_str!("../../migrations/sqlite/0004_counters.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_web",
+        sql: include_str!("../../migrations/sqlite/0005_web.sql"),
     },
 ];
 

@@ -304,8 +304,18 @@ impl TicketStore for SqliteStore {
                 .push_bind(assignee.as_str().to_owned());
         }
         query.push(" ORDER BY priority DESC, number");
-        if let Some(limit) = filter.limit {
-            query.push(" LIMIT ").push_bind(i64::from(limit));
+        // SQLite takes an OFFSET only after a LIMIT; -1 is no limit.
+        match (filter.limit, filter.offset) {
+            (Some(limit), offset) => {
+                query.push(" LIMIT ").push_bind(i64::from(limit));
+                if let Some(offset) = offset {
+                    query.push(" OFFSET ").push_bind(i64::from(offset));
+                }
+            }
+            (None, Some(offset)) => {
+                query.push(" LIMIT -1 OFFSET ").push_bind(i64::from(offset));
+            }
+            (None, None) => {}
         }
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(decode_summary).collect()

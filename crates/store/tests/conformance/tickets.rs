@@ -280,6 +280,7 @@ pub async fn listing_filters_and_orders_by_priority<B: Backend>() {
             state,
             assignee: assignee.map(|a| mission_core::Name::parse(a).unwrap()),
             limit,
+            offset: None,
         };
         let store = &store;
         async move {

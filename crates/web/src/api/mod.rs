@@ -1,0 +1,241 @@
+//! The router. Every route is registered through `Routes`, which records it: an API route only
+//! with `utoipa_axum::routes!`, so that it cannot exist without its entry in the OpenAPI
+//! document, and the recorded list is what the tests walk (the auth matrix, the document's
+//! completeness).
+
+pub mod events;
+pub mod ops;
+pub mod tasks;
+pub mod tickets;
+pub mod tokens;
+pub mod types;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::{Web, guard};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::middleware::from_fn_with_state;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa::openapi::path::PathItem;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+
+/// The largest request body: a ticket's 2 MiB body, in JSON, with room for escapes.
+const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mission Control",
+        description = "The JSON API of a Mission Control instance. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`. With `[server] auth = true`, every route but `/healthz` needs `Authorization: Bearer mc_…`: GET needs the read scope, other methods write, `/api/v1/tokens` admin."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token, `mc_…` (`mission token create`)"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// One route of the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    /// As registered: `/api/v1/tickets/{id}`.
+    pub path: String,
+    /// Whether the OpenAPI document describes it.
+    pub documented: bool,
+}
+
+/// The built server: the router, its OpenAPI document, and every route it has.
+pub struct Server {
+    pub router: axum::Router,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// Collects routes: bounded ones (limited in number and time) and streams.
+struct Routes {
+    bounded: OpenApiRouter<Web>,
+    streams: OpenApiRouter<Web>,
+    list: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            bounded: OpenApiRouter::new(),
+            streams: OpenApiRouter::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, route: &UtoipaMethodRouter<Web>) {
+        for (path, item) in &route.1.paths {
+            for method in methods(item) {
+                self.list.push(RouteInfo {
+                    method,
+                    path: path.clone(),
+                    documented: true,
+                });
+            }
+        }
+    }
+
+    /// A documented route, bounded in number and time.
+    fn api(mut self, route: UtoipaMethodRouter<Web>) -> Self {
+        self.record(&route);
+        self.bounded = self.bounded.routes(route);
+        self
+    }
+
+    /// A documented long-lived stream: not under the request timeout; streams have their own
+    /// bound.
+    fn stream(mut self, route: UtoipaMethodRouter<Web>) -> Self {
+        self.record(&route);
+        self.streams = self.streams.routes(route);
+        self
+    }
+}
+
+fn methods(item: &PathItem) -> Vec<Method> {
+    [
+        (Method::GET, item.get.is_some()),
+        (Method::POST, item.post.is_some()),
+        (Method::PUT, item.put.is_some()),
+        (Method::PATCH, item.patch.is_some()),
+        (Method::DELETE, item.delete.is_some()),
+        (Method::HEAD, item.head.is_some()),
+        (Method::OPTIONS, item.options.is_some()),
+        (Method::TRACE, item.trace.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(method, present)| present.then_some(method))
+    .collect()
+}
+
+/// Builds the router over `web`.
+pub fn build(web: Web) -> Server {
+    let routes = Routes::new()
+        .api(routes!(tickets::list, tickets::create))
+        .api(routes!(tickets::show, tickets::edit))
+        .api(routes!(tickets::move_ticket))
+        .api(routes!(tickets::answer))
+        .api(routes!(tickets::explain))
+        .api(routes!(events::list))
+        .stream(routes!(events::stream))
+        .api(routes!(tasks::list))
+        .api(routes!(tasks::history))
+        .api(routes!(tasks::run_now))
+        .api(routes!(ops::status))
+        .api(routes!(tokens::list, tokens::create))
+        .api(routes!(tokens::revoke))
+        .api(routes!(ops::openapi))
+        .api(routes!(ops::healthz))
+        .api(routes!(ops::metrics));
+    let Routes {
+        bounded,
+        streams,
+        list,
+    } = routes;
+    let bounded = bounded.route_layer(from_fn_with_state(web.clone(), guard::limit));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(bounded)
+        .merge(streams)
+        .split_for_parts();
+    let document = ops::Document(std::sync::Arc::new(
+        openapi.to_json().unwrap_or_else(|_| "{}".to_owned()),
+    ));
+    let router = router
+        .layer(axum::Extension(document))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(from_fn_with_state(web.clone(), guard::authenticate))
+        .layer(axum::middleware::from_fn(guard::origin))
+        .layer(from_fn_with_state(web.clone(), guard::host))
+        .layer(from_fn_with_state(web.clone(), guard::observe))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(web.clone());
+    Server {
+        router,
+        openapi,
+        routes: list,
+    }
+}
+
+/// A query string, its problems answered in the API's error shape (422).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// A JSON body (`Content-Type: application/json`), its problems answered in the API's error
+/// shape: 415 for another content type, 422 for JSON that does not fit.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        check_json(request.headers())?;
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn check_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON: Content-Type: application/json",
+        ))
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+}

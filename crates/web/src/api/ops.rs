@@ -1,0 +1,83 @@
+//! The operational routes: the status verdict, liveness, metrics, the OpenAPI document, and
+//! the answers to unknown routes and methods.
+
+use super::types::{StatusBody, StatusReason};
+use crate::Web;
+use crate::error::{ApiError, ApiResult};
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The OpenAPI document as served.
+#[derive(Clone)]
+pub struct Document(pub Arc<String>);
+
+/// The health verdict. It is not computed yet: the answer says so (`unknown`, with the reason)
+/// rather than claiming `working`.
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = StatusBody)))]
+pub async fn status() -> Json<StatusBody> {
+    Json(StatusBody {
+        verdict: "unknown".to_owned(),
+        reasons: vec![StatusReason {
+            code: "health_not_implemented".to_owned(),
+            component: "health".to_owned(),
+            detail: "this version does not compute the health verdict yet; nothing here says \
+                     the instance is working (GET /healthz only says the process answers)"
+                .to_owned(),
+        }],
+    })
+}
+
+/// Liveness only: the process answers. Says nothing about the board, the dispatcher or the
+/// store (see `/api/v1/status`).
+#[utoipa::path(get, path = "/healthz", tag = "status", security(()),
+    responses((status = 200, body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Metrics in the OpenMetrics text format: tickets by state, ended runs by outcome and failure
+/// class, task runs by outcome, HTTP requests.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(web): State<Web>) -> ApiResult<Response> {
+    let text = crate::metrics::render(&web).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "status",
+    responses((status = 200, body = Object, content_type = "application/json")))]
+pub async fn openapi(Extension(document): Extension<Document>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document.0.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method",
+    )
+}

@@ -1,0 +1,667 @@
+//! The JSON types of the API: what requests carry and responses return, each with its schema in
+//! the OpenAPI document. They are the API's contract, converted from the use cases' results —
+//! an exhaustive `match` on every core enum, so a new state or outcome cannot slip through
+//! undocumented.
+
+use crate::auth::TokenState;
+use mission_core::policy::Reason;
+use mission_core::task::{Outcome, TaskResult};
+use mission_core::{Event, FailureClass, Lane, Run, RunOutcome, State, Ticket, Timestamp};
+use mission_engine::app::{Explanation, ListedTask, TaskListing, TaskRunReport, TicketView};
+use mission_store::{ApiToken, TaskRun, TicketSummary};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// A point in time, RFC 3339 in UTC with milliseconds (`2026-01-02T03:04:05.678Z`).
+pub type Time = String;
+
+fn time(at: Timestamp) -> Time {
+    at.to_rfc3339()
+}
+
+fn time_opt(at: Option<Timestamp>) -> Option<Time> {
+    at.map(time)
+}
+
+/// A ticket's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    Triage,
+    Todo,
+    Running,
+    Review,
+    Done,
+    NeedsInput,
+    Blocked,
+    Failed,
+    Cancelled,
+}
+
+impl From<State> for TicketState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Triage => TicketState::Triage,
+            State::Todo => TicketState::Todo,
+            State::Running => TicketState::Running,
+            State::Review => TicketState::Review,
+            State::Done => TicketState::Done,
+            State::NeedsInput => TicketState::NeedsInput,
+            State::Blocked => TicketState::Blocked,
+            State::Failed => TicketState::Failed,
+            State::Cancelled => TicketState::Cancelled,
+        }
+    }
+}
+
+impl From<TicketState> for State {
+    fn from(state: TicketState) -> Self {
+        match state {
+            TicketState::Triage => State::Triage,
+            TicketState::Todo => State::Todo,
+            TicketState::Running => State::Running,
+            TicketState::Review => State::Review,
+            TicketState::Done => State::Done,
+            TicketState::NeedsInput => State::NeedsInput,
+            TicketState::Blocked => State::Blocked,
+            TicketState::Failed => State::Failed,
+            TicketState::Cancelled => State::Cancelled,
+        }
+    }
+}
+
+/// A ticket with its body and dependencies.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TicketBody {
+    /// `KEY-N`, e.g. `MC-12`.
+    pub id: String,
+    pub title: String,
+    /// Stored byte for byte.
+    pub body: String,
+    pub state: TicketState,
+    pub assignee: Option<String>,
+    pub owner: Option<String>,
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub depends_on: Vec<String>,
+    /// `none`, or evidence kinds joined by `+` (`commit+test`).
+    pub evidence_policy: String,
+    pub repo: Option<String>,
+    pub created_at: Time,
+    pub updated_at: Time,
+    /// Increases with every change of the ticket.
+    pub version: i64,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// Waiting for the needs-input lane to resume its agent session.
+    pub resume: bool,
+    /// In backoff until then.
+    pub not_before: Option<Time>,
+}
+
+impl From<Ticket> for TicketBody {
+    fn from(t: Ticket) -> Self {
+        TicketBody {
+            id: t.id.to_string(),
+            title: t.title,
+            body: t.body,
+            state: t.state.into(),
+            assignee: t.assignee.map(|n| n.to_string()),
+            owner: t.owner.map(|n| n.to_string()),
+            labels: t.labels,
+            priority: t.priority,
+            depends_on: t.depends_on.iter().map(ToString::to_string).collect(),
+            evidence_policy: t.evidence_policy.to_string(),
+            repo: t.repo,
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+            version: t.version,
+            attempts: t.attempts,
+            resume: t.resume,
+            not_before: time_opt(t.not_before),
+        }
+    }
+}
+
+/// A ticket as listed on the board: without body and dependencies.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TicketListItem {
+    pub id: String,
+    pub title: String,
+    pub state: TicketState,
+    pub assignee: Option<String>,
+    pub owner: Option<String>,
+    pub labels: Vec<String>,
+    pub priority: i64,
+    pub updated_at: Time,
+}
+
+impl From<TicketSummary> for TicketListItem {
+    fn from(t: TicketSummary) -> Self {
+        TicketListItem {
+            id: t.id.to_string(),
+            title: t.title,
+            state: t.state.into(),
+            assignee: t.assignee.map(|n| n.to_string()),
+            owner: t.owner.map(|n| n.to_string()),
+            labels: t.labels,
+            priority: t.priority,
+            updated_at: time(t.updated_at),
+        }
+    }
+}
+
+/// One page of the board, highest priority first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TicketPage {
+    pub tickets: Vec<TicketListItem>,
+    pub limit: u32,
+    pub offset: u32,
+    /// The `offset` of the next page; absent on the last page.
+    pub next_offset: Option<u32>,
+}
+
+/// Filters and paging of the board.
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TicketQuery {
+    /// Only tickets in this state.
+    pub state: Option<TicketState>,
+    /// Only tickets assigned to this name.
+    pub assignee: Option<String>,
+    /// Tickets per page: 1..=500, default 50.
+    pub limit: Option<u32>,
+    /// Tickets to skip (the previous page's `next_offset`).
+    pub offset: Option<u32>,
+}
+
+/// A new ticket: `todo` when assigned, else `triage`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicket {
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    pub assignee: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// -1000..=1000, higher first; default 0.
+    pub priority: Option<i64>,
+    /// Ticket ids (`MC-3`, or `3` for this instance's key).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    pub repo: Option<String>,
+    /// `none`, or `commit`, `test`, `route`, `artifact` joined by `+`.
+    pub evidence_policy: Option<String>,
+}
+
+/// Fields to change; an absent field is kept, `null` clears a clearable one.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditTicket {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub assignee: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    /// Replaces the labels.
+    pub labels: Option<Vec<String>>,
+    pub priority: Option<i64>,
+    /// Replaces the dependencies.
+    pub depends_on: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub repo: Option<Option<String>>,
+    pub evidence_policy: Option<String>,
+}
+
+/// A present field, `null` or not: `Some(None)` is an explicit `null`.
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// An operator's move.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveTicket {
+    /// `triage`, `todo`, `blocked`, `cancelled`, …; `running`, `review`, `needs_input` and `done`
+    /// are reached only through the dispatcher, runs, answers and the gate.
+    pub state: TicketState,
+    pub reason: Option<String>,
+}
+
+/// The answer to a ticket's open question.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerTicket {
+    pub text: String,
+}
+
+/// A run: one attempt of one worker on one ticket.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RunBody {
+    pub id: i64,
+    pub ticket: String,
+    pub attempt: i64,
+    pub worker: String,
+    pub pool: String,
+    /// `normal` or `needs-input`.
+    pub lane: String,
+    pub node: String,
+    pub started_at: Time,
+    pub heartbeat_at: Time,
+    pub lease_expires_at: Time,
+    pub pid: Option<i64>,
+    pub workspace: Option<String>,
+    pub session_id: Option<String>,
+    pub head_before: Option<String>,
+    pub head_after: Option<String>,
+    pub ended_at: Option<Time>,
+    /// `submitted`, `asked` or `failed`; absent while the run is live.
+    pub outcome: Option<String>,
+    /// `agent_error`, `timeout`, `stalled`, `runtime_missing`, `rate_limited`, `cancelled`,
+    /// `orphaned`.
+    pub failure_class: Option<String>,
+    pub detail: Option<String>,
+    pub exit_code: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+pub fn lane_str(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => "normal",
+        Lane::NeedsInput => "needs-input",
+    }
+}
+
+pub fn outcome_str(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Submitted => "submitted",
+        RunOutcome::Asked => "asked",
+        RunOutcome::Failed => "failed",
+    }
+}
+
+pub fn failure_str(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::AgentError => "agent_error",
+        FailureClass::Timeout => "timeout",
+        FailureClass::Stalled => "stalled",
+        FailureClass::RuntimeMissing => "runtime_missing",
+        FailureClass::RateLimited => "rate_limited",
+        FailureClass::Cancelled => "cancelled",
+        FailureClass::Orphaned => "orphaned",
+    }
+}
+
+impl From<Run> for RunBody {
+    fn from(r: Run) -> Self {
+        RunBody {
+            id: r.id.get(),
+            ticket: r.ticket.to_string(),
+            attempt: r.attempt.get(),
+            worker: r.worker.to_string(),
+            pool: r.pool,
+            lane: lane_str(r.lane).to_owned(),
+            node: r.node,
+            started_at: time(r.started_at),
+            heartbeat_at: time(r.heartbeat_at),
+            lease_expires_at: time(r.lease_expires_at),
+            pid: r.pid,
+            workspace: r.workspace,
+            session_id: r.session_id,
+            head_before: r.head_before,
+            head_after: r.head_after,
+            ended_at: time_opt(r.ended_at),
+            outcome: r.outcome.map(|o| outcome_str(o).to_owned()),
+            failure_class: r.failure_class.map(|c| failure_str(c).to_owned()),
+            detail: r.detail,
+            exit_code: r.exit_code,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+        }
+    }
+}
+
+/// One event of the append-only log.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct EventBody {
+    /// Strictly increasing in commit order.
+    pub seq: i64,
+    pub at: Time,
+    /// `ticket.created`, `ticket.moved`, `ticket.edited`, `run.progress`, `run.ended`,
+    /// `dispatch.decision`, `task.finished`, …
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// Who caused it: `cli`, `api`, `api:TOKEN-ID`, `dispatcher`, `run:MC-12#3`, …
+    pub actor: String,
+    /// The kind's own fields.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<Event> for EventBody {
+    fn from(e: Event) -> Self {
+        EventBody {
+            seq: e.seq,
+            at: time(e.at),
+            kind: e.kind,
+            ticket: e.ticket.map(|t| t.to_string()),
+            actor: e.actor,
+            data: e.data,
+        }
+    }
+}
+
+/// A ticket with its runs and its timeline (at most 500 events, oldest first).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TicketDetail {
+    pub ticket: TicketBody,
+    pub runs: Vec<RunBody>,
+    pub timeline: Vec<EventBody>,
+}
+
+impl From<TicketView> for TicketDetail {
+    fn from(view: TicketView) -> Self {
+        TicketDetail {
+            ticket: view.ticket.into(),
+            runs: view.runs.into_iter().map(Into::into).collect(),
+            timeline: view.timeline.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Why a ticket may not run.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReasonBody {
+    /// `state_not_todo`, `unassigned`, `assignee_not_a_worker`, `worker_disabled`,
+    /// `controller_parked`, `dependency_open`, `capacity_full`, `capacity_unknown`, `backoff`.
+    pub code: String,
+    pub detail: String,
+}
+
+impl From<Reason> for ReasonBody {
+    fn from(r: Reason) -> Self {
+        ReasonBody {
+            code: r.code.as_str().to_owned(),
+            detail: r.detail,
+        }
+    }
+}
+
+/// The runnability policy's answer about one ticket, with the dispatcher's own inputs.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ExplanationBody {
+    pub ticket: String,
+    pub runnable: bool,
+    pub reasons: Vec<ReasonBody>,
+}
+
+impl From<Explanation> for ExplanationBody {
+    fn from(e: Explanation) -> Self {
+        ExplanationBody {
+            ticket: e.ticket.to_string(),
+            runnable: e.runnable,
+            reasons: e.reasons.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A page of the event log.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventBody>,
+    /// The `since` of the next page: the last `seq` returned (or the `since` given).
+    pub next_since: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQueryParams {
+    /// Only events after this sequence number; default 0.
+    pub since: Option<i64>,
+    /// Events per page: 1..=1000, default 100.
+    pub limit: Option<u32>,
+    /// Only events of this ticket.
+    pub ticket: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventStreamParams {
+    /// Start after this sequence number (a `Last-Event-ID` header takes precedence); default:
+    /// the newest event, so that only new events follow.
+    pub since: Option<i64>,
+    /// Only events of this ticket.
+    pub ticket: Option<String>,
+}
+
+/// A task run's outcome.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOutcome {
+    Acted,
+    Noop,
+    Skipped,
+    Degraded,
+    Failed,
+}
+
+impl From<Outcome> for TaskOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Acted => TaskOutcome::Acted,
+            Outcome::Noop => TaskOutcome::Noop,
+            Outcome::Skipped => TaskOutcome::Skipped,
+            Outcome::Degraded => TaskOutcome::Degraded,
+            Outcome::Failed => TaskOutcome::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TaskBody {
+    pub name: String,
+    /// `command`, `agent`, `dispatch`, `triage`, `board-sweep`.
+    pub kind: String,
+    pub schedule: String,
+    pub enabled: bool,
+    pub next: Option<Time>,
+    pub last_outcome: Option<TaskOutcome>,
+    pub last_reason: Option<String>,
+    pub last_at: Option<Time>,
+}
+
+impl From<ListedTask> for TaskBody {
+    fn from(t: ListedTask) -> Self {
+        TaskBody {
+            name: t.name,
+            kind: t.kind.to_owned(),
+            schedule: t.schedule,
+            enabled: t.enabled,
+            next: time_opt(t.next),
+            last_outcome: t.last_outcome.map(Into::into),
+            last_reason: t.last_reason,
+            last_at: time_opt(t.last_at),
+        }
+    }
+}
+
+/// Every task, and every broken task file (`FILE:LINE: problem`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TaskListBody {
+    pub tasks: Vec<TaskBody>,
+    pub errors: Vec<String>,
+}
+
+impl From<TaskListing> for TaskListBody {
+    fn from(l: TaskListing) -> Self {
+        TaskListBody {
+            tasks: l.tasks.into_iter().map(Into::into).collect(),
+            errors: l.errors,
+        }
+    }
+}
+
+/// One run of a task.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TaskRunBody {
+    pub id: i64,
+    pub task: String,
+    /// The scheduled time it fired for; absent for a manual run.
+    pub slot: Option<Time>,
+    /// `schedule`, `catch_up` or `manual`.
+    pub trigger: String,
+    pub node: String,
+    pub started_at: Time,
+    pub ended_at: Option<Time>,
+    pub duration_ms: Option<i64>,
+    /// Absent while the run goes on.
+    pub outcome: Option<TaskOutcome>,
+    pub reason: Option<String>,
+    pub counts: BTreeMap<String, i64>,
+}
+
+impl From<TaskRun> for TaskRunBody {
+    fn from(r: TaskRun) -> Self {
+        TaskRunBody {
+            id: r.id,
+            task: r.task,
+            slot: time_opt(r.slot),
+            trigger: r.trigger.to_string(),
+            node: r.node,
+            started_at: time(r.started_at),
+            ended_at: time_opt(r.ended_at),
+            duration_ms: r.duration_ms,
+            outcome: r.outcome.map(Into::into),
+            reason: r.reason,
+            counts: r.counts,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Runs to return, newest first: 1..=500, default 20.
+    pub limit: Option<u32>,
+}
+
+/// The result of running a task now: finished within the wait, or still running.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TaskRunResult {
+    pub task: String,
+    /// `finished` (the outcome is here) or `running` (see the task's history later).
+    pub status: String,
+    /// The task run, when one was started.
+    pub run: Option<i64>,
+    pub outcome: Option<TaskOutcome>,
+    pub reason: Option<String>,
+    pub counts: BTreeMap<String, i64>,
+}
+
+impl TaskRunResult {
+    pub fn finished(report: TaskRunReport) -> Self {
+        let TaskResult {
+            outcome,
+            reason,
+            counts,
+        } = report.result;
+        TaskRunResult {
+            task: report.task,
+            status: "finished".to_owned(),
+            run: report.run,
+            outcome: Some(outcome.into()),
+            reason: Some(reason),
+            counts,
+        }
+    }
+
+    pub fn running(task: String) -> Self {
+        TaskRunResult {
+            task,
+            status: "running".to_owned(),
+            run: None,
+            outcome: None,
+            reason: None,
+            counts: BTreeMap::new(),
+        }
+    }
+}
+
+/// The health verdict with its itemized reasons.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    /// `working`, `degraded`, `broken` — or `unknown` while the verdict is not computed.
+    pub verdict: String,
+    pub reasons: Vec<StatusReason>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct StatusReason {
+    pub code: String,
+    pub component: String,
+    pub detail: String,
+}
+
+/// An API token's record; never the token itself.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TokenBody {
+    pub id: i64,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    pub label: Option<String>,
+    pub created_at: Time,
+    pub expires_at: Option<Time>,
+    pub last_used_at: Option<Time>,
+    pub revoked_at: Option<Time>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+impl TokenBody {
+    pub fn new(t: ApiToken, state: TokenState) -> Self {
+        TokenBody {
+            state: state.as_str().to_owned(),
+            id: t.id,
+            scope: t.scope,
+            label: t.label,
+            created_at: time(t.created_at),
+            expires_at: time_opt(t.expires_at),
+            last_used_at: time_opt(t.last_used_at),
+            revoked_at: time_opt(t.revoked_at),
+        }
+    }
+}
+
+/// A new token.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    /// How long it is valid, e.g. `30d`, `12h`; default: until revoked.
+    pub expires: Option<String>,
+    pub label: Option<String>,
+}
+
+/// A token just created: the only response that carries it. Store it now.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CreatedTokenBody {
+    pub token: String,
+    #[serde(flatten)]
+    pub record: TokenBody,
+}

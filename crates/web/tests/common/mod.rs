@@ -1,0 +1,193 @@
+//! A test server: the real router over a real SQLite store in a temporary folder, driven in
+//! process with one request at a time (`send`), or bound to port 0 for streams.
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use mission_core::Workforce;
+use mission_core::config::{DispatchConfig, PolicyConfig, WorkerConfig};
+use mission_engine::wake::WakeSignal;
+use mission_engine::{App, Settings, SystemClock};
+use mission_store::SqliteStore;
+use mission_store::prelude::*;
+use mission_store::sqlite::SqliteOptions;
+use mission_web::{Server, Web, WebConfig};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct TestWeb {
+    pub dir: tempfile::TempDir,
+    pub web: Web,
+    pub server: Server,
+    pub wake: WakeSignal,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestWeb {
+    pub async fn new(auth: bool) -> TestWeb {
+        TestWeb::with_config(WebConfig {
+            auth,
+            allowed_hosts: vec!["mission.example.org".to_owned()],
+            ..WebConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with_config(config: WebConfig) -> TestWeb {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        std::fs::create_dir_all(path.join("tasks")).unwrap();
+        let store = SqliteStore::open(
+            &path.join("mission.db"),
+            SqliteOptions {
+                create: true,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let mut workers = BTreeMap::new();
+        let worker: WorkerConfig =
+            toml::from_str("runtime = \"shell\"\ncommand = [\"/bin/true\"]\n").unwrap();
+        workers.insert("luci".to_owned(), worker);
+        let settings = Settings {
+            workforce: Workforce::from_parts(&workers, &PolicyConfig::default()).unwrap(),
+            dispatch: DispatchConfig::default(),
+            ticket_key: Default::default(),
+            triage: Vec::new(),
+            tasks_dir: path.join("tasks"),
+            instance_dir: path.to_owned(),
+            config_file: path.join("mission.toml"),
+            runs_dir: path.join("runs"),
+            workspaces_dir: path.join("workspaces"),
+            node: "test".into(),
+            mission_bin: Path::new("/bin/true").to_owned(),
+            wake_socket: path.join("wake.sock"),
+        };
+        let wake = WakeSignal::new();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let app = App::new(
+            store,
+            Arc::new(settings),
+            Arc::new(SystemClock),
+            Arc::new(wake.clone()),
+        );
+        let web = Web::new(app, config);
+        let server = mission_web::build(web.clone());
+        TestWeb {
+            dir,
+            web,
+            server,
+            wake,
+        }
+    }
+
+    /// A request from a well-behaved client: `Host: 127.0.0.1`, JSON when there is a body.
+    pub fn request(
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Request<Body> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1:3001");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.server.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let is_stream = headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+        if is_stream {
+            return Reply {
+                status,
+                headers,
+                body: Value::Null,
+                text: String::new(),
+            };
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.send(TestWeb::request(method, path, token, body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
+    /// Creates a token through the use case; returns the secret.
+    pub async fn token(&self, scope: &str, expires: Option<&str>) -> String {
+        let (_, secret) = self.web.tokens.create(scope, expires, None).await.unwrap();
+        secret.expose().to_owned()
+    }
+}
+
+/// Asserts the one error shape: `{"error": {"code", "message", "field"?}}`.
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
+    let error = &reply.body["error"];
+    assert_eq!(error["code"], code, "{}", reply.text);
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty() && !m.contains('\n')),
+        "{}",
+        reply.text
+    );
+    let keys: Vec<&String> = reply.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error"], "{}", reply.text);
+    for key in error.as_object().unwrap().keys() {
+        assert!(
+            ["code", "message", "field"].contains(&key.as_str()),
+            "{}",
+            reply.text
+        );
+    }
+}
