@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 4
+                supported: 7
             }
         ),
         "{err:?}"
@@ -201,7 +201,14 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
     let report = store.migrate().await.unwrap();
     assert_eq!(
         (report.from_version, report.to_version, report.applied),
-        (3, 4, vec!["0004_counters".to_owned()])
+        (
+            3,
+            7,
+            vec![
+                "0004_counters".to_owned(),
+                "0007_incidents_health".to_owned()
+            ]
+        )
     );
     assert_eq!(
         store

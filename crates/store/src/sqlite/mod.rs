@@ -5,12 +5,15 @@
 //!
 //! Each part of the `Store` trait is implemented in its own file: `tickets.rs` (`TicketStore`),
 //! `events.rs` (`EventLog` and the one `append_event`), `dispatch.rs` (`DispatchStore`),
-//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`); this file opens the database and
+//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `incidents.rs` (`IncidentStore`),
+//! `health.rs` (`HealthStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
 mod error;
 mod events;
+mod health;
+mod incidents;
 mod rows;
 mod runs;
 mod tasks;
@@ -45,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "0004_counters",
         sql: include_str!("../../migrations/sqlite/0004_counters.sql"),
+    },
+    // Versions 5 and 6 are the web API's and the inbox's.
+    Migration {
+        version: 7,
+        name: "0007_incidents_health",
+        sql: include_str!("../../migrations/sqlite/0007_incidents_health.sql"),
     },
 ];
 
