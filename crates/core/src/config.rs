@@ -41,6 +41,12 @@ pub struct Config {
     pub workers: BTreeMap<String, WorkerConfig>,
     #[serde(default)]
     pub triage: TriageConfig,
+    /// When the facts turn into health reasons.
+    #[serde(default)]
+    pub health: crate::health::HealthThresholds,
+    /// The operator audit: state limits, auto-resolve, probes.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Rules of the `triage` task: the first rule that matches a ticket in triage names its assignee.
