@@ -588,3 +588,32 @@ fn a_healthy_instance_stays_working_with_zero_reasons() {
     common::signal(server.id() as i32, libc::SIGTERM);
     server.wait().unwrap();
 }
+
+/// A server that beats while its dispatcher hangs (the capacity count never returns): alive,
+/// but its dispatcher is stalled — broken, not "working because the process is up".
+#[test]
+fn a_hung_dispatcher_behind_a_live_server_is_stalled() {
+    let instance =
+        Instance::with_fake_workers(&format!("{FAST}\n[health]\ndispatcher_stall = \"1s\"\n"));
+    let server = serve_with(&instance, &[("FAILPOINTS", "capacity-count=sleep(60000)")]);
+    let report = wait_for_reason(
+        &instance,
+        "dispatcher_stalled",
+        true,
+        Duration::from_secs(10),
+    );
+    assert_eq!(report["verdict"], "broken", "{report}");
+    assert_eq!(report["server"]["alive"], true, "{report}");
+    assert_eq!(
+        reason(&report, "dispatcher_stalled").unwrap()["component"],
+        "dispatcher"
+    );
+    server.kill();
+    let _server = instance.serve();
+    wait_for_reason(
+        &instance,
+        "dispatcher_stalled",
+        false,
+        Duration::from_secs(10),
+    );
+}

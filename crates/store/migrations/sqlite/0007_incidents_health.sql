@@ -53,4 +53,4 @@ CREATE TABLE health_verdict (
 );
 
 -- Tickets waiting in todo, oldest first: the narrowing of the starvation check.
-CREATE INDEX tickets_waiting ON tickets (state, resume, state_since);
+CREATE INDEX tickets_waiting ON tickets (state, state_since);

@@ -89,7 +89,8 @@ async fn waiting_in(
         return Ok(Vec::new());
     }
     let mut sql = sqlx::QueryBuilder::<Sqlite>::new(
-        "SELECT id, state_since, not_before FROM tickets t WHERE state = 'todo' \
+        "SELECT id, state_since, not_before FROM tickets t INDEXED BY tickets_waiting \
+         WHERE state = 'todo' \
          AND (not_before IS NULL OR not_before <= ",
     );
     sql.push_bind(query.now.as_millis());
