@@ -43,6 +43,12 @@ pub struct Config {
     pub triage: TriageConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    /// When the facts turn into health reasons.
+    #[serde(default)]
+    pub health: crate::health::HealthThresholds,
+    /// The operator audit: state limits, auto-resolve, probes.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The HTTP side of `mission serve`: the JSON API, `/metrics` and the dashboard.

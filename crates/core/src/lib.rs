@@ -3,6 +3,7 @@
 //! Everything here is a pure function over plain data: no SQL, no HTTP, no processes, no clock
 //! reads. The store, the engines and the binary call into this crate; it calls into none of them.
 
+pub mod audit;
 pub mod capacity;
 pub mod config;
 pub mod deps;

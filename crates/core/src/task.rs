@@ -28,6 +28,8 @@ pub enum TaskKind {
     Triage,
     /// Reports tickets that stayed in a state longer than the task's `limits`.
     BoardSweep,
+    /// The deterministic operator audit: its findings open, update or reopen incidents.
+    OperatorAudit,
 }
 
 impl TaskKind {
@@ -38,6 +40,7 @@ impl TaskKind {
             TaskKind::Dispatch => "dispatch",
             TaskKind::Triage => "triage",
             TaskKind::BoardSweep => "board-sweep",
+            TaskKind::OperatorAudit => "operator-audit",
         }
     }
 }

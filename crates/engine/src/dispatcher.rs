@@ -116,9 +116,7 @@ impl Dispatcher {
         };
         let counts = match count_active(self.store.as_ref()).await {
             Ok(counts) => {
-                self.store
-                    .set_capacity_fact(&CapacityFact::Counted, &self.change())
-                    .await?;
+                self.capacity_fact(&CapacityFact::Counted).await?;
                 counts
             }
             Err(error) => {
@@ -127,13 +125,28 @@ impl Dispatcher {
                 let fact = CapacityFact::Unknown {
                     error: error.clone(),
                 };
-                self.store.set_capacity_fact(&fact, &self.change()).await?;
+                self.capacity_fact(&fact).await?;
                 report.capacity_unknown = Some(error);
                 return Ok(report);
             }
         };
         self.claim_candidates(lane, counts, &mut report).await?;
         Ok(report)
+    }
+
+    /// Records the capacity fact; when it changed, its incident opens (could not count) or
+    /// clears (counted again) — SPEC §4 scenario 4. A failure to record the incident is logged:
+    /// the operator audit's capacity check records it at its next pass.
+    async fn capacity_fact(&self, fact: &CapacityFact) -> Result<(), StoreError> {
+        let change = self.change();
+        if self.store.set_capacity_fact(fact, &change).await?
+            && let Err(error) =
+                crate::audit::capacity_changed(self.store.as_ref(), &self.settings, fact, &change)
+                    .await
+        {
+            tracing::error!(%error, "recording the capacity incident failed");
+        }
+        Ok(())
     }
 
     /// The second half of a pass: the decisions about tickets that changed since the last pass,

@@ -5,14 +5,18 @@
 //! - `runner` — supervises one run: workspace, process group, log, heartbeat, stall and timeout,
 //!   termination, classification, the run's end.
 //! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
-//! - `server` — the loop that ties them together, woken by events.
+//! - `server` — the loop that ties them together, woken by events, beating its heartbeat.
+//! - `health` — the verdict's facts gathered, assessed and recorded once per change.
+//! - `audit` — the operator audit's checks and probes, and the incidents they open.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod dispatcher;
 pub mod error;
 pub mod explain;
+pub mod health;
 pub mod process;
 pub mod recovery;
 pub mod runner;

@@ -4,6 +4,11 @@
 //! runs are supervised concurrently. The scheduler runs beside it in its own task. On shutdown,
 //! runs are stopped and closed as orphaned, so their tickets are requeued; task runs end
 //! `failed` ("the server shut down").
+//!
+//! Beside them, the heartbeat loop records the server's heartbeat every reconcile interval (at
+//! least a second apart) with the time of the dispatcher's last pass — the durable basis of
+//! "the server is alive" and of "its dispatcher passes" — and records the health verdict when
+//! it changed (`health.changed`, once per change).
 
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
@@ -13,10 +18,11 @@ use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::tasks::TaskContext;
 use crate::wake::{WakeSignal, Waker};
-use mission_core::Lane;
+use mission_core::{Actor, Lane, Timestamp};
 use mission_store::prelude::*;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -59,6 +65,15 @@ pub async fn serve(
         waker: Arc::new(wake.clone()),
     };
     let scheduler = tokio::spawn(Scheduler::new(context).run(stopped.clone()));
+    // The dispatcher's last pass, in milliseconds (0: none yet), for the heartbeat.
+    let last_pass = Arc::new(AtomicI64::new(0));
+    let beats = tokio::spawn(heartbeat_loop(
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        last_pass.clone(),
+        stopped.clone(),
+    ));
     tokio::pin!(shutdown);
     tracing::info!(node = %settings.node, "serving");
     // One timer across iterations: wake-ups must not keep postponing recovery.
@@ -79,10 +94,15 @@ pub async fn serve(
                 Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
             }
         }
+        let mut passed = !passes.is_empty();
         for mut report in passes {
             if let Err(error) = dispatcher.record_decisions(&mut report).await {
                 tracing::error!(lane = ?report.lane, %error, "recording dispatch decisions failed");
+                passed = false;
             }
+        }
+        if passed {
+            last_pass.store(clock.now().as_millis(), Ordering::Relaxed);
         }
         tokio::select! {
             _ = wake.notified() => tracing::debug!("woken"),
@@ -101,6 +121,7 @@ pub async fn serve(
     tracing::info!(active = runs.len(), "shutting down: stopping runs");
     let _ = stop.send(true);
     let _ = scheduler.await;
+    let _ = beats.await;
     while runs.join_next().await.is_some() {}
     Ok(())
 }
@@ -121,4 +142,47 @@ fn supervise(
         wake.wake();
         report
     });
+}
+
+/// Records the heartbeat, then the verdict if it changed, every beat until `stopped`. A failure
+/// is logged and tried again at the next beat: a server that cannot write its heartbeat is
+/// soon called dead, which is the truth.
+async fn heartbeat_loop(
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    last_pass: Arc<AtomicI64>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let started_at = clock.now();
+    let actor = Actor::new("server");
+    loop {
+        let now = clock.now();
+        let pass = last_pass.load(Ordering::Relaxed);
+        let pass = (pass > 0).then(|| Timestamp::from_millis(pass));
+        let beat = crate::health::heartbeat(&settings, started_at, now, pass);
+        if let Err(error) = store.record_heartbeat(&beat).await {
+            tracing::error!(%error, "recording the server heartbeat failed");
+        }
+        let tasks = crate::tasks::load(&settings.tasks_dir).await;
+        match crate::health::assess_now(store.as_ref(), &settings, &tasks, clock.now()).await {
+            Ok(assessment) => {
+                match crate::health::record(store.as_ref(), &assessment, actor.clone()).await {
+                    Ok(Some(change)) => {
+                        tracing::info!(from = ?change.from, to = %change.to, codes = ?change.codes, "health verdict changed");
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "recording the verdict failed"),
+                }
+            }
+            Err(error) => tracing::error!(%error, "assessing health failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::health::beat_interval(&settings)) => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The resolved configuration the engines run with. Built once by the binary; every engine —
 //! whether started by the server, a scheduled task or the CLI — gets the same.
 
+use mission_core::audit::AuditSettings;
 use mission_core::config::DispatchConfig;
+use mission_core::health::HealthThresholds;
 use mission_core::{RetryPolicy, TicketKey, TriageRule, Workforce};
 use std::path::PathBuf;
 
@@ -30,6 +32,10 @@ pub struct Settings {
     pub mission_bin: PathBuf,
     /// The wake socket of the server of this instance.
     pub wake_socket: PathBuf,
+    /// When facts turn into health reasons (`[health]`).
+    pub health: HealthThresholds,
+    /// The operator audit's state limits, auto-resolve rules and probes (`[audit]`).
+    pub audit: AuditSettings,
 }
 
 impl Settings {

@@ -63,6 +63,8 @@ impl Fixture {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            health: Default::default(),
+            audit: Default::default(),
         };
         let clock = ManualClock::at(Timestamp::now());
         let draft = TicketDraft {

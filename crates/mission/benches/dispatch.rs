@@ -83,6 +83,8 @@ fn settings(dir: &Path) -> Settings {
         node: "bench".into(),
         mission_bin: PathBuf::from(MISSION),
         wake_socket: dir.join("data/wake.sock"),
+        health: Default::default(),
+        audit: Default::default(),
     }
 }
 

@@ -49,6 +49,52 @@ pub enum Command {
     /// API tokens for the HTTP API: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Is it working? The verdict with its reasons; exit 0 working, 1 degraded, 2 broken.
+    Status(JsonFlag),
+    /// Incidents found by the operator audit: list them, show one, resolve one.
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Open incidents (every one with --all), newest opened first.
+    List(IncidentListArgs),
+    /// An incident with its occurrences and their evidence.
+    Show(IncidentIdArgs),
+    /// Resolve an open incident; if its condition persists, the next audit reopens it.
+    Resolve(IncidentResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentListArgs {
+    /// Resolved incidents too.
+    #[arg(long)]
+    pub all: bool,
+    /// Only warning or critical ones.
+    #[arg(long)]
+    pub severity: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentIdArgs {
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentResolveArgs {
+    pub id: String,
+    /// Why it is resolved (required).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

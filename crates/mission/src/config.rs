@@ -45,6 +45,8 @@ pub struct Instance {
     pub workforce: Workforce,
     /// The checked rules of the triage task.
     pub triage: Vec<mission_core::TriageRule>,
+    /// The checked `[audit]` section.
+    pub audit: mission_core::audit::AuditSettings,
     /// Where the store file, logs and workspaces live.
     pub data_dir: PathBuf,
     /// The SQLite database file.
@@ -137,6 +139,10 @@ pub fn load_from(
     let workforce = Workforce::new(&config).map_err(|e| located(&e.key, &e.problem))?;
     let triage = mission_core::config::triage_rules(&config.triage)
         .map_err(|e| located(&e.key, &e.problem))?;
+    let audit = config
+        .audit
+        .check()
+        .map_err(|e| located(&e.key, &e.problem))?;
     let dir = config_file
         .parent()
         .map(Path::to_owned)
@@ -155,6 +161,7 @@ pub fn load_from(
         config,
         workforce,
         triage,
+        audit,
         data_dir,
         store_path,
     })

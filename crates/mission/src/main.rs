@@ -95,5 +95,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Run(command) => commands::run::run(config, command).await,
         Command::Task(command) => commands::task::run(config, command).await,
         Command::Token(command) => commands::token::run(config, command).await,
+        Command::Status(args) => commands::status::run(config, args).await,
+        Command::Incident(command) => commands::incident::run(config, command).await,
     }
 }

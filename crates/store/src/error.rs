@@ -3,7 +3,8 @@
 //! different exit codes and HTTP statuses. How a backend's own errors map onto these is the
 //! backend's business (`sqlite/error.rs`); nothing here knows a database's error codes.
 
-use mission_core::{Attempt, RunId, TicketId, TransitionError, ValidationError};
+use mission_core::incident::IncidentError;
+use mission_core::{Attempt, IncidentId, RunId, TicketId, TransitionError, ValidationError};
 
 /// A backend's error, kept whole as the source of a `StoreError`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -49,6 +50,15 @@ pub enum StoreError {
     Unavailable(#[source] BoxError),
     #[error("store error: {0}")]
     Backend(#[source] BoxError),
+    #[error("no incident {0}")]
+    IncidentNotFound(IncidentId),
+    /// The core refused a change of an incident (already resolved, no reason given).
+    #[error("incident {id}: {source}")]
+    Incident {
+        id: IncidentId,
+        #[source]
+        source: IncidentError,
+    },
 }
 
 /// What kind of failure a `StoreError` is, for the edges: an exit code, an HTTP status.
@@ -71,9 +81,15 @@ pub enum ErrorKind {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound(_) | StoreError::RunNotFound(_) | StoreError::NoQuestion(_) => {
-                ErrorKind::NotFound
-            }
+            StoreError::NotFound(_)
+            | StoreError::RunNotFound(_)
+            | StoreError::NoQuestion(_)
+            | StoreError::IncidentNotFound(_) => ErrorKind::NotFound,
+            StoreError::Incident {
+                source: IncidentError::AlreadyResolved(_),
+                ..
+            } => ErrorKind::Conflict,
+            StoreError::Incident { .. } => ErrorKind::Invalid,
             StoreError::Transition { .. }
             | StoreError::Fenced { .. }
             | StoreError::Constraint(_) => ErrorKind::Conflict,

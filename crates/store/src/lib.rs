@@ -7,14 +7,17 @@
 //!
 //! The parts: `TicketStore` (the board), `EventLog` (reading events), `DispatchStore` (what the
 //! dispatcher reads and writes: capacity, candidates, decisions, claims), `RunStore` (a run's
-//! reports and end, questions), `TaskRunStore` (scheduled task runs) and `StoreAdmin` (migrations,
-//! closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
+//! reports and end, questions), `TaskRunStore` (scheduled task runs), `IncidentStore` (incidents
+//! and their occurrences), `HealthStore` (heartbeats, the health snapshot, the recorded verdict)
+//! and `StoreAdmin` (migrations, closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
 //! imports `prelude::*` to have the parts in scope.
 
 mod dispatch;
 mod error;
 mod events;
+mod health;
+mod incidents;
 mod migrate;
 mod runs;
 pub mod sqlite;
@@ -30,6 +33,11 @@ use std::time::Duration;
 pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore};
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
+pub use health::{
+    HealthQuery, HealthSnapshot, HealthStore, InboxFacts, RecordedVerdict, ServerHeartbeat,
+    WaitingTicket,
+};
+pub use incidents::{AuditPass, IncidentFilter, IncidentStore};
 pub use migrate::MigrationReport;
 pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
@@ -45,7 +53,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore, WebStore,
+        DispatchStore, EventLog, HealthStore, IncidentStore, RunStore, Store, StoreAdmin,
+        TaskRunStore, TicketStore, WebStore,
     };
 }
 
@@ -74,7 +83,15 @@ pub trait StoreAdmin: Send + Sync {
 
 /// The whole store: every part, as one object (`Arc<dyn Store>`).
 pub trait Store:
-    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + WebStore
+    StoreAdmin
+    + TicketStore
+    + EventLog
+    + DispatchStore
+    + RunStore
+    + TaskRunStore
+    + WebStore
+    + IncidentStore
+    + HealthStore
 {
 }
 
@@ -86,6 +103,8 @@ impl<T> Store for T where
         + RunStore
         + TaskRunStore
         + WebStore
+        + IncidentStore
+        + HealthStore
         + ?Sized
 {
 }

@@ -1,17 +1,22 @@
 //! The use cases: every action a person or a run can take — add, edit, move, answer, explain, a
-//! run's ask / progress / submit, a dispatch pass, a task run — each ONE function here. The CLI
+//! run's ask / progress / submit, a dispatch pass, a task run, the health verdict (`status`),
+//! incidents — each ONE function here. The CLI
 //! and the HTTP API are thin adapters over these functions (arguments → use case → output); no
 //! rule lives in an adapter. Failures are `AppError`s, whose kind decides the exit code and the
 //! HTTP status.
 
 mod dispatch;
 mod error;
+mod health;
+mod incidents;
 mod runs;
 mod tasks;
 mod tickets;
 
 pub use dispatch::DispatchOutcome;
 pub use error::{AppError, AppResult, ErrorKind};
+pub use health::StatusReport;
+pub use incidents::IncidentView;
 pub use tasks::{ListedTask, TaskListing, TaskRunReport};
 pub use tickets::{Explanation, TicketView};
 

@@ -124,7 +124,7 @@ impl App {
     }
 
     /// Reads the tasks folder off the async threads.
-    async fn load_tasks(&self) -> AppResult<crate::tasks::TaskSet> {
+    pub(super) async fn load_tasks(&self) -> AppResult<crate::tasks::TaskSet> {
         let dir = self.settings.tasks_dir.clone();
         tokio::task::spawn_blocking(move || load_dir(&dir))
             .await

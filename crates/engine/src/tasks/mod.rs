@@ -103,8 +103,28 @@ pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskRe
         TaskKind::Dispatch => dispatch(context, spec).await,
         TaskKind::Triage => triage::run(context, spec).await,
         TaskKind::BoardSweep => board_sweep::run(context, spec).await,
+        TaskKind::OperatorAudit => operator_audit(context, spec)
+            .await
+            .map_err(EngineError::from),
     };
     result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error.to_string()))
+}
+
+/// `operator-audit`: one pass of the deterministic audit; `acted` with the counts of incidents
+/// opened, updated, reopened and resolved, or `noop`.
+async fn operator_audit(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, String> {
+    let tasks = load(&context.settings.tasks_dir).await;
+    let actor = Actor::new(format!("task:{}", spec.name));
+    crate::audit::run(
+        context.store.as_ref(),
+        &context.settings,
+        &tasks,
+        context.clock.now(),
+        actor,
+    )
+    .await
+    .map(|report| report.result)
+    .map_err(|e| format!("the audit could not finish: {e}"))
 }
 
 /// `agent`: a ticket for the worker with the body as its text, run by the ticket runner.

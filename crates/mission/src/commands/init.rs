@@ -24,6 +24,10 @@ const EXAMPLE_TASKS: &[(&str, &str)] = &[
         "disk-check.md",
         include_str!("../../assets/tasks/disk-check.md"),
     ),
+    (
+        "operator-audit.md",
+        include_str!("../../assets/tasks/operator-audit.md"),
+    ),
 ];
 
 #[derive(serde::Serialize)]

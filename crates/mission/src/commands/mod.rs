@@ -4,10 +4,12 @@
 pub mod dispatch;
 pub mod events;
 pub mod explain;
+pub mod incident;
 pub mod init;
 pub mod migrate;
 pub mod run;
 pub mod serve;
+pub mod status;
 pub mod task;
 pub mod ticket;
 pub mod token;
@@ -127,6 +129,8 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         node,
         mission_bin,
         wake_socket: wake_socket(instance),
+        health: instance.config.health.clone(),
+        audit: instance.audit.clone(),
     })
 }
 

@@ -29,7 +29,7 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// Live runs counted per worker and pool, inside the caller's transaction.
-async fn active_counts_in(conn: &mut SqliteConnection) -> Result<ActiveCounts> {
+pub(super) async fn active_counts_in(conn: &mut SqliteConnection) -> Result<ActiveCounts> {
     let rows = sqlx::query(
         "SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
     )
@@ -87,6 +87,43 @@ async fn set_dispatcher_value(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// The capacity fact and when it was last set, inside the caller's transaction.
+pub(super) async fn capacity_fact_in(
+    conn: &mut SqliteConnection,
+) -> Result<Option<(CapacityFact, Timestamp)>> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT value, updated_at FROM dispatcher_state WHERE name = ?")
+            .bind(CAPACITY_FACT)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((value, updated_at)) = row else {
+        return Ok(None);
+    };
+    let fact = match value.as_str() {
+        "unknown" => {
+            // The error is kept with the event that recorded the change to unknown.
+            let data: Option<String> = sqlx::query_scalar(
+                "SELECT data FROM events WHERE kind = ? ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(EventKind::DispatchCapacityUnknown.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            let error = data
+                .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+                .and_then(|d| d["error"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            CapacityFact::Unknown { error }
+        }
+        "counted" => CapacityFact::Counted,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "invalid capacity fact {other:?} in the database"
+            )));
+        }
+    };
+    Ok(Some((fact, Timestamp::from_millis(updated_at))))
 }
 
 async fn claim_in(
@@ -285,29 +322,7 @@ impl DispatchStore for SqliteStore {
 
     async fn capacity_fact(&self) -> Result<Option<CapacityFact>> {
         let mut tx = self.read_tx().await?;
-        let fact = match dispatcher_value(&mut tx, CAPACITY_FACT).await?.as_deref() {
-            None => None,
-            Some("unknown") => {
-                // The error is kept with the event that recorded the change to unknown.
-                let data: Option<String> = sqlx::query_scalar(
-                    "SELECT data FROM events WHERE kind = ? ORDER BY seq DESC LIMIT 1",
-                )
-                .bind(EventKind::DispatchCapacityUnknown.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let error = data
-                    .and_then(|d| serde_json::from_str::<Value>(&d).ok())
-                    .and_then(|d| d["error"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                Some(CapacityFact::Unknown { error })
-            }
-            Some("counted") => Some(CapacityFact::Counted),
-            Some(other) => {
-                return Err(StoreError::Corrupt(format!(
-                    "invalid capacity fact {other:?} in the database"
-                )));
-            }
-        };
+        let fact = capacity_fact_in(&mut tx).await?.map(|(fact, _)| fact);
         tx.commit().await?;
         Ok(fact)
     }

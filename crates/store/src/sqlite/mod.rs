@@ -5,12 +5,15 @@
 //!
 //! Each part of the `Store` trait is implemented in its own file: `tickets.rs` (`TicketStore`),
 //! `events.rs` (`EventLog` and the one `append_event`), `dispatch.rs` (`DispatchStore`),
-//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `web.rs` (`WebStore`); this file opens the database and
+//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `web.rs` (`WebStore`), `incidents.rs`
+//! (`IncidentStore`), `health.rs` (`HealthStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
 mod error;
 mod events;
+mod health;
+mod incidents;
 mod rows;
 mod runs;
 mod tasks;
@@ -51,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "0005_web",
         sql: include_str!("../../migrations/sqlite/0005_web.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_incidents_health",
+        sql: include_str!("../../migrations/sqlite/0006_incidents_health.sql"),
     },
 ];
 

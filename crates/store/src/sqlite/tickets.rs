@@ -112,6 +112,32 @@ pub(super) async fn load_ticket(conn: &mut SqliteConnection, id: &TicketId) -> R
     decode_ticket(&row, deps)
 }
 
+/// The states of a ticket's dependencies (`None` for one that does not exist), by id.
+pub(super) async fn dependency_states(
+    conn: &mut SqliteConnection,
+    id: &TicketId,
+) -> Result<Vec<DependencyState>> {
+    let rows = sqlx::query(
+        "SELECT d.depends_on, t.state FROM ticket_dependencies d \
+         LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = ?",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut deps = Vec::with_capacity(rows.len());
+    for row in rows {
+        deps.push(DependencyState {
+            id: rows::ticket_id(&row.try_get::<String, _>(0)?)?,
+            state: row
+                .try_get::<Option<String>, _>(1)?
+                .map(|s| state_from_db(&s))
+                .transpose()?,
+        });
+    }
+    deps.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(deps)
+}
+
 async fn ticket_exists(conn: &mut SqliteConnection, id: &TicketId) -> Result<bool> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?)")
@@ -269,25 +295,8 @@ impl TicketStore for SqliteStore {
         // A read transaction, so that the ticket and its dependencies come from one snapshot.
         let mut tx = self.read_tx().await?;
         let ticket = load_ticket(&mut tx, id).await?;
-        let rows = sqlx::query(
-            "SELECT d.depends_on, t.state FROM ticket_dependencies d \
-             LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = ?",
-        )
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+        let deps = dependency_states(&mut tx, id).await?;
         tx.commit().await?;
-        let mut deps = Vec::with_capacity(rows.len());
-        for row in rows {
-            deps.push(DependencyState {
-                id: rows::ticket_id(&row.try_get::<String, _>(0)?)?,
-                state: row
-                    .try_get::<Option<String>, _>(1)?
-                    .map(|s| state_from_db(&s))
-                    .transpose()?,
-            });
-        }
-        deps.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((ticket, deps))
     }
 

@@ -13,6 +13,8 @@
 
 pub mod concurrency;
 pub mod dispatch;
+pub mod health;
+pub mod incidents;
 pub mod runs;
 pub mod state_machine;
 pub mod tasks;
@@ -67,7 +69,18 @@ macro_rules! conformance_suite {
                 tasks::task_runs_keep_their_trigger,
                 tasks::a_slot_fires_once_across_concurrent_schedulers,
                 concurrency::concurrent_claims_never_exceed_the_pool_and_global_caps,
+                incidents::audit_passes_open_update_reopen_and_resolve,
+                incidents::without_auto_resolve_an_incident_stays_open_until_an_operator_resolves_it,
+                incidents::concurrent_audits_open_one_incident,
+                health::heartbeats_are_one_row_per_node,
+                health::the_snapshot_gathers_the_durable_facts,
+                health::a_verdict_change_is_recorded_once,
             );
+
+            #[test]
+            fn incident_recurrence_holds() {
+                $crate::conformance::incidents::incident_recurrence_holds::<$backend>();
+            }
 
             #[test]
             fn state_machine_holds() {

@@ -74,6 +74,8 @@ impl TestWeb {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            health: Default::default(),
+            audit: Default::default(),
         };
         let wake = WakeSignal::new();
         let store: Arc<dyn Store> = Arc::new(store);

@@ -1,0 +1,435 @@
+//! The operator audit: deterministic checks over durable facts and configured probes, no LLM.
+//! Each check that runs names what it found as `Finding`s; the store applies the pass to the
+//! incidents on record (`IncidentStore::record_audit`, planned by the core's `plan_audit`): a
+//! new condition opens an incident, a known one updates it, a resolved one REOPENS — never
+//! suppressed — and an open incident whose check ran and found nothing resolves where its check
+//! auto-resolves.
+//!
+//! The checks over the board read the same facts, through the same thresholds, as the health
+//! verdict (`health::assess_now`): the audit turns each reason of those codes into one finding
+//! per subject, so that the audit and `mission status` never disagree about a condition.
+
+use crate::health::{self, Assessment};
+use crate::process;
+use crate::settings::Settings;
+use crate::tasks::TaskSet;
+use mission_core::audit::{Probe, ProbeKind};
+use mission_core::health::ReasonCode;
+use mission_core::incident::{AuditTally, CheckName, Finding, IncidentChange, Severity};
+use mission_core::task::TaskResult;
+use mission_core::{Actor, Fingerprint, TicketId, Timestamp};
+use mission_store::{AuditPass, CapacityFact, Change, Store, StoreError};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The check of the capacity fact, and the subject of its one incident.
+pub const CAPACITY_CHECK: &str = "capacity_unknown";
+const CAPACITY_SUBJECT: &str = "dispatcher";
+
+/// Checks whose store part is not in this build: skipped, and said so in the task's reason.
+const NOT_BUILT: [(&str, &str); 2] = [
+    ("evidence_invalid", "no evidence store part"),
+    ("inbox_aging", "no inbox store part"),
+];
+
+fn check(name: &str) -> CheckName {
+    CheckName::parse(name).expect("a valid check name")
+}
+
+fn finding(
+    check_name: &str,
+    subject: &str,
+    severity: Severity,
+    detail: String,
+    evidence: serde_json::Value,
+    ticket: Option<TicketId>,
+) -> Option<Finding> {
+    // A subject that cannot be a fingerprint (spaces in a task file's path) is made one.
+    let subject: String = subject
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(mission_core::incident::MAX_SUBJECT_BYTES / 4)
+        .collect();
+    Some(Finding {
+        fingerprint: Fingerprint::new(check(check_name), &subject).ok()?,
+        severity,
+        detail,
+        evidence,
+        ticket,
+    })
+}
+
+/// The finding of a capacity count that failed.
+fn capacity_finding(error: &str) -> Finding {
+    finding(
+        CAPACITY_CHECK,
+        CAPACITY_SUBJECT,
+        Severity::Warning,
+        format!("active runs could not be counted ({error}); nothing is dispatched"),
+        json!({ "error": error }),
+        None,
+    )
+    .expect("a valid fingerprint")
+}
+
+/// The dispatcher's part of the capacity check: when the capacity fact CHANGES, the incident
+/// opens (unknown) or clears (counted; resolved where `capacity_unknown` auto-resolves).
+/// Called only on a change, so a failing count does not write an occurrence per pass.
+pub async fn capacity_changed(
+    store: &dyn Store,
+    settings: &Settings,
+    fact: &CapacityFact,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let findings = match fact {
+        CapacityFact::Unknown { error } => vec![capacity_finding(error)],
+        CapacityFact::Counted => vec![],
+    };
+    let pass = AuditPass {
+        findings,
+        checked: [check(CAPACITY_CHECK)].into(),
+        auto_resolve: settings.audit.auto_resolve.clone(),
+    };
+    store.record_audit(&pass, change).await?;
+    Ok(())
+}
+
+/// What one audit pass did.
+#[derive(Clone, Debug)]
+pub struct AuditReport {
+    pub result: TaskResult,
+    pub changes: Vec<(mission_core::IncidentId, IncidentChange)>,
+}
+
+/// One audit pass at `now`: every check, then the incidents changed in one transaction.
+pub async fn run(
+    store: &dyn Store,
+    settings: &Settings,
+    tasks: &TaskSet,
+    now: Timestamp,
+    actor: Actor,
+) -> Result<AuditReport, StoreError> {
+    let assessment = health::assess_now(store, settings, tasks, now).await?;
+    let mut findings = board_findings(&assessment);
+    let mut checked: BTreeSet<CheckName> = [
+        CAPACITY_CHECK,
+        "stuck_run",
+        "starvation",
+        "task_churn",
+        "task_file_broken",
+    ]
+    .into_iter()
+    .map(check)
+    .collect();
+
+    for (state, limit) in &settings.audit.state_limits {
+        let before = Timestamp::from_millis(
+            now.as_millis() - i64::try_from(limit.as_millis()).unwrap_or(i64::MAX),
+        );
+        let stale = store.stale_tickets(*state, before, 100).await?;
+        for ticket in stale {
+            findings.extend(finding(
+                "state_limit",
+                &ticket.id.to_string(),
+                Severity::Warning,
+                format!(
+                    "{} has been {state} longer than {}",
+                    ticket.id,
+                    humantime::format_duration(*limit)
+                ),
+                json!({ "state": state, "limit_ms": limit.as_millis() as u64 }),
+                Some(ticket.id.clone()),
+            ));
+        }
+    }
+    if !settings.audit.state_limits.is_empty() {
+        checked.insert(check("state_limit"));
+    }
+
+    for probe in &settings.audit.probes {
+        let outcome = run_probe(probe, settings).await;
+        if let Err(detail) = outcome {
+            findings.extend(finding(
+                probe.check().as_str(),
+                &probe.name,
+                probe.severity,
+                format!("probe {}: {detail}", probe.name),
+                json!({ "probe": probe.name, "detail": detail }),
+                None,
+            ));
+        }
+        checked.insert(probe.check());
+    }
+
+    let pass = AuditPass {
+        findings,
+        checked: checked.clone(),
+        auto_resolve: settings.audit.auto_resolve.clone(),
+    };
+    let changed = store.record_audit(&pass, &Change::new(actor, now)).await?;
+    let mut tally = AuditTally {
+        checks: checked.len() as u32,
+        ..AuditTally::default()
+    };
+    for (_, what) in &changed {
+        tally.add(*what);
+    }
+    let mut result = tally.result();
+    let skipped: Vec<String> = NOT_BUILT
+        .iter()
+        .map(|(check, why)| format!("{check} ({why})"))
+        .collect();
+    result.reason = format!("{}; skipped: {}", result.reason, skipped.join(", "));
+    Ok(AuditReport {
+        result,
+        changes: changed.iter().map(|(i, c)| (i.id, *c)).collect(),
+    })
+}
+
+/// One finding per subject of each reason the audit turns into incidents.
+fn board_findings(assessment: &Assessment) -> Vec<Finding> {
+    let facts = &assessment.facts;
+    let mut findings = Vec::new();
+    if let Some(unknown) = &facts.capacity_unknown {
+        findings.push(capacity_finding(&unknown.error));
+    }
+    for reason in &assessment.report.reasons {
+        match reason.code {
+            ReasonCode::StuckRun => {
+                for run in &reason.ids {
+                    let Some(live) = facts.live_runs.iter().find(|r| r.run.to_string() == *run)
+                    else {
+                        continue;
+                    };
+                    findings.extend(finding(
+                        "stuck_run",
+                        &live.ticket.to_string(),
+                        Severity::Warning,
+                        format!(
+                            "run {} of {} has no heartbeat past its lease ({})",
+                            live.run, live.ticket, live.lease_expires_at
+                        ),
+                        json!({ "run": live.run, "heartbeat_at": live.heartbeat_at, "lease_expires_at": live.lease_expires_at }),
+                        Some(live.ticket.clone()),
+                    ));
+                }
+            }
+            ReasonCode::Starvation => {
+                for ticket in &reason.ids {
+                    let since = facts
+                        .runnable_waiting
+                        .iter()
+                        .find(|w| w.ticket.to_string() == *ticket)
+                        .map(|w| w.since);
+                    findings.extend(finding(
+                        "starvation",
+                        ticket,
+                        Severity::Warning,
+                        format!(
+                            "{ticket} may run and a slot is free, but it waits since {}",
+                            since.map(|s| s.to_string()).unwrap_or_default()
+                        ),
+                        json!({ "since": since }),
+                        TicketId::parse(ticket).ok(),
+                    ));
+                }
+            }
+            ReasonCode::TaskChurn => {
+                for task in &reason.ids {
+                    let recent = facts
+                        .tasks
+                        .iter()
+                        .find(|t| t.name.as_str() == task)
+                        .and_then(|t| t.recent.first());
+                    findings.extend(finding(
+                        "task_churn",
+                        task,
+                        Severity::Warning,
+                        format!("task {task} repeats the same non-result while its work waits: {}", reason.detail),
+                        json!({ "outcome": recent.map(|r| r.outcome), "reason": recent.map(|r| r.reason.clone()) }),
+                        None,
+                    ));
+                }
+            }
+            ReasonCode::TaskFileBroken => {
+                for error in &facts.broken_task_files {
+                    let stem = std::path::Path::new(&error.file)
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| error.file.clone());
+                    findings.extend(finding(
+                        "task_file_broken",
+                        &stem,
+                        Severity::Warning,
+                        error.to_string(),
+                        json!({ "file": error.file, "line": error.line, "message": error.message }),
+                        None,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    findings
+}
+
+/// Runs a probe: `Ok` when healthy, else what is wrong.
+pub async fn run_probe(probe: &Probe, settings: &Settings) -> Result<(), String> {
+    let work = async {
+        match &probe.kind {
+            ProbeKind::Command {
+                program,
+                args,
+                expect_exit,
+            } => command_probe(program, args, *expect_exit, settings).await,
+            ProbeKind::Http {
+                host,
+                port,
+                path,
+                expect_status,
+            } => http_probe(host, *port, path, *expect_status).await,
+            ProbeKind::Disk { path, min_free_mib } => {
+                disk_probe(&settings.instance_dir.join(path), *min_free_mib).await
+            }
+            ProbeKind::RepoDirty { path } => repo_probe(&settings.instance_dir.join(path)).await,
+        }
+    };
+    match tokio::time::timeout(probe.timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(probe.timeout)
+        )),
+    }
+}
+
+/// Kills a probe's process group if the probe is dropped (its timeout) before it ended.
+struct Group(Option<i64>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Runs the program with its arguments — no shell — in the instance folder, in its own process
+/// group, like a `command` task.
+async fn command_probe(
+    program: &str,
+    args: &[String],
+    expect: i32,
+    settings: &Settings,
+) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(&settings.instance_dir)
+        .env_clear()
+        .envs(crate::runner::base_environment(settings))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let pid = i64::from(child.id().unwrap_or_default());
+    let mut group = Group(Some(pid));
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    process::kill_leftovers(pid);
+    group.0 = None;
+    match status.code() {
+        Some(code) if code == expect => Ok(()),
+        Some(code) => Err(format!("{program} exited {code}, expected {expect}")),
+        None => Err(format!("{program} was killed by a signal")),
+    }
+}
+
+/// `GET path` over plain HTTP/1.1; healthy when the status is the expected one.
+async fn http_probe(host: &str, port: u16, path: &str, expect: u16) -> Result<(), String> {
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: mission-audit\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status = line
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1."))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("http://{host}:{port}{path} gave no HTTP status line"))?;
+    if status == expect {
+        Ok(())
+    } else {
+        Err(format!(
+            "http://{host}:{port}{path} answered {status}, expected {expect}"
+        ))
+    }
+}
+
+async fn disk_probe(path: &std::path::Path, min_free_mib: u64) -> Result<(), String> {
+    let shown = path.display().to_string();
+    let path = path.to_owned();
+    let stat = tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let free_mib = stat.blocks_available().saturating_mul(stat.fragment_size()) / (1024 * 1024);
+    if free_mib >= min_free_mib {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown} has {free_mib} MiB free, less than {min_free_mib} MiB"
+        ))
+    }
+}
+
+/// A repository with uncommitted changes (or that is not one) is a finding.
+async fn repo_probe(path: &std::path::Path) -> Result<(), String> {
+    let output = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(["status", "--porcelain", "--untracked-files=normal"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{} is not a git repository", path.display()));
+    }
+    let dirty = String::from_utf8_lossy(&output.stdout).lines().count();
+    if dirty == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} has {dirty} uncommitted change(s)",
+            path.display()
+        ))
+    }
+}

@@ -1,0 +1,192 @@
+//! The health verdict's I/O: gathering `HealthFacts` (the store's one-snapshot read, the task
+//! files, the configuration, and the runnability policy asked about each waiting ticket),
+//! assessing them with the core's `assess`, and recording a change of verdict. `mission status`
+//! (through `App::status`), the server's heartbeat loop and the operator audit all use this.
+
+use crate::settings::Settings;
+use crate::tasks::TaskSet;
+use mission_core::health::{HealthFacts, HealthReport, ReasonCode, TaskFacts, Waiting, assess};
+use mission_core::policy::{Capacity, PolicyContext, runnability};
+use mission_core::task::TaskKind;
+use mission_core::{Actor, Timestamp};
+use mission_store::{Change, HealthQuery, HealthSnapshot, ServerHeartbeat, Store, StoreError};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Most waiting tickets the verdict reads (oldest first): one is enough to report starvation.
+const WAITING_READ: u32 = 50;
+
+/// How often a server records its heartbeat: every reconcile interval, at least this far apart
+/// (a server beating every 100 ms would be called dead after a 300 ms hiccup).
+pub const MIN_BEAT: Duration = Duration::from_secs(1);
+
+/// The heartbeat interval of a server with these settings.
+pub fn beat_interval(settings: &Settings) -> Duration {
+    settings.dispatch.reconcile_interval.max(MIN_BEAT)
+}
+
+/// Whether a server is alive, and its newest heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerLiveness {
+    pub alive: bool,
+    pub node: Option<String>,
+    pub last_heartbeat: Option<Timestamp>,
+}
+
+/// One assessment: the facts it read, the report, and what it says about the server.
+#[derive(Clone, Debug)]
+pub struct Assessment {
+    pub at: Timestamp,
+    pub facts: HealthFacts,
+    pub report: HealthReport,
+    pub server: ServerLiveness,
+}
+
+/// Gathers the facts and assesses them at `now`. `tasks` are the task files as loaded now.
+pub async fn assess_now(
+    store: &dyn Store,
+    settings: &Settings,
+    tasks: &TaskSet,
+    now: Timestamp,
+) -> Result<Assessment, StoreError> {
+    let facts = gather(store, settings, tasks, now).await?;
+    let report = assess(&facts, now, &settings.health);
+    let newest = facts.servers.iter().max_by_key(|s| s.last_beat);
+    let server = ServerLiveness {
+        alive: !report.codes().contains(&ReasonCode::ServerDown),
+        node: newest.map(|s| s.node.clone()),
+        last_heartbeat: newest.map(|s| s.last_beat),
+    };
+    Ok(Assessment {
+        at: now,
+        facts,
+        report,
+        server,
+    })
+}
+
+/// Records the assessment's verdict when it changed (`health.changed`, once per change).
+pub async fn record(
+    store: &dyn Store,
+    assessment: &Assessment,
+    actor: Actor,
+) -> Result<Option<mission_core::health::HealthChange>, StoreError> {
+    store
+        .record_verdict(&assessment.report, &Change::new(actor, assessment.at))
+        .await
+}
+
+/// The facts of one snapshot, plus what only the engine knows.
+pub async fn gather(
+    store: &dyn Store,
+    settings: &Settings,
+    tasks: &TaskSet,
+    now: Timestamp,
+) -> Result<HealthFacts, StoreError> {
+    let names: Vec<String> = tasks.specs.keys().cloned().collect();
+    let snapshot = store
+        .health_snapshot(&HealthQuery {
+            now,
+            workforce: &settings.workforce,
+            tasks: &names,
+            runs_per_task: settings.health.churn_runs.max(1),
+            waiting_limit: WAITING_READ,
+        })
+        .await?;
+    Ok(facts(snapshot, settings, tasks, now))
+}
+
+/// Turns a snapshot into the verdict's facts: the policy decides which waiting tickets may run.
+pub fn facts(
+    snapshot: HealthSnapshot,
+    settings: &Settings,
+    tasks: &TaskSet,
+    now: Timestamp,
+) -> HealthFacts {
+    let capacity = match &snapshot.capacity_unknown {
+        Some(unknown) => Capacity::Unknown(&unknown.error),
+        None => Capacity::Counted(&snapshot.active),
+    };
+    let context = PolicyContext {
+        workforce: &settings.workforce,
+        capacity,
+        now,
+    };
+    let runnable_waiting = snapshot
+        .waiting
+        .iter()
+        .filter(|w| runnability(&w.ticket, &w.dependencies, context).is_runnable())
+        .map(|w| Waiting {
+            ticket: w.ticket.id.clone(),
+            since: w.since,
+        })
+        .collect();
+    let task_facts = snapshot
+        .task_runs
+        .into_iter()
+        .filter_map(|(name, recent)| {
+            let spec = tasks.specs.get(&name)?;
+            Some(TaskFacts {
+                name: spec.name.clone(),
+                kind: spec.kind,
+                recent,
+            })
+        })
+        .collect();
+    let inbox = snapshot.inbox.unwrap_or_default();
+    HealthFacts {
+        servers: snapshot.servers,
+        dispatcher_last_pass: snapshot.dispatcher_last_pass,
+        reconcile_interval: settings.dispatch.reconcile_interval,
+        capacity_unknown: snapshot.capacity_unknown,
+        runnable_waiting,
+        tickets_in_triage: snapshot.tickets_in_triage,
+        live_runs: snapshot.live_runs,
+        tasks: task_facts,
+        broken_task_files: tasks.errors.clone(),
+        config_problems: config_problems(settings, tasks),
+        // HOOK for the sandbox: `Some(why)` once runs are sandboxed where the kernel can.
+        sandbox_off: None,
+        open_incidents: snapshot.open_incidents,
+        unsettled_inbox: inbox.unsettled,
+        failed_inbox: inbox.failed,
+        invalid_evidence: snapshot.invalid_evidence.unwrap_or_default(),
+    }
+}
+
+/// Problems of the configuration the server runs despite.
+fn config_problems(settings: &Settings, tasks: &TaskSet) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !settings.workforce.workers().any(|(_, w)| w.enabled) {
+        problems.push("no worker is enabled: no ticket can ever run".to_owned());
+    }
+    for spec in tasks.specs.values() {
+        if spec.kind == TaskKind::Agent
+            && let Some(worker) = &spec.worker
+            && settings.workforce.worker(worker).is_none()
+        {
+            problems.push(format!(
+                "task {} names worker {worker}, which is not configured",
+                spec.name
+            ));
+        }
+    }
+    problems
+}
+
+/// What the server records at each beat.
+pub fn heartbeat(
+    settings: &Settings,
+    started_at: Timestamp,
+    now: Timestamp,
+    dispatcher_pass_at: Option<Timestamp>,
+) -> ServerHeartbeat {
+    ServerHeartbeat {
+        node: settings.node.clone(),
+        pid: std::process::id(),
+        started_at,
+        at: now,
+        interval: beat_interval(settings),
+        dispatcher_pass_at,
+    }
+}
