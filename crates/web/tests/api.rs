@@ -487,14 +487,22 @@ async fn the_board_pages_and_filters() {
 }
 
 #[tokio::test]
-async fn status_says_the_verdict_is_not_computed() {
+async fn status_is_the_verdict_of_mission_status() {
     let t = TestWeb::new(false).await;
     let status = t.get("/api/v1/status").await.body;
+    // No server beats its heartbeat in this test: the verdict is broken, with its reason.
     assert_eq!(
-        status["verdict"], "unknown",
+        status["verdict"], "broken",
         "never a fake working: {status}"
     );
-    assert_eq!(status["reasons"][0]["code"], "health_not_implemented");
+    assert_eq!(status["server_alive"], false, "{status}");
+    let codes: Vec<&str> = status["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"server_down"), "{status}");
 }
 
 #[tokio::test]

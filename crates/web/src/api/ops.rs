@@ -2,6 +2,7 @@
 //! the answers to unknown routes and methods.
 
 use super::types::{StatusBody, StatusReason};
+use crate::ErrorBody;
 use crate::Web;
 use crate::error::{ApiError, ApiResult};
 use axum::Extension;
@@ -15,21 +16,28 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Document(pub Arc<String>);
 
-/// The health verdict. It is not computed yet: the answer says so (`unknown`, with the reason)
-/// rather than claiming `working`.
+/// The health verdict over durable facts — the same use case as `mission status` (a change of
+/// verdict is recorded once, whoever assessed it).
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
-    responses((status = 200, body = StatusBody)))]
-pub async fn status() -> Json<StatusBody> {
-    Json(StatusBody {
-        verdict: "unknown".to_owned(),
-        reasons: vec![StatusReason {
-            code: "health_not_implemented".to_owned(),
-            component: "health".to_owned(),
-            detail: "this version does not compute the health verdict yet; nothing here says \
-                     the instance is working (GET /healthz only says the process answers)"
-                .to_owned(),
-        }],
-    })
+    responses((status = 200, body = StatusBody), (status = 503, body = ErrorBody)))]
+pub async fn status(State(web): State<Web>) -> ApiResult<Json<StatusBody>> {
+    let report = web.app.status(&mission_core::Actor::new("api")).await?;
+    Ok(Json(StatusBody {
+        verdict: report.verdict.as_str().to_owned(),
+        reasons: report
+            .reasons
+            .into_iter()
+            .map(|reason| StatusReason {
+                code: reason.code.as_str().to_owned(),
+                component: reason.component.as_str().to_owned(),
+                severity: reason.severity.as_str().to_owned(),
+                detail: reason.detail,
+                since: reason.since.map(|t| t.to_string()),
+                ids: reason.ids,
+            })
+            .collect(),
+        server_alive: report.server.alive,
+    }))
 }
 
 /// Liveness only: the process answers. Says nothing about the board, the dispatcher or the

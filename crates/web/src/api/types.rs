@@ -605,16 +605,26 @@ impl TaskRunResult {
 /// The health verdict with its itemized reasons.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct StatusBody {
-    /// `working`, `degraded`, `broken` — or `unknown` while the verdict is not computed.
+    /// `working`, `degraded` or `broken`.
     pub verdict: String,
+    /// Every reason the verdict is not `working`, worst first.
     pub reasons: Vec<StatusReason>,
+    /// Whether a server of this instance beats its heartbeat.
+    pub server_alive: bool,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct StatusReason {
+    /// A stable reason code (see the README), e.g. `server_down`, `capacity_unknown`.
     pub code: String,
     pub component: String,
+    /// `warning` (degraded) or `critical` (broken).
+    pub severity: String,
     pub detail: String,
+    /// Since when the condition holds (RFC 3339), when known.
+    pub since: Option<String>,
+    /// What to look at: tickets, runs, tasks, incidents, files.
+    pub ids: Vec<String>,
 }
 
 /// An API token's record; never the token itself.
