@@ -7,14 +7,20 @@
 //! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
 //! - `server` — the loop that ties them together, woken by events.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
+//! - `sandbox` — what a run may touch, and the launcher that enforces it before the agent runs;
+//!   `callback` — a run's requests (ask, progress, submit) over its own socket; `prompt` — the
+//!   agent's instructions, rendered from its worker's template.
 
 pub mod app;
+pub mod callback;
 pub mod clock;
 pub mod dispatcher;
 pub mod explain;
 pub mod process;
+pub mod prompt;
 pub mod recovery;
 pub mod runner;
+pub mod sandbox;
 pub mod scheduler;
 pub mod server;
 pub mod settings;

@@ -1,6 +1,8 @@
 //! The resolved configuration the engines run with. Built once by the binary; every engine —
 //! whether started by the server, a scheduled task or the CLI — gets the same.
 
+use crate::prompt::Prompts;
+use crate::sandbox::SandboxSettings;
 use mission_core::config::DispatchConfig;
 use mission_core::{RetryPolicy, TicketKey, TriageRule, Workforce};
 use std::path::PathBuf;
@@ -30,6 +32,10 @@ pub struct Settings {
     pub mission_bin: PathBuf,
     /// The wake socket of the server of this instance.
     pub wake_socket: PathBuf,
+    /// How runs are sandboxed (the launcher, what the kernel offers, the workers' homes).
+    pub sandbox: SandboxSettings,
+    /// The workers' prompt templates.
+    pub prompts: Prompts,
 }
 
 impl Settings {

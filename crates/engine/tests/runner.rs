@@ -62,6 +62,8 @@ impl Fixture {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            sandbox: Default::default(),
+            prompts: Default::default(),
         };
         let clock = ManualClock::at(Timestamp::now());
         let draft = TicketDraft {

@@ -59,6 +59,8 @@ impl Fixture {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            sandbox: Default::default(),
+            prompts: Default::default(),
         };
         let (sink, _) = tokio::sync::mpsc::unbounded_channel();
         Scheduler::new(TaskContext {

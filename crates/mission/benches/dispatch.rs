@@ -82,6 +82,8 @@ fn settings(dir: &Path) -> Settings {
         node: "bench".into(),
         mission_bin: PathBuf::from(MISSION),
         wake_socket: dir.join("data/wake.sock"),
+        sandbox: Default::default(),
+        prompts: Default::default(),
     }
 }
 

@@ -45,6 +45,20 @@ pub enum Command {
     /// Recurring tasks from tasks/*.md: list them, run one now, show its history.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// The launcher of a run (started by the runner, not by people): applies the run's sandbox,
+    /// then executes its program.
+    #[command(name = "__run-sandboxed", hide = true)]
+    RunSandboxed(RunSandboxedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunSandboxedArgs {
+    /// The run's sandbox spec (JSON, written by the runner).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// The program's arguments.
+    #[arg(last = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,10 +12,19 @@ use cli::{Cli, Command};
 use exit::CliError;
 
 fn main() -> std::process::ExitCode {
+    // Whatever the server or a command writes (store, logs, run files, sockets) is its user's
+    // alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
+    if let Command::RunSandboxed(args) = &cli.command {
+        // The launcher: single-threaded, no tracing, nothing else before the agent.
+        let (code, message) = mission_engine::sandbox::launch::run(&args.spec, &args.args);
+        eprintln!("mission: {message}");
+        return std::process::ExitCode::from(code);
+    }
     // The server reports what it does; one-shot commands speak only of problems.
     init_tracing(if matches!(cli.command, Command::Serve(_)) {
         "info"
@@ -94,5 +103,6 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Dispatch(args) => commands::dispatch::run(config, args).await,
         Command::Run(command) => commands::run::run(config, command).await,
         Command::Task(command) => commands::task::run(config, command).await,
+        Command::RunSandboxed(_) => unreachable!("the launcher runs before the runtime starts"),
     }
 }

@@ -148,6 +148,11 @@ impl<'a> Supervision<'a> {
         self.log.note_dropped(line.dropped).await;
         for event in self.parser.line(&line.bytes) {
             self.summary.apply(&event);
+            if let AgentEvent::Warning { message } = &event {
+                tracing::info!(ticket.id = %self.run.ticket, run.id = %self.run.id, %message, "a warning from the agent's output");
+                let note = format!("[mission: warning: {message}]");
+                self.log.write(note.as_bytes()).await;
+            }
             if let AgentEvent::Session { id } = &event
                 && !self.session_recorded
             {

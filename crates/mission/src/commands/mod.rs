@@ -8,6 +8,7 @@ pub mod init;
 pub mod migrate;
 pub mod run;
 pub mod serve;
+pub mod supervisor;
 pub mod task;
 pub mod ticket;
 
@@ -110,8 +111,14 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         runs_dir: instance.data_dir.join("runs"),
         workspaces_dir: instance.data_dir.join("workspaces"),
         node,
-        mission_bin,
+        mission_bin: mission_bin.clone(),
         wake_socket: wake_socket(instance),
+        sandbox: mission_engine::sandbox::SandboxSettings {
+            launcher: Some(mission_bin),
+            landlock: mission_engine::sandbox::probe(),
+            homes_dir: instance.data_dir.join("homes"),
+        },
+        prompts: instance.prompts.clone(),
     })
 }
 

@@ -20,8 +20,15 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
         install(SignalKind::terminate())?,
         install(SignalKind::interrupt())?,
     );
+    let instance = crate::config::load(config)?;
+    // One server per instance: the lock is held for the life of the process, and taken before
+    // anything (the store, the wake socket) is touched.
+    let _lock = super::supervisor::lock_instance(&instance.data_dir)?;
+    super::supervisor::secure_data_dir(&instance)?;
+    super::supervisor::harden()?;
     let (instance, store) = open_for_server(config).await?;
     let settings = Arc::new(settings(&instance)?);
+    super::supervisor::report_sandbox(&settings);
     let store: Arc<dyn Store> = Arc::new(store);
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
     // socket; use cases in this process wake the same signal directly.
@@ -30,6 +37,14 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
     // The socket appears once start-up recovery is done: its existence means "ready".
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
+            .and_then(|socket| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    &settings.wake_socket,
+                    std::fs::Permissions::from_mode(0o600),
+                )?;
+                Ok(socket)
+            })
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
         listener = Some(wake::listen(socket, signal.clone()));
         Ok(())

@@ -12,7 +12,12 @@
 //! Directives run in order; after the last one the agent succeeds. Modes: `succeed`,
 //! `exit N`, `segfault`, `sleep SECONDS`, `silent SECONDS`, `hang`, `ignore-term`,
 //! `spawn-child`, `garbage`, `rate-limit`, `ask QUESTION…`, `submit`, `progress TEXT`,
-//! `commit`, `record`. See [`Directive`] for each. An unknown mode exits 2 before any output.
+//! `commit`, `record`, `session ID`, `reset-path`. See [`Directive`] for each. An unknown mode
+//! exits 2 before any output. `fake-agent-session: ID` in the ticket sets the session id the
+//! agent starts with (for a stream whose very first id is hostile).
+//!
+//! Like the real CLIs, the imitations of Claude Code and Codex take their prompt from argv or
+//! from stdin (Claude: no prompt argument; Codex: `-`).
 //!
 //! A resumed run (Claude `--resume ID`, `codex exec … resume ID …`, or a plain worker whose
 //! stdin is not the ticket text, i.e. the answer) reuses the session id it was given and skips
@@ -67,6 +72,8 @@ struct Invocation {
     model: String,
     /// The session to resume, from `--resume ID` or `codex exec resume ID`.
     resume: Option<String>,
+    /// The prompt given as an argument; `None`: it is read from stdin.
+    prompt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,8 +107,14 @@ enum Directive {
     Progress(String),
     /// Write `fake-agent-$MISSION_TICKET.txt` and commit it with git.
     Commit,
-    /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env}`.
+    /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env,prompt}`.
     Record,
+    /// Report another session id (Claude: a second `system/init`; Codex: `thread.started`).
+    Session(String),
+    /// From now on, call `mission` the way an agent whose login shell resets `PATH` must: with
+    /// `PATH=/usr/bin:/bin`, at the absolute path the prompt names (the plain worker, which has
+    /// no prompt: `$MISSION_BIN`).
+    ResetPath,
 }
 
 /// After a directive: go on to the next, or exit with this code.
@@ -115,6 +128,8 @@ struct Received<'a> {
     argv: &'a [OsString],
     ticket: Option<Vec<u8>>,
     stdin: Option<Vec<u8>>,
+    /// The agent's prompt, from argv or stdin.
+    prompt: Option<String>,
 }
 
 /// The exit code for a command line or ticket the fake agent does not understand.
@@ -124,6 +139,7 @@ fn run(argv: &[OsString]) -> u8 {
     match prepare(argv) {
         Ok((invocation, directives, received)) => {
             let mut out = Output::new(&invocation);
+            out.prompt = received.prompt.clone();
             out.start();
             for directive in &directives {
                 if let Flow::Exit(code) = perform(directive, &mut out, &received) {
@@ -152,13 +168,31 @@ fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_
         })?),
         None => None,
     };
-    // Only the plain worker gets input on stdin; the agent CLIs run with it closed.
-    let stdin = if invocation.flavour == Flavour::Plain {
+    // The plain worker gets the ticket on stdin; the agent CLIs their prompt, when it is not an
+    // argument.
+    let stdin = if invocation.flavour == Flavour::Plain || invocation.prompt.is_none() {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read stdin: {e}"))?;
         Some(bytes)
+    } else {
+        None
+    };
+    let prompt = match (&invocation.prompt, invocation.flavour, &stdin) {
+        (_, Flavour::Plain, _) => None,
+        (Some(prompt), _, _) => Some(prompt.clone()),
+        (None, _, Some(bytes)) if !bytes.is_empty() => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        (None, _, _) => {
+            return Err(
+                "Input must be provided either through stdin or as a prompt argument".to_owned(),
+            );
+        }
+    };
+    let stdin = if invocation.flavour == Flavour::Plain {
+        stdin
     } else {
         None
     };
@@ -179,6 +213,7 @@ fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_
         argv,
         ticket,
         stdin,
+        prompt,
     };
     Ok((invocation, directives, received))
 }
@@ -262,6 +297,14 @@ fn perform(directive: &Directive, out: &mut Output, received: &Received) -> Flow
             Ok(()) => Flow::Continue,
             Err(message) => failed(out, "record", message),
         },
+        Directive::Session(id) => {
+            out.session(id);
+            Flow::Continue
+        }
+        Directive::ResetPath => {
+            out.reset_path = true;
+            Flow::Continue
+        }
     }
 }
 
@@ -360,6 +403,9 @@ fn record(received: &Received) -> Result<(), String> {
     if let Some(stdin) = &received.stdin {
         write("received.stdin", stdin)?;
     }
+    if let Some(prompt) = &received.prompt {
+        write("received.prompt", prompt.as_bytes())?;
+    }
     let mut argv = Vec::new();
     for arg in received.argv {
         argv.extend_from_slice(arg.as_bytes());
@@ -400,6 +446,7 @@ fn invocation(argv: &[OsString]) -> Result<Invocation, String> {
             flavour: Flavour::Plain,
             model: "none".to_owned(),
             resume: None,
+            prompt: None,
         }),
     }
 }
@@ -467,9 +514,6 @@ fn claude_invocation(args: &[String]) -> Result<Invocation, String> {
     if !verbose {
         return Err("--output-format=stream-json requires --verbose".to_owned());
     }
-    if prompt.is_none() {
-        return Err("input must be provided as a prompt argument when using --print".to_owned());
-    }
     Ok(Invocation {
         flavour: Flavour::Claude,
         model: values
@@ -477,6 +521,7 @@ fn claude_invocation(args: &[String]) -> Result<Invocation, String> {
             .cloned()
             .unwrap_or_else(|| "claude-fake".to_owned()),
         resume: values.get("--resume").or_else(|| values.get("-r")).cloned(),
+        prompt: prompt.map(str::to_owned),
     })
 }
 
@@ -532,7 +577,7 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
         let arg = args[i].as_str();
         i += 1;
         let flag = arg.split('=').next().unwrap_or(arg);
-        if arg.starts_with('-') && resuming && !AFTER_RESUME.contains(&flag) {
+        if arg.starts_with('-') && arg != "-" && resuming && !AFTER_RESUME.contains(&flag) {
             return Err(format!("unexpected argument '{arg}' found after `resume`"));
         }
         if arg == "--json" || arg == "--experimental-json" {
@@ -543,7 +588,7 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
                 model = Some(value.clone());
             }
             i += 1;
-        } else if arg.starts_with('-') {
+        } else if arg.starts_with('-') && arg != "-" {
             // A switch (or `--option=value`) this imitation does not need.
         } else if arg == "resume" && !resuming && positionals.is_empty() {
             resuming = true;
@@ -564,13 +609,14 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
             ));
         }
     };
-    if prompt.is_empty() || prompt == "-" {
-        return Err("the prompt must be an argument".to_owned());
+    if prompt.is_empty() {
+        return Err("the prompt is empty".to_owned());
     }
     Ok(Invocation {
         flavour: Flavour::Codex,
         model: model.unwrap_or_else(|| "codex-fake".to_owned()),
         resume,
+        prompt: (prompt != "-").then(|| prompt.clone()),
     })
 }
 
@@ -627,6 +673,8 @@ fn directives(text: &[u8]) -> Result<Vec<Directive>, String> {
             "progress" => Directive::Progress(text(arg)?),
             "commit" => no_arg(Directive::Commit)?,
             "record" => no_arg(Directive::Record)?,
+            "session" => Directive::Session(text(arg)?),
+            "reset-path" => no_arg(Directive::ResetPath)?,
             _ => return Err(format!("unknown directive {mode:?}")),
         });
     }
@@ -648,6 +696,10 @@ struct Output {
     session_id: String,
     messages: u32,
     items: u32,
+    /// The prompt (agent flavours), where the absolute path of `mission` is written.
+    prompt: Option<String>,
+    /// Callbacks run with `PATH=/usr/bin:/bin` and the absolute path of `mission`.
+    reset_path: bool,
 }
 
 impl Output {
@@ -655,9 +707,15 @@ impl Output {
         Output {
             flavour: invocation.flavour,
             model: invocation.model.clone(),
-            session_id: invocation.resume.clone().unwrap_or_else(new_session_id),
+            session_id: invocation
+                .resume
+                .clone()
+                .or_else(initial_session)
+                .unwrap_or_else(new_session_id),
             messages: 0,
             items: 0,
+            prompt: None,
+            reset_path: false,
         }
     }
 
@@ -792,10 +850,35 @@ impl Output {
         }
     }
 
-    /// Runs `mission run ARGS…` (found on PATH, arguments passed as argv, never via a shell).
+    /// Reports `id` as a session (again).
+    fn session(&mut self, id: &str) {
+        match self.flavour {
+            Flavour::Claude => {
+                self.json(json!({"type": "system", "subtype": "init", "session_id": id}))
+            }
+            Flavour::Codex => self.json(json!({"type": "thread.started", "thread_id": id})),
+            Flavour::Plain => self.raw(format!("session {id}").as_bytes()),
+        }
+    }
+
+    /// Runs `mission run ARGS…` (arguments passed as argv, never via a shell): found on PATH, or
+    /// after `reset-path` at the absolute path the prompt gives, with a reset PATH.
     fn mission(&mut self, args: &[&str]) -> Result<(), String> {
         self.tool(&format!("mission run {}", args[0]));
-        let status = Command::new("mission")
+        let mut command = if self.reset_path {
+            let program = match &self.prompt {
+                Some(prompt) => {
+                    mission_in(prompt).ok_or("the prompt names no absolute path of `mission`")?
+                }
+                None => std::env::var("MISSION_BIN").map_err(|_| "MISSION_BIN is not set")?,
+            };
+            let mut command = Command::new(program);
+            command.env("PATH", "/usr/bin:/bin");
+            command
+        } else {
+            Command::new("mission")
+        };
+        let status = command
             .arg("run")
             .args(args)
             .stdin(Stdio::null())
@@ -876,6 +959,27 @@ impl Output {
         }
         self.flush();
     }
+}
+
+/// The absolute path of `mission` in a prompt: the first word that is an absolute path ending
+/// in `/mission` (quotes and backticks around it are not part of it).
+fn mission_in(prompt: &str) -> Option<String> {
+    prompt
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c| c == '`' || c == '"' || c == '\''))
+        .find(|word| word.starts_with('/') && word.ends_with("/mission"))
+        .map(str::to_owned)
+}
+
+/// The session id set by a `fake-agent-session: ID` line of the ticket, if any.
+fn initial_session() -> Option<String> {
+    let path = std::env::var_os("MISSION_TICKET_FILE")?;
+    let text = std::fs::read(path).ok()?;
+    String::from_utf8_lossy(&text).lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("fake-agent-session:")
+            .map(|id| id.trim().to_owned())
+    })
 }
 
 /// A fresh id in the shape of a UUID, from the clock and the pid.

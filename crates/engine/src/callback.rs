@@ -1,0 +1,197 @@
+//! Run callbacks over the run's own socket.
+//!
+//! A sandboxed run can read neither the configuration nor the store, so `mission run ask |
+//! progress | submit` inside a run does not open them: it sends its request to the socket its
+//! supervisor (the runner, in the server or in `dispatch --once`) listens on for that run —
+//! `RUN_DIR/mission.sock`, named by `MISSION_RUN_SOCKET` — and the runner carries it out through
+//! the same use cases (`App::run_ask` …), fenced by the same token and attempt.
+//!
+//! The protocol is one JSON line each way: a [`Request`], then a [`Response`].
+
+use crate::app::{App, AppError, ErrorKind};
+use mission_core::RunId;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+/// The socket's file name in the run folder.
+pub const SOCKET_FILE: &str = "mission.sock";
+
+/// Longest request line (a question or progress report is far shorter; the use cases check).
+const MAX_REQUEST: u64 = 1024 * 1024;
+
+/// How long a callback waits for its answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Ask,
+    Progress,
+    Submit,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub token: String,
+    pub action: Action,
+    #[serde(default)]
+    pub text: String,
+}
+
+/// The answer: the ticket and its state, or the error's kind and message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Response {
+    fn error(error: &AppError) -> Response {
+        Response {
+            ok: false,
+            kind: Some(error.kind.as_str().to_owned()),
+            message: Some(error.message().to_owned()),
+            ..Response::default()
+        }
+    }
+
+    /// The error this response carries, if it is one.
+    pub fn into_result(self) -> Result<Response, AppError> {
+        if self.ok {
+            return Ok(self);
+        }
+        let kind = match self.kind.as_deref() {
+            Some("invalid") => ErrorKind::Invalid,
+            Some("not_found") => ErrorKind::NotFound,
+            Some("conflict") => ErrorKind::Conflict,
+            Some("refused") => ErrorKind::Refused,
+            Some("unavailable") => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        Err(AppError::new(
+            kind,
+            self.message
+                .unwrap_or_else(|| "the run's supervisor refused".into()),
+        ))
+    }
+}
+
+/// The address to bind or connect to for the socket in `dir`: the path itself, or — when it is
+/// too long for a unix socket address — the same file reached through `/proc/self/fd/N` of an
+/// open handle of `dir`, which must be kept open while binding or connecting.
+pub fn address(dir: &Path) -> std::io::Result<(Option<std::fs::File>, PathBuf)> {
+    let path = dir.join(SOCKET_FILE);
+    // sun_path holds 108 bytes with the terminating NUL.
+    if path.as_os_str().len() < 100 {
+        return Ok((None, path));
+    }
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}/{SOCKET_FILE}",
+        handle.as_raw_fd()
+    ));
+    Ok((Some(handle), short))
+}
+
+/// Sends `request` to the run's socket in `run_dir` and waits for the answer. Blocking.
+pub fn call(run_dir: &Path, request: &Request) -> Result<Response, AppError> {
+    let unavailable = |e: std::io::Error| {
+        AppError::new(
+            ErrorKind::Unavailable,
+            format!("the run's supervisor cannot be reached: {e}"),
+        )
+    };
+    let (_handle, address) = address(run_dir).map_err(unavailable)?;
+    let mut stream = std::os::unix::net::UnixStream::connect(&address).map_err(unavailable)?;
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .map_err(unavailable)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| AppError::internal(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(unavailable)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(unavailable)?;
+    let response: Response = serde_json::from_str(&answer).map_err(|e| {
+        AppError::new(
+            ErrorKind::Unavailable,
+            format!("the run's supervisor gave no valid answer: {e}"),
+        )
+    })?;
+    response.into_result()
+}
+
+/// Serves the callbacks of run `run` on `listener` until the task is aborted. Each connection
+/// is one request, carried out through `app`; a token of another run is refused.
+pub async fn serve(listener: tokio::net::UnixListener, app: App, run: RunId) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &app, run)).await;
+        });
+    }
+}
+
+async fn answer(stream: tokio::net::UnixStream, app: &App, run: RunId) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    tokio::io::BufReader::new(read)
+        .take(MAX_REQUEST)
+        .read_until(b'\n', &mut line)
+        .await?;
+    let response = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) => match carry_out(app, run, request).await {
+            Ok(response) => response,
+            Err(error) => Response::error(&error),
+        },
+        Err(error) => Response::error(&AppError::invalid(format!("not a request: {error}"))),
+    };
+    let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+async fn carry_out(app: &App, this_run: RunId, request: Request) -> Result<Response, AppError> {
+    let run = app.run_for_token(&request.token).await?;
+    if run.id != this_run {
+        return Err(AppError::refused("the token is not this run's"));
+    }
+    let (ticket, state) = match request.action {
+        Action::Ask => {
+            let ticket = app.run_ask(&run, &request.text).await?;
+            (ticket.id.to_string(), ticket.state.to_string())
+        }
+        Action::Progress => {
+            app.run_progress(&run, &request.text).await?;
+            (
+                run.ticket.to_string(),
+                mission_core::State::Running.to_string(),
+            )
+        }
+        Action::Submit => {
+            let ticket = app.run_submit(&run).await?;
+            (ticket.id.to_string(), ticket.state.to_string())
+        }
+    };
+    Ok(Response {
+        ok: true,
+        ticket: Some(ticket),
+        state: Some(state),
+        ..Response::default()
+    })
+}
