@@ -23,6 +23,7 @@ mod prepare;
 mod supervise;
 
 use crate::clock::Clock;
+use crate::process;
 use crate::settings::Settings;
 use crate::workspace;
 use crate::workspace::Workspaces;
@@ -162,6 +163,7 @@ impl Runner {
             Ok(started) => started,
             Err(end) => return end,
         };
+        let _leader = process::register_leader(pid);
         let protected = prepared.protected.clone();
         let repo = prepared.workspace.repo.clone();
         let mut end = self.watch(run, prepared, child, pid, shutdown).await;

@@ -280,8 +280,10 @@ impl<'a> Supervision<'a> {
         Check::Continue
     }
 
-    /// The end of the run: the log flushed, the workspace's HEAD, the exit classified.
+    /// The end of the run: whatever is left of it killed (also outside its group), the log
+    /// flushed, the workspace's HEAD, the exit classified.
     async fn finish(mut self, workspace: &workspace::Workspace) -> RunEnd {
+        process::kill_run_processes(self.run.id, self.runner.settings.config_file.clone()).await;
         self.log.finish().await;
         let head_after = match &workspace.repo {
             Some(_) => workspace::head(&workspace.path).await,
