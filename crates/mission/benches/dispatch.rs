@@ -4,7 +4,8 @@
 //! - one dispatch pass on a board of 100,000 tickets: when capacity is full, when nothing is
 //!   runnable, and when it claims one ticket;
 //! - pickup latency with `mission serve` running: from the commit of a runnable ticket to its
-//!   agent process started (the fake agent stamps its own start time);
+//!   agent process started (the fake agent stamps its own start time), with the worker's sandbox
+//!   on and off; and what the sandboxing launcher costs on its own;
 //! - idle `mission serve`: CPU and memory.
 //!
 //! Run: `cargo bench -p mission --bench dispatch` (BENCH_TICKETS scales the board).
@@ -342,22 +343,14 @@ async fn passes(tickets: usize) {
     store.close().await;
 }
 
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-async fn serve(fake: &Path) {
-    let bin = mission_testkit::fake_agent_bin_dir(
-        &std::env::temp_dir().join(format!("mission-bench-{}", std::process::id())),
-    );
+/// Starts `mission serve` on a new instance whose worker `luci` (the fake worker) has its
+/// sandbox `sandbox`, and measures 300 pickups: from the commit of a runnable ticket to its agent
+/// process started (as the agent stamps it, after the launcher).
+async fn pickups(bin: &Path, sandbox: &str) -> (tempfile::TempDir, Guard, Vec<Duration>) {
     let config = format!(
-        "[dispatch]\nmax_workers = 8\n\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"{}\"]\nmax_concurrent = 8\n",
+        "[dispatch]\nmax_workers = 8\n\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"{}\"]\nmax_concurrent = 8\nsandbox = \"{sandbox}\"\n",
         bin.join("fake-worker").display()
     );
-    let _ = fake;
     let dir = instance(&config);
     let server = Guard(
         Command::new(MISSION)
@@ -420,10 +413,109 @@ async fn serve(fake: &Path) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    store.close().await;
+    (dir, server, latencies)
+}
+
+/// What the launcher costs on its own: `true` started directly, and through
+/// `mission __run-sandboxed` with a run's full policy (Landlock, capabilities, no_new_privs).
+fn launcher_overhead(bin: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(run_dir.join("tmp")).unwrap();
+    let worker: mission_core::config::WorkerConfig =
+        serde_json::from_value(serde_json::json!({"runtime": "shell", "command": ["true"]}))
+            .unwrap();
+    let program = PathBuf::from("/bin/true");
+    let workspace = mission_engine::sandbox::WorkspaceAccess {
+        path: dir.path().join("work"),
+        git: None,
+    };
+    std::fs::create_dir_all(&workspace.path).unwrap();
+    let policy = mission_engine::sandbox::Policy::for_run(
+        &worker,
+        &mission_engine::sandbox::RunPaths {
+            workspace: &workspace,
+            run_dir: &run_dir,
+            home: dir.path(),
+            private_home: true,
+            program: &program,
+            mission_bin: Path::new(MISSION),
+            instance_dir: dir.path(),
+            server_home: None,
+            env: &[],
+        },
+    );
+    let spec = mission_engine::sandbox::Spec {
+        program: program.clone(),
+        arg0: "true".into(),
+        landlock: true,
+        policy,
+        run_as: None,
+        status_file: run_dir.join("sandbox.status"),
+    };
+    let spec_file = run_dir.join("sandbox.json");
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let _ = bin;
+    let time = |command: &mut Command| {
+        let t = Instant::now();
+        let status = command.status().unwrap();
+        assert!(status.success());
+        t.elapsed()
+    };
+    let mut direct = Vec::new();
+    let mut launched = Vec::new();
+    for _ in 0..300 {
+        direct.push(time(&mut Command::new(&program)));
+        launched.push(time(
+            Command::new(MISSION)
+                .arg("__run-sandboxed")
+                .arg("--spec")
+                .arg(&spec_file)
+                .arg("--"),
+        ));
+    }
     println!(
         "{}",
-        Stats::new(latencies).line("pickup latency: commit -> agent process started")
+        Stats::new(direct).line("spawn to exit: /bin/true directly (baseline)")
     );
+    println!(
+        "{}",
+        Stats::new(launched).line("spawn to exit: /bin/true through the sandboxing launcher")
+    );
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+async fn serve(fake: &Path) {
+    let _ = fake;
+    let bin = mission_testkit::fake_agent_bin_dir(
+        &std::env::temp_dir().join(format!("mission-bench-{}", std::process::id())),
+    );
+    launcher_overhead(&bin);
+    // The same pickups with the worker's sandbox on (Landlock) and off (the launcher still drops
+    // capabilities), each against its own server.
+    let mut last = None;
+    for sandbox in ["on", "off"] {
+        let (dir, server, latencies) = pickups(&bin, sandbox).await;
+        println!(
+            "{}",
+            Stats::new(latencies).line(&format!(
+                "pickup latency: commit -> agent started, sandbox {sandbox}"
+            ))
+        );
+        if let Some((old_dir, old_server)) = last.replace((dir, server)) {
+            drop::<Guard>(old_server);
+            drop(old_dir);
+        }
+    }
+    let (dir, server) = last.unwrap();
+    let store = open(dir.path()).await;
 
     // Idle: no tickets, the server waiting on wake-ups and its reconcile timer.
     tokio::time::sleep(Duration::from_secs(2)).await;

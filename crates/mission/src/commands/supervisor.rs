@@ -5,7 +5,7 @@ use crate::config::Instance;
 use crate::exit::CliError;
 use mission_engine::Settings;
 use mission_engine::sandbox::Landlock;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The lock file in the data folder, held by the instance's one server.
@@ -25,6 +25,7 @@ pub fn lock_instance(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| CliError::internal(format!("{}: {e}", path.display())))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
