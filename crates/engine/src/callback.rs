@@ -137,8 +137,14 @@ pub fn call(run_dir: &Path, request: &Request) -> Result<Response, AppError> {
 /// is one request, carried out through `app`; a token of another run is refused.
 pub async fn serve(listener: tokio::net::UnixListener, app: App, run: RunId) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: try again soon rather than spin.
+                tracing::warn!(run.id = %run, %error, "accepting a callback failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let app = app.clone();
         tokio::spawn(async move {

@@ -200,7 +200,8 @@ env = { API_KEY = "secret-of-holder" }
 env_pass = ["PASSED_TO_HOLDER"]
 "#;
     let spy = format!(
-        "{TRY}sleep 1\n\
+        "{TRY}for i in 1 2 3 4 5 6 7 8 9 10; do grep -qs 'holder[.]sh' /proc/[0-9]*/cmdline && break; sleep 0.2; done\n\
+         try sees_holder sh -c 'grep -qs \"holder[.]sh\" /proc/[0-9]*/cmdline'\n\
          try sees_env sh -c 'env | grep -q secret-of-holder'\n\
          try sees_passed sh -c 'env | grep -q passed-value'\n\
          try reads_proc sh -c 'cat /proc/[0-9]*/environ 2>/dev/null | tr \"\\0\" \"\\n\" | grep -q secret-of-holder'\n"
@@ -230,6 +231,10 @@ env_pass = ["PASSED_TO_HOLDER"]
         "a private home: {env}"
     );
     let got = results(&instance, &spied);
+    assert_eq!(
+        got["sees_holder"], "ok",
+        "the holder ran beside the spy: {got:?}"
+    );
     assert_eq!(got["sees_env"], "denied", "{got:?}");
     assert_eq!(got["sees_passed"], "denied", "{got:?}");
     assert_eq!(got["reads_proc"], "denied", "{got:?}");
@@ -617,11 +622,7 @@ fn chown_all(path: &Path, uid: u32, gid: u32) {
 /// even with the sandbox off — and the sandbox holds as it does for root.
 #[test]
 fn as_an_unprivileged_user_the_server_environment_stays_hidden() {
-    let running_as_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
-    let user = if running_as_root {
+    let user = if running_as_root() {
         unprivileged_user()
     } else {
         None
@@ -677,4 +678,67 @@ fn as_an_unprivileged_user_the_server_environment_stays_hidden() {
         }
         assert_eq!(instance.state(&id), "review", "{sandbox}");
     }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// A server running as root runs a worker's runs as its `run_as` user; a server that is not root
+/// refuses such a worker's runs rather than running them as itself.
+#[test]
+fn a_worker_runs_as_its_run_as_user() {
+    let script = format!(
+        "{TRY}id -u > \"$MISSION_RUN_DIR/uid\"\n\
+         try server_environ cat /proc/$PPID/environ\n\
+         try store_read cat \"$I/data/mission.db\"\n\
+         try own_work sh -c 'echo work > work.txt'\n\
+         \"$MISSION_BIN\" run submit\n"
+    );
+    let instance =
+        Instance::with_script_worker_keys(FAST, &format!("run_as = \"{TEST_USER}\""), &script);
+    let id = instance.add(&["--title", "as another user", "--assignee", "script"]);
+    if !running_as_root() {
+        let report = run_once(&instance);
+        assert_eq!(report["failure_class"], "runtime_missing", "{report}");
+        assert!(
+            report["detail"]
+                .as_str()
+                .unwrap()
+                .contains("needs a server running as root"),
+            "{report}"
+        );
+        return;
+    }
+    let (uid, _) = unprivileged_user().unwrap();
+    // The operator lets the runs' user enter the instance folder (not list it).
+    std::fs::set_permissions(instance.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    assert_eq!(instance.state(&id), "review");
+    let run_dir = instance.run_dir(&id, 1);
+    let ran_as = std::fs::read_to_string(run_dir.join("uid")).unwrap();
+    assert_eq!(ran_as.trim(), uid.to_string());
+    let got = results(&instance, &id);
+    assert_eq!(got["server_environ"], "denied", "{got:?}");
+    assert_eq!(got["store_read"], "denied", "{got:?}");
+    assert_eq!(got["own_work"], "ok", "{got:?}");
+    assert_eq!(status(&instance, &id)["uid"], uid);
+    assert_eq!(mode(&instance.path().join("data")), 0o711);
+    assert_eq!(mode(&instance.path().join("data/mission.db")) & 0o077, 0);
+}
+
+/// The launcher is the binary's own hidden command: not in the help people read.
+#[test]
+fn the_launcher_is_hidden_from_help() {
+    let out = Command::new(common::MISSION)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("serve"), "{help}");
+    assert!(!help.contains("run-sandboxed"), "{help}");
 }

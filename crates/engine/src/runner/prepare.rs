@@ -159,6 +159,7 @@ impl Runner {
                 make_private_dir(&home)
                     .await
                     .map_err(|e| io_failed(&home, e))?;
+                seed_home(&home, worker.runtime).await;
                 home
             }
             HomeMode::Real => std::env::var_os("HOME")
@@ -231,6 +232,22 @@ impl Runner {
         };
         let callbacks = bind_callbacks(&run_dir).await?;
         if let Some((uid, gid)) = run_as {
+            // The run's user must reach its folders: the folders above them may be entered (not
+            // listed) by others.
+            let ticket_runs = run_dir.parent().map(Path::to_owned);
+            let data_dir = self.settings.runs_dir.parent().map(Path::to_owned);
+            let passages = [
+                data_dir,
+                Some(self.settings.runs_dir.clone()),
+                ticket_runs,
+                Some(self.settings.workspaces_dir.clone()),
+                Some(self.settings.sandbox.homes_dir.clone()),
+            ];
+            for dir in passages.into_iter().flatten() {
+                use std::os::unix::fs::PermissionsExt;
+                let _ =
+                    tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).await;
+            }
             let mut owned = vec![run_dir.clone(), workspace.path.clone()];
             if worker.home == HomeMode::Private {
                 owned.push(home.clone());
@@ -429,6 +446,28 @@ impl Runner {
             ));
         }
         Ok((child, pid))
+    }
+}
+
+/// Seeds a worker's private home with what its CLI needs and cannot make itself: for Codex, the
+/// server's `config.toml` (its model providers; never `auth.json`), once. Best effort.
+async fn seed_home(home: &Path, runtime: RuntimeKind) {
+    if runtime != RuntimeKind::Codex {
+        return;
+    }
+    let target = home.join(".codex/config.toml");
+    if tokio::fs::try_exists(&target).await.unwrap_or(true) {
+        return;
+    }
+    let source = match (std::env::var_os("CODEX_HOME"), std::env::var_os("HOME")) {
+        (Some(codex_home), _) => PathBuf::from(codex_home).join("config.toml"),
+        (None, Some(real_home)) => PathBuf::from(real_home).join(".codex/config.toml"),
+        (None, None) => return,
+    };
+    if let Ok(text) = tokio::fs::read(&source).await
+        && make_private_dir(&home.join(".codex")).await.is_ok()
+    {
+        let _ = write_private(&target, &text).await;
     }
 }
 
