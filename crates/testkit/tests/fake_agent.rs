@@ -389,8 +389,15 @@ fn record_writes_what_was_received() {
                 );
             }
             _ => {
-                assert_eq!(stdin, None, "agents get no stdin");
-                assert!(argv.contains("ticket.md"), "{argv}");
+                assert_eq!(
+                    stdin, None,
+                    "agents read their prompt, not the ticket, on stdin"
+                );
+                let prompt = String::from_utf8(fixture.run_file("received.prompt")).unwrap();
+                assert!(
+                    prompt.contains("/opt/mission/bin/mission run submit"),
+                    "{prompt}"
+                );
                 assert!(!argv.contains("Title"), "{argv}");
             }
         }

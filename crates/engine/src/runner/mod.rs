@@ -5,15 +5,17 @@
 //! environment plus the worker's own variables and the run's token and identity. The ticket text
 //! reaches it through a file (and, for the shell runtime, standard input) — never through argv or
 //! a shell; agents read their prompt (`crate::prompt`) on stdin. The run talks back through its
-//! callback socket (`crate::callback`), served here while it runs. Output goes to a capped log file and through the runtime's parser. A heartbeat renews
-//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout (both
-//! measured on the injected clock), a cancellation, a lost lease or server shutdown terminate the
-//! whole group (TERM, grace, KILL).
-//! What is left of the group after the leader exits is killed. The end is classified and
-//! recorded through the store, which requeues with backoff or fails the ticket.
+//! callback socket (`crate::callback`), served here while it runs. Output goes to a capped log
+//! file and through the runtime's parser. A heartbeat renews the lease (and learns of
+//! cancellation); silence past the stall timeout, the run timeout (both measured on the injected
+//! clock), a cancellation, a lost lease or server shutdown terminate the whole group (TERM,
+//! grace, KILL). What is left of the run after the leader exits — its group, and whatever carries
+//! its environment outside the group — is killed. The end is classified and recorded through the
+//! store, which requeues with backoff or fails the ticket.
 //!
-//! - `prepare` — the workspace, the run folder (ticket and answer files, the log), the command;
-//!   then the process, started and recorded.
+//! - `prepare` — the workspace, the run folder (ticket, answer and prompt files, temp folder,
+//!   log, callback socket), the worker's home, the command and the launcher's sandbox spec; then
+//!   the process, started through the launcher and recorded.
 //! - `supervise` — the state of a watched run and what each event does to it: output lines, the
 //!   exit, the periodic check (heartbeat, stall, timeout), shutdown; then the end, classified.
 //! - `log` — output lines (capped, cancel-safe) and the capped log file.
