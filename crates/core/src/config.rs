@@ -41,6 +41,18 @@ pub struct Config {
     pub workers: BTreeMap<String, WorkerConfig>,
     #[serde(default)]
     pub triage: TriageConfig,
+    /// Default evidence policies and the named tests and routes the harness checks.
+    #[serde(default)]
+    pub evidence: crate::proof::EvidenceConfig,
+    /// Who reviews what, and the auto-review cap.
+    #[serde(default)]
+    pub review: crate::review::ReviewRules,
+    /// Inbox delivery and where items go.
+    #[serde(default)]
+    pub inbox: crate::proof::InboxConfig,
+    /// Repositories: base branch and merge on done.
+    #[serde(default)]
+    pub repos: Vec<crate::proof::RepoConfig>,
 }
 
 /// Rules of the `triage` task: the first rule that matches a ticket in triage names its assignee.
@@ -312,6 +324,8 @@ impl Workforce {
                 ));
             }
         }
+        config.evidence.check()?;
+        config.inbox.check()?;
         workforce.max_workers = config.dispatch.max_workers;
         workforce.pool_limits = config
             .pools

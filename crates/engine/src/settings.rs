@@ -1,8 +1,10 @@
 //! The resolved configuration the engines run with. Built once by the binary; every engine —
 //! whether started by the server, a scheduled task or the CLI — gets the same.
 
-use mission_core::config::DispatchConfig;
-use mission_core::{RetryPolicy, TicketKey, TriageRule, Workforce};
+use mission_core::config::{Config, DispatchConfig};
+use mission_core::proof::{EvidenceConfig, InboxRoutes, RepoConfig};
+use mission_core::review::ReviewRules;
+use mission_core::{InboxPolicy, RetryPolicy, TicketKey, TriageRule, Workforce};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug)]
@@ -30,6 +32,31 @@ pub struct Settings {
     pub mission_bin: PathBuf,
     /// The wake socket of the server of this instance.
     pub wake_socket: PathBuf,
+    /// Evidence, review, the inbox and merging: what stands between review and done.
+    pub gate: GateSettings,
+}
+
+/// What the harness checks before done, who reviews, where inbox items go, how repositories
+/// merge (`[evidence]`, `[review]`, `[inbox]`, `[[repos]]`).
+#[derive(Clone, Debug, Default)]
+pub struct GateSettings {
+    pub evidence: EvidenceConfig,
+    pub review: ReviewRules,
+    pub inbox: InboxPolicy,
+    pub routes: InboxRoutes,
+    pub repos: Vec<RepoConfig>,
+}
+
+impl GateSettings {
+    pub fn from_config(config: &Config) -> Self {
+        GateSettings {
+            evidence: config.evidence.clone(),
+            review: config.review.clone(),
+            inbox: config.inbox.policy(),
+            routes: config.inbox.routes(),
+            repos: config.repos.clone(),
+        }
+    }
 }
 
 impl Settings {

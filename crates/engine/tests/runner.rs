@@ -63,6 +63,7 @@ impl Fixture {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            gate: mission_engine::settings::GateSettings::default(),
         };
         let clock = ManualClock::at(Timestamp::now());
         let draft = TicketDraft {

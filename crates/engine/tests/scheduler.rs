@@ -60,6 +60,7 @@ impl Fixture {
             node: "test".into(),
             mission_bin: Path::new("/bin/true").to_owned(),
             wake_socket: path.join("wake.sock"),
+            gate: mission_engine::settings::GateSettings::default(),
         };
         let (sink, _) = tokio::sync::mpsc::unbounded_channel();
         Scheduler::new(TaskContext {

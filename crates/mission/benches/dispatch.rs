@@ -83,6 +83,7 @@ fn settings(dir: &Path) -> Settings {
         node: "bench".into(),
         mission_bin: PathBuf::from(MISSION),
         wake_socket: dir.join("data/wake.sock"),
+        gate: mission_engine::settings::GateSettings::default(),
     }
 }
 
@@ -199,7 +200,14 @@ async fn end_all(store: &SqliteStore, outcomes: Vec<ClaimOutcome>) {
     for outcome in outcomes {
         if let ClaimOutcome::Claimed(run) = outcome {
             store
-                .end_run(run.id, run.attempt, &RunEnd::default(), &retry, &change())
+                .end_run(
+                    run.id,
+                    run.attempt,
+                    &RunEnd::default(),
+                    &retry,
+                    &Default::default(),
+                    &change(),
+                )
                 .await
                 .unwrap();
         }
@@ -315,7 +323,14 @@ async fn passes(tickets: usize) {
             ..RunEnd::default()
         };
         store
-            .end_run(run.id, run.attempt, &end, &retry, &change())
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &retry,
+                &Default::default(),
+                &change(),
+            )
             .await
             .unwrap();
         let t = Instant::now();

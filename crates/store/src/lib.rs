@@ -7,15 +7,19 @@
 //!
 //! The parts: `TicketStore` (the board), `EventLog` (reading events), `DispatchStore` (what the
 //! dispatcher reads and writes: capacity, candidates, decisions, claims), `RunStore` (a run's
-//! reports and end, questions), `TaskRunStore` (scheduled task runs) and `StoreAdmin` (migrations,
-//! closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
+//! reports and end, questions), `TaskRunStore` (scheduled task runs), `EvidenceStore` (evidence
+//! and the gate), `ReviewStore` (reviewer runs and verdicts), `InboxStore` (items, deliveries,
+//! actions) and `StoreAdmin` (migrations, closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
 //! imports `prelude::*` to have the parts in scope.
 
 mod dispatch;
 mod error;
 mod events;
+mod evidence;
+mod inbox;
 mod migrate;
+mod review;
 mod runs;
 pub mod sqlite;
 mod tasks;
@@ -29,7 +33,12 @@ use std::time::Duration;
 pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore};
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
+pub use evidence::{
+    EvidenceStore, Fence, GateContext, GateOutcome, GateRequest, Observation, RecordEvidence,
+};
+pub use inbox::{ActOnItem, Acted, Delivered, Expired, InboxFilter, InboxStore};
 pub use migrate::MigrationReport;
+pub use review::{RecordReview, ReviewRequest, ReviewResult, ReviewStore, Verdict};
 pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
@@ -41,7 +50,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
+        DispatchStore, EventLog, EvidenceStore, InboxStore, ReviewStore, RunStore, Store,
+        StoreAdmin, TaskRunStore, TicketStore,
     };
 }
 
@@ -70,12 +80,29 @@ pub trait StoreAdmin: Send + Sync {
 
 /// The whole store: every part, as one object (`Arc<dyn Store>`).
 pub trait Store:
-    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore
+    StoreAdmin
+    + TicketStore
+    + EventLog
+    + DispatchStore
+    + RunStore
+    + TaskRunStore
+    + EvidenceStore
+    + ReviewStore
+    + InboxStore
 {
 }
 
 impl<T> Store for T where
-    T: StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + ?Sized
+    T: StoreAdmin
+        + TicketStore
+        + EventLog
+        + DispatchStore
+        + RunStore
+        + TaskRunStore
+        + EvidenceStore
+        + ReviewStore
+        + InboxStore
+        + ?Sized
 {
 }
 

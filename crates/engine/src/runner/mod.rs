@@ -106,6 +106,7 @@ impl Runner {
                 run.attempt,
                 &end,
                 &self.settings.retry(),
+                &self.settings.gate.routes,
                 &self.change(&run),
             )
             .await

@@ -102,6 +102,10 @@ pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskRe
         TaskKind::Dispatch => dispatch(context, spec).await,
         TaskKind::Triage => triage::run(context, spec).await,
         TaskKind::BoardSweep => board_sweep::run(context, spec).await,
+        TaskKind::AutoReview | TaskKind::InboxDrain => Err(format!(
+            "the {} task kind is not built yet",
+            spec.kind.as_str()
+        )),
     };
     result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error))
 }

@@ -115,6 +115,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         node,
         mission_bin,
         wake_socket: wake_socket(instance),
+        gate: mission_engine::settings::GateSettings::from_config(&instance.config),
     })
 }
 

@@ -5,12 +5,16 @@
 //!
 //! Each part of the `Store` trait is implemented in its own file: `tickets.rs` (`TicketStore`),
 //! `events.rs` (`EventLog` and the one `append_event`), `dispatch.rs` (`DispatchStore`),
-//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`); this file opens the database and
+//! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `evidence.rs` (`EvidenceStore`),
+//! `review.rs` (`ReviewStore`), `inbox.rs` (`InboxStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
 mod error;
 mod events;
+mod evidence;
+mod inbox;
+mod review;
 mod rows;
 mod runs;
 mod tasks;
@@ -45,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "0004_counters",
         sql: include_str!("../../migrations/sqlite/0004_counters.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_evidence_inbox",
+        sql: include_str!("../../migrations/sqlite/0006_evidence_inbox.sql"),
     },
 ];
 
