@@ -6,12 +6,18 @@
 //!   termination, classification, the run's end.
 //! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
 //! - `server` — the loop that ties them together, woken by events.
+//! - `gatekeeper` — closing a ticket through the gate (observe, decide, merge, clean up);
+//!   `evidence` observes (tests, routes, files, commits), `git` holds every git call of the
+//!   harness.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
 
 pub mod app;
 pub mod clock;
 pub mod dispatcher;
+pub mod evidence;
 pub mod explain;
+pub mod gatekeeper;
+pub mod git;
 pub mod process;
 pub mod recovery;
 pub mod runner;

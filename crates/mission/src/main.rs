@@ -94,5 +94,6 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Dispatch(args) => commands::dispatch::run(config, args).await,
         Command::Run(command) => commands::run::run(config, command).await,
         Command::Task(command) => commands::task::run(config, command).await,
+        Command::Inbox(command) => commands::inbox::run(config, command).await,
     }
 }

@@ -6,12 +6,18 @@
 
 mod dispatch;
 mod error;
+mod evidence;
+mod inbox;
+mod review;
 mod runs;
 mod tasks;
 mod tickets;
 
 pub use dispatch::DispatchOutcome;
 pub use error::{AppError, AppResult, ErrorKind};
+pub use evidence::EvidenceRequest;
+pub use inbox::ActedItem;
+pub use review::Reviewed;
 pub use tasks::{ListedTask, TaskListing, TaskRunReport};
 pub use tickets::{Explanation, TicketView};
 

@@ -4,6 +4,7 @@
 pub mod dispatch;
 pub mod events;
 pub mod explain;
+pub mod inbox;
 pub mod init;
 pub mod migrate;
 pub mod run;
