@@ -58,7 +58,10 @@ pub async fn run_test(
                     bytes.extend_from_slice(&out.stderr);
                     (out.status.code(), bytes)
                 }
-                Ok(Err(error)) => (None, format!("waiting for the test: {error}\n").into_bytes()),
+                Ok(Err(error)) => (
+                    None,
+                    format!("waiting for the test: {error}\n").into_bytes(),
+                ),
                 Err(_) => {
                     process::terminate_group(pid, settings.dispatch.kill_grace).await;
                     (
@@ -134,7 +137,11 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 /// One GET, blocking: the status, and whether the body contains `expected` (when given).
-fn get(url: &str, timeout: Duration, expected: Option<&str>) -> Result<(u16, Option<bool>), String> {
+fn get(
+    url: &str,
+    timeout: Duration,
+    expected: Option<&str>,
+) -> Result<(u16, Option<bool>), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)

@@ -142,7 +142,14 @@ impl Gatekeeper {
             for name in names {
                 let started = std::time::Instant::now();
                 let observed = self
-                    .observe(&ticket, &place, kind, &name, workspace_exists, head.as_ref())
+                    .observe(
+                        &ticket,
+                        &place,
+                        kind,
+                        &name,
+                        workspace_exists,
+                        head.as_ref(),
+                    )
                     .await;
                 checks_ms += u64::try_from(started.elapsed().as_millis()).unwrap_or(0);
                 match observed {
@@ -188,11 +195,21 @@ impl Gatekeeper {
         let mut ticket = outcome.ticket;
         if let (Some(config), Some(repo)) = (merge, &place.repo) {
             let result = self
-                .merge(&ticket, repo, &place.branch, config.base.as_deref(), config.merge)
+                .merge(
+                    &ticket,
+                    repo,
+                    &place.branch,
+                    config.base.as_deref(),
+                    config.merge,
+                )
                 .await;
             match result {
                 Ok(Merged::Merged { base, head }) => {
-                    merged = Some(format!("{} merged into {base} at {}", place.branch, head.short()));
+                    merged = Some(format!(
+                        "{} merged into {base} at {}",
+                        place.branch,
+                        head.short()
+                    ));
                 }
                 Ok(Merged::UpToDate { base }) => {
                     merged = Some(format!("{base} already contains {}", place.branch));
@@ -277,9 +294,9 @@ impl Gatekeeper {
         let repo = ticket.repo.as_deref();
         let observed = match kind {
             EvidenceKind::Test => {
-                let test = evidence
-                    .test(name, repo, &ticket.labels)
-                    .ok_or_else(|| format!("no test command {name:?} is configured for {}", ticket.id))?;
+                let test = evidence.test(name, repo, &ticket.labels).ok_or_else(|| {
+                    format!("no test command {name:?} is configured for {}", ticket.id)
+                })?;
                 if !workspace_exists {
                     return Err(format!(
                         "cannot run: the workspace {} is gone",
@@ -336,7 +353,9 @@ impl Gatekeeper {
             .await?
             .iter()
             .any(|item| {
-                item.kind == InboxKind::Alert && !item.status().is_settled() && item.text.contains("merge")
+                item.kind == InboxKind::Alert
+                    && !item.status().is_settled()
+                    && item.text.contains("merge")
             });
         if waiting {
             return Ok(());

@@ -44,7 +44,12 @@ async fn run(dir: &Path, args: &[&str], ok_codes: &[i32]) -> Result<Output, GitE
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
-        .args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"])
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
         .args(args)
         .env_clear()
         .envs(
@@ -168,9 +173,13 @@ pub async fn changed_lines(repo: &Path, base: &str, branch: &str) -> Result<u64,
 /// The diff of a ticket's work, as text (`git diff base...branch`).
 pub async fn diff(repo: &Path, base: &str, branch: &str) -> Result<String, GitError> {
     let range = format!("{base}...{branch}");
-    Ok(run(repo, &["diff", "--no-color", "--no-ext-diff", &range, "--"], &[])
-        .await?
-        .stdout)
+    Ok(run(
+        repo,
+        &["diff", "--no-color", "--no-ext-diff", &range, "--"],
+        &[],
+    )
+    .await?
+    .stdout)
 }
 
 /// How a merge on done went.
@@ -210,7 +219,12 @@ pub async fn merge(
     };
     let contained = run(
         repo,
-        &["merge-base", "--is-ancestor", branch_sha.as_str(), base_sha.as_str()],
+        &[
+            "merge-base",
+            "--is-ancestor",
+            branch_sha.as_str(),
+            base_sha.as_str(),
+        ],
         &[1],
     )
     .await?;
@@ -221,7 +235,12 @@ pub async fn merge(
     }
     let fast_forward = run(
         repo,
-        &["merge-base", "--is-ancestor", base_sha.as_str(), branch_sha.as_str()],
+        &[
+            "merge-base",
+            "--is-ancestor",
+            base_sha.as_str(),
+            branch_sha.as_str(),
+        ],
         &[1],
     )
     .await?
@@ -281,7 +300,12 @@ pub async fn merge(
     } else {
         let tree = match run(
             repo,
-            &["merge-tree", "--write-tree", base_sha.as_str(), branch_sha.as_str()],
+            &[
+                "merge-tree",
+                "--write-tree",
+                base_sha.as_str(),
+                branch_sha.as_str(),
+            ],
             &[1],
         )
         .await?
@@ -318,7 +342,12 @@ pub async fn merge(
     // Compare-and-swap: refused if the base moved meanwhile.
     if let Err(error) = run(
         repo,
-        &["update-ref", &base_ref, new_head.as_str(), base_sha.as_str()],
+        &[
+            "update-ref",
+            &base_ref,
+            new_head.as_str(),
+            base_sha.as_str(),
+        ],
         &[],
     )
     .await

@@ -27,6 +27,7 @@ pub mod settings;
 pub mod tasks;
 pub mod token;
 pub mod wake;
+pub mod worker_call;
 pub mod workspace;
 
 pub use app::{App, AppError, AppResult, ErrorKind};

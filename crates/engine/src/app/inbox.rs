@@ -73,18 +73,20 @@ impl App {
         text: Option<String>,
     ) -> AppResult<ActedItem> {
         let hash = crate::token::hash(token);
-        let delivered = self.store.inbox_item_for_token(&hash).await?.ok_or_else(|| {
-            AppError::invalid("the run token does not name an inbox delivery of this instance")
-        })?;
+        let delivered = self
+            .store
+            .inbox_item_for_token(&hash)
+            .await?
+            .ok_or_else(|| {
+                AppError::invalid("the run token does not name an inbox delivery of this instance")
+            })?;
         let worker = delivered.addressee.name().clone();
         let by = Reviewer {
             name: worker.clone(),
             kind: ReviewerKind::Worker,
         };
         let actor = Actor::new(format!("worker:{worker}#inbox-{}", delivered.id));
-        let acted = self
-            .act(id, action, text, by, Some(hash), &actor)
-            .await?;
+        let acted = self.act(id, action, text, by, Some(hash), &actor).await?;
         self.waker.wake();
         Ok(ActedItem {
             item: acted.item.to_stored(),
@@ -115,11 +117,15 @@ impl App {
             .act_on_inbox_item(&request, &self.change(actor))
             .await
             .map_err(|error| match error {
-                StoreError::Inbox(ref inner) if !matches!(
-                    inner,
-                    mission_core::inbox::InboxError::Text(_)
-                        | mission_core::inbox::InboxError::Unknown(..)
-                ) => AppError::refused(format!("refused: {error}")),
+                StoreError::Inbox(ref inner)
+                    if !matches!(
+                        inner,
+                        mission_core::inbox::InboxError::Text(_)
+                            | mission_core::inbox::InboxError::Unknown(..)
+                    ) =>
+                {
+                    AppError::refused(format!("refused: {error}"))
+                }
                 other => refusal(other),
             })
     }

@@ -1,8 +1,10 @@
 //! Tasks: loading `tasks/*.md` and executing one run of a task. What each kind does lives in its
 //! own module; every execution returns exactly one `TaskResult`.
 
+mod auto_review;
 mod board_sweep;
 mod command;
+mod inbox_drain;
 mod triage;
 
 use crate::clock::Clock;
@@ -102,10 +104,8 @@ pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskRe
         TaskKind::Dispatch => dispatch(context, spec).await,
         TaskKind::Triage => triage::run(context, spec).await,
         TaskKind::BoardSweep => board_sweep::run(context, spec).await,
-        TaskKind::AutoReview | TaskKind::InboxDrain => Err(format!(
-            "the {} task kind is not built yet",
-            spec.kind.as_str()
-        )),
+        TaskKind::AutoReview => auto_review::run(context, spec).await,
+        TaskKind::InboxDrain => inbox_drain::run(context, spec).await,
     };
     result.unwrap_or_else(|error| TaskResult::new(Outcome::Failed, error))
 }

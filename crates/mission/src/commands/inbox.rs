@@ -89,7 +89,10 @@ fn table(items: &[StoredInboxItem]) -> String {
         cell("TO", 18)
     );
     for item in items {
-        let ticket = item.ticket.as_ref().map_or("-".to_owned(), |t| t.to_string());
+        let ticket = item
+            .ticket
+            .as_ref()
+            .map_or("-".to_owned(), |t| t.to_string());
         let first_line = item.text.lines().next().unwrap_or_default();
         text.push_str(&format!(
             "{} {} {} {} {} {}\n",
@@ -111,7 +114,9 @@ fn describe(item: &StoredInboxItem) -> String {
         item.id,
         item.kind,
         item.status,
-        item.ticket.as_ref().map_or("-".to_owned(), |t| t.to_string()),
+        item.ticket
+            .as_ref()
+            .map_or("-".to_owned(), |t| t.to_string()),
         item.addressee,
         item.created_at,
         item.deliveries,

@@ -24,6 +24,14 @@ const EXAMPLE_TASKS: &[(&str, &str)] = &[
         "disk-check.md",
         include_str!("../../assets/tasks/disk-check.md"),
     ),
+    (
+        "auto-review.md",
+        include_str!("../../assets/tasks/auto-review.md"),
+    ),
+    (
+        "inbox-drain.md",
+        include_str!("../../assets/tasks/inbox-drain.md"),
+    ),
 ];
 
 #[derive(serde::Serialize)]

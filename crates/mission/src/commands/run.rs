@@ -3,9 +3,9 @@
 
 use super::app;
 use crate::cli::{EvidenceCommand, RunCommand};
-use mission_engine::app::EvidenceRequest;
 use crate::exit::CliError;
 use crate::output;
+use mission_engine::app::EvidenceRequest;
 use std::path::Path;
 use std::process::ExitCode;
 
