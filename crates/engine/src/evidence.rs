@@ -23,14 +23,15 @@ use std::time::{Duration, Instant};
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Runs a configured test command in `workspace` (its own process group, an allow-listed
-/// environment, no shell) and records what happened. The time limit kills the whole group.
+/// environment, no shell) and records what happened, at the commit `at_commit` the workspace
+/// has checked out. The time limit kills the whole group.
 pub async fn run_test(
     settings: &Settings,
     ticket: &TicketId,
     test: &TestCommand,
     workspace: &Path,
+    at_commit: Option<CommitSha>,
 ) -> TestEvidence {
-    let at_commit = git::head(workspace).await.ok();
     let started = Instant::now();
     let program = resolve_program(settings, &test.command[0]);
     let mut cmd = tokio::process::Command::new(&program);

@@ -41,6 +41,27 @@ pub struct Closing {
     /// How long the observations took that are not the gate's own work: the test commands run
     /// and the routes requested, in milliseconds.
     pub checks_ms: u64,
+    /// Where the rest of the time went, in microseconds.
+    pub timings: Timings,
+}
+
+/// The parts of a closing, in microseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Timings {
+    /// Reading the ticket and checking the commits and artifacts again (git, hashing).
+    pub verify_us: u64,
+    /// The test commands and route requests.
+    pub checks_us: u64,
+    /// The deciding write transaction(s).
+    pub decide_us: u64,
+    /// The merge, when the repository merges on done.
+    pub merge_us: u64,
+    /// Removing the worktree.
+    pub cleanup_us: u64,
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 #[derive(Clone)]
@@ -87,6 +108,8 @@ impl Gatekeeper {
     /// review is a transition error; a refusal is an `Ok` with what is missing.
     pub async fn close(&self, id: &TicketId, actor: &Actor) -> Result<Closing, StoreError> {
         let since = self.clock.now();
+        let mut timings = Timings::default();
+        let started = std::time::Instant::now();
         let context = self.store.gate_context(id).await?;
         let ticket = context.ticket;
         if ticket.state != State::Review {
@@ -129,6 +152,7 @@ impl Gatekeeper {
                 reverified.push((record.id, verification));
             }
         }
+        timings.verify_us = micros(started);
         // Tests are run and routes requested again.
         for requirement in ticket.evidence_policy.requirements() {
             let kind = requirement.kind();
@@ -152,6 +176,7 @@ impl Gatekeeper {
                     )
                     .await;
                 checks_ms += u64::try_from(started.elapsed().as_millis()).unwrap_or(0);
+                timings.checks_us += micros(started);
                 match observed {
                     Ok(observation) => new.push(observation),
                     Err(why) => missing.push(format!("{kind}:{name}: {why}")),
@@ -173,7 +198,9 @@ impl Gatekeeper {
             review: &self.settings.gate.review,
             close: merge.is_none() && missing.is_empty(),
         };
+        let deciding = std::time::Instant::now();
         let outcome = self.store.decide_gate(&request, &change).await?;
+        timings.decide_us = micros(deciding);
         let mut gaps: Vec<String> = outcome
             .decision
             .missing()
@@ -189,11 +216,13 @@ impl Gatekeeper {
                 merged: None,
                 notes: Vec::new(),
                 checks_ms,
+                timings,
             });
         }
         let mut merged = None;
         let mut ticket = outcome.ticket;
         if let (Some(config), Some(repo)) = (merge, &place.repo) {
+            let merging = std::time::Instant::now();
             let result = self
                 .merge(
                     &ticket,
@@ -224,6 +253,7 @@ impl Gatekeeper {
                         merged: None,
                         notes: Vec::new(),
                         checks_ms,
+                        timings,
                     });
                 }
                 Err(error) => {
@@ -236,9 +266,11 @@ impl Gatekeeper {
                         merged: None,
                         notes: Vec::new(),
                         checks_ms,
+                        timings,
                     });
                 }
             }
+            timings.merge_us = micros(merging);
             // Merged: the same fresh evidence closes the ticket now.
             let close = GateRequest {
                 ticket: ticket.id.clone(),
@@ -265,10 +297,13 @@ impl Gatekeeper {
                     merged,
                     notes: Vec::new(),
                     checks_ms,
+                    timings,
                 });
             }
         }
+        let cleaning = std::time::Instant::now();
         let notes = self.remove_workspace(&place).await;
+        timings.cleanup_us = micros(cleaning);
         Ok(Closing {
             ticket,
             done: true,
@@ -276,6 +311,7 @@ impl Gatekeeper {
             merged,
             notes,
             checks_ms,
+            timings,
         })
     }
 
@@ -303,8 +339,16 @@ impl Gatekeeper {
                         place.workspace.display()
                     ));
                 }
+                // The worktree has the branch checked out: its head is the workspace's HEAD.
                 mission_core::Evidence::Test(
-                    observe::run_test(&self.settings, &ticket.id, test, &place.workspace).await,
+                    observe::run_test(
+                        &self.settings,
+                        &ticket.id,
+                        test,
+                        &place.workspace,
+                        head.cloned(),
+                    )
+                    .await,
                 )
             }
             _ => {

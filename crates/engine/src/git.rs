@@ -123,12 +123,8 @@ pub async fn head(dir: &Path) -> Result<CommitSha, GitError> {
 /// Whether `sha` exists in the repository and `branch` contains it. Never a pass when git
 /// could not answer.
 pub async fn check_commit(repo: &Path, sha: &CommitSha, branch: &str) -> CommitCheck {
-    let object = format!("{}^{{commit}}", sha.as_str());
-    match run(repo, &["cat-file", "-e", &object], &[1, 128]).await {
-        Ok(out) if out.code == Some(0) => {}
-        Ok(_) => return CommitCheck::Missing,
-        Err(error) => return CommitCheck::Unavailable(error.to_string()),
-    }
+    // One git process on the common path: `merge-base --is-ancestor` answers 0 (reachable) or
+    // 1 (not); only an error (128: no such commit, or no such branch) asks again which.
     let reference = format!("refs/heads/{branch}");
     match run(
         repo,
@@ -137,9 +133,17 @@ pub async fn check_commit(repo: &Path, sha: &CommitSha, branch: &str) -> CommitC
     )
     .await
     {
-        Ok(out) if out.code == Some(0) => CommitCheck::Reachable,
-        Ok(out) if out.code == Some(1) => CommitCheck::NotReachable,
-        Ok(_) => CommitCheck::Unavailable(format!("the branch {branch} does not exist")),
+        Ok(out) if out.code == Some(0) => return CommitCheck::Reachable,
+        Ok(out) if out.code == Some(1) => return CommitCheck::NotReachable,
+        Ok(_) => {}
+        Err(error) => return CommitCheck::Unavailable(error.to_string()),
+    }
+    let object = format!("{}^{{commit}}", sha.as_str());
+    match run(repo, &["cat-file", "-e", &object], &[1, 128]).await {
+        Ok(out) if out.code == Some(0) => {
+            CommitCheck::Unavailable(format!("the branch {branch} does not exist"))
+        }
+        Ok(_) => CommitCheck::Missing,
         Err(error) => CommitCheck::Unavailable(error.to_string()),
     }
 }

@@ -157,6 +157,9 @@ async fn run(tickets: usize) {
     let mut total = Vec::new();
     let mut overhead = Vec::new();
     let mut tests = Vec::new();
+    let mut verify = Vec::new();
+    let mut decide = Vec::new();
+    let mut cleanup = Vec::new();
     for i in 0..SAMPLES {
         // A ticket in review with a commit in its worktree, recorded by the harness (setup).
         let draft = TicketDraft {
@@ -224,7 +227,11 @@ async fn run(tickets: usize) {
         let closing = app.close_ticket(&ticket.id, &Actor::cli()).await.unwrap();
         let elapsed = started.elapsed();
         assert!(closing.done);
-        let checks = Duration::from_millis(closing.checks_ms);
+        let us = Duration::from_micros;
+        let checks = us(closing.timings.checks_us);
+        verify.push(us(closing.timings.verify_us));
+        decide.push(us(closing.timings.decide_us));
+        cleanup.push(us(closing.timings.cleanup_us));
         total.push(elapsed);
         tests.push(checks);
         overhead.push(elapsed.saturating_sub(checks));
@@ -240,6 +247,18 @@ async fn run(tickets: usize) {
     println!(
         "{}",
         Stats::new(overhead).line("  the gate's own overhead (all but the test)")
+    );
+    println!(
+        "{}",
+        Stats::new(verify).line("    read + commit re-verified (git)")
+    );
+    println!(
+        "{}",
+        Stats::new(decide).line("    the decision: one write transaction")
+    );
+    println!(
+        "{}",
+        Stats::new(cleanup).line("    worktree removed (git worktree remove)")
     );
 
     // Inbox: acting on an item is one write transaction.

@@ -283,6 +283,7 @@ fn scenario_7_an_oversized_diff_is_degraded_and_a_small_one_is_reviewed() {
         r#"{FAST}
 [review]
 default = "auto"
+labels = {{ security = "human" }}
 
 [workers.larry]
 runtime = "shell"
@@ -314,7 +315,13 @@ command = ["{worker}"]
         "fake-agent: commit-lines 10\nfake-review: review reject there are no tests\n",
         &["--repo", "repo"],
     );
-    run_all(&instance, &[&big, &small, &rejected]);
+    let sensitive = add(
+        &instance,
+        "sensitive",
+        "fake-agent: commit\nfake-review: review approve a worker may not\n",
+        &["--repo", "repo", "--label", "security"],
+    );
+    run_all(&instance, &[&big, &small, &rejected, &sensitive]);
 
     let out = instance.run(&["task", "run", "review", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -343,6 +350,15 @@ command = ["{worker}"]
         .find(|i| i["kind"] == "review_request" && i["ticket"] == big.as_str())
         .unwrap_or_else(|| panic!("{inbox}"))
         .clone();
+    // A ticket that needs a person is left to one, and asked for once.
+    assert_eq!(instance.state(&sensitive), "review");
+    assert!(
+        inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "review_request" && i["ticket"] == sensitive.as_str())
+    );
     // The 50-line diff was reviewed by larry (never luci, its author) and closed by the gate.
     assert_eq!(instance.state(&small), "done");
     let approved = events

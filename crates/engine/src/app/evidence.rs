@@ -58,8 +58,9 @@ impl App {
                         ))
                         .on_field("name")
                     })?;
+                let at_commit = crate::git::head(workspace).await.ok();
                 mission_core::Evidence::Test(
-                    observe::run_test(&self.settings, &ticket.id, test, workspace).await,
+                    observe::run_test(&self.settings, &ticket.id, test, workspace, at_commit).await,
                 )
             }
             EvidenceRequest::Route(name) => {

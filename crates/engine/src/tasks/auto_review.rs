@@ -5,7 +5,8 @@
 //!   not reviewed, recorded `skipped_oversized` and a human is asked (the pass is `degraded`);
 //!   within it, a reviewer worker that is not an author runs with the diff in its prompt file
 //!   and answers `mission run review approve|reject`; what it said is read from the store.
-//! - mode `human`, or a diff skipped as oversized: left to a person (`mission ticket review`).
+//! - mode `human`, or a diff skipped as oversized: left to a person (`mission ticket review`),
+//!   asked through one `review_request` inbox item.
 //!
 //! The outcome follows `AutoReviewTally`: never a clean success while a ticket was left
 //! unreviewed.
@@ -19,8 +20,10 @@ use mission_core::review::{
     AutoReview, AutoReviewTally, ReviewMode, choose_reviewer, plan_auto_review,
 };
 use mission_core::task::{Outcome, TaskResult, TaskSpec};
-use mission_core::{Actor, Name, ReviewOutcome, ReviewerKind, State, Ticket};
-use mission_store::{GateContext, RecordReview, TicketFilter, Verdict};
+use mission_core::{
+    Actor, InboxKind, Name, NewInboxItem, ReviewOutcome, ReviewerKind, State, Ticket,
+};
+use mission_store::{GateContext, InboxFilter, RecordReview, TicketFilter, Verdict};
 
 /// Most tickets looked at in one pass.
 const TICKETS_PER_PASS: u32 = 100;
@@ -129,6 +132,7 @@ async fn review_one(
         return;
     }
     if mode == ReviewMode::Human {
+        ask_person(context, ticket, actor).await;
         return;
     }
     let place = place(settings, ticket);
@@ -258,6 +262,38 @@ async fn review_one(
         // A rejection moved the ticket on (its round is over): it was reviewed.
         None if rejected_now => pass.tally.rejected += 1,
         None => pass.tally.no_verdict += 1,
+    }
+}
+
+/// A ticket whose review mode is `human` waits for a person: one review request in the inbox.
+async fn ask_person(context: &TaskContext, ticket: &Ticket, actor: &Actor) {
+    let filter = InboxFilter {
+        ticket: Some(ticket.id.clone()),
+        ..InboxFilter::default()
+    };
+    let waiting = context.store.inbox_items(&filter).await.map(|items| {
+        items
+            .iter()
+            .any(|i| i.kind == InboxKind::ReviewRequest && !i.status().is_settled())
+    });
+    if waiting.unwrap_or(true) {
+        return;
+    }
+    let text = format!(
+        "{id} needs a person's review (its review mode is human): mission ticket review {id} approve|reject --reason …",
+        id = ticket.id
+    );
+    let item = NewInboxItem::new(
+        InboxKind::ReviewRequest,
+        Some(ticket.id.clone()),
+        context.settings.gate.routes.reviews.clone(),
+        &text,
+    );
+    if let Ok(item) = item {
+        let change = mission_store::Change::new(actor.clone(), context.clock.now());
+        if let Err(error) = context.store.create_inbox_item(&item, &change).await {
+            tracing::warn!(ticket.id = %ticket.id, %error, "asking a person to review failed");
+        }
     }
 }
 
