@@ -123,35 +123,42 @@ impl Gatekeeper {
             });
         }
         let place = place(&self.settings, &ticket);
-        let head = match &place.repo {
-            Some(repo) => git::branch_head(repo, &place.branch).await.ok().flatten(),
-            None => None,
+        // The branch's head (for the tests) and the deciding commit and artifact records,
+        // checked again: independent, so asked at once (each git call is a process).
+        let head = async {
+            match &place.repo {
+                Some(repo) => git::branch_head(repo, &place.branch).await.ok().flatten(),
+                None => None,
+            }
         };
+        let reverify = async {
+            let mut reverified = Vec::new();
+            for record in deciding_records(&ticket.id, &ticket.evidence_policy, &context.evidence) {
+                if matches!(
+                    record.evidence.kind(),
+                    EvidenceKind::Commit | EvidenceKind::Artifact
+                ) {
+                    let verification = observe::verify(
+                        &record.evidence,
+                        place.repo.as_deref(),
+                        &place.branch,
+                        None,
+                        &place.workspace,
+                        self.clock.now(),
+                    )
+                    .await;
+                    reverified.push((record.id, verification));
+                }
+            }
+            reverified
+        };
+        let (head, reverified) = tokio::join!(head, reverify);
         let workspace_exists = tokio::fs::try_exists(&place.workspace)
             .await
             .unwrap_or(false);
         let mut missing = Vec::new();
         let mut new = Vec::new();
         let mut checks_ms = 0u64;
-        // The deciding commit and artifact records are checked again.
-        let mut reverified = Vec::new();
-        for record in deciding_records(&ticket.id, &ticket.evidence_policy, &context.evidence) {
-            if matches!(
-                record.evidence.kind(),
-                EvidenceKind::Commit | EvidenceKind::Artifact
-            ) {
-                let verification = observe::verify(
-                    &record.evidence,
-                    place.repo.as_deref(),
-                    &place.branch,
-                    head.as_ref(),
-                    &place.workspace,
-                    self.clock.now(),
-                )
-                .await;
-                reverified.push((record.id, verification));
-            }
-        }
         timings.verify_us = micros(started);
         // Tests are run and routes requested again.
         for requirement in ticket.evidence_policy.requirements() {

@@ -427,7 +427,7 @@ fn scenario_5_a_crashed_handler_leaves_the_item_delivered_and_it_is_redelivered(
         r#"{FAST}
 [inbox]
 questions_to = "worker:council"
-worker_lease = "1s"
+worker_lease = "3s"
 max_deliveries = 3
 
 [workers.council]
@@ -475,7 +475,7 @@ command = ["./council.sh"]
     assert_eq!(instance.state(&id), "needs_input");
 
     // After its lease, it is delivered again; this time the handler acts, with its action.
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(3200));
     let report = instance.json(&["task", "run", "drain"]);
     assert_eq!(report["outcome"], "acted", "{report}");
     assert_eq!(report["counts"]["expired"], 1);
