@@ -1,5 +1,5 @@
-//! The store: the `Store` trait in parts, one implementation per backend (SQLite now), embedded
-//! migrations. Every change is written together with its event in one transaction; every check
+//! The store: the `Store` trait in parts, one implementation per backend (SQLite, and PostgreSQL
+//! behind the default `postgres` feature), embedded migrations. Every change is written together with its event in one transaction; every check
 //! that needs the board (does the ticket exist, is the move legal from its current state, would
 //! the new dependencies close a cycle) happens inside that transaction. What a change does (a
 //! transition's side effects, how a run's end settles its ticket, whether a run fits the
@@ -16,6 +16,8 @@ mod dispatch;
 mod error;
 mod events;
 mod migrate;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod runs;
 pub mod sqlite;
 mod tasks;
@@ -30,6 +32,8 @@ pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, Dispa
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
 pub use migrate::MigrationReport;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
@@ -101,19 +105,23 @@ impl Default for OpenOptions {
 }
 
 /// Opens the store named by `url`, choosing the backend by its scheme: `sqlite:PATH` (or
-/// `sqlite://PATH`). Does not migrate: call `migrate`. A URL's text is not repeated in errors,
-/// since a database URL may carry a password.
+/// `sqlite://PATH`), `postgres://…` (or `postgresql://…`). Does not migrate: call `migrate`. A
+/// URL's text is not repeated in errors, since a database URL may carry a password.
 pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = sqlite::path_of_url(url)? {
         return Ok(Arc::new(SqliteStore::open(&path, options).await?));
     }
     let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
     if matches!(scheme, "postgres" | "postgresql") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgStore::connect(url, options).await?));
+        #[cfg(not(feature = "postgres"))]
         return Err(StoreError::UnsupportedUrl(
-            "the PostgreSQL backend is not supported yet; use sqlite:PATH".to_owned(),
+            "this binary was built without the PostgreSQL backend (the `postgres` feature)"
+                .to_owned(),
         ));
     }
     Err(StoreError::UnsupportedUrl(format!(
-        "unsupported store URL scheme {scheme:?}; expected sqlite:PATH"
+        "unsupported store URL scheme {scheme:?}; expected sqlite:PATH or postgres://…"
     )))
 }

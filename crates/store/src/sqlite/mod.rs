@@ -9,7 +9,7 @@
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
-mod error;
+pub(crate) mod error;
 mod events;
 mod rows;
 mod runs;
