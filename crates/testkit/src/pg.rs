@@ -1,8 +1,11 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` into a temporary folder, `postgres` on a free
 //! TCP port of 127.0.0.1 (its unix socket in the same folder), trust authentication for the
 //! `postgres` role, fsync on (only `initdb`'s own sync of its template files is skipped). Each test
-//! gets a fresh database of its own (`create_database`); one cluster per test binary
-//! (`Cluster::shared`) is enough and much faster than one per test.
+//! gets a fresh place of its own: a database (`create_database`, about a second with fsync on),
+//! or a schema of one shared database, selected through the URL's `search_path`
+//! (`create_schema`, a few milliseconds; everything the store creates lives in its connection's
+//! current schema). One cluster per test binary (`Cluster::shared`) is enough and much faster
+//! than one per test.
 //!
 //! The server is started through a small `sh` supervisor that reads its standard input from this
 //! process: when this process ends, however it ends (a failed assertion, a kill), the pipe closes,
@@ -16,7 +19,8 @@
 //!
 //! ```no_run
 //! let cluster = mission_testkit::pg::Cluster::shared();
-//! let url = cluster.create_database(); // postgres://postgres@127.0.0.1:PORT/test_N
+//! let url = cluster.create_database(); // postgres://postgres@127.0.0.1:PORT/test_P_N
+//! let url = cluster.create_schema(); // …/tests?options=-c%20search_path%3Dtest_P_N
 //! ```
 
 use std::io::Read;
@@ -45,6 +49,8 @@ pub struct Cluster {
     supervisor: Option<Child>,
     stdin: Option<ChildStdin>,
     databases: AtomicU64,
+    /// The database of `create_schema`, created on first use.
+    schemas_db: OnceLock<()>,
 }
 
 /// The folder with the PostgreSQL server binaries, if this machine has them.
@@ -195,6 +201,7 @@ impl Cluster {
             supervisor: Some(supervisor),
             stdin,
             databases: AtomicU64::new(0),
+            schemas_db: OnceLock::new(),
         };
         let started = Instant::now();
         loop {
@@ -254,12 +261,27 @@ impl Cluster {
         )
     }
 
+    fn unique_name(&self) -> String {
+        let n = self.databases.fetch_add(1, Ordering::SeqCst);
+        format!("test_{}_{n}", std::process::id())
+    }
+
     /// Creates an empty database with a name of its own; returns its URL.
     pub fn create_database(&self) -> String {
-        let n = self.databases.fetch_add(1, Ordering::SeqCst);
-        let name = format!("test_{}_{n}", std::process::id());
+        let name = self.unique_name();
         self.sql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(&name)
+    }
+
+    /// Creates an empty schema with a name of its own in the database `tests`; returns a URL
+    /// whose connections have it as their only schema (`search_path`).
+    pub fn create_schema(&self) -> String {
+        const DATABASE: &str = "tests";
+        self.schemas_db
+            .get_or_init(|| drop(self.sql("postgres", &format!("CREATE DATABASE {DATABASE}"))));
+        let name = self.unique_name();
+        self.sql(DATABASE, &format!("CREATE SCHEMA {name}"));
+        format!("{}?options=-c%20search_path%3D{name}", self.url(DATABASE))
     }
 }
 

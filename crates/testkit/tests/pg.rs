@@ -14,6 +14,9 @@ fn a_cluster_serves_fresh_databases_and_is_removed_when_dropped() {
     cluster.sql(name, "CREATE TABLE t (x INT); INSERT INTO t VALUES (1)");
     assert_eq!(cluster.sql(name, "SELECT x FROM t").trim(), "1");
     assert_eq!(cluster.sql(name, "SHOW fsync").trim(), "on");
+    let schema = cluster.create_schema();
+    assert!(schema.contains("search_path"), "{schema}");
+    assert_ne!(schema, cluster.create_schema());
     let port = cluster.port();
     drop(cluster);
     let deadline = Instant::now() + Duration::from_secs(30);
