@@ -53,7 +53,7 @@ pub async fn open_for_server(
 const CLI_CONNECTIONS: u32 = 2;
 const SERVER_CONNECTIONS: u32 = 8;
 
-/// Opens the store file; `create` makes it when missing.
+/// Opens the store; `create` makes a SQLite file when missing (a PostgreSQL database must exist).
 pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {
     open_store(instance, create, CLI_CONNECTIONS).await
 }
@@ -68,8 +68,7 @@ async fn open_store(
         max_connections,
         ..OpenOptions::default()
     };
-    let url = format!("sqlite://{}", instance.store_path.display());
-    mission_store::open(&url, options)
+    mission_store::open(&instance.store.url(), options)
         .await
         .map_err(|e| store_error(instance, e))
 }
@@ -81,12 +80,13 @@ pub async fn migrate_store(
     store.migrate().await.map_err(|e| store_error(instance, e))
 }
 
-/// A failure of the store itself, named with its file. (Input errors keep their own message.)
+/// A failure of the store itself, named with its file or database. (Input errors keep their own
+/// message.)
 fn store_error(instance: &Instance, err: StoreError) -> CliError {
     if err.is_input_error() {
         err.into()
     } else {
-        CliError::internal(format!("{}: {err}", instance.store_path.display()))
+        CliError::internal(format!("{}: {err}", instance.store.display()))
     }
 }
 

@@ -34,7 +34,7 @@ use crate::migrate::{self, Migration, MigrationReport};
 use crate::{OpenOptions, Result, StoreAdmin, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, PgConnection, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,9 +44,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/postgres/0001_schema.sql"),
 }];
 
-/// The key of the advisory lock that serializes migrations of one database (several servers may
-/// start at once).
-const MIGRATION_LOCK: i64 = 0x004d_4953_5349_4f4e; // "MISSION" in ASCII
+/// The first half of the key of the advisory lock that serializes migrations of one store
+/// (several servers may start at once); the second is the hash of the store's schema, so that
+/// stores in other schemas of the database migrate independently.
+const MIGRATION_LOCK: i32 = 0x4d49_5353; // "MISS" in ASCII
 
 /// A transaction left idle this long is ended by the server: a client that stopped in the middle
 /// of one (a paused or partitioned node) cannot hold the event counter, and with it every writer,
@@ -80,6 +81,12 @@ impl PgStore {
                     millis_text(IDLE_IN_TRANSACTION_TIMEOUT),
                 ),
             ]);
+        // One connection first, so that a server that cannot be reached (or a database that does
+        // not exist) is reported as what it is, not as the pool's timeout after its retries.
+        let first = tokio::time::timeout(options.busy_timeout, connect.connect())
+            .await
+            .map_err(|_| StoreError::Unavailable("connecting timed out".into()))??;
+        first.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.busy_timeout)
@@ -151,7 +158,7 @@ impl StoreAdmin for PgStore {
         let mut tx = self.pool.begin().await?;
         // Servers starting together migrate one after another; the later ones find the schema
         // current.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
