@@ -383,3 +383,47 @@ async fn a_nul_in_free_text_does_not_fail_the_write() {
     assert_eq!(ended.run.detail.as_deref(), Some("bad\u{fffd}byte"));
     assert_eq!(ended.run.session_id.as_deref(), Some("s\u{fffd}"));
 }
+
+/// Wake-ups across nodes: a notification reaches a listener; a listener whose connection is
+/// killed connects again, says so with a wake-up (for what it may have missed), and hears the
+/// notifications after.
+#[tokio::test]
+async fn notifications_wake_listeners_that_survive_a_dropped_connection() {
+    use mission_store::postgres::wake::{Notifier, listen};
+    let url = fresh_url().await;
+    let (woken, mut wakes) = tokio::sync::mpsc::unbounded_channel();
+    let listener = listen(&url, move || {
+        let _ = woken.send(());
+    })
+    .unwrap();
+    let next_wake = async |wakes: &mut tokio::sync::mpsc::UnboundedReceiver<()>, what: &str| {
+        tokio::time::timeout(Duration::from_secs(20), wakes.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no wake-up: {what}"))
+            .unwrap();
+        while wakes.try_recv().is_ok() {}
+    };
+    next_wake(&mut wakes, "when listening starts").await;
+
+    let notifier = Notifier::new(&url).unwrap();
+    notifier.notify();
+    notifier.flush().await;
+    next_wake(&mut wakes, "after a notification").await;
+
+    let pool = raw(&url).await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'mission-listener'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "one listener connection");
+    next_wake(&mut wakes, "when listening again").await;
+    for _ in 0..3 {
+        notifier.notify();
+        notifier.flush().await;
+        next_wake(&mut wakes, "after a notification, connected again").await;
+    }
+    listener.abort();
+}

@@ -11,24 +11,44 @@ pub mod serve;
 pub mod task;
 pub mod ticket;
 
-use crate::config::{self, Instance};
+use crate::config::{self, Instance, StoreLocation};
 use crate::exit::CliError;
 use mission_core::{Actor, Timestamp};
-use mission_engine::wake::SocketWaker;
+use mission_engine::wake::{SocketWaker, Waker};
 use mission_engine::{App, Settings, SystemClock};
+use mission_store::postgres::wake::Notifier;
 use mission_store::prelude::*;
 use mission_store::{Change, MigrationReport, OpenOptions, StoreError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// Loads the configuration and opens the use cases over the store (migrated), waking a server of
-/// this instance through its socket.
+/// Loads the configuration and opens the use cases over the store (migrated), waking the servers
+/// of this instance: through the wake socket for a SQLite store (one server, on this host), with
+/// a `NOTIFY` for a PostgreSQL store (every server, on any node).
 pub async fn app(config: Option<&Path>) -> Result<(Instance, App), CliError> {
     let (instance, store) = open(config).await?;
     let settings = Arc::new(settings(&instance)?);
-    let waker = Arc::new(SocketWaker::new(settings.wake_socket.clone()));
+    let waker: Arc<dyn Waker> = match &instance.store {
+        StoreLocation::Sqlite(_) => Arc::new(SocketWaker::new(settings.wake_socket.clone())),
+        StoreLocation::Postgres(url) => {
+            let notifier = Notifier::new(url).map_err(|e| store_error(&instance, e))?;
+            let _ = NOTIFIER.set(notifier.clone());
+            Arc::new(notifier)
+        }
+    };
     let app = App::new(store, settings, Arc::new(SystemClock), waker);
     Ok((instance, app))
+}
+
+/// The notifier of this command's use cases, when its store is PostgreSQL: it sends in the
+/// background, so the command waits for it before exiting (`flush_wakes`).
+static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
+
+/// Waits until the wake-ups this command asked for are sent.
+pub async fn flush_wakes() {
+    if let Some(notifier) = NOTIFIER.get() {
+        notifier.flush().await;
+    }
 }
 
 /// Loads the configuration and opens the store, applying pending migrations.

@@ -2,6 +2,7 @@
 
 use super::{open_for_server, settings};
 use crate::cli::ServeArgs;
+use crate::config::StoreLocation;
 use crate::exit::CliError;
 use mission_engine::SystemClock;
 use mission_engine::wake::{self, WakeSignal};
@@ -23,14 +24,20 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
     let settings = Arc::new(settings(&instance)?);
 
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
-    // socket; use cases in this process wake the same signal directly.
+    // socket, or on a PostgreSQL store (shared with servers on other nodes) through its wake
+    // channel; use cases in this process wake the same signal directly.
     let signal = WakeSignal::new();
-    let mut listener = None;
+    let mut listeners = Vec::new();
     // The socket appears once start-up recovery is done: its existence means "ready".
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
-        listener = Some(wake::listen(socket, signal.clone()));
+        listeners.push(wake::listen(socket, signal.clone()));
+        if let StoreLocation::Postgres(url) = &instance.store {
+            let listener = wake::listen_postgres(url, signal.clone())
+                .map_err(|e| format!("wake-up listener: {e}"))?;
+            listeners.push(listener);
+        }
         Ok(())
     };
     let shutdown = async move {
@@ -49,7 +56,7 @@ pub async fn run(config: Option<&Path>, _args: ServeArgs) -> Result<ExitCode, Cl
         shutdown,
     )
     .await;
-    if let Some(listener) = listener {
+    for listener in listeners {
         listener.abort();
     }
     let _ = std::fs::remove_file(&settings.wake_socket);

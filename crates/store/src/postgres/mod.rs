@@ -29,6 +29,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+pub mod wake;
 
 use crate::migrate::{self, Migration, MigrationReport};
 use crate::{OpenOptions, Result, StoreAdmin, StoreError};
