@@ -7,11 +7,13 @@
 //!
 //! The parts: `TicketStore` (the board), `EventLog` (reading events), `DispatchStore` (what the
 //! dispatcher reads and writes: capacity, candidates, decisions, claims), `RunStore` (a run's
-//! reports and end, questions), `TaskRunStore` (scheduled task runs) and `StoreAdmin` (migrations,
-//! closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
+//! reports and end, questions), `TaskRunStore` (scheduled task runs), `ClusterStore` (the
+//! scheduler's lease and node heartbeats, for several servers on one database) and `StoreAdmin`
+//! (migrations, closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
 //! imports `prelude::*` to have the parts in scope.
 
+mod cluster;
 mod dispatch;
 mod error;
 mod events;
@@ -28,6 +30,7 @@ use mission_core::{Actor, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::{ClusterStore, Lease, SCHEDULER_LEASE};
 pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore};
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
@@ -45,7 +48,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
+        ClusterStore, DispatchStore, EventLog, RunStore, Store, StoreAdmin, TaskRunStore,
+        TicketStore,
     };
 }
 
@@ -74,12 +78,19 @@ pub trait StoreAdmin: Send + Sync {
 
 /// The whole store: every part, as one object (`Arc<dyn Store>`).
 pub trait Store:
-    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore
+    StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + ClusterStore
 {
 }
 
 impl<T> Store for T where
-    T: StoreAdmin + TicketStore + EventLog + DispatchStore + RunStore + TaskRunStore + ?Sized
+    T: StoreAdmin
+        + TicketStore
+        + EventLog
+        + DispatchStore
+        + RunStore
+        + TaskRunStore
+        + ClusterStore
+        + ?Sized
 {
 }
 

@@ -104,7 +104,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 1
+                supported: 2
             }
         ),
         "{err:?}"
@@ -159,10 +159,10 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 1);
+        assert_eq!(report.to_version, 2);
         applied.extend(report.applied);
     }
-    assert_eq!(applied, ["0001_schema"]);
+    assert_eq!(applied, ["0001_schema", "0002_cluster"]);
 }
 
 /// The partial unique index `runs_one_active_per_ticket` is the last guard of "one live run per
@@ -426,4 +426,134 @@ async fn notifications_wake_listeners_that_survive_a_dropped_connection() {
         next_wake(&mut wakes, "after a notification, connected again").await;
     }
     listener.abort();
+}
+
+/// The scheduler's lease: one holder at a time; renewed by its holder with the same fencing
+/// number; taken by another only once it expired or was released, with the next number.
+#[tokio::test]
+async fn a_lease_has_one_holder_and_changes_hands_only_when_it_lapses() {
+    use mission_store::SCHEDULER_LEASE as LEASE;
+    let url = fresh_url().await;
+    let store = open(&url).await;
+    let ttl = Duration::from_secs(3);
+    let at = mission_core::Timestamp::from_millis;
+    let a = store
+        .acquire_lease(LEASE, "a:1", at(1_000), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.as_ref().map(|l| (l.fencing, l.expires_at)),
+        Some((1, at(4_000)))
+    );
+    assert_eq!(
+        store
+            .acquire_lease(LEASE, "b:1", at(2_000), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    let renewed = store
+        .acquire_lease(LEASE, "a:1", at(3_000), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.map(|l| (l.fencing, l.expires_at)),
+        Some((1, at(6_000)))
+    );
+    assert_eq!(
+        store
+            .acquire_lease(LEASE, "b:1", at(5_999), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    // a fell silent: at its expiry b takes the lease, and a cannot renew it any more.
+    let b = store
+        .acquire_lease(LEASE, "b:1", at(6_000), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.fencing, 2);
+    assert_eq!(
+        store
+            .acquire_lease(LEASE, "a:1", at(6_500), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    // A release hands it over at once; a stale release (an old fencing number) does nothing.
+    store
+        .release_lease(LEASE, "b:1", 1, at(7_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .acquire_lease(LEASE, "a:1", at(7_000), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .release_lease(LEASE, "b:1", 2, at(7_000))
+        .await
+        .unwrap();
+    let a = store
+        .acquire_lease(LEASE, "a:1", at(7_001), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.fencing, 3);
+}
+
+/// Servers asking for the lease at the same moment, each on its own connections: one gets it.
+#[tokio::test]
+async fn concurrent_candidates_elect_one_leader() {
+    let url = fresh_url().await;
+    open(&url).await.close().await;
+    for round in 0..5 {
+        let mut candidates = tokio::task::JoinSet::new();
+        for candidate in 0..6 {
+            let url = url.clone();
+            candidates.spawn(async move {
+                let store = PgStore::connect(&url, OpenOptions::default())
+                    .await
+                    .unwrap();
+                let lease = store
+                    .acquire_lease(
+                        &format!("lease-{round}"),
+                        &format!("node-{candidate}:1"),
+                        mission_core::Timestamp::from_millis(1_000),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .unwrap();
+                store.close().await;
+                lease
+            });
+        }
+        let mut holders = Vec::new();
+        while let Some(lease) = candidates.join_next().await {
+            holders.extend(lease.unwrap());
+        }
+        assert_eq!(holders.len(), 1, "{holders:?}");
+        assert_eq!(holders[0].fencing, 1);
+    }
+}
+
+/// A node is dead once silent past its heartbeat's ttl, or once it stopped; a heartbeat brings it
+/// back. A supervisor that never beat is not known dead.
+#[tokio::test]
+async fn nodes_are_dead_when_silent_past_their_ttl_or_stopped() {
+    let url = fresh_url().await;
+    let store = open(&url).await;
+    let at = mission_core::Timestamp::from_millis;
+    let ttl = Duration::from_secs(3);
+    store.node_heartbeat("a:1", at(1_000), ttl).await.unwrap();
+    store.node_heartbeat("b:2", at(2_000), ttl).await.unwrap();
+    assert!(store.dead_nodes(at(3_999)).await.unwrap().is_empty());
+    assert_eq!(store.dead_nodes(at(4_001)).await.unwrap(), ["a:1"]);
+    store.node_stopped("b:2", at(4_500)).await.unwrap();
+    assert_eq!(store.dead_nodes(at(4_600)).await.unwrap(), ["a:1", "b:2"]);
+    store.node_heartbeat("a:1", at(5_000), ttl).await.unwrap();
+    assert_eq!(store.dead_nodes(at(5_100)).await.unwrap(), ["b:2"]);
 }

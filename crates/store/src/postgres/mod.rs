@@ -19,9 +19,11 @@
 //!   in one REPEATABLE READ snapshot.
 //!
 //! Each part of the `Store` trait is implemented in its own file, as in `sqlite/`: `tickets.rs`,
-//! `events.rs`, `dispatch.rs`, `runs.rs`, `tasks.rs`; this file connects and implements
-//! `StoreAdmin`. `error.rs` decodes PostgreSQL's errors, `rows.rs` decodes rows.
+//! `events.rs`, `dispatch.rs`, `runs.rs`, `tasks.rs`, `cluster.rs` (the scheduler's lease, node
+//! heartbeats); this file connects and implements `StoreAdmin`. `error.rs` decodes PostgreSQL's
+//! errors, `rows.rs` decodes rows, `wake.rs` carries wake-ups between nodes (LISTEN/NOTIFY).
 
+mod cluster;
 mod dispatch;
 pub(crate) mod error;
 mod events;
@@ -39,11 +41,18 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Postgres, Transac
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_schema",
-    sql: include_str!("../../migrations/postgres/0001_schema.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_schema",
+        sql: include_str!("../../migrations/postgres/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_cluster",
+        sql: include_str!("../../migrations/postgres/0002_cluster.sql"),
+    },
+];
 
 /// The first half of the key of the advisory lock that serializes migrations of one store
 /// (several servers may start at once); the second is the hash of the store's schema, so that

@@ -8,6 +8,7 @@
 //! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
+mod cluster;
 mod dispatch;
 pub(crate) mod error;
 mod events;
