@@ -4,7 +4,8 @@
 //!   decisions, claim runnable tickets.
 //! - `runner` — supervises one run: workspace, process group, log, heartbeat, stall and timeout,
 //!   termination, classification, the run's end.
-//! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
+//! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry, a dead node).
+//! - `leader` — the scheduler's leadership among servers sharing a store (a lease).
 //! - `server` — the loop that ties them together, woken by events.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
 
@@ -12,6 +13,7 @@ pub mod app;
 pub mod clock;
 pub mod dispatcher;
 pub mod explain;
+pub mod leader;
 pub mod process;
 pub mod recovery;
 pub mod runner;
