@@ -249,6 +249,24 @@ impl Cluster {
         check(self.psql(db).args(["-A", "-t", "-c", sql]), "psql")
     }
 
+    /// Runs `sql` through `psql` on the database (and schema) a URL of this cluster names,
+    /// returning what it printed (unaligned, tuples only, `|` between columns).
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let mut command = Command::new(self.bin.join("psql"));
+        command.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-A",
+            "-t",
+            "-c",
+            sql,
+            url,
+        ]);
+        check(&mut command, "psql")
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -17,6 +17,11 @@ fn a_cluster_serves_fresh_databases_and_is_removed_when_dropped() {
     let schema = cluster.create_schema();
     assert!(schema.contains("search_path"), "{schema}");
     assert_ne!(schema, cluster.create_schema());
+    cluster.query(&schema, "CREATE TABLE t (x INT)");
+    assert_eq!(
+        cluster.query(&schema, "SELECT current_schema()").trim(),
+        schema.rsplit("%3D").next().unwrap()
+    );
     let port = cluster.port();
     drop(cluster);
     let deadline = Instant::now() + Duration::from_secs(30);
