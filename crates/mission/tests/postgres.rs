@@ -567,7 +567,11 @@ fn kill_9_of_the_scheduler_leader_hands_over_its_lease_and_its_runs() {
         .lines()
         .map(str::to_owned)
         .collect();
-    assert_eq!(firing, std::slice::from_ref(&holder), "only the leader fires");
+    assert_eq!(
+        firing,
+        std::slice::from_ref(&holder),
+        "only the leader fires"
+    );
     let held: Vec<String> = setup
         .query(&format!(
             "SELECT ticket FROM runs WHERE node = '{holder}' AND ended_at IS NULL ORDER BY id"
