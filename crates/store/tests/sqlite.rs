@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 6
+                supported: 7
             }
         ),
         "{err:?}"
@@ -203,8 +203,8 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
         (report.from_version, report.to_version, report.applied),
         (
             3,
-            6,
-            vec!["0004_counters".to_owned(), "0006_evidence_inbox".to_owned()]
+            7,
+            vec!["0004_counters".to_owned(), "0007_evidence_inbox".to_owned()]
         )
     );
     assert_eq!(

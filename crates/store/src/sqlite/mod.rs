@@ -50,10 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0004_counters",
         sql: include_str!("../../migrations/sqlite/0004_counters.sql"),
     },
+    // 5 (the web API's) and 6 (incidents and health) come from their branches.
     Migration {
-        version: 6,
-        name: "0006_evidence_inbox",
-        sql: include_str!("../../migrations/sqlite/0006_evidence_inbox.sql"),
+        version: 7,
+        name: "0007_evidence_inbox",
+        sql: include_str!("../../migrations/sqlite/0007_evidence_inbox.sql"),
     },
 ];
 
