@@ -2,6 +2,11 @@
 //!
 //! - durable claims per second through the store, by 1 and by 3 claimers each with its own
 //!   connections (as 1 and 3 nodes): one claim per transaction, and a pass's 64 per transaction;
+//!   every claimed run is ended again right after its transaction (as runs end under a cap; live
+//!   runs stay few). Either through the store (`end_run`, one transaction per run, under the
+//!   event counter like the claims: a claim and an end per run, as a job queue's figure counts
+//!   taking a job and completing it), or in bulk behind the store's back (one UPDATE per claim
+//!   transaction, no event: the claims alone);
 //! - pickup latency with 1 and with 3 `mission serve` nodes: from the commit of a runnable ticket
 //!   (then a NOTIFY, as the CLI sends) to its agent process started (the fake agent stamps its own
 //!   start time), whichever node claims it.
@@ -47,11 +52,12 @@ fn main() {
     let seconds = Duration::from_secs(env_number("BENCH_CLAIM_SECONDS", 5));
     let pickups = env_number("BENCH_PICKUPS", 200) as usize;
     runtime.block_on(async {
-        for claimers in [1, 3] {
-            claims(&cluster, claimers, 1, seconds).await;
-        }
-        for claimers in [1, 3] {
-            claims(&cluster, claimers, 64, seconds).await;
+        for ends in [Ends::ThroughTheStore, Ends::InBulk] {
+            for per_transaction in [1, 64] {
+                for claimers in [1, 3] {
+                    claims(&cluster, claimers, per_transaction, ends, seconds).await;
+                }
+            }
         }
         for nodes in [1, 3] {
             pickup(&cluster, nodes, pickups).await;
@@ -95,9 +101,23 @@ async fn add(store: &dyn Store, count: usize, assignee: &str) -> Vec<TicketId> {
     ids
 }
 
+/// How the claimed runs are ended again between claim transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ends {
+    ThroughTheStore,
+    InBulk,
+}
+
 /// `claimers` claimers, each on a connection pool of its own, claim tickets `per_transaction`
-/// at a time for `seconds`, all from one queue of tickets (no caps bind): durable claims/s.
-async fn claims(cluster: &Cluster, claimers: usize, per_transaction: usize, seconds: Duration) {
+/// at a time for `seconds`, all from one queue of tickets (no caps bind), and end the runs they
+/// claimed after each transaction: durable claims per second.
+async fn claims(
+    cluster: &Cluster,
+    claimers: usize,
+    per_transaction: usize,
+    ends: Ends,
+    seconds: Duration,
+) {
     let url = cluster.create_schema();
     let store = open(&url).await;
     // More tickets than any run of this length claims.
@@ -107,9 +127,15 @@ async fn claims(cluster: &Cluster, claimers: usize, per_transaction: usize, seco
     let start = Instant::now() + Duration::from_millis(200);
     for claimer in 0..claimers {
         let store = open(&url).await;
+        let raw = sqlx::PgPool::connect(&url).await.unwrap();
         let (ids, next) = (ids.clone(), next.clone());
         tasks.spawn(async move {
             let luci = Name::parse("luci").unwrap();
+            let retry = mission_core::RetryPolicy {
+                max_attempts: 1,
+                backoff_base: Duration::ZERO,
+                backoff_max: Duration::ZERO,
+            };
             let mut latencies = Vec::new();
             let mut claimed = 0usize;
             tokio::time::sleep_until(start.into()).await;
@@ -135,10 +161,35 @@ async fn claims(cluster: &Cluster, claimers: usize, per_transaction: usize, seco
                 let t = Instant::now();
                 let outcomes = store.claim_many(&requests, &change()).await.unwrap();
                 latencies.push(t.elapsed());
-                claimed += outcomes
-                    .iter()
-                    .filter(|o| matches!(o, ClaimOutcome::Claimed(_)))
-                    .count();
+                let runs: Vec<mission_core::Run> = outcomes
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        ClaimOutcome::Claimed(run) => Some(*run),
+                        ClaimOutcome::Refused(_) => None,
+                    })
+                    .collect();
+                claimed += runs.len();
+                match ends {
+                    Ends::ThroughTheStore => {
+                        for run in runs {
+                            let end = mission_store::RunEnd::default();
+                            store
+                                .end_run(run.id, run.attempt, &end, &retry, &change())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                    Ends::InBulk => {
+                        let ids: Vec<i64> = runs.iter().map(|r| r.id.get()).collect();
+                        sqlx::query(
+                            "UPDATE runs SET ended_at = 0, exited_at = 0 WHERE id = ANY($1)",
+                        )
+                        .bind(ids)
+                        .execute(&raw)
+                        .await
+                        .unwrap();
+                    }
+                }
             }
             (claimed, latencies)
         });
@@ -151,9 +202,13 @@ async fn claims(cluster: &Cluster, claimers: usize, per_transaction: usize, seco
         latencies.append(&mut each);
     }
     let elapsed = start.elapsed();
+    let ended = match ends {
+        Ends::ThroughTheStore => "ends through the store",
+        Ends::InBulk => "ends in bulk",
+    };
     println!(
-        "{:<48} {:>8.0} claims/s ({total} claims in {:.1}s)",
-        format!("claims, {claimers} node(s), {per_transaction} per transaction"),
+        "{:<64} {:>6.0} claims/s ({total} in {:.1}s)",
+        format!("claims, {claimers} node(s), {per_transaction} per transaction, {ended}"),
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );

@@ -440,23 +440,29 @@ fn titles(prefix: &str, count: usize) -> Vec<Vec<String>> {
     per_worker
 }
 
+/// 300 tickets by default, to stay well under a minute in CI; `MISSION_PG_TICKETS=2000` runs the
+/// issue's full size.
 #[test]
 fn three_nodes_run_every_ticket_exactly_once_within_the_caps() {
-    const TICKETS: usize = 300;
+    let tickets: usize = std::env::var("MISSION_PG_TICKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let setup = Setup::new();
     let mut nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
         .into_iter()
         .map(|name| setup.node(name, "200ms", false))
         .collect();
-    for ((worker, _, _), titles) in WORKERS.iter().zip(titles("t", TICKETS)) {
+    for ((worker, _, _), titles) in WORKERS.iter().zip(titles("t", tickets)) {
         setup.add_tickets(worker, &titles);
     }
     let started = Instant::now();
     for node in &mut nodes {
         node.start(6);
     }
-    setup.wait_for_states(Duration::from_secs(120), |states| {
-        states.get("review").copied() == Some(TICKETS)
+    let within = Duration::from_secs(120.max(tickets as u64 / 2));
+    setup.wait_for_states(within, |states| {
+        states.get("review").copied() == Some(tickets)
     });
     let elapsed = started.elapsed();
     for node in &mut nodes {
@@ -471,7 +477,7 @@ fn three_nodes_run_every_ticket_exactly_once_within_the_caps() {
             starts.entry(ticket.clone()).or_default().push(*attempt);
         }
     }
-    assert_eq!(starts.len(), TICKETS, "every ticket started");
+    assert_eq!(starts.len(), tickets, "every ticket started");
     for (ticket, attempts) in &starts {
         assert_eq!(attempts, &[1], "{ticket} started {attempts:?}");
     }
@@ -480,7 +486,7 @@ fn three_nodes_run_every_ticket_exactly_once_within_the_caps() {
         .iter()
         .filter(|e| e.kind == "ticket.moved" && e.data["via"] == "claim")
         .count();
-    assert_eq!(claims, TICKETS, "one claim per ticket");
+    assert_eq!(claims, tickets, "one claim per ticket");
     // Every node took part, and the caps held across them at every moment.
     let runs: Vec<String> = setup
         .query("SELECT DISTINCT split_part(node, ':', 1) FROM runs ORDER BY 1")
@@ -491,9 +497,9 @@ fn three_nodes_run_every_ticket_exactly_once_within_the_caps() {
     let peak = assert_within_caps(&events);
     assert_eq!(peak, GLOBAL_MAX, "the global cap is reached, not passed");
     eprintln!(
-        "{TICKETS} tickets on 3 nodes in {:.1} s ({:.0} runs/s), peak {peak} live runs",
+        "{tickets} tickets on 3 nodes in {:.1} s ({:.0} runs/s), peak {peak} live runs",
         elapsed.as_secs_f64(),
-        TICKETS as f64 / elapsed.as_secs_f64()
+        tickets as f64 / elapsed.as_secs_f64()
     );
 }
 
