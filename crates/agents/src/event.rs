@@ -54,10 +54,28 @@ pub struct RunSummary {
     pub last_progress: Option<String>,
 }
 
+/// Whether an agent's session or thread id may be stored and later put into a resume argv:
+/// `^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`. Anything else (an option such as
+/// `--dangerously-skip-permissions`, a path, a huge string) is never used.
+pub fn is_valid_session_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+}
+
 impl RunSummary {
     pub fn apply(&mut self, event: &AgentEvent) {
         match event {
-            AgentEvent::Session { id } => self.session_id = Some(id.clone()),
+            // The first valid id of a run wins; a later or malformed one cannot replace it.
+            AgentEvent::Session { id } => {
+                if self.session_id.is_none() && is_valid_session_id(id) {
+                    self.session_id = Some(id.clone());
+                }
+            }
             AgentEvent::Progress { text } => self.last_progress = Some(text.clone()),
             AgentEvent::Usage {
                 input_tokens,
@@ -236,5 +254,27 @@ mod tests {
                 last_progress: Some("two".into()),
             }
         );
+    }
+
+    #[test]
+    fn only_the_first_valid_session_id_counts() {
+        let cases = [
+            ("abc-123_XYZ", true),
+            ("--dangerously-skip-permissions", false),
+            ("-x", false),
+            ("", false),
+            ("a b", false),
+            ("../../etc", false),
+            (&*"a".repeat(128), true),
+            (&*"a".repeat(129), false),
+        ];
+        for (id, valid) in cases {
+            assert_eq!(is_valid_session_id(id), valid, "{id:?}");
+        }
+        let mut summary = RunSummary::default();
+        for id in ["--dangerously-skip-permissions", "s1", "s2"] {
+            summary.apply(&AgentEvent::Session { id: id.into() });
+        }
+        assert_eq!(summary.session_id.as_deref(), Some("s1"));
     }
 }

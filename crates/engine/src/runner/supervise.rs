@@ -149,6 +149,11 @@ impl<'a> Supervision<'a> {
         for event in self.parser.line(&line.bytes) {
             self.summary.apply(&event);
             if let AgentEvent::Session { id } = &event
+                && self.summary.session_id.as_ref() != Some(id)
+            {
+                tracing::warn!(ticket.id = %self.run.ticket, run.id = %self.run.id, "ignoring a session id that is malformed or not the run's first");
+            }
+            if let Some(id) = &self.summary.session_id
                 && !self.session_recorded
             {
                 self.session_recorded = true;
