@@ -49,6 +49,18 @@ pub struct Config {
     /// The operator audit: state limits, auto-resolve, probes.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Default evidence policies and the named tests and routes the harness checks.
+    #[serde(default)]
+    pub evidence: crate::proof::EvidenceConfig,
+    /// Who reviews what, and the auto-review cap.
+    #[serde(default)]
+    pub review: crate::review::ReviewRules,
+    /// Inbox delivery and where items go.
+    #[serde(default)]
+    pub inbox: crate::proof::InboxConfig,
+    /// Repositories: base branch and merge on done.
+    #[serde(default)]
+    pub repos: Vec<crate::proof::RepoConfig>,
 }
 
 /// The HTTP side of `mission serve`: the JSON API, `/metrics` and the dashboard.
@@ -350,6 +362,8 @@ impl Workforce {
                 ));
             }
         }
+        config.evidence.check()?;
+        config.inbox.check()?;
         workforce.max_workers = config.dispatch.max_workers;
         workforce.pool_limits = config
             .pools

@@ -59,6 +59,9 @@ event_kinds! {
     InboxDelivered => "inbox.delivered",
     /// An inbox item was acted on; written with the action it caused.
     InboxActed => "inbox.acted",
+    /// A delivered item's lease ran out without an action: back to pending, to be delivered
+    /// again.
+    InboxExpired => "inbox.expired",
     InboxFailed => "inbox.failed",
     IncidentOpened => "incident.opened",
     /// An open incident's condition was seen again.

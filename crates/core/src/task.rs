@@ -30,6 +30,10 @@ pub enum TaskKind {
     BoardSweep,
     /// The deterministic operator audit: its findings open, update or reopen incidents.
     OperatorAudit,
+    /// Reviews each ticket in review with a reviewer worker (never its author); asks the gate.
+    AutoReview,
+    /// Delivers pending inbox items addressed to workers by running them with the item.
+    InboxDrain,
 }
 
 impl TaskKind {
@@ -41,6 +45,8 @@ impl TaskKind {
             TaskKind::Triage => "triage",
             TaskKind::BoardSweep => "board-sweep",
             TaskKind::OperatorAudit => "operator-audit",
+            TaskKind::AutoReview => "auto-review",
+            TaskKind::InboxDrain => "inbox-drain",
         }
     }
 }
@@ -240,6 +246,8 @@ pub struct TaskSpec {
     pub limits: BTreeMap<State, Duration>,
     /// `dispatch` tasks: one lane only (default: both, as the server).
     pub lane: Option<Lane>,
+    /// `auto-review` tasks: the workers that review, first one not an author first.
+    pub reviewers: Vec<Name>,
     pub body: String,
 }
 
@@ -366,6 +374,8 @@ struct FrontMatter {
     limits: BTreeMap<String, String>,
     #[serde(default)]
     lane: Option<String>,
+    #[serde(default)]
+    reviewers: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -568,6 +578,27 @@ pub fn parse_task(file: &str, stem: &str, bytes: &[u8]) -> Result<TaskSpec, Task
     if lane.is_some() && matter.kind != TaskKind::Dispatch {
         return Err(bad("lane", "only a dispatch task takes a lane".to_owned()));
     }
+    let reviewers = matter
+        .reviewers
+        .iter()
+        .map(|r| Name::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("reviewers", e.to_string()))?;
+    match (matter.kind, reviewers.is_empty()) {
+        (TaskKind::AutoReview, true) => {
+            return Err(error(
+                None,
+                "an auto-review task needs `reviewers`, e.g. reviewers = [\"larry\"]".to_owned(),
+            ));
+        }
+        (TaskKind::AutoReview, false) | (_, true) => {}
+        (_, false) => {
+            return Err(bad(
+                "reviewers",
+                "only an auto-review task takes reviewers".to_owned(),
+            ));
+        }
+    }
     Ok(TaskSpec {
         name,
         kind: matter.kind,
@@ -585,6 +616,7 @@ pub fn parse_task(file: &str, stem: &str, bytes: &[u8]) -> Result<TaskSpec, Task
         worker,
         limits,
         lane,
+        reviewers,
         body: body.to_owned(),
     })
 }

@@ -8,6 +8,9 @@
 //! - `server` — the loop that ties them together, woken by events, beating its heartbeat.
 //! - `health` — the verdict's facts gathered, assessed and recorded once per change.
 //! - `audit` — the operator audit's checks and probes, and the incidents they open.
+//! - `gatekeeper` — closing a ticket through the gate (observe, decide, merge, clean up);
+//!   `evidence` observes (tests, routes, files, commits), `git` holds every git call of the
+//!   harness.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
 
 pub mod app;
@@ -15,7 +18,10 @@ pub mod audit;
 pub mod clock;
 pub mod dispatcher;
 pub mod error;
+pub mod evidence;
 pub mod explain;
+pub mod gatekeeper;
+pub mod git;
 pub mod health;
 pub mod process;
 pub mod recovery;
@@ -27,6 +33,7 @@ pub mod stats;
 pub mod tasks;
 pub mod token;
 pub mod wake;
+pub mod worker_call;
 pub mod workspace;
 
 pub use app::{App, AppError, AppResult, ErrorKind};

@@ -82,7 +82,14 @@ pub async fn recover(
         };
         let change = Change::new(Actor::new("recovery"), clock.now());
         match store
-            .end_run(run.id, run.attempt, &end, &settings.retry(), &change)
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &settings.retry(),
+                &settings.gate.routes,
+                &change,
+            )
             .await
         {
             Ok(_) | Err(StoreError::Fenced { .. }) => {

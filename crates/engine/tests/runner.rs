@@ -1,14 +1,13 @@
 //! The runner's time limits on an injected clock: a real process, a real SQLite store, and a
 //! clock that jumps — the stall and run timeouts fire without waiting for them in real time.
 
-use mission_core::config::{DispatchConfig, PolicyConfig, WorkerConfig};
-use mission_core::{Actor, FailureClass, Lane, Run, TicketDraft, TicketKey, Timestamp, Workforce};
+use mission_core::config::{Config, DispatchConfig, WorkerConfig};
+use mission_core::{Actor, FailureClass, Lane, Run, TicketDraft, TicketKey, Timestamp};
 use mission_engine::{Clock, Dispatcher, ManualClock, RunReport, Runner, Settings};
 use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{Change, SqliteStore};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,22 +49,12 @@ impl Fixture {
             kill_grace: Duration::from_millis(200),
             ..DispatchConfig::default()
         };
-        let settings = Settings {
-            workforce: Workforce::from_parts(&workers, &PolicyConfig::default()).unwrap(),
+        let config = Config {
+            workers,
             dispatch,
-            ticket_key: TicketKey::default(),
-            triage: Vec::new(),
-            tasks_dir: path.join("tasks"),
-            instance_dir: path.to_owned(),
-            config_file: path.join("mission.toml"),
-            runs_dir: path.join("runs"),
-            workspaces_dir: path.join("workspaces"),
-            node: "test".into(),
-            mission_bin: Path::new("/bin/true").to_owned(),
-            wake_socket: path.join("wake.sock"),
-            health: Default::default(),
-            audit: Default::default(),
+            ..Config::default()
         };
+        let settings = Settings::from_config(&config, path, path, "test", "/bin/true").unwrap();
         let clock = ManualClock::at(Timestamp::now());
         let draft = TicketDraft {
             title: "sleeps".to_owned(),

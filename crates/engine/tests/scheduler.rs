@@ -1,9 +1,9 @@
 //! The scheduler in virtual time, against a real SQLite store and real `sh` processes: the time
 //! is whatever the test says; only the tasks' own work takes real time.
 
-use mission_core::config::{DispatchConfig, PolicyConfig};
+use mission_core::Timestamp;
+use mission_core::config::Config;
 use mission_core::task::{Outcome, Trigger};
-use mission_core::{Timestamp, Workforce};
 use mission_engine::scheduler::{Fired, Scheduler};
 use mission_engine::tasks::TaskContext;
 use mission_engine::{Settings, SystemClock};
@@ -11,7 +11,6 @@ use mission_store::SqliteStore;
 use mission_store::prelude::*;
 use mission_store::sqlite::SqliteOptions;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 struct Fixture {
@@ -47,22 +46,8 @@ impl Fixture {
 
     fn scheduler(&self) -> Scheduler {
         let path = self.dir.path();
-        let settings = Settings {
-            workforce: Workforce::from_parts(&BTreeMap::new(), &PolicyConfig::default()).unwrap(),
-            dispatch: DispatchConfig::default(),
-            ticket_key: Default::default(),
-            triage: Vec::new(),
-            tasks_dir: path.join("tasks"),
-            instance_dir: path.to_owned(),
-            config_file: path.join("mission.toml"),
-            runs_dir: path.join("runs"),
-            workspaces_dir: path.join("workspaces"),
-            node: "test".into(),
-            mission_bin: Path::new("/bin/true").to_owned(),
-            wake_socket: path.join("wake.sock"),
-            health: Default::default(),
-            audit: Default::default(),
-        };
+        let settings =
+            Settings::from_config(&Config::default(), path, path, "test", "/bin/true").unwrap();
         let (sink, _) = tokio::sync::mpsc::unbounded_channel();
         Scheduler::new(TaskContext {
             store: self.store.clone(),

@@ -70,22 +70,7 @@ async fn open(dir: &Path) -> SqliteStore {
 fn settings(dir: &Path) -> Settings {
     let text = std::fs::read_to_string(dir.join("mission.toml")).unwrap();
     let config: mission_core::config::Config = toml::from_str(&text).unwrap();
-    Settings {
-        workforce: mission_core::Workforce::new(&config).unwrap(),
-        dispatch: config.dispatch.clone(),
-        ticket_key: config.instance.key.clone(),
-        triage: mission_core::config::triage_rules(&config.triage).unwrap(),
-        tasks_dir: dir.join("tasks"),
-        instance_dir: dir.to_owned(),
-        config_file: dir.join("mission.toml"),
-        runs_dir: dir.join("data/runs"),
-        workspaces_dir: dir.join("data/workspaces"),
-        node: "bench".into(),
-        mission_bin: PathBuf::from(MISSION),
-        wake_socket: dir.join("data/wake.sock"),
-        health: Default::default(),
-        audit: Default::default(),
-    }
+    Settings::from_config(&config, dir, &dir.join("data"), "bench", MISSION).unwrap()
 }
 
 async fn add(store: &SqliteStore, count: usize, assignee: &str) -> Vec<TicketId> {
@@ -201,7 +186,14 @@ async fn end_all(store: &SqliteStore, outcomes: Vec<ClaimOutcome>) {
     for outcome in outcomes {
         if let ClaimOutcome::Claimed(run) = outcome {
             store
-                .end_run(run.id, run.attempt, &RunEnd::default(), &retry, &change())
+                .end_run(
+                    run.id,
+                    run.attempt,
+                    &RunEnd::default(),
+                    &retry,
+                    &Default::default(),
+                    &change(),
+                )
                 .await
                 .unwrap();
         }
@@ -304,7 +296,14 @@ async fn passes(tickets: usize) {
             ..RunEnd::default()
         };
         store
-            .end_run(run.id, run.attempt, &end, &retry, &change())
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &retry,
+                &mission_core::proof::InboxRoutes::default(),
+                &change(),
+            )
             .await
             .unwrap();
     }
@@ -334,7 +333,14 @@ async fn passes(tickets: usize) {
             ..RunEnd::default()
         };
         store
-            .end_run(run.id, run.attempt, &end, &retry, &change())
+            .end_run(
+                run.id,
+                run.attempt,
+                &end,
+                &retry,
+                &Default::default(),
+                &change(),
+            )
             .await
             .unwrap();
         let t = Instant::now();

@@ -16,7 +16,7 @@ use mission_engine::{App, Settings, SystemClock};
 use mission_store::sqlite::SqliteOptions;
 use mission_store::{SqliteStore, Store};
 use mission_testkit::stats::Stats;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,22 +33,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn settings(dir: &Path) -> Settings {
     let text = std::fs::read_to_string(dir.join("mission.toml")).unwrap();
     let config: mission_core::config::Config = toml::from_str(&text).unwrap();
-    Settings {
-        workforce: mission_core::Workforce::new(&config).unwrap(),
-        dispatch: config.dispatch.clone(),
-        ticket_key: config.instance.key.clone(),
-        triage: mission_core::config::triage_rules(&config.triage).unwrap(),
-        tasks_dir: dir.join("tasks"),
-        instance_dir: dir.to_owned(),
-        config_file: dir.join("mission.toml"),
-        runs_dir: dir.join("data/runs"),
-        workspaces_dir: dir.join("data/workspaces"),
-        node: "bench".into(),
-        mission_bin: PathBuf::from(MISSION),
-        wake_socket: dir.join("data/wake.sock"),
-        health: config.health.clone(),
-        audit: config.audit.check().unwrap(),
-    }
+    Settings::from_config(&config, dir, &dir.join("data"), "bench", MISSION).unwrap()
 }
 
 fn main() {

@@ -54,6 +54,9 @@ pub enum Command {
     /// Incidents found by the operator audit: list them, show one, resolve one.
     #[command(subcommand)]
     Incident(IncidentCommand),
+    /// Items that need a decision: questions, review requests, alerts, failed tickets.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +133,53 @@ pub struct TokenRevokeArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct InboxShowArgs {
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Items waiting for a decision (pending or delivered), oldest first.
+    List(InboxListArgs),
+    /// One item, with its action when it was acted on.
+    Show(InboxShowArgs),
+    /// Act on an item: answered, approved, rejected, requeued, escalated, dismissed. Inside a
+    /// run (MISSION_RUN_TOKEN set), the worker the item was delivered to acts on it.
+    Act(InboxActArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InboxListArgs {
+    /// Only items in this state: pending, delivered, acted, failed.
+    #[arg(long, conflicts_with = "all")]
+    pub status: Option<String>,
+    /// Every item, settled ones too.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxActArgs {
+    pub id: String,
+    /// answered, approved, rejected, requeued, escalated or dismissed.
+    pub action: String,
+    /// The answer, or the reason (needed to answer or reject).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Who acts (default: operator); not for a run, which acts as its worker.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Every task with its schedule, next firing and last outcome, and every broken task file.
@@ -184,6 +234,59 @@ pub enum RunCommand {
     Progress(RunTextArgs),
     /// Submit the work for review.
     Submit(JsonFlag),
+    /// Ask the harness to record evidence: it checks the commit, runs the configured test,
+    /// requests the configured route or hashes the file itself. Exit 1 when it did not verify.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// A reviewer run's verdict on the ticket it was asked to review.
+    Review(RunReviewArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// A commit of the ticket's branch (default: the workspace's HEAD).
+    Commit(EvidenceCommitArgs),
+    /// A test command configured in mission.toml, run now by the harness in the workspace.
+    Test(EvidenceNameArgs),
+    /// A route configured in mission.toml, requested now by the harness.
+    Route(EvidenceNameArgs),
+    /// A file of the workspace (a screenshot, a build output), hashed now by the harness.
+    Artifact(EvidenceArtifactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceCommitArgs {
+    pub sha: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceNameArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArtifactArgs {
+    /// The file's path, relative to the workspace.
+    pub path: String,
+    /// Its media type (default: from its extension).
+    #[arg(long)]
+    pub media_type: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunReviewArgs {
+    /// approve or reject.
+    pub decision: String,
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +328,25 @@ pub enum TicketCommand {
     Edit(TicketEditArgs),
     /// Answer a ticket's open question; it is requeued to resume the same agent session.
     Answer(TicketAnswerArgs),
+    /// Ask the gate: close the ticket if its evidence holds now and its review is given; else
+    /// exit 1 naming what is missing.
+    Done(TicketShowArgs),
+    /// A person's review verdict on a ticket in review.
+    Review(TicketReviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TicketReviewArgs {
+    pub id: String,
+    /// approve or reject.
+    pub decision: String,
+    #[arg(long)]
+    pub reason: String,
+    /// The reviewer's name (default: operator).
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,9 @@ const RESERVED_ENV: &[&str] = &[
     "MISSION_RUN_DIR",
     "MISSION_TASK",
     "MISSION_TASK_RUN",
+    "MISSION_CALL",
+    "MISSION_INBOX_ITEM",
+    "MISSION_WORKER",
 ];
 
 /// Whether a variable has the shape of an override: `MISSION_SECTION__KEY` (more levels joined

@@ -97,5 +97,6 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Token(command) => commands::token::run(config, command).await,
         Command::Status(args) => commands::status::run(config, args).await,
         Command::Incident(command) => commands::incident::run(config, command).await,
+        Command::Inbox(command) => commands::inbox::run(config, command).await,
     }
 }

@@ -3,8 +3,13 @@
 //! different exit codes and HTTP statuses. How a backend's own errors map onto these is the
 //! backend's business (`sqlite/error.rs`); nothing here knows a database's error codes.
 
+use mission_core::evidence::EvidenceError;
+use mission_core::inbox::InboxError;
 use mission_core::incident::IncidentError;
-use mission_core::{Attempt, IncidentId, RunId, TicketId, TransitionError, ValidationError};
+use mission_core::review::ReviewRefusal;
+use mission_core::{
+    Attempt, InboxId, IncidentId, RunId, TicketId, TransitionError, ValidationError,
+};
 
 /// A backend's error, kept whole as the source of a `StoreError`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -31,6 +36,20 @@ pub enum StoreError {
     RunNotFound(RunId),
     #[error("{0} has no open question")]
     NoQuestion(TicketId),
+    #[error("no inbox item {0}")]
+    InboxNotFound(InboxId),
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+    #[error("{ticket}: {source}")]
+    Review {
+        ticket: TicketId,
+        #[source]
+        source: ReviewRefusal,
+    },
+    #[error("{ticket} is no longer at attempt {attempt}: the review is out of date")]
+    StaleReview { ticket: TicketId, attempt: Attempt },
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
     /// One of the database's own guards (a unique index) refused a write that the store's checks
     /// let through: a concurrent writer got there first.
     #[error("refused by the database: {0}")]
@@ -84,19 +103,29 @@ impl StoreError {
             StoreError::NotFound(_)
             | StoreError::RunNotFound(_)
             | StoreError::NoQuestion(_)
-            | StoreError::IncidentNotFound(_) => ErrorKind::NotFound,
+            | StoreError::IncidentNotFound(_)
+            | StoreError::InboxNotFound(_) => ErrorKind::NotFound,
             StoreError::Incident {
                 source: IncidentError::AlreadyResolved(_),
                 ..
             } => ErrorKind::Conflict,
             StoreError::Incident { .. } => ErrorKind::Invalid,
+            StoreError::Inbox(InboxError::Text(_) | InboxError::Unknown(..))
+            | StoreError::Review {
+                source: ReviewRefusal::Reason(_),
+                ..
+            } => ErrorKind::Invalid,
             StoreError::Transition { .. }
             | StoreError::Fenced { .. }
-            | StoreError::Constraint(_) => ErrorKind::Conflict,
+            | StoreError::Constraint(_)
+            | StoreError::Inbox(_)
+            | StoreError::Review { .. }
+            | StoreError::StaleReview { .. } => ErrorKind::Conflict,
             StoreError::MissingDependency { .. }
             | StoreError::Cycle(_)
             | StoreError::Invalid(_)
-            | StoreError::UnsupportedUrl(_) => ErrorKind::Invalid,
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::Evidence(_) => ErrorKind::Invalid,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 ErrorKind::Internal

@@ -7,18 +7,24 @@
 //!
 //! The parts: `TicketStore` (the board), `EventLog` (reading events), `DispatchStore` (what the
 //! dispatcher reads and writes: capacity, candidates, decisions, claims), `RunStore` (a run's
-//! reports and end, questions), `TaskRunStore` (scheduled task runs), `IncidentStore` (incidents
-//! and their occurrences), `HealthStore` (heartbeats, the health snapshot, the recorded verdict)
-//! and `StoreAdmin` (migrations, closing). `Store` is their sum, used as `Arc<dyn Store>` (or `&dyn Store`), whose methods
+//! reports and end, questions), `TaskRunStore` (scheduled task runs), `WebStore` (API tokens,
+//! idempotency keys, the API's counts), `IncidentStore` (incidents and their occurrences),
+//! `HealthStore` (heartbeats, the health snapshot, the recorded verdict), `EvidenceStore`
+//! (evidence and the gate), `ReviewStore` (reviewer runs and verdicts), `InboxStore` (items,
+//! deliveries, actions) and `StoreAdmin` (migrations, closing). `Store` is their sum, used as
+//! `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
 //! imports `prelude::*` to have the parts in scope.
 
 mod dispatch;
 mod error;
 mod events;
+mod evidence;
 mod health;
+mod inbox;
 mod incidents;
 mod migrate;
+mod review;
 mod runs;
 pub mod sqlite;
 mod tasks;
@@ -33,12 +39,17 @@ use std::time::Duration;
 pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore};
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
+pub use evidence::{
+    EvidenceStore, Fence, GateContext, GateOutcome, GateRequest, Observation, RecordEvidence,
+};
 pub use health::{
     HealthQuery, HealthSnapshot, HealthStore, InboxFacts, RecordedVerdict, ServerHeartbeat,
     WaitingTicket,
 };
+pub use inbox::{ActOnItem, Acted, Delivered, Expired, InboxFilter, InboxStore};
 pub use incidents::{AuditPass, IncidentFilter, IncidentStore};
 pub use migrate::MigrationReport;
+pub use review::{RecordReview, ReviewRequest, ReviewResult, ReviewStore, Verdict};
 pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
@@ -53,8 +64,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, HealthStore, IncidentStore, RunStore, Store, StoreAdmin,
-        TaskRunStore, TicketStore, WebStore,
+        DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore, IncidentStore,
+        ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore, WebStore,
     };
 }
 
@@ -92,6 +103,9 @@ pub trait Store:
     + WebStore
     + IncidentStore
     + HealthStore
+    + EvidenceStore
+    + ReviewStore
+    + InboxStore
 {
 }
 
@@ -105,6 +119,9 @@ impl<T> Store for T where
         + WebStore
         + IncidentStore
         + HealthStore
+        + EvidenceStore
+        + ReviewStore
+        + InboxStore
         + ?Sized
 {
 }

@@ -3,6 +3,7 @@
 
 use crate::{Change, Result};
 use async_trait::async_trait;
+use mission_core::proof::InboxRoutes;
 use mission_core::{
     Attempt, FailureClass, RetryPolicy, Run, RunId, State, Ticket, TicketId, Timestamp,
 };
@@ -46,12 +47,14 @@ pub trait RunStore: Send + Sync {
     ) -> Result<()>;
 
     /// The run asks a question: the ticket moves to needs_input, the run ends (its slot and lease
-    /// are released), the question is stored. Fenced.
+    /// are released), the question is stored and a `question` inbox item for
+    /// `routes.questions` is created, all in one transaction. Fenced.
     async fn run_ask(
         &self,
         run: RunId,
         attempt: Attempt,
         question: &str,
+        routes: &InboxRoutes,
         change: &Change,
     ) -> Result<Ticket>;
 
@@ -60,18 +63,21 @@ pub trait RunStore: Send + Sync {
 
     /// The runner's account of how the process ended. When the run is still active, this ends
     /// it as `mission_core::settle` decides (a clean finish submits for review; a failure
-    /// requeues with backoff or fails the ticket, by `retry`). When the run already ended (it
-    /// asked or submitted), only the figures are recorded.
+    /// requeues with backoff or fails the ticket, by `retry`; a failed ticket raises a
+    /// `failed_ticket` inbox item for `routes.failures` in the same transaction). When the run
+    /// already ended (it asked or submitted), only the figures are recorded.
     async fn end_run(
         &self,
         run: RunId,
         attempt: Attempt,
         end: &RunEnd,
         retry: &RetryPolicy,
+        routes: &InboxRoutes,
         change: &Change,
     ) -> Result<EndedRun>;
 
-    /// Answers a ticket's open question; the ticket goes back to todo for the needs-input lane.
+    /// Answers a ticket's open question; the ticket goes back to todo for the needs-input lane,
+    /// and the question's inbox item is acted on (`answered`) in the same transaction.
     async fn answer(&self, ticket: &TicketId, text: &str, change: &Change) -> Result<Ticket>;
 
     /// For resuming: the latest run's agent session and the latest answered question.

@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 6
+                supported: 7
             }
         ),
         "{err:?}"
@@ -202,8 +202,17 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
     // Later migrations follow; the counter's is the first one a version-3 store gets.
     assert_eq!(report.from_version, 3);
     assert_eq!(
-        report.applied.first().map(String::as_str),
-        Some("0004_counters")
+        (report.from_version, report.to_version, report.applied),
+        (
+            3,
+            7,
+            vec![
+                "0004_counters".to_owned(),
+                "0005_web".to_owned(),
+                "0006_incidents_health".to_owned(),
+                "0007_evidence_inbox".to_owned()
+            ]
+        )
     );
     assert_eq!(
         store
@@ -400,5 +409,58 @@ async fn stores_open_by_url() {
         assert_eq!(err.to_string(), message);
         assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
         assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+}
+
+/// The database itself refuses an inbox item marked acted without its action, a settled item
+/// changed, and an action rewritten — whatever code gets past the store's checks.
+#[tokio::test]
+async fn the_database_keeps_inbox_items_honest() {
+    use mission_core::{Addressee, InboxKind, Name, NewInboxItem};
+    let t = fresh().await;
+    let item = t
+        .store
+        .create_inbox_item(
+            &NewInboxItem::new(
+                InboxKind::Alert,
+                None,
+                Addressee::Channel(Name::parse("operator").unwrap()),
+                "disk low",
+            )
+            .unwrap(),
+            &change(1),
+        )
+        .await
+        .unwrap();
+    let pool = raw_pool(&t.path).await;
+    let acted = sqlx::query("UPDATE inbox_items SET status = 'acted' WHERE id = ?")
+        .bind(item.id.get())
+        .execute(&pool)
+        .await;
+    assert!(
+        acted
+            .unwrap_err()
+            .to_string()
+            .contains("acted only together with its action")
+    );
+    sqlx::query(
+        "INSERT INTO inbox_actions (item, kind, actor, at) VALUES (?, 'dismissed', 'x', 2)",
+    )
+    .bind(item.id.get())
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE inbox_items SET status = 'acted' WHERE id = ?")
+        .bind(item.id.get())
+        .execute(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE inbox_items SET status = 'pending' WHERE id = ?",
+        "UPDATE inbox_actions SET kind = 'approved' WHERE item = ?",
+        "DELETE FROM inbox_actions WHERE item = ?",
+    ] {
+        let refused = sqlx::query(sql).bind(item.id.get()).execute(&pool).await;
+        assert!(refused.is_err(), "{sql}");
     }
 }

@@ -75,3 +75,70 @@ fn touched_tickets_does_not_skip_an_event_committed_between_its_reads() {
     assert!(missed.is_empty(), "left behind the cursor: {missed:?}");
     scenario.teardown();
 }
+
+/// A handler that dies inside the acting transaction (after the action and the item are
+/// written, before the commit) leaves the item as it was: delivered, with no action, and
+/// actable again.
+#[test]
+fn an_act_that_dies_before_its_commit_leaves_the_item_delivered() {
+    use mission_core::review::ReviewRules;
+    use mission_core::{
+        ActionKind, Addressee, InboxKind, InboxPolicy, Name, NewInboxItem, Reviewer, ReviewerKind,
+    };
+    use mission_store::ActOnItem;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scenario = fail::FailScenario::setup();
+    runtime.block_on(async {
+        let t = fresh().await;
+        let council = Name::parse("council").unwrap();
+        let item = t
+            .store
+            .create_inbox_item(
+                &NewInboxItem::new(
+                    InboxKind::Alert,
+                    None,
+                    Addressee::Worker(council.clone()),
+                    "decide",
+                )
+                .unwrap(),
+                &change(1),
+            )
+            .await
+            .unwrap();
+        t.store
+            .deliver_inbox_item(item.id, &InboxPolicy::default(), Some("tok"), &change(2))
+            .await
+            .unwrap();
+        let (rules, routes) = (
+            ReviewRules::default(),
+            mission_core::proof::InboxRoutes::default(),
+        );
+        let act = ActOnItem {
+            item: item.id,
+            action: ActionKind::Dismissed,
+            text: None,
+            by: Reviewer {
+                name: council,
+                kind: ReviewerKind::Worker,
+            },
+            token_hash: Some("tok".to_owned()),
+            rules: &rules,
+            max_attempts: 3,
+            routes: &routes,
+        };
+        fail::cfg("inbox-act-before-commit", "return").unwrap();
+        let before = t.store.last_event_seq().await.unwrap();
+        assert!(t.store.act_on_inbox_item(&act, &change(3)).await.is_err());
+        let after = t.store.inbox_item(item.id).await.unwrap();
+        assert_eq!(after.status(), mission_core::inbox::InboxStatus::Delivered);
+        assert!(after.action().is_none());
+        assert_eq!(t.store.last_event_seq().await.unwrap(), before);
+        fail::remove("inbox-act-before-commit");
+        let acted = t.store.act_on_inbox_item(&act, &change(4)).await.unwrap();
+        assert_eq!(acted.action.kind, ActionKind::Dismissed);
+    });
+    scenario.teardown();
+}

@@ -7,16 +7,22 @@
 
 mod dispatch;
 mod error;
+mod evidence;
 mod health;
+mod inbox;
 mod incidents;
+mod review;
 mod runs;
 mod tasks;
 mod tickets;
 
 pub use dispatch::DispatchOutcome;
 pub use error::{AppError, AppResult, ErrorKind};
+pub use evidence::EvidenceRequest;
 pub use health::StatusReport;
+pub use inbox::ActedItem;
 pub use incidents::IncidentView;
+pub use review::Reviewed;
 pub use tasks::{ListedTask, TaskListing, TaskRunReport};
 pub use tickets::{Explanation, TicketView};
 

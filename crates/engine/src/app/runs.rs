@@ -19,7 +19,13 @@ impl App {
         check_message("question", text)?;
         let ticket = self
             .store
-            .run_ask(run.id, run.attempt, text, &self.change(&actor(run)))
+            .run_ask(
+                run.id,
+                run.attempt,
+                text,
+                &self.settings.gate.routes,
+                &self.change(&actor(run)),
+            )
             .await
             .map_err(|e| fenced(e, run))?;
         self.waker.wake();

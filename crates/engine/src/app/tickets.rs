@@ -4,7 +4,8 @@ use super::{App, AppError, AppResult};
 use mission_core::policy::Reason;
 use mission_core::transition::Via;
 use mission_core::{
-    Actor, Event, Run, State, Ticket, TicketDraft, TicketId, TicketPatch, check_message,
+    Actor, Event, EvidenceRecord, Run, State, Ticket, TicketDraft, TicketId, TicketPatch,
+    check_message,
 };
 use mission_store::{EventQuery, Move, TicketFilter, TicketSummary};
 use serde::Serialize;
@@ -18,6 +19,8 @@ pub struct TicketView {
     #[serde(flatten)]
     pub ticket: Ticket,
     pub runs: Vec<Run>,
+    /// Its evidence, each with its latest verification and when.
+    pub evidence: Vec<EvidenceRecord>,
     pub timeline: Vec<Event>,
 }
 
@@ -31,7 +34,26 @@ pub struct Explanation {
 
 impl App {
     /// Creates a ticket (`todo` when assigned, else `triage`) and wakes the dispatcher.
-    pub async fn add_ticket(&self, draft: TicketDraft, actor: &Actor) -> AppResult<Ticket> {
+    pub async fn add_ticket(&self, mut draft: TicketDraft, actor: &Actor) -> AppResult<Ticket> {
+        if draft.evidence_policy.is_none() {
+            // The configured default for its labels and worker (`[evidence]`), when it names
+            // none itself.
+            let labels: Vec<String> = draft
+                .labels
+                .iter()
+                .map(|l| l.trim().to_ascii_lowercase())
+                .collect();
+            let worker = draft
+                .assignee
+                .as_deref()
+                .and_then(|a| mission_core::Name::parse(a).ok());
+            let policy = self
+                .settings
+                .gate
+                .evidence
+                .policy_for(&labels, worker.as_ref());
+            draft.evidence_policy = Some(policy.to_string());
+        }
         let new = draft.validate()?;
         let mut created = self
             .store
@@ -53,6 +75,7 @@ impl App {
     pub async fn show_ticket(&self, id: &TicketId) -> AppResult<TicketView> {
         let ticket = self.store.ticket(id).await?;
         let runs = self.store.runs_of(id).await?;
+        let evidence = self.store.evidence_of(id).await?;
         let timeline = self
             .store
             .events(&EventQuery {
@@ -64,6 +87,7 @@ impl App {
         Ok(TicketView {
             ticket,
             runs,
+            evidence,
             timeline,
         })
     }

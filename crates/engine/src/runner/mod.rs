@@ -96,6 +96,26 @@ impl Runner {
             recorded: false,
         };
         let end = self.supervise(&run, &token, shutdown).await;
+        // The harness's own evidence: the commit the run left at HEAD, before the end is
+        // recorded, so that a ticket reaching review has it.
+        if end.head_after.is_some() {
+            let head_before = match self.store.run(run.id).await {
+                Ok(stored) => stored.head_before,
+                Err(_) => None,
+            };
+            if let Err(error) = crate::gatekeeper::record_run_commit(
+                &self.store,
+                &self.settings,
+                &self.clock,
+                &run,
+                head_before.as_deref(),
+                end.head_after.as_deref(),
+            )
+            .await
+            {
+                tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, %error, "recording the run's commit as evidence failed");
+            }
+        }
         report.failure_class = end.failure;
         report.detail = end.detail.clone();
         report.exit_code = end.exit_code;
@@ -106,6 +126,7 @@ impl Runner {
                 run.attempt,
                 &end,
                 &self.settings.retry(),
+                &self.settings.gate.routes,
                 &self.change(&run),
             )
             .await

@@ -1,8 +1,10 @@
 //! Tasks: loading `tasks/*.md` and executing one run of a task. What each kind does lives in its
 //! own module; every execution returns exactly one `TaskResult`.
 
+mod auto_review;
 mod board_sweep;
 mod command;
+mod inbox_drain;
 mod triage;
 
 use crate::clock::Clock;
@@ -104,6 +106,12 @@ pub async fn execute(context: &TaskContext, spec: &TaskSpec, run: i64) -> TaskRe
         TaskKind::Triage => triage::run(context, spec).await,
         TaskKind::BoardSweep => board_sweep::run(context, spec).await,
         TaskKind::OperatorAudit => operator_audit(context, spec)
+            .await
+            .map_err(EngineError::from),
+        TaskKind::AutoReview => auto_review::run(context, spec)
+            .await
+            .map_err(EngineError::from),
+        TaskKind::InboxDrain => inbox_drain::run(context, spec)
             .await
             .map_err(EngineError::from),
     };

@@ -28,6 +28,14 @@ const EXAMPLE_TASKS: &[(&str, &str)] = &[
         "operator-audit.md",
         include_str!("../../assets/tasks/operator-audit.md"),
     ),
+    (
+        "auto-review.md",
+        include_str!("../../assets/tasks/auto-review.md"),
+    ),
+    (
+        "inbox-drain.md",
+        include_str!("../../assets/tasks/inbox-drain.md"),
+    ),
 ];
 
 #[derive(serde::Serialize)]

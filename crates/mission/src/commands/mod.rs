@@ -4,6 +4,7 @@
 pub mod dispatch;
 pub mod events;
 pub mod explain;
+pub mod inbox;
 pub mod incident;
 pub mod init;
 pub mod migrate;
@@ -131,6 +132,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         wake_socket: wake_socket(instance),
         health: instance.config.health.clone(),
         audit: instance.audit.clone(),
+        gate: mission_engine::settings::GateSettings::from_config(&instance.config),
     })
 }
 

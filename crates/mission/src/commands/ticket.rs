@@ -112,6 +112,39 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
             let ticket = app.edit_ticket(&id, patch, &actor).await?;
             print_ticket(&ticket, args.json)?;
         }
+        TicketCommand::Done(args) => {
+            let (_, app) = app(config).await?;
+            let id = app.ticket_id(&args.id)?;
+            let closing = app.close_ticket(&id, &actor).await?;
+            if args.json {
+                output::json_line(&closing)?;
+            } else {
+                output::print(&gate_line(&closing))?;
+            }
+        }
+        TicketCommand::Review(args) => {
+            let decision = args.decision.parse().map_err(CliError::usage)?;
+            let reviewer = Name::parse(args.as_name.as_deref().unwrap_or("operator"))?;
+            let (_, app) = app(config).await?;
+            let id = app.ticket_id(&args.id)?;
+            let reviewed = app
+                .review_ticket(&id, decision, &args.reason, reviewer, &actor)
+                .await?;
+            if args.json {
+                output::json_line(&reviewed)?;
+            } else {
+                let mut text = format!(
+                    "{} {}: {}\n",
+                    reviewed.ticket.id,
+                    reviewed.review.outcome.as_str(),
+                    reviewed.ticket.state
+                );
+                if let Some(gate) = &reviewed.gate {
+                    text.push_str(&gate_line(gate));
+                }
+                output::print(&text)?;
+            }
+        }
         TicketCommand::Answer(args) => {
             let (_, app) = app(config).await?;
             let id = app.ticket_id(&args.id)?;
@@ -120,6 +153,26 @@ pub async fn run(config: Option<&Path>, command: TicketCommand) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the gate said, for a terminal.
+pub fn gate_line(closing: &mission_engine::gatekeeper::Closing) -> String {
+    let mut text = if closing.done {
+        format!("{} done\n", closing.ticket.id)
+    } else {
+        let mut text = format!("{} stays in {}:\n", closing.ticket.id, closing.ticket.state);
+        for gap in &closing.missing {
+            text.push_str(&format!("  {}\n", for_terminal(gap)));
+        }
+        text
+    };
+    if let Some(merged) = &closing.merged {
+        text.push_str(&format!("  {merged}\n"));
+    }
+    for note in &closing.notes {
+        text.push_str(&format!("  note: {}\n", for_terminal(note)));
+    }
+    text
 }
 
 fn ticket_ids(app: &App, texts: &[String]) -> Result<Vec<TicketId>, CliError> {
@@ -254,6 +307,23 @@ fn describe(view: &TicketView) -> String {
         text.push_str(&format!(
             "  run {} attempt {} by {} in lane {}, started {}: {how}{detail}\n",
             run.id, run.attempt, run.worker, run.lane, run.started_at
+        ));
+    }
+    if !view.evidence.is_empty() {
+        text.push_str("\nevidence:\n");
+    }
+    for record in &view.evidence {
+        let verdict = match record.verification.failure() {
+            None => "verified".to_owned(),
+            Some(reason) => format!("failed: {}", for_terminal(reason)),
+        };
+        text.push_str(&format!(
+            "  #{} {} by {} at {}: {verdict} (checked {})\n",
+            record.id,
+            for_terminal(&record.evidence.summary()),
+            record.recorded_by,
+            record.recorded_at,
+            record.verification.at()
         ));
     }
     text.push_str("\ntimeline:\n");

@@ -6,14 +6,18 @@
 //! Each part of the `Store` trait is implemented in its own file: `tickets.rs` (`TicketStore`),
 //! `events.rs` (`EventLog` and the one `append_event`), `dispatch.rs` (`DispatchStore`),
 //! `runs.rs` (`RunStore`), `tasks.rs` (`TaskRunStore`), `web.rs` (`WebStore`), `incidents.rs`
-//! (`IncidentStore`), `health.rs` (`HealthStore`); this file opens the database and
+//! (`IncidentStore`), `health.rs` (`HealthStore`), `evidence.rs` (`EvidenceStore`), `review.rs`
+//! (`ReviewStore`), `inbox.rs` (`InboxStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
 mod dispatch;
 mod error;
 mod events;
+mod evidence;
 mod health;
+mod inbox;
 mod incidents;
+mod review;
 mod rows;
 mod runs;
 mod tasks;
@@ -59,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "0006_incidents_health",
         sql: include_str!("../../migrations/sqlite/0006_incidents_health.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_evidence_inbox",
+        sql: include_str!("../../migrations/sqlite/0007_evidence_inbox.sql"),
     },
 ];
 

@@ -3,16 +3,19 @@
 
 use super::SqliteStore;
 use super::events::append_event;
+use super::inbox::{insert_item, settle_items_of};
 use super::rows::{RUN_COLUMNS, decode_run};
 use super::tickets::{load_ticket, transition};
 use crate::{
     Change, EndedRun, Heartbeat, Result, ResumeContext, RunEnd, RunStart, RunStore, StoreError,
 };
 use async_trait::async_trait;
+use mission_core::proof::InboxRoutes;
 use mission_core::transition::Via;
 use mission_core::{
-    Attempt, EventKind, FailureClass, RetryPolicy, Run, RunEnding, RunId, Settlement, State,
-    Ticket, TicketEffect, TicketId, Timestamp, settle,
+    ActionKind, Addressee, Attempt, EventKind, FailureClass, InboxId, InboxKind, NewInboxItem,
+    RetryPolicy, Run, RunEnding, RunId, Settlement, State, Ticket, TicketEffect, TicketId,
+    Timestamp, settle,
 };
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
@@ -33,7 +36,7 @@ async fn load_run(conn: &mut SqliteConnection, id: RunId) -> Result<Run> {
 }
 
 /// Loads the run and checks that it is the live, current attempt of its ticket.
-async fn fenced_run(
+pub(super) async fn fenced_run(
     conn: &mut SqliteConnection,
     id: RunId,
     attempt: Attempt,
@@ -62,11 +65,15 @@ async fn runs_where(
 
 /// Closes a live run with what the core decided and carries out the decision's effect on the
 /// ticket: one `ticket.moved`, or `run.ended` when the ticket stays where an operator put it.
+///
+/// A ticket that fails raises a `failed_ticket` inbox item for `failures` in the same
+/// transaction.
 async fn settle_run(
     conn: &mut SqliteConnection,
     run: &Run,
     settlement: Settlement,
     mut data: Value,
+    failures: Option<&Addressee>,
     change: &Change,
 ) -> Result<Ticket> {
     sqlx::query(
@@ -94,12 +101,33 @@ async fn settle_run(
             if let Some(not_before) = not_before {
                 data["not_before"] = json!(not_before);
             }
-            transition(conn, &run.ticket, to, via, data, change, |t| {
+            let detail = data["detail"].as_str().map(str::to_owned);
+            let ticket = transition(conn, &run.ticket, to, via, data, change, |t| {
                 if not_before.is_some() {
                     t.not_before = not_before;
                 }
             })
-            .await
+            .await?;
+            if to == State::Failed
+                && let Some(failures) = failures
+            {
+                let class = settlement
+                    .failure_class
+                    .map_or("failed".to_owned(), |c| c.to_string());
+                let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+                let text = format!(
+                    "{} failed: attempt {} by {} ended {class}{detail}, and it will not be retried.",
+                    run.ticket, run.attempt, run.worker
+                );
+                let new = NewInboxItem::new(
+                    InboxKind::FailedTicket,
+                    Some(run.ticket.clone()),
+                    failures.clone(),
+                    &text,
+                )?;
+                insert_item(conn, &new, None, change).await?;
+            }
+            Ok(ticket)
         }
         TicketEffect::Stay => {
             let ticket = load_ticket(&mut *conn, &run.ticket).await?;
@@ -118,12 +146,13 @@ async fn end_by_report(
     attempt: Attempt,
     ending: RunEnding,
     change: &Change,
-    question: Option<&str>,
+    question: Option<(&str, &InboxRoutes)>,
 ) -> Result<Ticket> {
     let mut tx = store.write_tx().await?;
     let (run, ticket) = fenced_run(&mut tx, id, attempt).await?;
     let mut data = json!({});
-    if let Some(question) = question {
+    let mut item = None;
+    if let Some((question, routes)) = question {
         let question_id: i64 = sqlx::query_scalar(
             "INSERT INTO questions (ticket, run, text, asked_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
@@ -134,6 +163,13 @@ async fn end_by_report(
         .fetch_one(&mut *tx)
         .await?;
         data["question"] = json!(question_id);
+        let new = NewInboxItem::new(
+            InboxKind::Question,
+            Some(run.ticket.clone()),
+            routes.questions.clone(),
+            question,
+        )?;
+        item = Some((new, question_id));
     }
     // The retry policy plays no part in a report.
     let retry = RetryPolicy {
@@ -142,9 +178,64 @@ async fn end_by_report(
         backoff_max: Duration::ZERO,
     };
     let settlement = settle(ending, ticket.state, attempt, &retry, change.at);
-    let ticket = settle_run(&mut tx, &run, settlement, data, change).await?;
+    let ticket = settle_run(&mut tx, &run, settlement, data, None, change).await?;
+    if let Some((new, question_id)) = item {
+        insert_item(&mut tx, &new, Some(question_id), change).await?;
+    }
     tx.commit().await?;
     Ok(ticket)
+}
+
+/// Answers question `question` of `ticket` and moves the ticket back to todo for the
+/// needs-input lane, in the caller's transaction; the ticket's unsettled question items but
+/// `acting_item` (the one being acted on, if any) are acted on as answered.
+pub(super) async fn answer_question(
+    conn: &mut SqliteConnection,
+    ticket: &TicketId,
+    question: i64,
+    text: &str,
+    acting_item: Option<InboxId>,
+    change: &Change,
+) -> Result<Ticket> {
+    let updated = sqlx::query(
+        "UPDATE questions SET answer = ?, answered_at = ?, answered_by = ?          WHERE id = ? AND ticket = ? AND answer IS NULL AND closed_at IS NULL",
+    )
+    .bind(text)
+    .bind(change.at.as_millis())
+    .bind(change.actor.as_str())
+    .bind(question)
+    .bind(ticket.to_string())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(StoreError::NoQuestion(ticket.clone()));
+    }
+    let extra = json!({ "question": question });
+    let moved = transition(
+        &mut *conn,
+        ticket,
+        State::Todo,
+        Via::Answer,
+        extra,
+        change,
+        |t| {
+            t.resume = true;
+            t.not_before = None;
+        },
+    )
+    .await?;
+    settle_items_of(
+        conn,
+        ticket,
+        InboxKind::Question,
+        ActionKind::Answered,
+        Some(text),
+        acting_item,
+        change,
+    )
+    .await?;
+    Ok(moved)
 }
 
 #[async_trait]
@@ -267,9 +358,18 @@ impl RunStore for SqliteStore {
         id: RunId,
         attempt: Attempt,
         question: &str,
+        routes: &InboxRoutes,
         change: &Change,
     ) -> Result<Ticket> {
-        end_by_report(self, id, attempt, RunEnding::Asked, change, Some(question)).await
+        end_by_report(
+            self,
+            id,
+            attempt,
+            RunEnding::Asked,
+            change,
+            Some((question, routes)),
+        )
+        .await
     }
 
     async fn run_submit(&self, id: RunId, attempt: Attempt, change: &Change) -> Result<Ticket> {
@@ -282,6 +382,7 @@ impl RunStore for SqliteStore {
         attempt: Attempt,
         end: &RunEnd,
         retry: &RetryPolicy,
+        routes: &InboxRoutes,
         change: &Change,
     ) -> Result<EndedRun> {
         let mut tx = self.write_tx().await?;
@@ -321,9 +422,16 @@ impl RunStore for SqliteStore {
                 change.at,
             );
             let data = json!({ "exit_code": end.exit_code, "detail": end.detail });
-            settle_run(&mut tx, &run, settlement, data, change)
-                .await?
-                .state
+            settle_run(
+                &mut tx,
+                &run,
+                settlement,
+                data,
+                Some(&routes.failures),
+                change,
+            )
+            .await?
+            .state
         } else {
             load_ticket(&mut tx, &run.ticket).await?.state
         };
@@ -349,29 +457,7 @@ impl RunStore for SqliteStore {
             load_ticket(&mut tx, ticket).await?;
             return Err(StoreError::NoQuestion(ticket.clone()));
         };
-        sqlx::query(
-            "UPDATE questions SET answer = ?, answered_at = ?, answered_by = ? WHERE id = ?",
-        )
-        .bind(text)
-        .bind(change.at.as_millis())
-        .bind(change.actor.as_str())
-        .bind(question)
-        .execute(&mut *tx)
-        .await?;
-        let extra = json!({ "question": question });
-        let ticket = transition(
-            &mut tx,
-            ticket,
-            State::Todo,
-            Via::Answer,
-            extra,
-            change,
-            |t| {
-                t.resume = true;
-                t.not_before = None;
-            },
-        )
-        .await?;
+        let ticket = answer_question(&mut tx, ticket, question, text, None, change).await?;
         tx.commit().await?;
         Ok(ticket)
     }

@@ -13,7 +13,9 @@
 
 pub mod concurrency;
 pub mod dispatch;
+pub mod evidence;
 pub mod health;
+pub mod inbox;
 pub mod incidents;
 pub mod runs;
 pub mod state_machine;
@@ -75,11 +77,27 @@ macro_rules! conformance_suite {
                 health::heartbeats_are_one_row_per_node,
                 health::the_snapshot_gathers_the_durable_facts,
                 health::a_verdict_change_is_recorded_once,
+                evidence::evidence_is_fenced_and_recorded_with_one_event_each,
+                evidence::the_gate_decides_on_fresh_evidence_and_prose_counts_for_nothing,
+                evidence::a_decision_without_close_records_but_does_not_move,
+                evidence::the_author_cannot_approve_and_an_approval_opens_the_gate,
+                evidence::a_rejection_sends_back_with_its_reason_and_counts_against_attempts,
+                evidence::an_oversized_diff_stays_in_review_and_asks_a_human,
+                evidence::review_requests_are_found_by_token_and_never_go_to_an_author,
+                inbox::questions_become_items_and_answers_act_on_them,
+                inbox::an_item_is_acted_once_only_with_its_action_and_its_effect,
+                inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
+                inbox::a_ticket_that_fails_raises_an_item_in_the_same_transaction,
             );
 
             #[test]
             fn incident_recurrence_holds() {
                 $crate::conformance::incidents::incident_recurrence_holds::<$backend>();
+            }
+
+            #[test]
+            fn the_inbox_never_fakes_or_loses_an_action() {
+                $crate::conformance::inbox::the_inbox_never_fakes_or_loses_an_action::<$backend>();
             }
 
             #[test]

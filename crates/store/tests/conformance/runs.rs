@@ -29,6 +29,10 @@ pub fn request(n: i64, version: i64, lane: Lane, token: &str) -> ClaimRequest {
     }
 }
 
+pub fn routes() -> mission_core::proof::InboxRoutes {
+    mission_core::proof::InboxRoutes::default()
+}
+
 pub fn retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 2,
@@ -131,7 +135,14 @@ pub async fn reports_from_a_superseded_attempt_are_fenced<B: Backend>() {
         ..RunEnd::default()
     };
     let ended = store
-        .end_run(first.id, Attempt::new(1), &end, &retry(), &change(4))
+        .end_run(
+            first.id,
+            Attempt::new(1),
+            &end,
+            &retry(),
+            &routes(),
+            &change(4),
+        )
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Todo);
@@ -159,7 +170,7 @@ pub async fn reports_from_a_superseded_attempt_are_fenced<B: Backend>() {
     ));
     assert!(fenced(
         store
-            .run_ask(first.id, Attempt::new(1), "?", &change(2001))
+            .run_ask(first.id, Attempt::new(1), "?", &routes(), &change(2001))
             .await
             .map(|_| ())
     ));
@@ -186,6 +197,7 @@ pub async fn reports_from_a_superseded_attempt_are_fenced<B: Backend>() {
                 Attempt::new(1),
                 &RunEnd::default(),
                 &retry(),
+                &routes(),
                 &change(2001)
             )
             .await
@@ -194,7 +206,14 @@ pub async fn reports_from_a_superseded_attempt_are_fenced<B: Backend>() {
 
     // The current attempt's reports are taken; attempts exhausted, the ticket fails.
     let ended = store
-        .end_run(second.id, Attempt::new(2), &end, &retry(), &change(2002))
+        .end_run(
+            second.id,
+            Attempt::new(2),
+            &end,
+            &retry(),
+            &routes(),
+            &change(2002),
+        )
         .await
         .unwrap();
     assert_eq!(ended.ticket_state, State::Failed);
@@ -221,7 +240,13 @@ pub async fn ask_and_answer_move_the_ticket_between_lanes<B: Backend>() {
         .await
         .unwrap();
     let asked = store
-        .run_ask(run.id, Attempt::new(1), "Which branch?", &change(3))
+        .run_ask(
+            run.id,
+            Attempt::new(1),
+            "Which branch?",
+            &routes(),
+            &change(3),
+        )
         .await
         .unwrap();
     assert_eq!(asked.state, State::NeedsInput);
@@ -240,6 +265,7 @@ pub async fn ask_and_answer_move_the_ticket_between_lanes<B: Backend>() {
                 ..RunEnd::default()
             },
             &retry(),
+            &routes(),
             &change(4),
         )
         .await
@@ -339,7 +365,14 @@ pub async fn a_ticket_is_not_claimed_again_while_its_last_process_may_still_run<
         ..RunEnd::default()
     };
     store
-        .end_run(first.id, Attempt::new(1), &end, &retry(), &change(6))
+        .end_run(
+            first.id,
+            Attempt::new(1),
+            &end,
+            &retry(),
+            &routes(),
+            &change(6),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -366,7 +399,13 @@ pub async fn a_question_left_by_a_cancel_is_closed_not_answered_later<B: Backend
         panic!()
     };
     store
-        .run_ask(run.id, Attempt::new(1), "First question?", &change(3))
+        .run_ask(
+            run.id,
+            Attempt::new(1),
+            "First question?",
+            &routes(),
+            &change(3),
+        )
         .await
         .unwrap();
     let (cancel, reopen) = (operator_move(State::Cancelled), operator_move(State::Todo));
@@ -392,7 +431,13 @@ pub async fn a_question_left_by_a_cancel_is_closed_not_answered_later<B: Backend
         panic!()
     };
     store
-        .run_ask(second.id, Attempt::new(2), "Second question?", &change(8))
+        .run_ask(
+            second.id,
+            Attempt::new(2),
+            "Second question?",
+            &routes(),
+            &change(8),
+        )
         .await
         .unwrap();
     store.answer(&id(1), "yes", &change(9)).await.unwrap();

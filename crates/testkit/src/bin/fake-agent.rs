@@ -12,7 +12,13 @@
 //! Directives run in order; after the last one the agent succeeds. Modes: `succeed`,
 //! `exit N`, `segfault`, `sleep SECONDS`, `silent SECONDS`, `hang`, `ignore-term`,
 //! `spawn-child`, `garbage`, `rate-limit`, `ask QUESTION…`, `submit`, `progress TEXT`,
-//! `commit`, `record`. See [`Directive`] for each. An unknown mode exits 2 before any output.
+//! `commit`, `commit-lines N`, `evidence KIND [ARG]`, `review DECISION REASON…`,
+//! `inbox-act ACTION [TEXT…]`, `record`. See [`Directive`] for each. An unknown mode exits 2
+//! before any output.
+//!
+//! Run as a worker call (`MISSION_CALL=review` by auto-review, `inbox` by inbox-drain), it reads
+//! the lines `fake-review: MODE [ARG]` or `fake-inbox: MODE [ARG]` of its prompt file instead,
+//! so that one ticket text can direct both its author and its reviewer.
 //!
 //! A resumed run (Claude `--resume ID`, `codex exec … resume ID …`, or a plain worker whose
 //! stdin is not the ticket text, i.e. the answer) reuses the session id it was given and skips
@@ -100,6 +106,14 @@ enum Directive {
     Progress(String),
     /// Write `fake-agent-$MISSION_TICKET.txt` and commit it with git.
     Commit,
+    /// Write a file of N lines and commit it: a diff of N changed lines.
+    CommitLines(u64),
+    /// `mission run evidence KIND [ARG]`; a failure is reported on stderr and the run goes on.
+    Evidence(Vec<String>),
+    /// `mission run review DECISION --reason REASON`, then finish.
+    Review(String, String),
+    /// `mission inbox act $MISSION_INBOX_ITEM ACTION [--text TEXT]`, then finish.
+    InboxAct(String, Option<String>),
     /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env}`.
     Record,
 }
@@ -167,7 +181,11 @@ fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_
         Flavour::Claude | Flavour::Codex => invocation.resume.is_some(),
     };
     let text = ticket.as_deref().or(stdin.as_deref()).unwrap_or_default();
-    let mut directives = directives(text)?;
+    let prefix = match std::env::var("MISSION_CALL") {
+        Ok(call) => format!("fake-{call}:"),
+        Err(_) => "fake-agent:".to_owned(),
+    };
+    let mut directives = directives(text, &prefix)?;
     if resumed
         && let Some(ask) = directives
             .iter()
@@ -258,6 +276,35 @@ fn perform(directive: &Directive, out: &mut Output, received: &Received) -> Flow
             Ok(()) => Flow::Continue,
             Err(message) => failed(out, "commit", message),
         },
+        Directive::CommitLines(lines) => match commit_lines(out, *lines) {
+            Ok(()) => Flow::Continue,
+            Err(message) => failed(out, "commit-lines", message),
+        },
+        Directive::Evidence(args) => {
+            let mut all = vec!["evidence"];
+            all.extend(args.iter().map(String::as_str));
+            if let Err(message) = out.mission(&all) {
+                eprintln!("fake-agent: evidence: {message}");
+            }
+            Flow::Continue
+        }
+        Directive::Review(decision, reason) => {
+            match out.mission(&["review", decision, "--reason", reason]) {
+                Ok(()) => perform(&Directive::Succeed, out, received),
+                Err(message) => failed(out, "review", message),
+            }
+        }
+        Directive::InboxAct(action, text) => {
+            let item = std::env::var("MISSION_INBOX_ITEM").unwrap_or_default();
+            let mut args = vec!["act", item.as_str(), action.as_str()];
+            if let Some(text) = text {
+                args.extend(["--text", text.as_str()]);
+            }
+            match out.mission_command("inbox", &args) {
+                Ok(()) => perform(&Directive::Succeed, out, received),
+                Err(message) => failed(out, "inbox-act", message),
+            }
+        }
         Directive::Record => match record(received) {
             Ok(()) => Flow::Continue,
             Err(message) => failed(out, "record", message),
@@ -327,6 +374,32 @@ fn commit(out: &mut Output) -> Result<(), String> {
     ])?;
     let head = git(&["rev-parse", "HEAD"])?;
     out.message(&format!("Committed {}.", head.trim()));
+    Ok(())
+}
+
+fn commit_lines(out: &mut Output, lines: u64) -> Result<(), String> {
+    let ticket = std::env::var("MISSION_TICKET").unwrap_or_else(|_| "unknown".to_owned());
+    let file = format!(
+        "fake-lines-{}.txt",
+        ticket.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
+    let mut text = String::new();
+    for i in 0..lines {
+        text.push_str(&format!("line {i}\n"));
+    }
+    std::fs::write(&file, text).map_err(|e| format!("{file}: {e}"))?;
+    out.tool(&format!("git add {file} && git commit"));
+    git(&["add", "--", &file])?;
+    git(&[
+        "-c",
+        "user.name=fake-agent",
+        "-c",
+        "user.email=fake-agent@example.invalid",
+        "commit",
+        "-q",
+        "-m",
+        &format!("fake-agent: {lines} lines for {ticket}"),
+    ])?;
     Ok(())
 }
 
@@ -574,12 +647,12 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
     })
 }
 
-/// Every `fake-agent: MODE [ARG]` line of the text, in order.
-fn directives(text: &[u8]) -> Result<Vec<Directive>, String> {
+/// Every `PREFIX MODE [ARG]` line of the text (`fake-agent: …`), in order.
+fn directives(text: &[u8], prefix: &str) -> Result<Vec<Directive>, String> {
     let mut directives = Vec::new();
     for line in text.split(|b| *b == b'\n') {
         let line = String::from_utf8_lossy(line);
-        let Some(rest) = line.trim().strip_prefix("fake-agent:") else {
+        let Some(rest) = line.trim().strip_prefix(prefix) else {
             continue;
         };
         let rest = rest.trim();
@@ -626,6 +699,29 @@ fn directives(text: &[u8]) -> Result<Vec<Directive>, String> {
             "submit" => no_arg(Directive::Submit)?,
             "progress" => Directive::Progress(text(arg)?),
             "commit" => no_arg(Directive::Commit)?,
+            "commit-lines" => Directive::CommitLines(
+                arg.parse()
+                    .map_err(|_| format!("`commit-lines` needs a number, not {arg:?}"))?,
+            ),
+            "evidence" => {
+                Directive::Evidence(text(arg)?.split_whitespace().map(str::to_owned).collect())
+            }
+            "review" => {
+                let (decision, reason) = text(arg)?
+                    .split_once(char::is_whitespace)
+                    .map(|(d, r)| (d.to_owned(), r.trim().to_owned()))
+                    .ok_or("`review` needs a decision and a reason")?;
+                Directive::Review(decision, reason)
+            }
+            "inbox-act" => {
+                let arg = text(arg)?;
+                match arg.split_once(char::is_whitespace) {
+                    Some((action, rest)) => {
+                        Directive::InboxAct(action.to_owned(), Some(rest.trim().to_owned()))
+                    }
+                    None => Directive::InboxAct(arg, None),
+                }
+            }
             "record" => no_arg(Directive::Record)?,
             _ => return Err(format!("unknown directive {mode:?}")),
         });
@@ -794,9 +890,14 @@ impl Output {
 
     /// Runs `mission run ARGS…` (found on PATH, arguments passed as argv, never via a shell).
     fn mission(&mut self, args: &[&str]) -> Result<(), String> {
-        self.tool(&format!("mission run {}", args[0]));
+        self.mission_command("run", args)
+    }
+
+    /// Runs `mission COMMAND ARGS…`.
+    fn mission_command(&mut self, command: &str, args: &[&str]) -> Result<(), String> {
+        self.tool(&format!("mission {command} {}", args[0]));
         let status = Command::new("mission")
-            .arg("run")
+            .arg(command)
             .args(args)
             .stdin(Stdio::null())
             .status()
@@ -804,7 +905,7 @@ impl Output {
         if status.success() {
             Ok(())
         } else {
-            Err(format!("mission run {}: {status}", args[0]))
+            Err(format!("mission {command} {}: {status}", args[0]))
         }
     }
 

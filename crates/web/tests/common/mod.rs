@@ -5,8 +5,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use mission_core::Workforce;
-use mission_core::config::{DispatchConfig, PolicyConfig, WorkerConfig};
+use mission_core::config::{Config, WorkerConfig};
 use mission_engine::wake::WakeSignal;
 use mission_engine::{App, Settings, SystemClock};
 use mission_store::SqliteStore;
@@ -15,7 +14,6 @@ use mission_store::sqlite::SqliteOptions;
 use mission_web::{Server, Web, WebConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -61,22 +59,11 @@ impl TestWeb {
         let worker: WorkerConfig =
             toml::from_str("runtime = \"shell\"\ncommand = [\"/bin/true\"]\n").unwrap();
         workers.insert("luci".to_owned(), worker);
-        let settings = Settings {
-            workforce: Workforce::from_parts(&workers, &PolicyConfig::default()).unwrap(),
-            dispatch: DispatchConfig::default(),
-            ticket_key: Default::default(),
-            triage: Vec::new(),
-            tasks_dir: path.join("tasks"),
-            instance_dir: path.to_owned(),
-            config_file: path.join("mission.toml"),
-            runs_dir: path.join("runs"),
-            workspaces_dir: path.join("workspaces"),
-            node: "test".into(),
-            mission_bin: Path::new("/bin/true").to_owned(),
-            wake_socket: path.join("wake.sock"),
-            health: Default::default(),
-            audit: Default::default(),
+        let instance = Config {
+            workers,
+            ..Config::default()
         };
+        let settings = Settings::from_config(&instance, path, path, "test", "/bin/true").unwrap();
         let wake = WakeSignal::new();
         let store: Arc<dyn Store> = Arc::new(store);
         let app = App::new(
