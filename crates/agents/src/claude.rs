@@ -2,15 +2,15 @@
 
 use crate::OutputParser;
 use crate::event::{
-    AgentEvent, Line, RESULT_CHARS, classify, malformed, mentions_rate_limit, progress, shorten,
-    u64_at,
+    AgentEvent, Line, RESULT_CHARS, SessionTracker, classify, malformed, mentions_rate_limit,
+    progress, shorten, u64_at,
 };
 use serde_json::{Map, Value};
 
 /// Parses Claude Code's stream. Event types it does not know (newer CLIs add some) are ignored.
 #[derive(Default)]
 pub(crate) struct ClaudeParser {
-    session_reported: bool,
+    session: SessionTracker,
 }
 
 impl OutputParser for ClaudeParser {
@@ -30,26 +30,23 @@ impl OutputParser for ClaudeParser {
         let Some(mut events) = parsed else {
             return vec![malformed(line)];
         };
-        // Every event carries the session id; report it once even if `init` was missed.
-        if !self.session_reported {
-            if let Some(AgentEvent::Session { .. }) = events.first() {
-                self.session_reported = true;
-            } else if let Some(id) = event.get("session_id").and_then(Value::as_str) {
-                events.insert(0, AgentEvent::Session { id: id.to_owned() });
-                self.session_reported = true;
-            }
+        // Every event carries the session id; the first valid one is the session (reported even
+        // if `init` was missed), anything else a warning.
+        if let Some(id) = event.get("session_id").and_then(Value::as_str)
+            && let Some(reported) = self.session.observe(id)
+        {
+            events.insert(0, reported);
         }
         events
     }
 }
 
-/// `system/init` names the session; other system events are ignored.
+/// `system/init` names the session (the caller reports it); other system events are ignored.
 fn system(event: &Map<String, Value>) -> Option<Vec<AgentEvent>> {
-    if event.get("subtype").and_then(Value::as_str) != Some("init") {
-        return Some(Vec::new());
+    if event.get("subtype").and_then(Value::as_str) == Some("init") {
+        event.get("session_id")?.as_str()?;
     }
-    let id = event.get("session_id")?.as_str()?;
-    Some(vec![AgentEvent::Session { id: id.to_owned() }])
+    Some(Vec::new())
 }
 
 /// An assistant message, one content block per event: text and tool calls become progress.

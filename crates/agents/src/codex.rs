@@ -2,8 +2,8 @@
 
 use crate::OutputParser;
 use crate::event::{
-    AgentEvent, Line, RESULT_CHARS, classify, malformed, mentions_rate_limit, progress, shorten,
-    u64_at,
+    AgentEvent, Line, RESULT_CHARS, SessionTracker, classify, malformed, mentions_rate_limit,
+    progress, shorten, u64_at,
 };
 use serde_json::{Map, Value};
 
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 pub(crate) struct CodexParser {
     /// The last `agent_message`, reported as the text of the turn's result.
     last_message: Option<String>,
+    session: SessionTracker,
 }
 
 impl OutputParser for CodexParser {
@@ -25,7 +26,7 @@ impl OutputParser for CodexParser {
             "thread.started" => event
                 .get("thread_id")
                 .and_then(Value::as_str)
-                .map(|id| vec![AgentEvent::Session { id: id.to_owned() }]),
+                .map(|id| self.session.observe(id).into_iter().collect()),
             "item.started" => item(&event).map(|item| item_started(item).into_iter().collect()),
             "item.completed" => item(&event).map(|item| self.item_completed(item)),
             "turn.completed" => self.turn_completed(&event),

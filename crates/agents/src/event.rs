@@ -70,7 +70,7 @@ pub fn is_valid_session_id(id: &str) -> bool {
 impl RunSummary {
     pub fn apply(&mut self, event: &AgentEvent) {
         match event {
-            // The first valid id of a run wins; a later or malformed one cannot replace it.
+            // The first valid id of a run is its session: a later or malformed one is not believed.
             AgentEvent::Session { id } => {
                 if self.session_id.is_none() && is_valid_session_id(id) {
                     self.session_id = Some(id.clone());
@@ -140,6 +140,37 @@ pub(crate) fn malformed(line: &[u8]) -> AgentEvent {
             &String::from_utf8_lossy(line.trim_ascii_end()),
             MALFORMED_CHARS,
         ),
+    }
+}
+
+/// The session id a run reports: the first valid one wins; an invalid one, or a second different
+/// one, is a warning and never the session.
+#[derive(Default)]
+pub(crate) struct SessionTracker {
+    first: Option<String>,
+}
+
+impl SessionTracker {
+    /// What reporting `id` means: a new session, a warning, or nothing (the same id again).
+    pub(crate) fn observe(&mut self, id: &str) -> Option<AgentEvent> {
+        if !crate::valid_session_id(id) {
+            return Some(AgentEvent::Warning {
+                message: format!(
+                    "ignored an invalid session id {:?}",
+                    shorten(id, MALFORMED_CHARS)
+                ),
+            });
+        }
+        match &self.first {
+            None => {
+                self.first = Some(id.to_owned());
+                Some(AgentEvent::Session { id: id.to_owned() })
+            }
+            Some(first) if first == id => None,
+            Some(first) => Some(AgentEvent::Warning {
+                message: format!("ignored a second session id {id:?}; the session is {first}"),
+            }),
+        }
     }
 }
 

@@ -14,6 +14,9 @@ pub struct LaunchSpec<'a> {
     pub model: Option<&'a str>,
     /// The file holding the ticket text (title and body). It is never read here.
     pub ticket_file: &'a Path,
+    /// The file holding the agent's prompt, rendered from its worker's template: what the agent
+    /// runtimes read on stdin. It is never read here.
+    pub prompt_file: &'a Path,
     /// Needs-input lane: resume the same agent session with the operator's answer.
     pub resume: Option<Resume<'a>>,
 }
@@ -47,9 +50,10 @@ pub enum Stdin {
 
 /// The command for one run.
 ///
-/// Agents get a fixed prompt that names only the ticket file's path (and, on resume, the answer
-/// file's path); both paths are chosen by the instance, never by ticket text. The shell runtime
-/// gets the ticket (or, on resume, the answer) on stdin. A shell runtime with an empty `command`
+/// Agents read their prompt (rendered from the worker's template; it names the ticket file, the
+/// branch and how to call back, never quoting the ticket's text) on stdin: argv holds only
+/// options and a session id that was checked with [`valid_session_id`] (an invalid one is not
+/// resumed). The shell runtime gets the ticket (or, on resume, the answer) on stdin. A shell runtime with an empty `command`
 /// (which the configuration refuses) yields an empty program name, which fails to start.
 pub fn command(spec: &LaunchSpec) -> CommandSpec {
     match spec.runtime {
@@ -75,14 +79,14 @@ fn shell_command(spec: &LaunchSpec) -> CommandSpec {
     }
 }
 
-/// `claude -p PROMPT --output-format stream-json --verbose [--model M] [--resume ID] [extra…]`.
+/// `claude -p --output-format stream-json --verbose [--model M] [--resume ID] [extra…]`, the
+/// prompt on stdin.
 ///
-/// The prompt follows `-p` directly and `--resume` comes before the extra arguments, so a
-/// variadic option among them (such as `--allowedTools`) cannot swallow either.
+/// `--resume` comes before the extra arguments, so a variadic option among them (such as
+/// `--allowedTools`) cannot swallow it.
 fn claude_command(spec: &LaunchSpec) -> CommandSpec {
     let mut args = vec![
         "-p".to_owned(),
-        prompt(spec),
         "--output-format".to_owned(),
         "stream-json".to_owned(),
         "--verbose".to_owned(),
@@ -90,19 +94,19 @@ fn claude_command(spec: &LaunchSpec) -> CommandSpec {
     if let Some(model) = spec.model {
         args.extend(["--model".to_owned(), model.to_owned()]);
     }
-    if let Some(resume) = &spec.resume {
-        args.extend(["--resume".to_owned(), resume.session_id.to_owned()]);
+    if let Some(session) = resumed_session(spec) {
+        args.extend(["--resume".to_owned(), session.to_owned()]);
     }
     args.extend(spec.args.iter().cloned());
     CommandSpec {
         program: "claude".to_owned(),
         args,
-        stdin: Stdin::Null,
+        stdin: Stdin::File(spec.prompt_file.to_path_buf()),
     }
 }
 
-/// Fresh: `codex exec --json [-m M] [extra…] PROMPT`.
-/// Resume: `codex exec --json [-m M] [extra…] resume THREAD_ID PROMPT`.
+/// Fresh: `codex exec --json [-m M] [extra…] -`.
+/// Resume: `codex exec --json [-m M] [extra…] resume THREAD_ID -`. The prompt is on stdin (`-`).
 ///
 /// Options go before `resume`: `codex exec` accepts only some of its options (`--json`, `-m`)
 /// after the `resume` subcommand, while all of them (e.g. `-s workspace-write`) are accepted
@@ -113,30 +117,32 @@ fn codex_command(spec: &LaunchSpec) -> CommandSpec {
         args.extend(["-m".to_owned(), model.to_owned()]);
     }
     args.extend(spec.args.iter().cloned());
-    if let Some(resume) = &spec.resume {
-        args.extend(["resume".to_owned(), resume.session_id.to_owned()]);
+    if let Some(session) = resumed_session(spec) {
+        args.extend(["resume".to_owned(), session.to_owned()]);
     }
-    args.push(prompt(spec));
+    args.push("-".to_owned());
     CommandSpec {
         program: "codex".to_owned(),
         args,
-        stdin: Stdin::Null,
+        stdin: Stdin::File(spec.prompt_file.to_path_buf()),
     }
 }
 
-/// The fixed prompt: it names files, never quotes their contents.
-fn prompt(spec: &LaunchSpec) -> String {
-    let ticket = spec.ticket_file.to_string_lossy();
-    match &spec.resume {
-        None => format!(
-            "Your task is described in the file {ticket}. \
-             Read it, do the work in the current directory, and finish."
-        ),
-        Some(resume) => format!(
-            "The answer to your question is in the file {answer}. \
-             Read it, then continue the task described in the file {ticket} \
-             in the current directory, and finish.",
-            answer = resume.answer_file.to_string_lossy()
-        ),
-    }
+/// The session to resume, when there is one and it is a valid id.
+fn resumed_session<'a>(spec: &LaunchSpec<'a>) -> Option<&'a str> {
+    spec.resume
+        .map(|resume| resume.session_id)
+        .filter(|id| valid_session_id(id))
+}
+
+/// Whether `id` may be a session or thread id: `^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`. Agent output
+/// is untrusted and a session id reaches argv (`--resume ID`): anything else is refused.
+pub fn valid_session_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }

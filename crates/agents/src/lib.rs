@@ -3,8 +3,10 @@
 //! Pure: this crate builds argument lists and parses lines; it spawns nothing and reads no files.
 //!
 //! - [`command`] turns a [`LaunchSpec`] into the program, argv and stdin of one run. Ticket text
-//!   never enters argv: agents are told the *path* of the ticket file, shell commands get the
-//!   file on stdin.
+//!   never enters argv: agents read their prompt (which names the ticket file) on stdin, shell
+//!   commands get the ticket file on stdin. A session id reaches argv only when it passes
+//!   [`valid_session_id`]; the parsers report invalid ones as warnings, and the first valid one
+//!   of a run wins.
 //! - [`parser`] gives a line-at-a-time [`OutputParser`] for a runtime, producing [`AgentEvent`]s;
 //!   [`RunSummary`] folds those events into what the runner records about a run.
 
@@ -15,7 +17,7 @@ mod launch;
 mod shell;
 
 pub use event::{AgentEvent, RunSummary};
-pub use launch::{CommandSpec, LaunchSpec, Resume, Stdin, command};
+pub use launch::{CommandSpec, LaunchSpec, Resume, Stdin, command, valid_session_id};
 pub use mission_core::config::RuntimeKind;
 
 /// Reads an agent's stdout one line at a time.

@@ -5,11 +5,7 @@ use std::path::{Path, PathBuf};
 
 const TICKET: &str = "/data/runs/MC-7/1/ticket.md";
 const ANSWER: &str = "/data/runs/MC-7/2/answer.md";
-const FRESH_PROMPT: &str = "Your task is described in the file /data/runs/MC-7/1/ticket.md. \
-     Read it, do the work in the current directory, and finish.";
-const RESUME_PROMPT: &str = "The answer to your question is in the file /data/runs/MC-7/2/answer.md. \
-     Read it, then continue the task described in the file /data/runs/MC-7/1/ticket.md \
-     in the current directory, and finish.";
+const PROMPT: &str = "/data/runs/MC-7/1/prompt.md";
 
 struct Case<'a> {
     runtime: RuntimeKind,
@@ -32,6 +28,7 @@ fn build(case: &Case, ticket: &Path, answer: &Path) -> CommandSpec {
         args: &args,
         model: case.model,
         ticket_file: ticket,
+        prompt_file: &ticket.with_file_name("prompt.md"),
         resume: case.resume.map(|session_id| Resume {
             session_id,
             answer_file: answer,
@@ -122,14 +119,8 @@ fn claude_code_fresh() {
             resume: None,
         },
         "claude",
-        &[
-            "-p",
-            FRESH_PROMPT,
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ],
-        Stdin::Null,
+        &["-p", "--output-format", "stream-json", "--verbose"],
+        Stdin::File(PathBuf::from(PROMPT)),
     );
     check(
         Case {
@@ -142,7 +133,6 @@ fn claude_code_fresh() {
         "claude",
         &[
             "-p",
-            FRESH_PROMPT,
             "--output-format",
             "stream-json",
             "--verbose",
@@ -151,7 +141,7 @@ fn claude_code_fresh() {
             "--allowedTools",
             "Bash Edit Write Read",
         ],
-        Stdin::Null,
+        Stdin::File(PathBuf::from(PROMPT)),
     );
 }
 
@@ -168,7 +158,6 @@ fn claude_code_resume() {
         "claude",
         &[
             "-p",
-            RESUME_PROMPT,
             "--output-format",
             "stream-json",
             "--verbose",
@@ -179,7 +168,7 @@ fn claude_code_resume() {
             "--allowedTools",
             "Bash Edit Write Read",
         ],
-        Stdin::Null,
+        Stdin::File(PathBuf::from(PROMPT)),
     );
 }
 
@@ -194,8 +183,8 @@ fn codex_fresh() {
             resume: None,
         },
         "codex",
-        &["exec", "--json", FRESH_PROMPT],
-        Stdin::Null,
+        &["exec", "--json", "-"],
+        Stdin::File(PathBuf::from(PROMPT)),
     );
     check(
         Case {
@@ -213,9 +202,9 @@ fn codex_fresh() {
             "gpt-5-codex",
             "-s",
             "workspace-write",
-            FRESH_PROMPT,
+            "-",
         ],
-        Stdin::Null,
+        Stdin::File(PathBuf::from(PROMPT)),
     );
 }
 
@@ -239,9 +228,9 @@ fn codex_resume() {
             "workspace-write",
             "resume",
             "01a21550-d76f-7a22-aa2f-97d4b8c2e89b",
-            RESUME_PROMPT,
+            "-",
         ],
-        Stdin::Null,
+        Stdin::File(PathBuf::from(PROMPT)),
     );
     check(
         Case {
@@ -252,8 +241,8 @@ fn codex_resume() {
             resume: Some("thread-1"),
         },
         "codex",
-        &["exec", "--json", "resume", "thread-1", RESUME_PROMPT],
-        Stdin::Null,
+        &["exec", "--json", "resume", "thread-1", "-"],
+        Stdin::File(PathBuf::from(PROMPT)),
     );
 }
 
@@ -295,12 +284,50 @@ fn file_contents_never_reach_argv() {
                 }
             }
             if runtime != RuntimeKind::Shell {
-                let prompt = spec.args.iter().find(|arg| arg.contains("ticket.md"));
-                assert!(
-                    prompt.is_some(),
-                    "{runtime:?}: the prompt names the ticket file"
+                assert_eq!(
+                    spec.stdin,
+                    Stdin::File(dir.join("prompt.md")),
+                    "{runtime:?}: the prompt is read on stdin"
                 );
             }
         }
     }
+}
+
+/// A session id comes from agent output: one that is not a plain id never reaches argv (the
+/// run starts afresh instead).
+#[test]
+fn an_invalid_session_id_is_not_resumed() {
+    for (runtime, program, fresh) in [
+        (
+            RuntimeKind::ClaudeCode,
+            "claude",
+            &["-p", "--output-format", "stream-json", "--verbose"][..],
+        ),
+        (RuntimeKind::Codex, "codex", &["exec", "--json", "-"][..]),
+    ] {
+        for session in [
+            "--dangerously-skip-permissions",
+            "-x",
+            "a b",
+            "id;rm",
+            "",
+            &"a".repeat(129),
+        ] {
+            check(
+                Case {
+                    runtime,
+                    command: &[],
+                    args: &[],
+                    model: None,
+                    resume: Some(session),
+                },
+                program,
+                fresh,
+                Stdin::File(PathBuf::from(PROMPT)),
+            );
+        }
+    }
+    assert!(mission_agents::valid_session_id(&"a".repeat(128)));
+    assert!(mission_agents::valid_session_id("e1204dda-9341_x"));
 }

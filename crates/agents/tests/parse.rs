@@ -493,3 +493,51 @@ fn shell_reports_only_progress_objects() {
         &[progress(&format!("{}…", "x".repeat(500)))],
     );
 }
+
+/// A session id reaches argv on resume: only the first valid one of a run is its session; an
+/// invalid one, or a second one, is a warning.
+#[test]
+fn session_ids_are_checked_and_the_first_wins() {
+    let warning = |message: &str| AgentEvent::Warning {
+        message: message.into(),
+    };
+    let events = parse(
+        RuntimeKind::ClaudeCode,
+        &[
+            br#"{"type":"system","subtype":"init","session_id":"--dangerously-skip-permissions"}"#,
+            br#"{"type":"system","subtype":"init","session_id":"s-1"}"#,
+            br#"{"type":"system","subtype":"init","session_id":"s-2"}"#,
+            br#"{"type":"assistant","session_id":"s-1","message":{"content":[]}}"#,
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![
+            warning("ignored an invalid session id \"--dangerously-skip-permissions\""),
+            AgentEvent::Session { id: "s-1".into() },
+            warning("ignored a second session id \"s-2\"; the session is s-1"),
+        ]
+    );
+    assert_eq!(summarize(&events).session_id.as_deref(), Some("s-1"));
+    let events = parse(
+        RuntimeKind::Codex,
+        &[
+            br#"{"type":"thread.started","thread_id":"t-1"}"#,
+            br#"{"type":"thread.started","thread_id":"--model=evil"}"#,
+            br#"{"type":"thread.started","thread_id":"t-2"}"#,
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![
+            AgentEvent::Session { id: "t-1".into() },
+            warning("ignored an invalid session id \"--model=evil\""),
+            warning("ignored a second session id \"t-2\"; the session is t-1"),
+        ]
+    );
+    // The summary keeps the first session even when fed a later one directly.
+    let mut summary = RunSummary::default();
+    summary.apply(&AgentEvent::Session { id: "a".into() });
+    summary.apply(&AgentEvent::Session { id: "b".into() });
+    assert_eq!(summary.session_id.as_deref(), Some("a"));
+}

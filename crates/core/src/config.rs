@@ -193,7 +193,8 @@ pub struct DispatchConfig {
     /// A run's log file stops growing at this size.
     #[serde(default = "default_log_cap")]
     pub log_cap_bytes: u64,
-    /// Environment variables passed to runs besides the built-in allow-list.
+    /// Environment variables passed to every worker's runs besides the built-in allow-list.
+    /// Deprecated: a worker's `env_pass` gives a variable to that worker alone.
     #[serde(default)]
     pub env_allow: Vec<String>,
     /// This server's name in runs (several servers may share a store). Default: the host name.
@@ -316,6 +317,98 @@ pub struct WorkerConfig {
     /// for Claude Code or `["-s", "workspace-write"]` for Codex.
     #[serde(default)]
     pub args: Vec<String>,
+    /// The sandbox of this worker's runs: `on` (the default: Landlock where the kernel has it)
+    /// or `off` (an explicit opt-out: the run sees the whole file system its user can).
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    /// Paths the worker's runs may read (and execute) besides the system and their own folders,
+    /// e.g. a tool installed under a home folder. `~/` is the server's home; relative paths start
+    /// at the instance folder.
+    #[serde(default)]
+    pub sandbox_read: Vec<String>,
+    /// Paths the worker's runs may read and write besides their own folders.
+    #[serde(default)]
+    pub sandbox_write: Vec<String>,
+    /// Environment variables given to this worker's runs, with literal values (API keys).
+    /// Another worker's runs never see them.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+    /// Names of environment variables passed from the server's environment to this worker's runs
+    /// (e.g. `["ANTHROPIC_API_KEY"]`).
+    #[serde(default)]
+    pub env_pass: Vec<String>,
+    /// The runs' `HOME`: `private` (the default: a folder of this worker under the data folder)
+    /// or `real` (the server's own home; its secrets stay out of reach of the sandbox unless
+    /// declared in `sandbox_read` / `sandbox_write`).
+    #[serde(default)]
+    pub home: HomeMode,
+    /// When the server runs as root: the unprivileged user the runs run as.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// The prompt template (minijinja) telling the agent how to work, relative to the instance
+    /// folder. Default: `prompts/default.md` when it exists, else the built-in one.
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
+/// Whether a worker's runs are sandboxed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    #[default]
+    On,
+    Off,
+}
+
+/// Where a worker's runs have their `HOME`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HomeMode {
+    /// `DATA/homes/WORKER`, made for the worker.
+    #[default]
+    Private,
+    /// The server's own `HOME`.
+    Real,
+}
+
+/// A secret from the configuration: its `Debug` hides it, and it has no `Display`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// Whether `name` may be set for a worker's runs: a plain variable name that is not one the
+/// runner sets itself (`MISSION_*`, `PATH`, `HOME`, `TMPDIR`).
+fn check_env_name(name: &str) -> Result<(), String> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        return Err(format!("{name:?} is not a variable name"));
+    }
+    if name.starts_with("MISSION_") || ["PATH", "HOME", "TMPDIR"].contains(&name) {
+        return Err(format!(
+            "{name} is set by the runner (use `home` for HOME; TMPDIR is the run's own)"
+        ));
+    }
+    Ok(())
 }
 
 fn one() -> u32 {
@@ -412,6 +505,30 @@ impl Workforce {
                 }
                 RuntimeKind::ClaudeCode | RuntimeKind::Codex => {}
             }
+            for name in worker.env.keys() {
+                check_env_name(name)
+                    .map_err(|problem| ConfigError::new(key(&format!("env.{name}")), problem))?;
+            }
+            for (i, name) in worker.env_pass.iter().enumerate() {
+                check_env_name(name)
+                    .map_err(|problem| ConfigError::new(key(&format!("env_pass[{i}]")), problem))?;
+            }
+            if let Some(user) = &worker.run_as
+                && (user.is_empty() || user.contains(['/', ':', '\0']))
+            {
+                return Err(ConfigError::new(key("run_as"), "not a user name"));
+            }
+            for (field, paths) in [
+                ("sandbox_read", &worker.sandbox_read),
+                ("sandbox_write", &worker.sandbox_write),
+            ] {
+                if let Some(i) = paths.iter().position(|p| p.is_empty()) {
+                    return Err(ConfigError::new(
+                        key(&format!("{field}[{i}]")),
+                        "empty path",
+                    ));
+                }
+            }
             checked.insert(parsed, worker.clone());
         }
         let mut controllers = BTreeSet::new();
@@ -488,6 +605,14 @@ mod tests {
             enabled: true,
             command: vec!["true".into()],
             args: vec![],
+            sandbox: SandboxMode::On,
+            sandbox_read: vec![],
+            sandbox_write: vec![],
+            env: BTreeMap::new(),
+            env_pass: vec![],
+            home: HomeMode::Private,
+            run_as: None,
+            prompt: None,
         }
     }
 

@@ -196,7 +196,7 @@ pub fn runnability(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PolicyConfig, RuntimeKind, WorkerConfig};
+    use crate::config::{PolicyConfig, WorkerConfig};
     use crate::id::{Name, TicketKey};
     use crate::ticket::EvidencePolicy;
     use crate::time::Timestamp;
@@ -204,13 +204,12 @@ mod tests {
 
     fn workforce() -> Workforce {
         let worker = |enabled| WorkerConfig {
-            runtime: RuntimeKind::Shell,
-            model: None,
-            max_concurrent: 1,
-            pool: "default".into(),
             enabled,
-            command: vec!["true".into()],
-            args: vec![],
+            ..serde_json::from_value::<WorkerConfig>(serde_json::json!({
+                "runtime": "shell",
+                "command": ["true"],
+            }))
+            .unwrap()
         };
         let workers: BTreeMap<String, WorkerConfig> = [
             ("luci".to_string(), worker(true)),

@@ -12,9 +12,13 @@
 //!   `evidence` observes (tests, routes, files, commits), `git` holds every git call of the
 //!   harness.
 //! - `app` — the use cases the CLI and the HTTP API call: one function per action.
+//! - `sandbox` — what a run may touch, and the launcher that enforces it before the agent runs;
+//!   `callback` — a run's requests (ask, progress, submit) over its own socket; `prompt` — the
+//!   agent's instructions, rendered from its worker's template.
 
 pub mod app;
 pub mod audit;
+pub mod callback;
 pub mod clock;
 pub mod dispatcher;
 pub mod error;
@@ -24,8 +28,10 @@ pub mod gatekeeper;
 pub mod git;
 pub mod health;
 pub mod process;
+pub mod prompt;
 pub mod recovery;
 pub mod runner;
+pub mod sandbox;
 pub mod scheduler;
 pub mod server;
 pub mod settings;

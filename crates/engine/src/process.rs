@@ -1,5 +1,7 @@
-//! Process groups. Every run is the leader of its own group, so that everything it starts can
-//! be signalled together and nothing outlives it.
+//! Process groups and what escapes them. Every run is the leader of its own group, so that
+//! everything it starts can be signalled together; what leaves the group (`setsid`, a double
+//! fork) still carries the run's environment (`MISSION_RUN`, `MISSION_CONFIG`) and is found by
+//! it, killed at the run's end, and reaped by the server, a child subreaper.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -102,4 +104,116 @@ pub async fn group_of_run(
         ("MISSION_CONFIG", config_file.display().to_string()),
     ];
     group_has_environment(pgid, pairs).await
+}
+
+/// The processes whose environment names run `run` of the instance configured by
+/// `config_file` (`MISSION_RUN` and `MISSION_CONFIG`), whatever their group or session: what a
+/// run left behind after its leader exited, including what escaped its group (`setsid`, a double
+/// fork). Scans `/proc`: blocking.
+pub fn processes_of_run(run: mission_core::RunId, config_file: &std::path::Path) -> Vec<i64> {
+    let pairs = [
+        ("MISSION_RUN", run.to_string()),
+        ("MISSION_CONFIG", config_file.display().to_string()),
+    ];
+    let me = i64::from(std::process::id());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| *pid != me && environment_has(*pid, &pairs))
+        .collect()
+}
+
+/// Pids of the runs' leaders this process is waiting for: never reaped by [`reap_orphans`]
+/// (their exit status belongs to their runner).
+static LEADERS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks `pid` as a run leader this process waits for, until the returned guard is dropped.
+pub fn register_leader(pid: i64) -> LeaderGuard {
+    if let Ok(mut leaders) = LEADERS.lock() {
+        leaders.push(pid);
+    }
+    LeaderGuard(pid)
+}
+
+pub struct LeaderGuard(i64);
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        if let Ok(mut leaders) = LEADERS.lock() {
+            leaders.retain(|pid| *pid != self.0);
+        }
+    }
+}
+
+/// `(state, ppid, pgrp, session)` of a process, from `/proc/PID/stat`.
+fn stat_of(pid: i64) -> Option<(char, i64, i64, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(1)?.parse().ok()?,
+        fields.get(2)?.parse().ok()?,
+        fields.get(3)?.parse().ok()?,
+    ))
+}
+
+/// Kills everything left of run `run` (see [`processes_of_run`]) until nothing is left (or a
+/// few rounds passed), then reaps what became this process's children — as a child subreaper,
+/// the server inherits a run's escapees when their parents die. Off the async threads.
+pub async fn kill_run_processes(run: mission_core::RunId, config_file: std::path::PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for _ in 0..20 {
+            let left = processes_of_run(run, &config_file);
+            if left.is_empty() {
+                break;
+            }
+            for pid in &left {
+                if let Ok(pid) = i32::try_from(*pid) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            reap_orphans();
+        }
+        reap_orphans();
+    })
+    .await;
+}
+
+/// Reaps the zombies among this process's children that it did not start itself: processes
+/// re-parented to it (it is a child subreaper). What this process starts is always the leader of
+/// its own group in this process's session and is waited for by its starter; a run's leader is
+/// never reaped here (see [`register_leader`]). Blocking.
+pub fn reap_orphans() {
+    let me = i64::from(std::process::id());
+    let Some((_, _, _, my_session)) = stat_of(me) else {
+        return;
+    };
+    let leaders = LEADERS.lock().map(|l| l.clone()).unwrap_or_default();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i64>().ok())
+    {
+        let Some((state, ppid, pgrp, session)) = stat_of(pid) else {
+            continue;
+        };
+        let started_here = pgrp == pid && session == my_session;
+        if state == 'Z'
+            && ppid == me
+            && !started_here
+            && !leaders.contains(&pid)
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+    }
 }

@@ -70,6 +70,8 @@ pub async fn recover(
             tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, pid, "killing the process group of an orphaned run");
             process::terminate_group(pid, settings.dispatch.kill_grace).await;
         }
+        // What left the group (or outlived its leader) is found by the run's environment.
+        process::kill_run_processes(run.id, settings.config_file.clone()).await;
         let detail = if gone {
             format!("its supervisor {} is gone", run.node)
         } else {

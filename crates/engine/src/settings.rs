@@ -1,6 +1,8 @@
 //! The resolved configuration the engines run with. Built once by the binary; every engine —
 //! whether started by the server, a scheduled task or the CLI — gets the same.
 
+use crate::prompt::Prompts;
+use crate::sandbox::SandboxSettings;
 use mission_core::audit::AuditSettings;
 use mission_core::config::{Config, DispatchConfig};
 use mission_core::health::HealthThresholds;
@@ -40,6 +42,10 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Evidence, review, the inbox and merging: what stands between review and done.
     pub gate: GateSettings,
+    /// How runs are sandboxed (the launcher, what the kernel offers, the workers' homes).
+    pub sandbox: SandboxSettings,
+    /// The workers' prompt templates.
+    pub prompts: Prompts,
 }
 
 /// What the harness checks before done, who reviews, where inbox items go, how repositories
@@ -97,6 +103,12 @@ impl Settings {
                 .check()
                 .map_err(|e| format!("{}: {}", e.key, e.problem))?,
             gate: GateSettings::from_config(config),
+            // Runs start directly: the launcher is the binary's to set (`SandboxSettings`).
+            sandbox: SandboxSettings {
+                homes_dir: data_dir.join("homes"),
+                ..SandboxSettings::default()
+            },
+            prompts: Prompts::default(),
         })
     }
 

@@ -72,6 +72,7 @@ pub async fn run(settings: &Settings, call: Call<'_>) -> Result<CallEnd, String>
         args: &worker.args,
         model: worker.model.as_deref(),
         ticket_file: &prompt_file,
+        prompt_file: &prompt_file,
         resume: None,
     };
     let command = mission_agents::command(&spec);

@@ -1,7 +1,9 @@
 //! Workspaces: a git worktree per ticket, named from the ticket id (never from its text), on a
 //! branch named from the ticket id. A ticket without a repository gets a plain folder. Folders
 //! are made and removed through `tokio::fs` and git runs through `tokio::process`: nothing here
-//! blocks an async thread.
+//! blocks an async thread. Every git command of the server runs hardened (see [`git`]): a
+//! repository is written by runs, so its hooks and configured programs are not the server's to
+//! run. The repository's protected branch is checked after each run ([`restore_protected`]).
 
 use mission_core::TicketId;
 use std::path::{Path, PathBuf};
@@ -147,18 +149,99 @@ pub async fn head(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "HEAD"]).await.ok()
 }
 
+/// The repository's protected branch — the one its main worktree has checked out (its default
+/// branch) — and its commit now. `None` when HEAD is detached or the branch has no commit.
+pub async fn protected_branch(repo: &Path) -> Option<(String, String)> {
+    let branch = git(repo, &["symbolic-ref", "-q", "HEAD"]).await.ok()?;
+    if branch.starts_with("refs/heads/mission/") {
+        return None;
+    }
+    let commit = git(repo, &["rev-parse", "--verify", "-q", &branch])
+        .await
+        .ok()?;
+    Some((branch, commit))
+}
+
+/// After a run: if `branch` no longer points at `before`, puts it back (only if nobody moved it
+/// again meanwhile) and says what happened. With the sandbox on, a run cannot write the
+/// repository's refs outside `refs/heads/mission/`; this check is what holds without it.
+pub async fn restore_protected(repo: &Path, branch: &str, before: &str) -> Option<String> {
+    let now = git(repo, &["rev-parse", "--verify", "-q", branch])
+        .await
+        .unwrap_or_default();
+    if now == before {
+        return None;
+    }
+    let restored = if now.is_empty() {
+        git(repo, &["update-ref", branch, before, ""]).await
+    } else {
+        git(repo, &["update-ref", branch, before, &now]).await
+    };
+    Some(match restored {
+        Ok(_) => format!(
+            "the run moved the protected branch {branch} (to {}); it was restored to {before}",
+            if now.is_empty() { "nothing" } else { &now }
+        ),
+        Err(error) => format!(
+            "the run moved the protected branch {branch} (to {now}); restoring it failed: {error}"
+        ),
+    })
+}
+
+/// Most time a git command of the server may take.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Environment variables git runs with, from the server's environment, when set. Nothing else
+/// (no `GIT_*` variable from outside, no secret).
+const GIT_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ"];
+
+/// Runs git in `dir` the way the server always does: an allow-listed environment, hooks and the
+/// file-system monitor off (a run can write files a repository's configuration points at; the
+/// server must never execute them), in its own process group, killed with its group after a
+/// timeout.
 async fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
-    let output = Command::new("git")
+    let env = GIT_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|value| (*name, value)));
+    let mut command = Command::new("git");
+    command
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
         .arg("-C")
         .arg(dir)
         .args(args)
+        .env_clear()
+        .envs(env)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .await
-        .map_err(|source| WorkspaceError::Io {
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = command.spawn().map_err(|source| WorkspaceError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let pid = child.id().map(i64::from);
+    let output = match tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => output.map_err(|source| WorkspaceError::Io {
             path: dir.to_owned(),
             source,
-        })?;
+        })?,
+        Err(_) => {
+            if let Some(pid) = pid {
+                crate::process::kill_leftovers(pid);
+            }
+            return Err(WorkspaceError::Git {
+                args: args.join(" "),
+                message: format!("timed out after {}s", GIT_TIMEOUT.as_secs()),
+            });
+        }
+    };
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     } else {

@@ -57,6 +57,10 @@ pub enum Command {
     /// Items that need a decision: questions, review requests, alerts, failed tickets.
     #[command(subcommand)]
     Inbox(InboxCommand),
+    /// The launcher of a run (started by the runner, not by people): applies the run's sandbox,
+    /// then executes its program.
+    #[command(name = "__run-sandboxed", hide = true)]
+    RunSandboxed(RunSandboxedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +182,16 @@ pub struct InboxActArgs {
     pub as_name: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunSandboxedArgs {
+    /// The run's sandbox spec (JSON, written by the runner).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// The program's arguments.
+    #[arg(last = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Subcommand)]

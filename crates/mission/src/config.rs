@@ -26,6 +26,9 @@ const RESERVED_ENV: &[&str] = &[
     "MISSION_CALL",
     "MISSION_INBOX_ITEM",
     "MISSION_WORKER",
+    "MISSION_PROMPT_FILE",
+    "MISSION_RUN_SOCKET",
+    mission_engine::sandbox::PRETEND_NO_LANDLOCK,
 ];
 
 /// Whether a variable has the shape of an override: `MISSION_SECTION__KEY` (more levels joined
@@ -54,7 +57,13 @@ pub struct Instance {
     pub data_dir: PathBuf,
     /// The SQLite database file.
     pub store_path: PathBuf,
+    /// The workers' prompt templates, checked.
+    pub prompts: mission_engine::prompt::Prompts,
 }
+
+/// The prompt template a worker uses when it names none: `prompts/default.md` (written by
+/// `mission init`), relative to the instance folder.
+pub const DEFAULT_PROMPT: &str = "prompts/default.md";
 
 /// Finds and loads the configuration.
 pub fn load(explicit: Option<&Path>) -> Result<Instance, CliError> {
@@ -83,7 +92,58 @@ pub fn load(explicit: Option<&Path>) -> Result<Instance, CliError> {
             );
         }
     }
-    load_from(&config_file, &bytes, &env).map_err(CliError::usage)
+    let mut instance = load_from(&config_file, &bytes, &env).map_err(CliError::usage)?;
+    if !instance.config.dispatch.env_allow.is_empty() {
+        tracing::warn!(
+            "dispatch.env_allow is deprecated: it gives variables to every worker; use `env_pass` (names) or `env` (values) of each worker instead"
+        );
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    instance.prompts = load_prompts(&instance, &text).map_err(CliError::usage)?;
+    Ok(instance)
+}
+
+/// Reads and checks every worker's prompt template: its own `prompt` file, or the instance's
+/// `prompts/default.md`, or the built-in one. A template that does not render is reported with
+/// its file and line; a configured file that cannot be read, with the key that names it.
+fn load_prompts(
+    instance: &Instance,
+    config_text: &str,
+) -> Result<mission_engine::prompt::Prompts, String> {
+    use mission_engine::prompt::{Prompts, Template};
+    let read = |path: &Path| -> Result<Option<Template>, String> {
+        let source = match std::fs::read_to_string(path) {
+            Ok(source) => source,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        Template::new(source, Some(path.to_owned()))
+            .map(Some)
+            .map_err(|e| e.to_string())
+    };
+    let mut prompts = Prompts::default();
+    if let Some(template) = read(&instance.dir.join(DEFAULT_PROMPT))? {
+        prompts.default = template;
+    }
+    for (name, worker) in instance.workforce.workers() {
+        let Some(file) = &worker.prompt else {
+            continue;
+        };
+        let path = instance.dir.join(file);
+        let key = format!("workers.{name}.prompt");
+        let template = read(&path)?.ok_or_else(|| {
+            let file_name = instance.config_file.display();
+            match locate(config_text, &key) {
+                Some(line) => format!(
+                    "{file_name}:{line}: key `{key}`: no file {}",
+                    path.display()
+                ),
+                None => format!("{file_name}: key `{key}`: no file {}", path.display()),
+            }
+        })?;
+        prompts.workers.insert(name.clone(), template);
+    }
+    Ok(prompts)
 }
 
 /// Parses and checks a configuration file's bytes with the given `MISSION_*` variables; those
@@ -167,6 +227,7 @@ pub fn load_from(
         audit,
         data_dir,
         store_path,
+        prompts: Default::default(),
     })
 }
 
@@ -318,7 +379,7 @@ command = ["true"]
             "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurent = 2\n",
             &[],
             Err(
-                "/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`, `args`",
+                "/srv/mc/mission.toml:4: key `workers.luci.max_concurent`: unknown field `max_concurent`, expected one of `runtime`, `model`, `max_concurrent`, `pool`, `enabled`, `command`, `args`, `sandbox`, `sandbox_read`, `sandbox_write`, `env`, `env_pass`, `home`, `run_as`, `prompt`",
             ),
         );
         check(

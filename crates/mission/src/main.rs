@@ -12,6 +12,16 @@ use cli::{Cli, Command};
 use exit::CliError;
 
 fn main() -> std::process::ExitCode {
+    // Whatever the server or a command writes (store, logs, run files, sockets) is its user's
+    // alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // The launcher (a run's first moments, on the pickup path): single-threaded, no tracing, no
+    // runtime, and not even clap's parser (`cli::RunSandboxedArgs` documents its shape).
+    if let Some((spec, args)) = launcher_args() {
+        let (code, message) = mission_engine::sandbox::launch::run(&spec, &args);
+        eprintln!("mission: {message}");
+        return std::process::ExitCode::from(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
@@ -46,6 +56,23 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => report(err),
     }
+}
+
+/// `mission __run-sandboxed --spec FILE -- ARGS…`, exactly as the runner writes it: the spec
+/// file and the program's arguments. Anything else is for clap.
+fn launcher_args() -> Option<(std::path::PathBuf, Vec<std::ffi::OsString>)> {
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next()? != mission_engine::sandbox::launch::COMMAND {
+        return None;
+    }
+    if argv.next()? != "--spec" {
+        return None;
+    }
+    let spec = std::path::PathBuf::from(argv.next()?);
+    if argv.next()? != "--" {
+        return None;
+    }
+    Some((spec, argv.collect()))
 }
 
 /// Help and version go to stdout as clap renders them; a usage error becomes one line.
@@ -98,5 +125,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Status(args) => commands::status::run(config, args).await,
         Command::Incident(command) => commands::incident::run(config, command).await,
         Command::Inbox(command) => commands::inbox::run(config, command).await,
+        // Reached only with arguments the runner never writes.
+        Command::RunSandboxed(_) => Err(CliError::usage(
+            "__run-sandboxed is started by the runner: __run-sandboxed --spec FILE -- ARGS…",
+        )),
     }
 }

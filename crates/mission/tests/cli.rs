@@ -18,7 +18,8 @@ fn init_is_idempotent_and_writes_the_reference_deployment() {
     std::fs::write(instance.config(), format!("{config}\n# edited by hand\n")).unwrap();
     let again = instance.json(&["init", "."]);
     assert!(again["created"].as_array().unwrap().is_empty(), "{again}");
-    assert_eq!(again["kept"].as_array().unwrap().len(), 5);
+    // mission.toml, worker.sh, prompts/default.md, tasks/, data/, the store.
+    assert_eq!(again["kept"].as_array().unwrap().len(), 6, "{again}");
     assert!(
         std::fs::read_to_string(instance.config())
             .unwrap()
@@ -26,6 +27,7 @@ fn init_is_idempotent_and_writes_the_reference_deployment() {
     );
     assert!(instance.path().join("tasks").is_dir());
     assert!(instance.path().join("data/mission.db").is_file());
+    assert!(instance.path().join("prompts/default.md").is_file());
 }
 
 #[test]

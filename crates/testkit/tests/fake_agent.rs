@@ -35,6 +35,11 @@ impl Fixture {
         std::fs::write(&ticket, ticket_text).unwrap();
         let answer = root.join("answer.md");
         std::fs::write(&answer, "Blue.\n").unwrap();
+        std::fs::write(
+            root.join("prompt.md"),
+            "Read the ticket file. Call back with `/opt/mission/bin/mission run submit`.\n",
+        )
+        .unwrap();
         let run_dir = root.join("run");
         let work = root.join("work");
         std::fs::create_dir_all(&run_dir).unwrap();
@@ -63,6 +68,7 @@ impl Fixture {
             args: &args,
             model: Some("test-model"),
             ticket_file: &self.ticket,
+            prompt_file: &self.ticket.with_file_name("prompt.md"),
             resume: resume.map(|session_id| Resume {
                 session_id,
                 answer_file: &self.answer,
@@ -383,8 +389,15 @@ fn record_writes_what_was_received() {
                 );
             }
             _ => {
-                assert_eq!(stdin, None, "agents get no stdin");
-                assert!(argv.contains("ticket.md"), "{argv}");
+                assert_eq!(
+                    stdin, None,
+                    "agents read their prompt, not the ticket, on stdin"
+                );
+                let prompt = String::from_utf8(fixture.run_file("received.prompt")).unwrap();
+                assert!(
+                    prompt.contains("/opt/mission/bin/mission run submit"),
+                    "{prompt}"
+                );
                 assert!(!argv.contains("Title"), "{argv}");
             }
         }

@@ -9,7 +9,8 @@ use mission_core::{Actor, CommitSha, EvidenceRecord, Run, TicketId};
 use mission_store::{Fence, Observation, RecordEvidence, StoreError};
 
 /// What a run asks the harness to record.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "subject", rename_all = "snake_case")]
 pub enum EvidenceRequest {
     /// A commit (default: the workspace's HEAD), checked against the ticket's branch.
     Commit(Option<String>),

@@ -101,7 +101,13 @@ pub(super) struct Log {
 
 impl Log {
     pub(super) async fn create(path: &Path, cap: u64) -> std::io::Result<Log> {
-        let file = tokio::fs::File::create(path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .await?;
         Ok(Log {
             file,
             written: 0,

@@ -1,17 +1,21 @@
 //! The runner: supervises one run from workspace to recorded end.
 //!
 //! The worker's runtime is spawned in the ticket's workspace as the leader of a new process
-//! group, with an allow-listed environment plus the run's token and identity. The ticket text
+//! group, through the launcher that sandboxes it (`crate::sandbox`), with an allow-listed
+//! environment plus the worker's own variables and the run's token and identity. The ticket text
 //! reaches it through a file (and, for the shell runtime, standard input) — never through argv or
-//! a shell. Output goes to a capped log file and through the runtime's parser. A heartbeat renews
-//! the lease (and learns of cancellation); silence past the stall timeout, the run timeout (both
-//! measured on the injected clock), a cancellation, a lost lease or server shutdown terminate the
-//! whole group (TERM, grace, KILL).
-//! What is left of the group after the leader exits is killed. The end is classified and
-//! recorded through the store, which requeues with backoff or fails the ticket.
+//! a shell; agents read their prompt (`crate::prompt`) on stdin. The run talks back through its
+//! callback socket (`crate::callback`), served here while it runs. Output goes to a capped log
+//! file and through the runtime's parser. A heartbeat renews the lease (and learns of
+//! cancellation); silence past the stall timeout, the run timeout (both measured on the injected
+//! clock), a cancellation, a lost lease or server shutdown terminate the whole group (TERM,
+//! grace, KILL). What is left of the run after the leader exits — its group, and whatever carries
+//! its environment outside the group — is killed. The end is classified and recorded through the
+//! store, which requeues with backoff or fails the ticket.
 //!
-//! - `prepare` — the workspace, the run folder (ticket and answer files, the log), the command;
-//!   then the process, started and recorded.
+//! - `prepare` — the workspace, the run folder (ticket, answer and prompt files, temp folder,
+//!   log, callback socket), the worker's home, the command and the launcher's sandbox spec; then
+//!   the process, started through the launcher and recorded.
 //! - `supervise` — the state of a watched run and what each event does to it: output lines, the
 //!   exit, the periodic check (heartbeat, stall, timeout), shutdown; then the end, classified.
 //! - `log` — output lines (capped, cancel-safe) and the capped log file.
@@ -21,9 +25,12 @@ mod prepare;
 mod supervise;
 
 use crate::clock::Clock;
+use crate::process;
 use crate::settings::Settings;
+use crate::workspace;
 use crate::workspace::Workspaces;
 use mission_agents::RunSummary;
+use mission_core::config::WorkerConfig;
 use mission_core::{Actor, Attempt, FailureClass, Run, RunId, State, Ticket, TicketId};
 use mission_store::{Change, RunEnd, Store, StoreError};
 use serde::Serialize;
@@ -31,9 +38,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Environment variables every run gets from the server's environment, when set.
+/// Environment variables every command task gets from the server's environment, when set.
 const BASE_ENV: &[&str] = &[
     "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+];
+
+/// Environment variables every run gets from the server's environment, when set. (`HOME` and
+/// `TMPDIR` are the run's own.)
+const RUN_ENV: &[&str] = &[
+    "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM",
 ];
 
 /// How one run ended, as reported to the caller.
@@ -153,17 +166,38 @@ impl Runner {
         report
     }
 
-    /// Everything up to the end record: prepare, start, watch.
+    /// Everything up to the end record: prepare, start (serving the run's callbacks), watch;
+    /// then the check that the run left the repository's protected branch alone.
     async fn supervise(&self, run: &Run, token: &str, shutdown: watch::Receiver<bool>) -> RunEnd {
-        let prepared = match self.prepare(run).await {
+        let mut prepared = match self.prepare(run).await {
             Ok(prepared) => prepared,
             Err(end) => return end,
         };
+        let app = crate::App::new(
+            self.store.clone(),
+            self.settings.clone(),
+            self.clock.clone(),
+            Arc::new(crate::wake::SocketWaker::new(&self.settings.wake_socket)),
+        );
+        let _callbacks = prepared.callbacks.take().map(|listener| {
+            AbortOnDrop(tokio::spawn(crate::callback::serve(listener, app, run.id)))
+        });
         let (child, pid) = match self.start(run, token, &prepared).await {
             Ok(started) => started,
             Err(end) => return end,
         };
-        self.watch(run, prepared, child, pid, shutdown).await
+        let _leader = process::register_leader(pid);
+        let protected = prepared.protected.clone();
+        let repo = prepared.workspace.repo.clone();
+        let mut end = self.watch(run, prepared, child, pid, shutdown).await;
+        if let (Some(repo), Some((branch, before))) = (repo, protected)
+            && let Some(moved) = workspace::restore_protected(&repo, &branch, &before).await
+        {
+            tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, %branch, "the run moved the protected branch; it was restored");
+            end.failure = Some(FailureClass::AgentError);
+            end.detail = Some(moved);
+        }
+        end
     }
 
     /// A relative program path with a slash is relative to the instance folder; a bare name is
@@ -177,40 +211,98 @@ impl Runner {
         }
     }
 
+    /// A run's environment (its token is added at start): the built-in allow-list, then the
+    /// deprecated global `dispatch.env_allow`, then the worker's own `env_pass` and `env` — one
+    /// worker's secrets never reach another worker's runs — then the run's `HOME`, `TMPDIR`,
+    /// `PATH` and identity. Nothing else of the server's environment.
     fn environment(
         &self,
         run: &Run,
-        token: &str,
+        worker: &WorkerConfig,
+        home: &Path,
+        tmp_dir: &Path,
         ticket_file: &Path,
         run_dir: &Path,
     ) -> Vec<(String, String)> {
-        let mut env = base_environment(&self.settings);
+        let mut env: Vec<(String, String)> = RUN_ENV
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.settings.dispatch.env_allow.iter().cloned())
+            .chain(worker.env_pass.iter().cloned())
+            .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+            .collect();
+        for (name, value) in &worker.env {
+            env.retain(|(n, _)| n != name);
+            env.push((name.clone(), value.expose().to_owned()));
+        }
+        // What the runner sets itself wins over anything passed through.
+        env.retain(|(name, _)| !name.starts_with("MISSION_") && name != "PATH");
         let author = format!("{}@mission.local", run.worker);
+        let path = |p: &Path| p.to_string_lossy().into_owned();
         env.extend([
-            ("MISSION_RUN_TOKEN".to_owned(), token.to_owned()),
+            ("HOME".to_owned(), path(home)),
+            ("TMPDIR".to_owned(), path(tmp_dir)),
+            ("PATH".to_owned(), run_path(&self.settings)),
+            (
+                "MISSION_CONFIG".to_owned(),
+                path(&self.settings.config_file),
+            ),
+            ("MISSION_BIN".to_owned(), path(&self.settings.mission_bin)),
             ("MISSION_RUN".to_owned(), run.id.to_string()),
             ("MISSION_TICKET".to_owned(), run.ticket.to_string()),
             ("MISSION_ATTEMPT".to_owned(), run.attempt.to_string()),
+            ("MISSION_TICKET_FILE".to_owned(), path(ticket_file)),
             (
-                "MISSION_TICKET_FILE".to_owned(),
-                ticket_file.to_string_lossy().into_owned(),
+                "MISSION_PROMPT_FILE".to_owned(),
+                path(&run_dir.join("prompt.md")),
             ),
+            ("MISSION_RUN_DIR".to_owned(), path(run_dir)),
             (
-                "MISSION_RUN_DIR".to_owned(),
-                run_dir.to_string_lossy().into_owned(),
+                "MISSION_RUN_SOCKET".to_owned(),
+                path(&run_dir.join(crate::callback::SOCKET_FILE)),
             ),
             ("GIT_AUTHOR_NAME".to_owned(), run.worker.to_string()),
             ("GIT_AUTHOR_EMAIL".to_owned(), author.clone()),
             ("GIT_COMMITTER_NAME".to_owned(), run.worker.to_string()),
             ("GIT_COMMITTER_EMAIL".to_owned(), author),
         ]);
+        if worker.run_as.is_some() {
+            // The worktree's repository belongs to the server's user; let the run's user use it.
+            env.extend([
+                ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
+                ("GIT_CONFIG_KEY_0".to_owned(), "safe.directory".to_owned()),
+                ("GIT_CONFIG_VALUE_0".to_owned(), "*".to_owned()),
+            ]);
+        }
         env
     }
 }
 
-/// The environment every child process gets: the allow-list (built in and `dispatch.env_allow`)
-/// from this process's environment, `PATH` with the `mission` binary's folder first, and
-/// `MISSION_CONFIG` naming the instance.
+/// Aborts a task when dropped: the run's callback server ends with its supervision.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `PATH` for runs and tasks: the `mission` binary's folder first, then the server's `PATH`.
+fn run_path(settings: &Settings) -> String {
+    let bin_dir = settings
+        .mission_bin
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match std::env::var("PATH") {
+        Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
+        _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
+    }
+}
+
+/// The environment of command tasks (trusted configuration, not sandboxed): the allow-list (built
+/// in and `dispatch.env_allow`) from this process's environment, `PATH` with the `mission`
+/// binary's folder first, and `MISSION_CONFIG` naming the instance.
 pub fn base_environment(settings: &Settings) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = BASE_ENV
         .iter()
@@ -218,16 +310,7 @@ pub fn base_environment(settings: &Settings) -> Vec<(String, String)> {
         .chain(settings.dispatch.env_allow.iter().cloned())
         .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
         .collect();
-    let bin_dir = settings
-        .mission_bin
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let path = match std::env::var("PATH") {
-        Ok(path) if !path.is_empty() => format!("{bin_dir}:{path}"),
-        _ => format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
-    };
-    env.push(("PATH".to_owned(), path));
+    env.push(("PATH".to_owned(), run_path(settings)));
     env.push((
         "MISSION_CONFIG".to_owned(),
         settings.config_file.to_string_lossy().into_owned(),

@@ -1,12 +1,15 @@
-//! Before a run is watched: its workspace, its run folder (ticket and answer files, the log), the
-//! command of its runtime, and then its process, started and recorded.
+//! Before a run is watched: its workspace, its run folder (ticket, answer and prompt files, the
+//! private temp folder, the log), its home, the command of its runtime and the sandbox it runs
+//! in; then its process, started through the launcher and recorded.
 
 use super::log::Log;
 use super::{Runner, ticket_text};
 use crate::process;
+use crate::prompt::PromptContext;
+use crate::sandbox::{self, GitAccess, Policy, RunPaths, Spec, WorkspaceAccess};
 use crate::workspace::{self, Workspace};
 use mission_agents::{CommandSpec, LaunchSpec, Resume, Stdin};
-use mission_core::config::RuntimeKind;
+use mission_core::config::{HomeMode, RuntimeKind, WorkerConfig};
 use mission_core::{FailureClass, Lane, Run};
 use mission_store::{RunEnd, RunStart};
 use std::path::{Path, PathBuf};
@@ -16,15 +19,20 @@ use tokio::process::Child;
 /// A run ready to start: everything it needs that does not depend on its process.
 pub(super) struct Prepared {
     pub(super) workspace: Workspace,
-    /// The run's own folder: `runs/KEY-N/ATTEMPT`.
-    pub(super) run_dir: PathBuf,
-    pub(super) ticket_file: PathBuf,
     pub(super) log_path: PathBuf,
     pub(super) log: Log,
     pub(super) runtime: RuntimeKind,
-    /// The program to start, resolved against the instance folder.
+    /// The program to start, resolved.
     pub(super) program: PathBuf,
     pub(super) command: CommandSpec,
+    /// The run's environment, without its token.
+    pub(super) env: Vec<(String, String)>,
+    /// The launcher's spec file, when the run starts through the launcher.
+    pub(super) spec_file: Option<PathBuf>,
+    /// The protected branch of the workspace's repository and its commit before the run.
+    pub(super) protected: Option<(String, String)>,
+    /// The run's callback socket (`RUN_DIR/mission.sock`), bound, to be served while it runs.
+    pub(super) callbacks: Option<tokio::net::UnixListener>,
 }
 
 /// The end of a run that failed before its process could be watched.
@@ -44,10 +52,36 @@ fn io_failed(path: &Path, error: std::io::Error) -> RunEnd {
     )
 }
 
+/// Writes a file only its owner can read (the run's files hold ticket text and answers).
+async fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunEnd> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| io_failed(path, e))?;
+    file.write_all(bytes)
+        .await
+        .map_err(|e| io_failed(path, e))?;
+    file.flush().await.map_err(|e| io_failed(path, e))
+}
+
+/// Creates a folder (and its parents) only its owner can enter.
+pub(crate) async fn make_private_dir(path: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .await
+}
+
 impl Runner {
     /// Prepares `run`: the ticket and the worker, the workspace, the run folder with the ticket
-    /// file (and, resuming, the answer file), the log, and the command. `Err` is the end of a run
-    /// that cannot be prepared.
+    /// file (and, resuming, the answer file), the prompt, the log, the command and the sandbox.
+    /// `Err` is the end of a run that cannot be prepared.
     pub(super) async fn prepare(&self, run: &Run) -> Result<Prepared, RunEnd> {
         let ticket =
             self.store.ticket(&run.ticket).await.map_err(|e| {
@@ -64,6 +98,12 @@ impl Runner {
                     format!("worker {} is no longer configured", run.worker),
                 )
             })?;
+        let run_as = match &worker.run_as {
+            Some(user) => Some(
+                run_as_user(user).map_err(|detail| failed(FailureClass::RuntimeMissing, detail))?,
+            ),
+            None => None,
+        };
         let workspace = self
             .workspaces
             .prepare(&run.ticket, ticket.repo.as_deref())
@@ -75,13 +115,12 @@ impl Runner {
             .runs_dir
             .join(run.ticket.to_string())
             .join(run.attempt.to_string());
-        tokio::fs::create_dir_all(&run_dir)
+        let tmp_dir = run_dir.join("tmp");
+        make_private_dir(&tmp_dir)
             .await
-            .map_err(|e| io_failed(&run_dir, e))?;
+            .map_err(|e| io_failed(&tmp_dir, e))?;
         let ticket_file = run_dir.join("ticket.md");
-        tokio::fs::write(&ticket_file, ticket_text(&ticket))
-            .await
-            .map_err(|e| io_failed(&ticket_file, e))?;
+        write_private(&ticket_file, &ticket_text(&ticket)).await?;
 
         let answer_file = run_dir.join("answer.md");
         let resume_context = if run.lane == Lane::NeedsInput {
@@ -96,24 +135,65 @@ impl Runner {
                     "Question: {}\n\nAnswer: {}\n",
                     context.question, context.answer
                 );
-                tokio::fs::write(&answer_file, &text)
-                    .await
-                    .map_err(|e| io_failed(&answer_file, e))?;
+                write_private(&answer_file, text.as_bytes()).await?;
                 // An agent whose session cannot be resumed starts afresh: its ticket text then
                 // carries the question and the answer.
-                if context.session_id.is_none() && worker.runtime != RuntimeKind::Shell {
+                let resumable = context
+                    .session_id
+                    .as_deref()
+                    .is_some_and(mission_agents::valid_session_id);
+                if !resumable && worker.runtime != RuntimeKind::Shell {
                     let mut with_answer = ticket_text(&ticket);
                     with_answer.extend_from_slice(b"\n\n---\n");
                     with_answer.extend_from_slice(text.as_bytes());
-                    tokio::fs::write(&ticket_file, with_answer)
-                        .await
-                        .map_err(|e| io_failed(&ticket_file, e))?;
+                    write_private(&ticket_file, &with_answer).await?;
                 }
             }
             context
         } else {
             None
         };
+
+        let home = match worker.home {
+            HomeMode::Private => {
+                let home = self.settings.sandbox.homes_dir.join(run.worker.to_string());
+                make_private_dir(&home)
+                    .await
+                    .map_err(|e| io_failed(&home, e))?;
+                seed_home(&home, worker.runtime).await;
+                home
+            }
+            HomeMode::Real => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
+        };
+        let prompt_file = run_dir.join("prompt.md");
+        let branch = workspace
+            .repo
+            .as_ref()
+            .map(|_| workspace::branch_name(&run.ticket));
+        let context = PromptContext {
+            ticket: run.ticket.to_string(),
+            attempt: u32::try_from(run.attempt.get()).unwrap_or(u32::MAX),
+            worker: run.worker.to_string(),
+            ticket_file: ticket_file.display().to_string(),
+            resume: resume_context.is_some(),
+            answer_file: resume_context
+                .as_ref()
+                .map(|_| answer_file.display().to_string()),
+            workspace: workspace.path.display().to_string(),
+            branch,
+            mission: self.settings.mission_bin.display().to_string(),
+            run_dir: run_dir.display().to_string(),
+        };
+        let prompt = self
+            .settings
+            .prompts
+            .for_worker(&run.worker)
+            .render(&context)
+            .map_err(|e| failed(FailureClass::RuntimeMissing, format!("prompt: {e}")))?;
+        write_private(&prompt_file, prompt.as_bytes()).await?;
+
         let session = resume_context.as_ref().and_then(|c| c.session_id.clone());
         let spec = LaunchSpec {
             runtime: worker.runtime,
@@ -121,6 +201,7 @@ impl Runner {
             args: &worker.args,
             model: worker.model.as_deref(),
             ticket_file: &ticket_file,
+            prompt_file: &prompt_file,
             resume: match (&resume_context, &session) {
                 (Some(_), Some(session_id)) => Some(Resume {
                     session_id,
@@ -134,27 +215,149 @@ impl Runner {
             },
         };
         let command = mission_agents::command(&spec);
-        let program = self.resolve_program(&command.program);
+        let env = self.environment(run, &worker, &home, &tmp_dir, &ticket_file, &run_dir);
+        let program = self.find_program(&command.program, &env).await?;
 
         let log_path = run_dir.join("output.log");
         let log = Log::create(&log_path, self.settings.dispatch.log_cap_bytes)
             .await
             .map_err(|e| io_failed(&log_path, e))?;
+        let spec_file = match &self.settings.sandbox.launcher {
+            Some(_) => Some(
+                self.write_spec(
+                    &worker, &workspace, &run_dir, &home, &program, &command, &env, run_as,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let callbacks = bind_callbacks(&run_dir).await?;
+        if let Some((uid, gid)) = run_as {
+            // The run's user must reach its folders: the folders above them may be entered (not
+            // listed) by others.
+            let ticket_runs = run_dir.parent().map(Path::to_owned);
+            let data_dir = self.settings.runs_dir.parent().map(Path::to_owned);
+            let passages = [
+                data_dir,
+                Some(self.settings.runs_dir.clone()),
+                ticket_runs,
+                Some(self.settings.workspaces_dir.clone()),
+                Some(self.settings.sandbox.homes_dir.clone()),
+            ];
+            for dir in passages.into_iter().flatten() {
+                use std::os::unix::fs::PermissionsExt;
+                let _ =
+                    tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).await;
+            }
+            let mut owned = vec![run_dir.clone(), workspace.path.clone()];
+            if worker.home == HomeMode::Private {
+                owned.push(home.clone());
+            }
+            give_to(owned, uid, gid).await?;
+        }
+        let protected = match &workspace.repo {
+            Some(repo) => workspace::protected_branch(repo).await,
+            None => None,
+        };
         Ok(Prepared {
             workspace,
-            run_dir,
-            ticket_file,
             log_path,
             log,
             runtime: worker.runtime,
             program,
             command,
+            env,
+            spec_file,
+            protected,
+            callbacks: Some(callbacks),
         })
     }
 
-    /// Starts the prepared run's process, in its workspace, as the leader of a new process group
-    /// with the run's environment, and records the start. `Err` is the end of a run whose
-    /// process could not be started (or was stopped because its start could not be recorded).
+    /// The program to start: a relative path with a slash is relative to the instance folder, a
+    /// bare name is looked up on the run's `PATH`. Not found: the runtime is missing.
+    async fn find_program(
+        &self,
+        program: &str,
+        env: &[(String, String)],
+    ) -> Result<PathBuf, RunEnd> {
+        let named = self.resolve_program(program);
+        let path = env
+            .iter()
+            .find(|(name, _)| name == "PATH")
+            .map(|(_, value)| value.clone());
+        let shown = named.display().to_string();
+        let looked_up = named.to_string_lossy().into_owned();
+        tokio::task::spawn_blocking(move || sandbox::resolve_program(&looked_up, path.as_deref()))
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                failed(
+                    FailureClass::RuntimeMissing,
+                    format!("cannot start {shown}: not found, or not an executable file"),
+                )
+            })
+    }
+
+    /// Writes the launcher's spec: the program and the run's sandbox.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_spec(
+        &self,
+        worker: &WorkerConfig,
+        workspace: &Workspace,
+        run_dir: &Path,
+        home: &Path,
+        program: &Path,
+        command: &CommandSpec,
+        env: &[(String, String)],
+        run_as: Option<(u32, u32)>,
+    ) -> Result<PathBuf, RunEnd> {
+        let git_root = workspace.path.clone();
+        let git = match &workspace.repo {
+            Some(_) => tokio::task::spawn_blocking(move || GitAccess::of_worktree(&git_root))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let access = WorkspaceAccess {
+            path: workspace.path.clone(),
+            git,
+        };
+        let server_home = std::env::var_os("HOME").map(PathBuf::from);
+        let policy = Policy::for_run(
+            worker,
+            &RunPaths {
+                workspace: &access,
+                run_dir,
+                home,
+                private_home: worker.home == HomeMode::Private,
+                program,
+                mission_bin: &self.settings.mission_bin,
+                instance_dir: &self.settings.instance_dir,
+                server_home: server_home.as_deref(),
+                env,
+            },
+        );
+        let spec = Spec {
+            program: program.to_owned(),
+            arg0: command.program.clone(),
+            landlock: sandbox::wants_landlock(worker, &self.settings.sandbox.landlock),
+            policy,
+            run_as,
+            status_file: run_dir.join("sandbox.status"),
+        };
+        let spec_file = run_dir.join("sandbox.json");
+        let text = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| failed(FailureClass::AgentError, format!("sandbox spec: {e}")))?;
+        write_private(&spec_file, &text).await?;
+        Ok(spec_file)
+    }
+
+    /// Starts the prepared run's process — through the launcher, which sandboxes it — in its
+    /// workspace, as the leader of a new process group with the run's environment, serves its
+    /// callbacks, and records the start. `Err` is the end of a run whose process could not be
+    /// started (or was stopped because its start could not be recorded).
     pub(super) async fn start(
         &self,
         run: &Run,
@@ -163,18 +366,33 @@ impl Runner {
     ) -> Result<(Child, i64), RunEnd> {
         let Prepared {
             workspace,
-            run_dir,
-            ticket_file,
             log_path,
             program,
             command,
+            env,
+            spec_file,
             ..
         } = prepared;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(&command.args)
-            .current_dir(&workspace.path)
+        let mut cmd = match (&self.settings.sandbox.launcher, spec_file) {
+            (Some(launcher), Some(spec_file)) => {
+                let mut cmd = tokio::process::Command::new(launcher);
+                cmd.arg(crate::sandbox::launch::COMMAND)
+                    .arg("--spec")
+                    .arg(spec_file)
+                    .arg("--")
+                    .args(&command.args);
+                cmd
+            }
+            _ => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(&command.args);
+                cmd
+            }
+        };
+        cmd.current_dir(&workspace.path)
             .env_clear()
-            .envs(self.environment(run, token, ticket_file, run_dir))
+            .envs(env.iter().cloned())
+            .env("MISSION_RUN_TOKEN", token)
             .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -231,4 +449,81 @@ impl Runner {
         }
         Ok((child, pid))
     }
+}
+
+/// Seeds a worker's private home with what its CLI needs and cannot make itself: for Codex, the
+/// server's `config.toml` (its model providers; never `auth.json`), once. Best effort.
+async fn seed_home(home: &Path, runtime: RuntimeKind) {
+    if runtime != RuntimeKind::Codex {
+        return;
+    }
+    let target = home.join(".codex/config.toml");
+    if tokio::fs::try_exists(&target).await.unwrap_or(true) {
+        return;
+    }
+    let source = match (std::env::var_os("CODEX_HOME"), std::env::var_os("HOME")) {
+        (Some(codex_home), _) => PathBuf::from(codex_home).join("config.toml"),
+        (None, Some(real_home)) => PathBuf::from(real_home).join(".codex/config.toml"),
+        (None, None) => return,
+    };
+    if let Ok(text) = tokio::fs::read(&source).await
+        && make_private_dir(&home.join(".codex")).await.is_ok()
+    {
+        let _ = write_private(&target, &text).await;
+    }
+}
+
+/// Binds the run's callback socket in its folder, for its user alone.
+async fn bind_callbacks(run_dir: &Path) -> Result<tokio::net::UnixListener, RunEnd> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = run_dir.join(crate::callback::SOCKET_FILE);
+    let _ = tokio::fs::remove_file(&path).await;
+    let (_handle, address) =
+        crate::callback::address(run_dir).map_err(|e| io_failed(run_dir, e))?;
+    let listener = tokio::net::UnixListener::bind(&address).map_err(|e| io_failed(&path, e))?;
+    tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .await
+        .map_err(|e| io_failed(&path, e))?;
+    Ok(listener)
+}
+
+/// The uid and gid of `user`, whom the runs of a worker with `run_as` become. Only a server
+/// running as root can change its runs' user.
+fn run_as_user(user: &str) -> Result<(u32, u32), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(format!("run_as = {user:?} needs a server running as root"));
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(found)) => Ok((found.uid.as_raw(), found.gid.as_raw())),
+        Ok(None) => Err(format!("run_as: no user {user:?}")),
+        Err(e) => Err(format!("run_as: looking up {user:?}: {e}")),
+    }
+}
+
+/// Gives the run's folders (recursively) to its user. Blocking work, off the async threads.
+async fn give_to(paths: Vec<PathBuf>, uid: u32, gid: u32) -> Result<(), RunEnd> {
+    fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    tokio::task::spawn_blocking(move || {
+        for path in &paths {
+            walk(path, uid, gid).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+    .map_err(|detail| {
+        failed(
+            FailureClass::AgentError,
+            format!("giving the run's folders to its user: {detail}"),
+        )
+    })
 }

@@ -148,6 +148,11 @@ impl<'a> Supervision<'a> {
         self.log.note_dropped(line.dropped).await;
         for event in self.parser.line(&line.bytes) {
             self.summary.apply(&event);
+            if let AgentEvent::Warning { message } = &event {
+                tracing::info!(ticket.id = %self.run.ticket, run.id = %self.run.id, %message, "a warning from the agent's output");
+                let note = format!("[mission: warning: {message}]");
+                self.log.write(note.as_bytes()).await;
+            }
             if let AgentEvent::Session { id } = &event
                 && self.summary.session_id.as_ref() != Some(id)
             {
@@ -280,8 +285,10 @@ impl<'a> Supervision<'a> {
         Check::Continue
     }
 
-    /// The end of the run: the log flushed, the workspace's HEAD, the exit classified.
+    /// The end of the run: whatever is left of it killed (also outside its group), the log
+    /// flushed, the workspace's HEAD, the exit classified.
     async fn finish(mut self, workspace: &workspace::Workspace) -> RunEnd {
+        process::kill_run_processes(self.run.id, self.runner.settings.config_file.clone()).await;
         self.log.finish().await;
         let head_after = match &workspace.repo {
             Some(_) => workspace::head(&workspace.path).await,

@@ -14,6 +14,8 @@ pub async fn run(config: Option<&Path>, args: DispatchArgs) -> Result<ExitCode, 
         Some(lane) => vec![lane.parse::<Lane>().map_err(CliError::usage)?],
         None => vec![Lane::NeedsInput, Lane::Normal],
     };
+    // This process supervises the runs it claims, as the server would.
+    super::supervisor::harden()?;
     let (_, app) = app(config).await?;
     let outcome = app.dispatch_once(&lanes).await;
     app.close().await;

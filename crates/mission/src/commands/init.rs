@@ -1,4 +1,6 @@
-//! `mission init [DIR]`: lays out an instance. Idempotent: what exists is kept as it is.
+//! `mission init [DIR]`: lays out an instance — `mission.toml`, `scripts/worker.sh`,
+//! `prompts/default.md` (the agents' prompt template, to edit), `tasks/`, the data folder (0700)
+//! and the store. Idempotent: what exists is kept as it is.
 
 use super::{cli_change, connect_store, migrate_store};
 use crate::cli::InitArgs;
@@ -74,6 +76,15 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
         std::fs::create_dir_all(&scripts)?;
     }
     note(&worker, write_new(&worker, EXAMPLE_WORKER, true)?);
+    let prompts = dir.join("prompts");
+    let prompt = dir.join(config::DEFAULT_PROMPT);
+    if !prompt.exists() {
+        make_dir(&prompts)?;
+    }
+    note(
+        &prompt,
+        write_new(&prompt, mission_engine::prompt::DEFAULT, false)?,
+    );
     let tasks = dir.join("tasks");
     let tasks_made = make_dir(&tasks)?;
     note(&tasks, tasks_made);

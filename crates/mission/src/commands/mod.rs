@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod supervisor;
 pub mod task;
 pub mod ticket;
 pub mod token;
@@ -44,18 +45,15 @@ pub async fn open(config: Option<&Path>) -> Result<(Instance, Arc<dyn Store>), C
 }
 
 /// Opens the store for the server: the same checks, more connections.
-pub async fn open_for_server(
-    config: Option<&Path>,
-) -> Result<(Instance, Arc<dyn Store>), CliError> {
-    let instance = config::load(config)?;
+pub async fn open_for_server(instance: &Instance) -> Result<Arc<dyn Store>, CliError> {
     let options = OpenOptions {
         max_connections: SERVER_CONNECTIONS,
         background_checkpoint: true,
         ..OpenOptions::default()
     };
-    let store = open_store(&instance, options).await?;
-    migrate_store(&instance, &store).await?;
-    Ok((instance, store))
+    let store = open_store(instance, options).await?;
+    migrate_store(instance, &store).await?;
+    Ok(store)
 }
 
 /// The HTTP side's own store connections (beside the server's), so that requests can never
@@ -128,11 +126,17 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         runs_dir: instance.data_dir.join("runs"),
         workspaces_dir: instance.data_dir.join("workspaces"),
         node,
-        mission_bin,
+        mission_bin: mission_bin.clone(),
         wake_socket: wake_socket(instance),
         health: instance.config.health.clone(),
         audit: instance.audit.clone(),
         gate: mission_engine::settings::GateSettings::from_config(&instance.config),
+        sandbox: mission_engine::sandbox::SandboxSettings {
+            launcher: Some(mission_bin),
+            landlock: mission_engine::sandbox::probe(),
+            homes_dir: instance.data_dir.join("homes"),
+        },
+        prompts: instance.prompts.clone(),
     })
 }
 

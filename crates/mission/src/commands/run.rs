@@ -1,60 +1,30 @@
-//! `mission run ask | progress | submit`: a run talking back, identified by the run token in its
-//! environment. Every report is fenced: a superseded attempt is refused (exit 1).
+//! `mission run ask | progress | submit | evidence | review`: a run talking back, identified by
+//! the run token in its environment. Every report is fenced: a superseded attempt is refused
+//! (exit 1).
+//!
+//! Inside a run (`MISSION_RUN_SOCKET` set) the request goes to the run's supervisor over that
+//! socket: a sandboxed run can read neither the configuration nor the store. Outside one (a
+//! person holding a run's token, or a reviewer run started by auto-review), the same use case
+//! runs here, against the store (`callback::carry_out` either way).
 
 use super::app;
 use crate::cli::{EvidenceCommand, RunCommand};
 use crate::exit::CliError;
 use crate::output;
 use mission_engine::app::EvidenceRequest;
+use mission_engine::callback::{self, Action, Request};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(config: Option<&Path>, command: RunCommand) -> Result<ExitCode, CliError> {
     let token = std::env::var("MISSION_RUN_TOKEN")
         .map_err(|_| CliError::usage("not inside a run: MISSION_RUN_TOKEN is not set"))?;
-    let (_, app) = app(config).await?;
-    // A reviewer run's verdict: its token names a review, not a ticket's run.
-    if let RunCommand::Review(args) = &command {
-        let decision = args.decision.parse().map_err(CliError::usage)?;
-        let reviewed = app.run_review(&token, decision, &args.reason).await?;
-        if args.json {
-            output::json_line(&reviewed)?;
-        } else {
-            output::print(&format!(
-                "{} {}: {}\n",
-                reviewed.ticket.id,
-                reviewed.review.outcome.as_str(),
-                reviewed.ticket.state
-            ))?;
-        }
-        app.close().await;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let run = app.run_for_token(&token).await?;
-    let (json, value) = match command {
-        RunCommand::Ask(args) => {
-            let ticket = app.run_ask(&run, &args.text).await?;
-            (
-                args.json,
-                serde_json::json!({ "ticket": ticket.id, "state": ticket.state }),
-            )
-        }
-        RunCommand::Progress(args) => {
-            app.run_progress(&run, &args.text).await?;
-            (
-                args.json,
-                serde_json::json!({ "ticket": run.ticket, "progress": args.text }),
-            )
-        }
-        RunCommand::Submit(args) => {
-            let ticket = app.run_submit(&run).await?;
-            (
-                args.json,
-                serde_json::json!({ "ticket": ticket.id, "state": ticket.state }),
-            )
-        }
+    let (action, json) = match command {
+        RunCommand::Ask(args) => (Action::Ask { text: args.text }, args.json),
+        RunCommand::Progress(args) => (Action::Progress { text: args.text }, args.json),
+        RunCommand::Submit(args) => (Action::Submit, args.json),
         RunCommand::Evidence(command) => {
-            let (json, request) = match command {
+            let (json, evidence) = match command {
                 EvidenceCommand::Commit(a) => (a.json, EvidenceRequest::Commit(a.sha)),
                 EvidenceCommand::Test(a) => (a.json, EvidenceRequest::Test(a.name)),
                 EvidenceCommand::Route(a) => (a.json, EvidenceRequest::Route(a.name)),
@@ -66,30 +36,54 @@ pub async fn run(config: Option<&Path>, command: RunCommand) -> Result<ExitCode,
                     },
                 ),
             };
-            let record = app.run_evidence(&run, request).await?;
-            if json {
-                output::json_line(&record)?;
+            (Action::Evidence { evidence }, json)
+        }
+        // A reviewer run's verdict: its token names a review, not a ticket's run.
+        RunCommand::Review(args) => {
+            let decision = args.decision.parse().map_err(CliError::usage)?;
+            let (_, app) = app(config).await?;
+            let reviewed = app.run_review(&token, decision, &args.reason).await?;
+            if args.json {
+                output::json_line(&reviewed)?;
             } else {
                 output::print(&format!(
                     "{} {}: {}\n",
-                    record.evidence.summary(),
-                    record.verification.status(),
-                    record.verification.failure().unwrap_or("ok")
+                    reviewed.ticket.id,
+                    reviewed.review.outcome.as_str(),
+                    reviewed.ticket.state
                 ))?;
             }
             app.close().await;
-            // Recorded either way; whether it proves anything is the answer.
-            return Ok(if record.verification.is_verified() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
+            return Ok(ExitCode::SUCCESS);
         }
-        RunCommand::Review(_) => unreachable!("handled above"),
+    };
+    let answer = match std::env::var_os("MISSION_RUN_SOCKET") {
+        Some(socket) => {
+            let run_dir = Path::new(&socket)
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_default();
+            let request = Request { token, action };
+            tokio::task::spawn_blocking(move || callback::call(&run_dir, &request))
+                .await
+                .map_err(|e| CliError::internal(e.to_string()))??
+        }
+        None => {
+            let (_, app) = app(config).await?;
+            let run = app.run_for_token(&token).await?;
+            let answer = callback::carry_out(&app, &run, action).await;
+            app.close().await;
+            answer?
+        }
     };
     if json {
-        output::json_line(&value)?;
+        output::json_line(&answer.value)?;
+    } else if !answer.line.is_empty() {
+        output::print(&format!("{}\n", answer.line))?;
     }
-    app.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(if answer.negative {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -24,12 +24,19 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     };
     let mut term = handler(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = handler(tokio::signal::unix::SignalKind::interrupt())?;
-    let (instance, store) = open_for_server(config).await?;
+    let instance = crate::config::load(config)?;
+    // One server per instance: the lock is held for the life of the process, and taken before
+    // anything (the store, the wake socket) is touched.
+    let _lock = super::supervisor::lock_instance(&instance.data_dir)?;
+    super::supervisor::secure_data_dir(&instance)?;
+    super::supervisor::harden()?;
+    let store = open_for_server(&instance).await?;
     let server = &instance.config.server;
     let bind = args.bind.unwrap_or(server.bind);
     // Nothing that can launch a process is reachable from the network without a token.
     mission_web::check_bind(bind, server.auth).map_err(CliError::usage)?;
     let settings = Arc::new(settings(&instance)?);
+    super::supervisor::report_sandbox(&settings);
     let signal = WakeSignal::new();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -68,6 +75,14 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     let mut wake_listener = None;
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
+            .and_then(|socket| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    &settings.wake_socket,
+                    std::fs::Permissions::from_mode(0o600),
+                )?;
+                Ok(socket)
+            })
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
         wake_listener = Some(wake::listen(socket, signal.clone()));
         Ok(())

@@ -90,9 +90,15 @@ max_concurrent = 2
     /// An instance with the fake workers and `extra`, plus the worker `script`: `script.sh` in
     /// the instance folder, a shell script with the body `script`.
     pub fn with_script_worker(extra: &str, script: &str) -> Instance {
+        Instance::with_script_worker_keys(extra, "", script)
+    }
+
+    /// As [`Instance::with_script_worker`], with more keys (`worker_keys`, TOML lines) for the
+    /// `script` worker.
+    pub fn with_script_worker_keys(extra: &str, worker_keys: &str, script: &str) -> Instance {
         use std::os::unix::fs::PermissionsExt;
         let instance = Instance::with_fake_workers(&format!(
-            "{extra}\n[workers.script]\nruntime = \"shell\"\ncommand = [\"./script.sh\"]\n"
+            "{extra}\n[workers.script]\nruntime = \"shell\"\ncommand = [\"./script.sh\"]\n{worker_keys}\n"
         ));
         let path = instance.path().join("script.sh");
         std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
@@ -207,8 +213,14 @@ max_concurrent = 2
 
     /// Starts `mission serve`, its HTTP side on a port of the system's choosing.
     pub fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// Starts `mission serve` with more environment variables.
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Server {
         let child = self
             .command(&["serve", "--bind", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

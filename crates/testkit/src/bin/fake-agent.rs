@@ -13,12 +13,16 @@
 //! `exit N`, `segfault`, `sleep SECONDS`, `silent SECONDS`, `hang`, `ignore-term`,
 //! `spawn-child`, `garbage`, `rate-limit`, `ask QUESTION…`, `submit`, `progress TEXT`,
 //! `commit`, `commit-lines N`, `evidence KIND [ARG]`, `review DECISION REASON…`,
-//! `inbox-act ACTION [TEXT…]`, `record`. See [`Directive`] for each. An unknown mode exits 2
-//! before any output.
+//! `inbox-act ACTION [TEXT…]`, `record`, `session ID`, `reset-path`. See [`Directive`] for each.
+//! An unknown mode exits 2 before any output. `fake-agent-session: ID` in the ticket sets the
+//! session id the agent starts with (for a stream whose very first id is hostile).
 //!
 //! Run as a worker call (`MISSION_CALL=review` by auto-review, `inbox` by inbox-drain), it reads
 //! the lines `fake-review: MODE [ARG]` or `fake-inbox: MODE [ARG]` of its prompt file instead,
 //! so that one ticket text can direct both its author and its reviewer.
+//!
+//! Like the real CLIs, the imitations of Claude Code and Codex take their prompt from argv or
+//! from stdin (Claude: no prompt argument; Codex: `-`).
 //!
 //! A resumed run (Claude `--resume ID`, `codex exec … resume ID …`, or a plain worker whose
 //! stdin is not the ticket text, i.e. the answer) reuses the session id it was given and skips
@@ -73,6 +77,8 @@ struct Invocation {
     model: String,
     /// The session to resume, from `--resume ID` or `codex exec resume ID`.
     resume: Option<String>,
+    /// The prompt given as an argument; `None`: it is read from stdin.
+    prompt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -114,8 +120,14 @@ enum Directive {
     Review(String, String),
     /// `mission inbox act $MISSION_INBOX_ITEM ACTION [--text TEXT]`, then finish.
     InboxAct(String, Option<String>),
-    /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env}`.
+    /// Write what was received to `$MISSION_RUN_DIR/received.{ticket,stdin,argv,env,prompt}`.
     Record,
+    /// Report another session id (Claude: a second `system/init`; Codex: `thread.started`).
+    Session(String),
+    /// From now on, call `mission` the way an agent whose login shell resets `PATH` must: with
+    /// `PATH=/usr/bin:/bin`, at the absolute path the prompt names (the plain worker, which has
+    /// no prompt: `$MISSION_BIN`).
+    ResetPath,
 }
 
 /// After a directive: go on to the next, or exit with this code.
@@ -129,6 +141,8 @@ struct Received<'a> {
     argv: &'a [OsString],
     ticket: Option<Vec<u8>>,
     stdin: Option<Vec<u8>>,
+    /// The agent's prompt, from argv or stdin.
+    prompt: Option<String>,
 }
 
 /// The exit code for a command line or ticket the fake agent does not understand.
@@ -138,6 +152,7 @@ fn run(argv: &[OsString]) -> u8 {
     match prepare(argv) {
         Ok((invocation, directives, received)) => {
             let mut out = Output::new(&invocation);
+            out.prompt = received.prompt.clone();
             out.start();
             for directive in &directives {
                 if let Flow::Exit(code) = perform(directive, &mut out, &received) {
@@ -166,13 +181,31 @@ fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_
         })?),
         None => None,
     };
-    // Only the plain worker gets input on stdin; the agent CLIs run with it closed.
-    let stdin = if invocation.flavour == Flavour::Plain {
+    // The plain worker gets the ticket on stdin; the agent CLIs their prompt, when it is not an
+    // argument.
+    let stdin = if invocation.flavour == Flavour::Plain || invocation.prompt.is_none() {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
             .map_err(|e| format!("cannot read stdin: {e}"))?;
         Some(bytes)
+    } else {
+        None
+    };
+    let prompt = match (&invocation.prompt, invocation.flavour, &stdin) {
+        (_, Flavour::Plain, _) => None,
+        (Some(prompt), _, _) => Some(prompt.clone()),
+        (None, _, Some(bytes)) if !bytes.is_empty() => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        (None, _, _) => {
+            return Err(
+                "Input must be provided either through stdin or as a prompt argument".to_owned(),
+            );
+        }
+    };
+    let stdin = if invocation.flavour == Flavour::Plain {
+        stdin
     } else {
         None
     };
@@ -197,6 +230,7 @@ fn prepare(argv: &[OsString]) -> Result<(Invocation, Vec<Directive>, Received<'_
         argv,
         ticket,
         stdin,
+        prompt,
     };
     Ok((invocation, directives, received))
 }
@@ -309,6 +343,14 @@ fn perform(directive: &Directive, out: &mut Output, received: &Received) -> Flow
             Ok(()) => Flow::Continue,
             Err(message) => failed(out, "record", message),
         },
+        Directive::Session(id) => {
+            out.session(id);
+            Flow::Continue
+        }
+        Directive::ResetPath => {
+            out.reset_path = true;
+            Flow::Continue
+        }
     }
 }
 
@@ -433,6 +475,9 @@ fn record(received: &Received) -> Result<(), String> {
     if let Some(stdin) = &received.stdin {
         write("received.stdin", stdin)?;
     }
+    if let Some(prompt) = &received.prompt {
+        write("received.prompt", prompt.as_bytes())?;
+    }
     let mut argv = Vec::new();
     for arg in received.argv {
         argv.extend_from_slice(arg.as_bytes());
@@ -473,6 +518,7 @@ fn invocation(argv: &[OsString]) -> Result<Invocation, String> {
             flavour: Flavour::Plain,
             model: "none".to_owned(),
             resume: None,
+            prompt: None,
         }),
     }
 }
@@ -540,9 +586,6 @@ fn claude_invocation(args: &[String]) -> Result<Invocation, String> {
     if !verbose {
         return Err("--output-format=stream-json requires --verbose".to_owned());
     }
-    if prompt.is_none() {
-        return Err("input must be provided as a prompt argument when using --print".to_owned());
-    }
     Ok(Invocation {
         flavour: Flavour::Claude,
         model: values
@@ -550,6 +593,7 @@ fn claude_invocation(args: &[String]) -> Result<Invocation, String> {
             .cloned()
             .unwrap_or_else(|| "claude-fake".to_owned()),
         resume: values.get("--resume").or_else(|| values.get("-r")).cloned(),
+        prompt: prompt.map(str::to_owned),
     })
 }
 
@@ -605,7 +649,7 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
         let arg = args[i].as_str();
         i += 1;
         let flag = arg.split('=').next().unwrap_or(arg);
-        if arg.starts_with('-') && resuming && !AFTER_RESUME.contains(&flag) {
+        if arg.starts_with('-') && arg != "-" && resuming && !AFTER_RESUME.contains(&flag) {
             return Err(format!("unexpected argument '{arg}' found after `resume`"));
         }
         if arg == "--json" || arg == "--experimental-json" {
@@ -616,7 +660,7 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
                 model = Some(value.clone());
             }
             i += 1;
-        } else if arg.starts_with('-') {
+        } else if arg.starts_with('-') && arg != "-" {
             // A switch (or `--option=value`) this imitation does not need.
         } else if arg == "resume" && !resuming && positionals.is_empty() {
             resuming = true;
@@ -637,13 +681,14 @@ fn codex_invocation(args: &[String]) -> Result<Invocation, String> {
             ));
         }
     };
-    if prompt.is_empty() || prompt == "-" {
-        return Err("the prompt must be an argument".to_owned());
+    if prompt.is_empty() {
+        return Err("the prompt is empty".to_owned());
     }
     Ok(Invocation {
         flavour: Flavour::Codex,
         model: model.unwrap_or_else(|| "codex-fake".to_owned()),
         resume,
+        prompt: (prompt != "-").then(|| prompt.clone()),
     })
 }
 
@@ -723,6 +768,8 @@ fn directives(text: &[u8], prefix: &str) -> Result<Vec<Directive>, String> {
                 }
             }
             "record" => no_arg(Directive::Record)?,
+            "session" => Directive::Session(text(arg)?),
+            "reset-path" => no_arg(Directive::ResetPath)?,
             _ => return Err(format!("unknown directive {mode:?}")),
         });
     }
@@ -744,6 +791,10 @@ struct Output {
     session_id: String,
     messages: u32,
     items: u32,
+    /// The prompt (agent flavours), where the absolute path of `mission` is written.
+    prompt: Option<String>,
+    /// Callbacks run with `PATH=/usr/bin:/bin` and the absolute path of `mission`.
+    reset_path: bool,
 }
 
 impl Output {
@@ -751,9 +802,15 @@ impl Output {
         Output {
             flavour: invocation.flavour,
             model: invocation.model.clone(),
-            session_id: invocation.resume.clone().unwrap_or_else(new_session_id),
+            session_id: invocation
+                .resume
+                .clone()
+                .or_else(initial_session)
+                .unwrap_or_else(new_session_id),
             messages: 0,
             items: 0,
+            prompt: None,
+            reset_path: false,
         }
     }
 
@@ -888,15 +945,41 @@ impl Output {
         }
     }
 
-    /// Runs `mission run ARGS…` (found on PATH, arguments passed as argv, never via a shell).
+    /// Reports `id` as a session (again).
+    fn session(&mut self, id: &str) {
+        match self.flavour {
+            Flavour::Claude => {
+                self.json(json!({"type": "system", "subtype": "init", "session_id": id}))
+            }
+            Flavour::Codex => self.json(json!({"type": "thread.started", "thread_id": id})),
+            Flavour::Plain => self.raw(format!("session {id}").as_bytes()),
+        }
+    }
+
+    /// Runs `mission run ARGS…` (arguments passed as argv, never via a shell): found on PATH, or
+    /// after `reset-path` at the absolute path the prompt gives, with a reset PATH.
     fn mission(&mut self, args: &[&str]) -> Result<(), String> {
         self.mission_command("run", args)
     }
 
-    /// Runs `mission COMMAND ARGS…`.
+    /// Runs `mission COMMAND ARGS…`: found on PATH, or — after `reset-path`, like a CLI whose
+    /// login shell resets PATH — by the absolute path the prompt names.
     fn mission_command(&mut self, command: &str, args: &[&str]) -> Result<(), String> {
         self.tool(&format!("mission {command} {}", args[0]));
-        let status = Command::new("mission")
+        let mut program = if self.reset_path {
+            let program = match &self.prompt {
+                Some(prompt) => {
+                    mission_in(prompt).ok_or("the prompt names no absolute path of `mission`")?
+                }
+                None => std::env::var("MISSION_BIN").map_err(|_| "MISSION_BIN is not set")?,
+            };
+            let mut program = Command::new(program);
+            program.env("PATH", "/usr/bin:/bin");
+            program
+        } else {
+            Command::new("mission")
+        };
+        let status = program
             .arg(command)
             .args(args)
             .stdin(Stdio::null())
@@ -977,6 +1060,27 @@ impl Output {
         }
         self.flush();
     }
+}
+
+/// The absolute path of `mission` in a prompt: the first word that is an absolute path ending
+/// in `/mission` (quotes and backticks around it are not part of it).
+fn mission_in(prompt: &str) -> Option<String> {
+    prompt
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c| c == '`' || c == '"' || c == '\''))
+        .find(|word| word.starts_with('/') && word.ends_with("/mission"))
+        .map(str::to_owned)
+}
+
+/// The session id set by a `fake-agent-session: ID` line of the ticket, if any.
+fn initial_session() -> Option<String> {
+    let path = std::env::var_os("MISSION_TICKET_FILE")?;
+    let text = std::fs::read(path).ok()?;
+    String::from_utf8_lossy(&text).lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("fake-agent-session:")
+            .map(|id| id.trim().to_owned())
+    })
 }
 
 /// A fresh id in the shape of a UUID, from the clock and the pid.

@@ -1,0 +1,366 @@
+//! The sandbox of a run: what its process tree may read and write, and how that is enforced.
+//!
+//! The runner does not start an agent directly. It starts the `mission` binary itself as the
+//! launcher (`mission __run-sandboxed --spec FILE -- PROGRAM ARGS…`, a hidden command) in the
+//! run's new process group; the launcher applies, in its own process and before `exec`, what must
+//! hold for the whole tree the agent will start ([`launch`]):
+//!
+//! 1. a Landlock ruleset (when the worker's `sandbox` is on and the kernel has Landlock):
+//!    read-write the run's workspace, its run folder (with its private temp folder) and the
+//!    worker's home; read-only the system and the paths the worker declares; nothing of the
+//!    instance folder (store, config, `tasks/`, other runs); signals and abstract unix sockets
+//!    scoped to the run (Landlock ABI 6 and later);
+//! 2. an empty capability bounding set (and no inheritable or ambient capabilities) when running
+//!    as root, so the agent holds no capability — in particular not `CAP_SYS_PTRACE`, without
+//!    which it cannot read the server's `/proc/PID/environ`;
+//! 3. the configured unprivileged `run_as` user, when the server runs as root;
+//! 4. `PR_SET_NO_NEW_PRIVS`;
+//!
+//! then `exec`s the agent. The server marks itself non-dumpable, so that a run of the same user
+//! cannot read its environment either.
+//!
+//! [`Policy`] is what a run may touch, built by the runner from the run's folders and the
+//! worker's configuration; [`Spec`] is what the runner hands the launcher (a JSON file in the
+//! run folder). [`probe`] tells what the kernel offers, once, for the server to report.
+
+pub mod launch;
+
+use mission_core::config::{RuntimeKind, SandboxMode, WorkerConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Set (to anything) to pretend the kernel has no Landlock: the path taken where it is missing.
+pub const PRETEND_NO_LANDLOCK: &str = "MISSION_TEST_NO_LANDLOCK";
+
+/// What the kernel offers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "landlock", rename_all = "snake_case")]
+pub enum Landlock {
+    /// Not probed: the launcher enforces what it can and says so in the run folder.
+    #[default]
+    Unknown,
+    /// Landlock with this ABI version.
+    Available { abi: u32 },
+    /// No Landlock: runs start unsandboxed (capabilities are still dropped).
+    Unavailable { reason: String },
+}
+
+impl Landlock {
+    pub fn is_available(&self) -> bool {
+        !matches!(self, Landlock::Unavailable { .. })
+    }
+}
+
+/// How runs are sandboxed, resolved once for the engines.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxSettings {
+    /// The launcher (the `mission` binary). `None` starts runs directly, without any of the
+    /// sandbox — for engine tests that have no `mission` binary.
+    pub launcher: Option<PathBuf>,
+    /// What the kernel offers.
+    pub landlock: Landlock,
+    /// The private `HOME` folders of workers: `DATA/homes/WORKER`.
+    pub homes_dir: PathBuf,
+}
+
+/// The newest Landlock ABI whose rights this code asks for (and is tested with). Newer kernels
+/// are used at this level; older ones enforce what they know (best effort, reported).
+const ABI: landlock::ABI = landlock::ABI::V7;
+
+/// What the kernel offers: the newest Landlock ABI (up to the one this code uses) with which a
+/// ruleset can be created. Creating a ruleset restricts nothing. Honours [`PRETEND_NO_LANDLOCK`].
+pub fn probe() -> Landlock {
+    use landlock::{
+        ABI as Abi, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope,
+    };
+    if std::env::var_os(PRETEND_NO_LANDLOCK).is_some() {
+        return Landlock::Unavailable {
+            reason: format!("{PRETEND_NO_LANDLOCK} is set"),
+        };
+    }
+    let levels = [
+        (Abi::V7, 7),
+        (Abi::V6, 6),
+        (Abi::V5, 5),
+        (Abi::V4, 4),
+        (Abi::V3, 3),
+        (Abi::V2, 2),
+        (Abi::V1, 1),
+    ];
+    let mut last_error = String::new();
+    for (abi, number) in levels {
+        let created = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(abi))
+            .and_then(|ruleset| {
+                if number >= 6 {
+                    ruleset.scope(Scope::from_all(abi))
+                } else {
+                    Ok(ruleset)
+                }
+            })
+            .and_then(|ruleset| ruleset.create());
+        match created {
+            Ok(_) => return Landlock::Available { abi: number },
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Landlock::Unavailable { reason: last_error }
+}
+
+/// The system, readable (and executable) by every run. Missing paths are skipped.
+const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/proc",
+    "/sys",
+    "/run/systemd/resolve",
+    "/nix/store",
+    "/dev/urandom",
+    "/dev/random",
+];
+
+/// Devices and shared memory every run may write. (Not `/dev` as a whole: its disks are owned
+/// by root, whom a run as root would otherwise be able to read through.)
+const SYSTEM_WRITE: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+    "/dev/shm",
+];
+
+/// A run's workspace as the sandbox sees it.
+#[derive(Clone, Debug)]
+pub struct WorkspaceAccess {
+    pub path: PathBuf,
+    /// For a git worktree: the main repository's git folder (its "common dir") and the
+    /// worktree's own folder within it (`COMMON/worktrees/NAME`).
+    pub git: Option<GitAccess>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GitAccess {
+    pub common_dir: PathBuf,
+    pub worktree_git_dir: PathBuf,
+}
+
+impl GitAccess {
+    /// Reads the `gitdir:` pointer of a worktree (`WORKTREE/.git`, a file) and the `commondir`
+    /// it names. `None` for anything else (a plain folder, a full clone).
+    pub fn of_worktree(worktree: &Path) -> Option<GitAccess> {
+        let pointer = std::fs::read_to_string(worktree.join(".git")).ok()?;
+        let git_dir = PathBuf::from(pointer.strip_prefix("gitdir:")?.trim());
+        let git_dir = if git_dir.is_relative() {
+            worktree.join(git_dir)
+        } else {
+            git_dir
+        };
+        let common = std::fs::read_to_string(git_dir.join("commondir")).ok()?;
+        let common = git_dir.join(common.trim());
+        Some(GitAccess {
+            common_dir: std::fs::canonicalize(&common).ok()?,
+            worktree_git_dir: std::fs::canonicalize(&git_dir).ok()?,
+        })
+    }
+}
+
+/// What one run may touch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Read and execute.
+    pub read: Vec<PathBuf>,
+    /// Read, write, create, remove and execute.
+    pub write: Vec<PathBuf>,
+}
+
+/// Everything [`Policy::for_run`] needs to know about one run.
+pub struct RunPaths<'a> {
+    pub workspace: &'a WorkspaceAccess,
+    pub run_dir: &'a Path,
+    pub home: &'a Path,
+    /// Whether `home` is the worker's private home (writable) or the real one (not granted).
+    pub private_home: bool,
+    /// The program the launcher executes, resolved.
+    pub program: &'a Path,
+    /// The `mission` binary, for the run's callbacks.
+    pub mission_bin: &'a Path,
+    /// Relative declared paths start here.
+    pub instance_dir: &'a Path,
+    /// `~/` in declared paths: the server's home.
+    pub server_home: Option<&'a Path>,
+    /// The run's environment (`CLAUDE_CONFIG_DIR`, `CODEX_HOME`).
+    pub env: &'a [(String, String)],
+}
+
+impl Policy {
+    /// The policy of one run of `worker`.
+    pub fn for_run(worker: &WorkerConfig, paths: &RunPaths) -> Policy {
+        let mut policy = Policy::default();
+        policy.read.extend(SYSTEM_READ.iter().map(PathBuf::from));
+        policy.write.extend(SYSTEM_WRITE.iter().map(PathBuf::from));
+        policy.write.push(paths.workspace.path.clone());
+        policy.write.push(paths.run_dir.to_owned());
+        if paths.private_home {
+            policy.write.push(paths.home.to_owned());
+        }
+        if let Some(git) = &paths.workspace.git {
+            // The main repository's git folder is read; of it, the agent writes only what a
+            // commit on its own branch needs: objects, its worktree's folder, and the refs (and
+            // their logs) under `mission/`. Not `config`, `hooks` or any other branch.
+            policy.read.push(git.common_dir.clone());
+            policy.write.push(git.common_dir.join("objects"));
+            policy.write.push(git.worktree_git_dir.clone());
+            policy.write.push(git.common_dir.join("refs/heads/mission"));
+            policy
+                .write
+                .push(git.common_dir.join("logs/refs/heads/mission"));
+        }
+        policy.read.push(paths.mission_bin.to_owned());
+        policy.read.extend(program_paths(paths.program));
+        let env = |name: &str| {
+            paths
+                .env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| PathBuf::from(v))
+        };
+        // The agent CLIs keep their sessions and settings in their own folders.
+        match worker.runtime {
+            RuntimeKind::ClaudeCode => match env("CLAUDE_CONFIG_DIR") {
+                Some(dir) => policy.write.push(dir),
+                None => {
+                    policy.write.push(paths.home.join(".claude"));
+                    policy.write.push(paths.home.join(".claude.json"));
+                }
+            },
+            RuntimeKind::Codex => {
+                policy
+                    .write
+                    .push(env("CODEX_HOME").unwrap_or_else(|| paths.home.join(".codex")));
+            }
+            RuntimeKind::Shell => {}
+        }
+        let resolve = |declared: &String| -> PathBuf {
+            match (declared.strip_prefix("~/"), paths.server_home) {
+                (Some(rest), Some(home)) => home.join(rest),
+                _ => paths.instance_dir.join(declared),
+            }
+        };
+        policy.read.extend(worker.sandbox_read.iter().map(resolve));
+        policy
+            .write
+            .extend(worker.sandbox_write.iter().map(resolve));
+        policy
+    }
+}
+
+/// What running `program` needs besides the system: the file itself, or — for a program
+/// installed by npm (`PREFIX/lib/node_modules/…`, as Claude Code and Codex are) — the whole
+/// installation prefix (its `node` and its packages).
+fn program_paths(program: &Path) -> Vec<PathBuf> {
+    let Ok(real) = std::fs::canonicalize(program) else {
+        return vec![program.to_owned()];
+    };
+    let text = real.to_string_lossy();
+    match text.find("/lib/node_modules/") {
+        Some(at) => vec![program.to_owned(), PathBuf::from(&text[..at])],
+        None => vec![program.to_owned(), real],
+    }
+}
+
+/// What the runner hands the launcher: the file `sandbox.json` in the run folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Spec {
+    /// The program to execute, resolved (absolute).
+    pub program: PathBuf,
+    /// Its `argv[0]`: the name it was configured as (agents such as busybox-style tools care).
+    pub arg0: String,
+    /// Whether to apply Landlock with `policy` (the worker's sandbox is on and the kernel is not
+    /// known to lack it).
+    pub landlock: bool,
+    pub policy: Policy,
+    /// The user (uid, gid) to become, when the launcher runs as root.
+    pub run_as: Option<(u32, u32)>,
+    /// Where the launcher writes what it enforced (`sandbox.status`, JSON).
+    pub status_file: PathBuf,
+}
+
+/// What the launcher enforced, as written to `sandbox.status` in the run folder.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// `full`, `partial`, `off` (the worker opted out), or `unavailable` (the kernel).
+    pub landlock: String,
+    /// Declared paths that do not exist (skipped).
+    pub skipped: Vec<PathBuf>,
+    /// The capability bounding set was emptied (only possible, and only needed, as root).
+    pub capabilities_dropped: bool,
+    pub no_new_privs: bool,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Whether a worker's runs get Landlock, given what the kernel offers.
+pub fn wants_landlock(worker: &WorkerConfig, landlock: &Landlock) -> bool {
+    worker.sandbox == SandboxMode::On && landlock.is_available()
+}
+
+/// Finds `program` the way `exec` would: a path with a slash as it is, a bare name on `path`
+/// (the run's `PATH`). Only executable regular files count. Reads the file system: blocking.
+pub fn resolve_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let candidate = PathBuf::from(program);
+        return executable(&candidate).then_some(candidate);
+    }
+    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| executable(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_resolved_like_exec() {
+        assert_eq!(
+            resolve_program("sh", Some("/nonexistent:/bin:/usr/bin")),
+            Some(PathBuf::from("/bin/sh"))
+        );
+        assert_eq!(resolve_program("no-such-program-here", Some("/bin")), None);
+        assert_eq!(resolve_program("/etc/passwd", None), None, "not executable");
+        assert_eq!(resolve_program("", None), None);
+    }
+
+    #[test]
+    fn npm_installs_grant_their_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = dir.path().join("lib/node_modules/@x/cli");
+        std::fs::create_dir_all(&package).unwrap();
+        std::fs::write(package.join("cli.js"), "").unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        let link = dir.path().join("bin/cli");
+        std::os::unix::fs::symlink(package.join("cli.js"), &link).unwrap();
+        let prefix = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(program_paths(&link), vec![link.clone(), prefix]);
+    }
+}
