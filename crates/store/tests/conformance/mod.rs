@@ -84,10 +84,12 @@ macro_rules! conformance_suite {
                 evidence::a_rejection_sends_back_with_its_reason_and_counts_against_attempts,
                 evidence::an_oversized_diff_stays_in_review_and_asks_a_human,
                 evidence::review_requests_are_found_by_token_and_never_go_to_an_author,
+                evidence::a_done_ticket_whose_evidence_stops_verifying_is_a_health_fact,
                 inbox::questions_become_items_and_answers_act_on_them,
                 inbox::an_item_is_acted_once_only_with_its_action_and_its_effect,
                 inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
                 inbox::a_ticket_that_fails_raises_an_item_in_the_same_transaction,
+                inbox::the_health_snapshot_reads_unsettled_and_failed_items,
             );
 
             #[test]
