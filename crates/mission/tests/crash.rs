@@ -143,3 +143,52 @@ fn harsh_random_kills() {
         report.violations
     );
 }
+
+/// A ticket whose runs keep dying with their server stops at `dispatch.max_orphaned` (here 1),
+/// failed — with a failed-ticket item in the inbox and a critical `crash_loop` incident naming it.
+#[test]
+fn a_ticket_that_keeps_crashing_its_server_fails_with_an_item_and_an_incident() {
+    let config = FAST.replace("max_attempts = 3", "max_attempts = 3\nmax_orphaned = 1");
+    let instance =
+        Instance::with_script_worker_keys(&config, "sandbox_write = [\"journal\"]\n", WORKER);
+    std::fs::create_dir(instance.path().join("journal")).unwrap();
+    std::fs::write(
+        instance.path().join("tasks/audit.md"),
+        "+++\nkind = \"operator-audit\"\nevery = \"1h\"\n+++\n",
+    )
+    .unwrap();
+    let mut dying = instance
+        .command(&["serve", "--bind", "127.0.0.1:0"])
+        .env("FAILPOINTS", "run-started=return")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = instance.add(&["--title", "poison", "--assignee", "script"]);
+    wait_for(Duration::from_secs(20), || {
+        dying.try_wait().unwrap().is_some()
+    });
+    // The next server's recovery closes the orphan: the ticket's only crash allowance is used.
+    let server = instance.serve();
+    instance.wait_for_state(&id, "failed", Duration::from_secs(20));
+    server.stop();
+    let items = instance.json(&["inbox", "list"]);
+    assert!(
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "failed_ticket" && i["ticket"] == id.as_str()),
+        "{items}"
+    );
+    instance.json(&["task", "run", "audit"]);
+    let incidents = instance.json(&["incident", "list"]);
+    let incident = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["fingerprint"] == format!("crash_loop:{id}"))
+        .unwrap_or_else(|| panic!("no crash_loop incident: {incidents}"))
+        .clone();
+    assert_eq!(incident["severity"], "critical", "{incident}");
+}
