@@ -3,6 +3,7 @@
 
 use super::{open_for_server, open_web_store, settings};
 use crate::cli::ServeArgs;
+use crate::config::StoreLocation;
 use crate::exit::CliError;
 use mission_engine::wake::{self, WakeSignal};
 use mission_engine::{App, SystemClock};
@@ -69,10 +70,11 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     eprintln!("mission: listening on http://{local}");
 
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
-    // socket; use cases in this process (the HTTP side's included) wake the same signal directly.
+    // socket, or on a PostgreSQL store (shared with servers on other nodes) through its wake
+    // channel; use cases in this process (the HTTP side's included) wake the same signal directly.
     // The socket appears once start-up recovery is done: a socket that takes datagrams means
     // "recovered and serving".
-    let mut wake_listener = None;
+    let mut listeners = Vec::new();
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
             .and_then(|socket| {
@@ -84,7 +86,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
                 Ok(socket)
             })
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
-        wake_listener = Some(wake::listen(socket, signal.clone()));
+        listeners.push(wake::listen(socket, signal.clone()));
+        if let StoreLocation::Postgres(url) = &instance.store {
+            let listener = wake::listen_postgres(url, signal.clone())
+                .map_err(|e| format!("wake-up listener: {e}"))?;
+            listeners.push(listener);
+        }
         Ok(())
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -121,7 +128,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         Ok(Err(error)) => tracing::error!(%error, "the HTTP server failed"),
         Err(error) => tracing::error!(%error, "the HTTP server panicked"),
     }
-    if let Some(listener) = wake_listener {
+    for listener in listeners {
         listener.abort();
     }
     let _ = std::fs::remove_file(&settings.wake_socket);

@@ -13,6 +13,7 @@
 
 pub mod concurrency;
 pub mod dispatch;
+pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod inbox;
@@ -68,6 +69,7 @@ macro_rules! conformance_suite {
                 dispatch::the_capacity_fact_is_recorded_once_per_change,
                 dispatch::decision_cursors_are_kept_per_lane,
                 dispatch::touched_tickets_miss_no_event_of_a_concurrent_writer,
+                events::a_follower_misses_no_event_of_concurrent_writers,
                 tasks::task_runs_keep_their_trigger,
                 tasks::a_slot_fires_once_across_concurrent_schedulers,
                 concurrency::concurrent_claims_never_exceed_the_pool_and_global_caps,
