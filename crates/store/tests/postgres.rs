@@ -1,6 +1,6 @@
 //! What only the PostgreSQL backend has: its refusals (a newer schema, a foreign schema), the
 //! database's own guards seen through raw SQL (append-only events, one live run per ticket, the
-//! event counter's lock), its errors (a lock waited on too long, a server or database that is not
+//! event counter's lock, the inbox's rules), its errors (a lock waited on too long, a server or database that is not
 //! there, a URL's password kept out of messages), servers migrating at once, and text it cannot
 //! store as it is. Everything else about the store is in the conformance suite
 //! (`postgres_conformance.rs`).
@@ -78,6 +78,97 @@ async fn the_event_log_refuses_updates_deletes_and_truncation() {
     assert_eq!(store.last_event_seq().await.unwrap(), 1);
 }
 
+/// The database itself refuses an inbox item marked acted without its action, a settled item
+/// changed or deleted, an action rewritten or deleted, and truncation of either table — whatever
+/// code gets past the store's checks.
+#[tokio::test]
+async fn the_database_keeps_inbox_items_honest() {
+    use mission_core::{Addressee, InboxKind, NewInboxItem};
+    let url = fresh_url().await;
+    let store = open(&url).await;
+    let item = store
+        .create_inbox_item(
+            &NewInboxItem::new(
+                InboxKind::Alert,
+                None,
+                Addressee::Channel(Name::parse("operator").unwrap()),
+                "disk low",
+            )
+            .unwrap(),
+            &change(1),
+        )
+        .await
+        .unwrap();
+    let pool = raw(&url).await;
+    let acted = sqlx::query("UPDATE inbox_items SET status = 'acted' WHERE id = $1")
+        .bind(item.id.get())
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(
+        acted
+            .to_string()
+            .contains("acted only together with its action"),
+        "{acted}"
+    );
+    let born_acted = sqlx::query(
+        "INSERT INTO inbox_items (kind, addressee, text, created_at, status) \
+         VALUES ('alert', 'channel:operator', 'x', 1, 'acted')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        born_acted
+            .to_string()
+            .contains("acted only together with its action"),
+        "{born_acted}"
+    );
+    sqlx::query(
+        "INSERT INTO inbox_actions (item, kind, actor, at) VALUES ($1, 'dismissed', 'x', 2)",
+    )
+    .bind(item.id.get())
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE inbox_items SET status = 'acted' WHERE id = $1")
+        .bind(item.id.get())
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (sql, message) in [
+        (
+            "UPDATE inbox_items SET status = 'pending' WHERE id = $1",
+            "a settled inbox item does not change",
+        ),
+        (
+            "DELETE FROM inbox_items WHERE id = $1",
+            "a settled inbox item does not change",
+        ),
+        (
+            "UPDATE inbox_actions SET kind = 'approved' WHERE item = $1",
+            "inbox actions are append-only",
+        ),
+        (
+            "DELETE FROM inbox_actions WHERE item = $1",
+            "inbox actions are append-only",
+        ),
+    ] {
+        let refused = sqlx::query(sql)
+            .bind(item.id.get())
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains(message), "{sql}: {refused}");
+    }
+    for sql in ["TRUNCATE inbox_actions", "TRUNCATE inbox_items CASCADE"] {
+        assert!(sqlx::query(sql).execute(&pool).await.is_err(), "{sql}");
+    }
+    // The item reads back acted, with its action.
+    let read = store.inbox_item(item.id).await.unwrap();
+    assert_eq!(read.action().map(|a| a.kind.as_str()), Some("dismissed"));
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused_and_left_untouched() {
     let url = fresh_url().await;
@@ -104,7 +195,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 2
+                supported: 5
             }
         ),
         "{err:?}"
@@ -159,10 +250,19 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 2);
+        assert_eq!(report.to_version, 5);
         applied.extend(report.applied);
     }
-    assert_eq!(applied, ["0001_schema", "0002_cluster"]);
+    assert_eq!(
+        applied,
+        [
+            "0001_schema",
+            "0002_cluster",
+            "0003_web",
+            "0004_incidents_health",
+            "0005_evidence_inbox"
+        ]
+    );
 }
 
 /// The partial unique index `runs_one_active_per_ticket` is the last guard of "one live run per

@@ -22,6 +22,7 @@ pub mod runs;
 pub mod state_machine;
 pub mod tasks;
 pub mod tickets;
+pub mod web;
 
 use mission_store::Store;
 use std::future::Future;
@@ -86,10 +87,17 @@ macro_rules! conformance_suite {
                 evidence::a_rejection_sends_back_with_its_reason_and_counts_against_attempts,
                 evidence::an_oversized_diff_stays_in_review_and_asks_a_human,
                 evidence::review_requests_are_found_by_token_and_never_go_to_an_author,
+                evidence::concurrent_gates_close_a_ticket_once,
+                evidence::a_verdict_and_the_close_of_its_request_end_it_once,
                 inbox::questions_become_items_and_answers_act_on_them,
                 inbox::an_item_is_acted_once_only_with_its_action_and_its_effect,
                 inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
                 inbox::a_ticket_that_fails_raises_an_item_in_the_same_transaction,
+                inbox::concurrent_writers_deliver_and_act_on_an_item_once,
+                web::tokens_are_found_by_hash_revoked_once_and_touched,
+                web::an_idempotency_key_holds_its_first_response,
+                web::counts_and_pages_of_the_board,
+                web::racing_senders_reserve_a_key_once,
             );
 
             #[test]
