@@ -63,6 +63,19 @@ impl Waker for SocketWaker {
     }
 }
 
+/// Wakes several at once: a server's own signal, and the servers on other nodes (its HTTP side
+/// on a PostgreSQL store).
+#[derive(Clone, Default)]
+pub struct Wakers(pub Vec<Arc<dyn Waker>>);
+
+impl Waker for Wakers {
+    fn wake(&self) {
+        for waker in &self.0 {
+            waker.wake();
+        }
+    }
+}
+
 /// Wakes nobody: for one-shot commands that run their own passes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoWaker;

@@ -333,6 +333,17 @@ impl Node {
         }
     }
 
+    /// Where this node's HTTP side listens (from its log).
+    fn http_address(&self) -> std::net::SocketAddr {
+        std::fs::read_to_string(self.serve_log())
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("mission: listening on http://"))
+            .expect("the node says where it listens")
+            .parse()
+            .unwrap()
+    }
+
     fn serve_log(&self) -> PathBuf {
         self.dir.path().join("serve.log")
     }
@@ -550,6 +561,62 @@ fn a_ticket_added_from_the_cli_wakes_every_node_at_once() {
             "picked up after {:?}",
             started.elapsed()
         );
+    }
+}
+
+/// A ticket created through one node's HTTP API wakes the other nodes too: here only node-b may
+/// run it (node-a's `c1` is disabled), and with a reconcile far beyond the test only node-a's
+/// NOTIFY can have woken node-b.
+#[test]
+fn a_ticket_posted_to_one_node_wakes_the_others() {
+    let setup = Setup::new();
+    let mut nodes: Vec<Node> = ["node-a", "node-b"]
+        .into_iter()
+        .map(|name| setup.node(name, "60s", false))
+        .collect();
+    let config = nodes[0].dir.path().join("mission.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[workers.c1]\n", "[workers.c1]\nenabled = false\n"),
+    )
+    .unwrap();
+    for node in &mut nodes {
+        node.start(6);
+    }
+    // Both nodes' first passes (right after they start) are over: only a wake-up can make
+    // node-b look again.
+    std::thread::sleep(Duration::from_secs(1));
+    let api = nodes[0].http_address();
+    let started = Instant::now();
+    let body = r#"{"title":"wake","assignee":"c1"}"#;
+    let mut socket = std::net::TcpStream::connect(api).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        socket,
+        "POST /api/v1/tickets HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let (_, json) = response.split_once("\r\n\r\n").unwrap();
+    let id = serde_json::from_str::<Value>(json).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(Duration::from_secs(20), || !setup.runs_of(&id).is_empty());
+    let run = setup.runs_of(&id).remove(0);
+    assert_eq!(run.node, nodes[1].supervisor(), "node-b ran it");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "picked up after {:?}",
+        started.elapsed()
+    );
+    for node in &mut nodes {
+        node.stop();
     }
 }
 

@@ -5,8 +5,9 @@ use super::{open_for_server, open_web_store, settings};
 use crate::cli::ServeArgs;
 use crate::config::StoreLocation;
 use crate::exit::CliError;
-use mission_engine::wake::{self, WakeSignal};
+use mission_engine::wake::{self, WakeSignal, Waker, Wakers};
 use mission_engine::{App, SystemClock};
+use mission_store::postgres::wake::Notifier;
 use mission_web::{Web, WebConfig};
 use std::path::Path;
 use std::process::ExitCode;
@@ -47,11 +48,20 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         .map_err(|e| CliError::internal(format!("listening on {bind}: {e}")))?;
     // The HTTP side has its own store connections: requests can never take the dispatcher's.
     let web_store = open_web_store(&instance).await?;
+    // Its use cases wake this server at once, and on a PostgreSQL store the servers of the other
+    // nodes too (a NOTIFY).
+    let web_waker: Arc<dyn Waker> = match &instance.store {
+        StoreLocation::Sqlite(_) => Arc::new(signal.clone()),
+        StoreLocation::Postgres(url) => {
+            let notifier = Notifier::new(url).map_err(|e| CliError::internal(e.to_string()))?;
+            Arc::new(Wakers(vec![Arc::new(signal.clone()), Arc::new(notifier)]))
+        }
+    };
     let web_app = App::new(
         web_store.clone(),
         settings.clone(),
         Arc::new(SystemClock),
-        Arc::new(signal.clone()),
+        web_waker,
     );
     let web = Web::new(
         web_app,
