@@ -17,8 +17,10 @@ use mission_core::audit::{Probe, ProbeKind};
 use mission_core::health::ReasonCode;
 use mission_core::incident::{AuditTally, CheckName, Finding, IncidentChange, Severity};
 use mission_core::task::TaskResult;
-use mission_core::{Actor, Fingerprint, TicketId, Timestamp};
-use mission_store::{AuditPass, CapacityFact, Change, Store, StoreError};
+use mission_core::{
+    Actor, EvidenceKind, Fingerprint, State, TicketId, Timestamp, deciding_records,
+};
+use mission_store::{AuditPass, CapacityFact, Change, Store, StoreError, TicketFilter};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -28,11 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const CAPACITY_CHECK: &str = "capacity_unknown";
 const CAPACITY_SUBJECT: &str = "dispatcher";
 
-/// Checks whose store part is not in this build: skipped, and said so in the task's reason.
-const NOT_BUILT: [(&str, &str); 2] = [
-    ("evidence_invalid", "no evidence store part"),
-    ("inbox_aging", "no inbox store part"),
-];
+/// Done tickets whose deciding commits are checked again per pass (a git process each).
+const DONE_PER_PASS: u32 = 100;
 
 fn check(name: &str) -> CheckName {
     CheckName::parse(name).expect("a valid check name")
@@ -117,6 +116,9 @@ pub async fn run(
     now: Timestamp,
     actor: Actor,
 ) -> Result<AuditReport, StoreError> {
+    // Done tickets' evidence is checked again first, so that the facts assessed below (and
+    // `mission status`) carry what it found.
+    reverify_done(store, settings, &Change::new(actor.clone(), now)).await?;
     let assessment = health::assess_now(store, settings, tasks, now).await?;
     let mut findings = board_findings(&assessment);
     let mut checked: BTreeSet<CheckName> = [
@@ -125,6 +127,8 @@ pub async fn run(
         "starvation",
         "task_churn",
         "task_file_broken",
+        "evidence_invalid",
+        "inbox_aging",
     ]
     .into_iter()
     .map(check)
@@ -182,16 +186,53 @@ pub async fn run(
     for (_, what) in &changed {
         tally.add(*what);
     }
-    let mut result = tally.result();
-    let skipped: Vec<String> = NOT_BUILT
-        .iter()
-        .map(|(check, why)| format!("{check} ({why})"))
-        .collect();
-    result.reason = format!("{}; skipped: {}", result.reason, skipped.join(", "));
+    let result = tally.result();
     Ok(AuditReport {
         result,
         changes: changed.iter().map(|(i, c)| (i.id, *c)).collect(),
     })
+}
+
+/// Checks the deciding commit records of up to [`DONE_PER_PASS`] done tickets again (exists,
+/// reachable from the ticket's branch) and stores what changed. Tests are not run again and
+/// artifacts are gone with the worktree: a commit is what a done ticket keeps.
+async fn reverify_done(
+    store: &dyn Store,
+    settings: &Settings,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let done = store
+        .list_tickets(&TicketFilter {
+            state: Some(State::Done),
+            limit: Some(DONE_PER_PASS),
+            ..TicketFilter::default()
+        })
+        .await?;
+    for summary in done {
+        let ticket = store.ticket(&summary.id).await?;
+        let evidence = store.evidence_of(&ticket.id).await?;
+        let place = crate::gatekeeper::place(settings, &ticket);
+        let mut checks = Vec::new();
+        for record in deciding_records(&ticket.id, &ticket.evidence_policy, &evidence) {
+            if record.evidence.kind() != EvidenceKind::Commit {
+                continue;
+            }
+            let verification = crate::evidence::verify(
+                &record.evidence,
+                place.repo.as_deref(),
+                &place.branch,
+                None,
+                &place.workspace,
+                change.at,
+            )
+            .await;
+            checks.push((record.id, verification));
+        }
+        if !checks.is_empty() {
+            store.reverify_evidence(&ticket.id, &checks, change).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One finding per subject of each reason the audit turns into incidents.
@@ -256,6 +297,42 @@ fn board_findings(assessment: &Assessment) -> Vec<Finding> {
                         format!("task {task} repeats the same non-result while its work waits: {}", reason.detail),
                         json!({ "outcome": recent.map(|r| r.outcome), "reason": recent.map(|r| r.reason.clone()) }),
                         None,
+                    ));
+                }
+            }
+            ReasonCode::EvidenceInvalid => {
+                for invalid in &facts.invalid_evidence {
+                    findings.extend(finding(
+                        "evidence_invalid",
+                        &invalid.ticket.to_string(),
+                        Severity::Warning,
+                        format!("{} is done but {}", invalid.ticket, invalid.reason),
+                        json!({ "reason": invalid.reason, "since": invalid.since }),
+                        Some(invalid.ticket.clone()),
+                    ));
+                }
+            }
+            ReasonCode::InboxAging => {
+                for item in &facts.unsettled_inbox {
+                    if !reason.ids.contains(&item.id.to_string()) {
+                        continue;
+                    }
+                    findings.extend(finding(
+                        "inbox_aging",
+                        &item.id.to_string(),
+                        Severity::Warning,
+                        format!(
+                            "inbox item {} ({}{}) waits since {}",
+                            item.id,
+                            item.kind,
+                            item.ticket
+                                .as_ref()
+                                .map(|t| format!(" about {t}"))
+                                .unwrap_or_default(),
+                            item.since
+                        ),
+                        json!({ "item": item.id, "kind": item.kind, "since": item.since }),
+                        item.ticket.clone(),
                     ));
                 }
             }

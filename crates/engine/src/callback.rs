@@ -10,7 +10,8 @@
 
 use crate::app::EvidenceRequest;
 use crate::app::{App, AppError, ErrorKind};
-use mission_core::{Run, RunId};
+use mission_core::review::ReviewDecision;
+use mission_core::{ActionKind, InboxId, RunId};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -26,14 +27,43 @@ const MAX_REQUEST: u64 = 1024 * 1024;
 /// How long a callback waits for its answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a run asks of its supervisor.
+/// What a run asks of its supervisor. The first four are a ticket's run's; `Review` is a
+/// reviewer's (auto-review), `InboxAct` an inbox handler's (inbox-drain).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(tag = "call", rename_all = "snake_case")]
 pub enum Action {
-    Ask { text: String },
-    Progress { text: String },
+    Ask {
+        text: String,
+    },
+    Progress {
+        text: String,
+    },
     Submit,
-    Evidence { evidence: EvidenceRequest },
+    Evidence {
+        evidence: EvidenceRequest,
+    },
+    Review {
+        decision: ReviewDecision,
+        reason: String,
+    },
+    InboxAct {
+        item: InboxId,
+        action: ActionKind,
+        text: Option<String>,
+    },
+}
+
+impl Action {
+    fn is_a_tickets_run(&self) -> bool {
+        !matches!(self, Action::Review { .. } | Action::InboxAct { .. })
+    }
+}
+
+/// Whose socket this is: a ticket's run's, or a worker call's (which holds its own token).
+#[derive(Clone, Debug)]
+pub enum Scope {
+    Run(RunId),
+    Call { token: String },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,27 +174,44 @@ pub fn call(run_dir: &Path, request: &Request) -> Result<Answer, AppError> {
     response.into_result()
 }
 
-/// Serves the callbacks of run `run` on `listener` until the task is aborted. Each connection
-/// is one request, carried out through `app`; a token of another run is refused.
-pub async fn serve(listener: tokio::net::UnixListener, app: App, run: RunId) {
+/// Serves the callbacks of `scope` on `listener` in a task of its own, until the returned guard
+/// is dropped (the run or call is over).
+pub fn serve_while(listener: tokio::net::UnixListener, app: App, scope: Scope) -> Serving {
+    Serving(tokio::spawn(serve(listener, app, scope)))
+}
+
+/// The callback server of a run or call; dropping it stops the server.
+pub struct Serving(tokio::task::JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the callbacks of `scope` on `listener` until the task is aborted. Each connection is
+/// one request, carried out through `app`; a token of another run or call, or an action that is
+/// not this scope's, is refused.
+pub async fn serve(listener: tokio::net::UnixListener, app: App, scope: Scope) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of file descriptors, say: try again soon rather than spin.
-                tracing::warn!(run.id = %run, %error, "accepting a callback failed");
+                tracing::warn!(?scope, %error, "accepting a callback failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let app = app.clone();
+        let scope = scope.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &app, run)).await;
+            let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &app, &scope)).await;
         });
     }
 }
 
-async fn answer(stream: tokio::net::UnixStream, app: &App, run: RunId) -> std::io::Result<()> {
+async fn answer(stream: tokio::net::UnixStream, app: &App, scope: &Scope) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     tokio::io::BufReader::new(read)
@@ -172,7 +219,7 @@ async fn answer(stream: tokio::net::UnixStream, app: &App, run: RunId) -> std::i
         .read_until(b'\n', &mut line)
         .await?;
     let response = match serde_json::from_slice::<Request>(&line) {
-        Ok(request) => match serve_one(app, run, request).await {
+        Ok(request) => match serve_one(app, scope, request).await {
             Ok(answer) => Response {
                 ok: true,
                 answer: Some(answer),
@@ -187,36 +234,51 @@ async fn answer(stream: tokio::net::UnixStream, app: &App, run: RunId) -> std::i
     write.write_all(&bytes).await
 }
 
-async fn serve_one(app: &App, this_run: RunId, request: Request) -> Result<Answer, AppError> {
-    let run = app.run_for_token(&request.token).await?;
-    if run.id != this_run {
-        return Err(AppError::refused("the token is not this run's"));
+async fn serve_one(app: &App, scope: &Scope, request: Request) -> Result<Answer, AppError> {
+    let refused = || AppError::refused("the token or the action is not this socket's");
+    match scope {
+        Scope::Run(this_run) => {
+            let run = app.run_for_token(&request.token).await?;
+            if run.id != *this_run || !request.action.is_a_tickets_run() {
+                return Err(refused());
+            }
+        }
+        Scope::Call { token } => {
+            if request.token != *token || request.action.is_a_tickets_run() {
+                return Err(refused());
+            }
+        }
     }
-    carry_out(app, &run, request.action).await
+    carry_out(app, &request.token, request.action).await
 }
 
-/// Carries out `action` of `run` through the use cases: the one implementation, whether the
-/// request came over the run's socket or from a person holding the run's token.
-pub async fn carry_out(app: &App, run: &Run, action: Action) -> Result<Answer, AppError> {
+/// Carries out `action` under `token` through the use cases: the one implementation, whether
+/// the request came over a socket or from a person holding the token.
+pub async fn carry_out(app: &App, token: &str, action: Action) -> Result<Answer, AppError> {
     let state = |ticket: &mission_core::Ticket| serde_json::json!({ "ticket": ticket.id, "state": ticket.state });
+    let run = match action.is_a_tickets_run() {
+        true => Some(app.run_for_token(token).await?),
+        false => None,
+    };
+    let run = || run.as_ref().expect("a ticket's run's action has its run");
     Ok(match action {
         Action::Ask { text } => Answer {
-            value: state(&app.run_ask(run, &text).await?),
+            value: state(&app.run_ask(run(), &text).await?),
             ..Answer::default()
         },
         Action::Progress { text } => {
-            app.run_progress(run, &text).await?;
+            app.run_progress(run(), &text).await?;
             Answer {
-                value: serde_json::json!({ "ticket": run.ticket, "progress": text }),
+                value: serde_json::json!({ "ticket": run().ticket, "progress": text }),
                 ..Answer::default()
             }
         }
         Action::Submit => Answer {
-            value: state(&app.run_submit(run).await?),
+            value: state(&app.run_submit(run()).await?),
             ..Answer::default()
         },
         Action::Evidence { evidence } => {
-            let record = app.run_evidence(run, evidence).await?;
+            let record = app.run_evidence(run(), evidence).await?;
             // Recorded either way; whether it proves anything is the answer.
             Answer {
                 line: format!(
@@ -226,9 +288,53 @@ pub async fn carry_out(app: &App, run: &Run, action: Action) -> Result<Answer, A
                     record.verification.failure().unwrap_or("ok")
                 ),
                 negative: !record.verification.is_verified(),
-                value: serde_json::to_value(&record)
-                    .map_err(|e| AppError::internal(e.to_string()))?,
+                value: json(&record)?,
+            }
+        }
+        Action::Review { decision, reason } => {
+            let reviewed = app.run_review(token, decision, &reason).await?;
+            Answer {
+                line: format!(
+                    "{} {}: {}{}",
+                    reviewed.ticket.id,
+                    reviewed.review.outcome.as_str(),
+                    reviewed.ticket.state,
+                    gate_summary(reviewed.gate.as_ref())
+                ),
+                value: json(&reviewed)?,
+                negative: false,
+            }
+        }
+        Action::InboxAct { item, action, text } => {
+            let acted = app.inbox_act_in_run(token, item, action, text).await?;
+            Answer {
+                line: format!(
+                    "inbox item {} {}{}",
+                    acted.item.id,
+                    acted.item.status,
+                    gate_summary(acted.gate.as_ref())
+                ),
+                value: json(&acted)?,
+                negative: false,
             }
         }
     })
+}
+
+fn json(value: &impl Serialize) -> Result<serde_json::Value, AppError> {
+    serde_json::to_value(value).map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// What the gate said after an approval, in a few words.
+fn gate_summary(closing: Option<&crate::gatekeeper::Closing>) -> String {
+    match closing {
+        None => String::new(),
+        Some(closing) if closing.done => format!("; {} done", closing.ticket.id),
+        Some(closing) => format!(
+            "; {} stays in {} ({})",
+            closing.ticket.id,
+            closing.ticket.state,
+            closing.missing.join("; ")
+        ),
+    }
 }

@@ -7,13 +7,14 @@
 use crate::git;
 use crate::process;
 use crate::runner::base_environment;
+use crate::sandbox;
 use crate::settings::Settings;
 use mission_core::evidence::{
     ArtifactEvidence, CommitEvidence, FileCheck, MediaType, OutputTail, RouteEvidence, Sha256Hex,
     TestEvidence, WorkspacePath, verify_artifact, verify_commit, verify_route, verify_test,
 };
 use mission_core::proof::{RouteCheck, TestCommand};
-use mission_core::{CommitSha, Evidence, TicketId, Timestamp, Verification};
+use mission_core::{CommitSha, Evidence, Ticket, Timestamp, Verification};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,60 +23,54 @@ use std::time::{Duration, Instant};
 /// Most bytes of a route's body read to look for the expected text.
 const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// Runs a configured test command in `workspace` (its own process group, an allow-listed
-/// environment, no shell) and records what happened, at the commit `at_commit` the workspace
-/// has checked out. The time limit kills the whole group.
+/// Runs a configured test command in `workspace` and records what happened, at the commit
+/// `at_commit` the workspace has checked out. The command runs as the ticket's code would: in
+/// the sandbox of the ticket's worker (the same launcher and policy as its runs: it may write
+/// the workspace and its own folder, nothing of the instance), its own process group, an
+/// allow-listed environment, no shell. The time limit kills the whole group. A ticket with no
+/// worker to confine the test as gets no test run (fail closed).
 pub async fn run_test(
     settings: &Settings,
-    ticket: &TicketId,
+    ticket: &Ticket,
     test: &TestCommand,
     workspace: &Path,
     at_commit: Option<CommitSha>,
 ) -> TestEvidence {
     let started = Instant::now();
-    let program = resolve_program(settings, &test.command[0]);
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&test.command[1..])
-        .current_dir(workspace)
-        .env_clear()
-        .envs(base_environment(settings))
-        .env("MISSION_TICKET", ticket.to_string())
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let (exit_code, output) = match cmd.spawn() {
-        Err(error) => (
-            None,
-            format!("cannot start {}: {error}\n", program.display()).into_bytes(),
-        ),
-        Ok(child) => {
-            let pid = i64::from(child.id().unwrap_or_default());
-            match tokio::time::timeout(test.timeout, child.wait_with_output()).await {
-                Ok(Ok(out)) => {
-                    process::kill_leftovers(pid);
-                    let mut bytes = out.stdout;
-                    bytes.extend_from_slice(&out.stderr);
-                    (out.status.code(), bytes)
-                }
-                Ok(Err(error)) => (
-                    None,
-                    format!("waiting for the test: {error}\n").into_bytes(),
-                ),
-                Err(_) => {
-                    process::terminate_group(pid, settings.dispatch.kill_grace).await;
-                    (
+    let (exit_code, output) = match confined_test(settings, ticket, test, workspace).await {
+        Err(why) => (None, format!("{why}\n").into_bytes()),
+        Ok(mut cmd) => match cmd.spawn() {
+            Err(error) => (
+                None,
+                format!("cannot start {}: {error}\n", test.command[0]).into_bytes(),
+            ),
+            Ok(child) => {
+                let pid = i64::from(child.id().unwrap_or_default());
+                match tokio::time::timeout(test.timeout, child.wait_with_output()).await {
+                    Ok(Ok(out)) => {
+                        process::kill_leftovers(pid);
+                        let mut bytes = out.stdout;
+                        bytes.extend_from_slice(&out.stderr);
+                        (out.status.code(), bytes)
+                    }
+                    Ok(Err(error)) => (
                         None,
-                        format!(
-                            "timed out after {}\n",
-                            humantime::format_duration(test.timeout)
+                        format!("waiting for the test: {error}\n").into_bytes(),
+                    ),
+                    Err(_) => {
+                        process::terminate_group(pid, settings.dispatch.kill_grace).await;
+                        (
+                            None,
+                            format!(
+                                "timed out after {}\n",
+                                humantime::format_duration(test.timeout)
+                            )
+                            .into_bytes(),
                         )
-                        .into_bytes(),
-                    )
+                    }
                 }
             }
-        }
+        },
     };
     TestEvidence {
         name: test.name.clone(),
@@ -85,6 +80,98 @@ pub async fn run_test(
         output_tail: OutputTail::of(&output),
         output_sha256: sha256(&output),
     }
+}
+
+/// The test's command, confined as the ticket's worker's runs: its own folder
+/// (`RUNS/KEY-N/tests/NAME-MILLIS`, with a private `tmp/`), the worker's home, the launcher.
+async fn confined_test(
+    settings: &Settings,
+    ticket: &Ticket,
+    test: &TestCommand,
+    workspace: &Path,
+) -> Result<tokio::process::Command, String> {
+    let name = ticket.assignee.as_ref().ok_or_else(|| {
+        format!(
+            "{} has no assignee whose sandbox the test could run in",
+            ticket.id
+        )
+    })?;
+    let worker = settings
+        .workforce
+        .worker(name)
+        .ok_or_else(|| format!("{name} is not a configured worker to run the test as"))?;
+    let run_as = worker
+        .run_as
+        .as_deref()
+        .map(sandbox::run_as_user)
+        .transpose()?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let run_dir = settings
+        .runs_dir
+        .join(ticket.id.to_string())
+        .join("tests")
+        .join(format!("{}-{stamp}", test.name));
+    let tmp_dir = run_dir.join("tmp");
+    sandbox::make_private_dir(&tmp_dir)
+        .await
+        .map_err(|e| format!("{}: {e}", tmp_dir.display()))?;
+    let home = sandbox::worker_home(settings, name.as_str(), worker)
+        .await
+        .map_err(|e| format!("the home of {name}: {e}"))?;
+    let mut env = base_environment(settings);
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    env.retain(|(n, _)| n != "HOME" && n != "TMPDIR");
+    env.extend([
+        ("HOME".to_owned(), path(&home)),
+        ("TMPDIR".to_owned(), path(&tmp_dir)),
+        ("MISSION_TICKET".to_owned(), ticket.id.to_string()),
+    ]);
+    let program = resolve_program(settings, &test.command[0]);
+    let search = env
+        .iter()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v.clone());
+    let looked_up = program.to_string_lossy().into_owned();
+    let program = tokio::task::spawn_blocking(move || {
+        sandbox::resolve_program(&looked_up, search.as_deref())
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| {
+        format!(
+            "cannot start {}: not found, or not an executable file",
+            program.display()
+        )
+    })?;
+    if let Some((uid, gid)) = run_as {
+        sandbox::give_to(vec![run_dir.clone()], uid, gid).await?;
+    }
+    let access = sandbox::workspace_access(workspace).await;
+    let confinement = sandbox::Confinement {
+        worker,
+        workspace: &access,
+        run_dir: &run_dir,
+        home: &home,
+        program: &program,
+        arg0: &test.command[0],
+        env: &env,
+        run_as,
+    };
+    let mut cmd = confinement
+        .command(settings, &test.command[1..])
+        .await
+        .map_err(|e| format!("the test's sandbox: {e}"))?;
+    cmd.current_dir(workspace)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(cmd)
 }
 
 /// A relative program path with a slash is relative to the instance folder.

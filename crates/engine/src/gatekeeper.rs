@@ -350,7 +350,7 @@ impl Gatekeeper {
                 mission_core::Evidence::Test(
                     observe::run_test(
                         &self.settings,
-                        &ticket.id,
+                        ticket,
                         test,
                         &place.workspace,
                         head.cloned(),

@@ -145,13 +145,39 @@ pub fn facts(
         tasks: task_facts,
         broken_task_files: tasks.errors.clone(),
         config_problems: config_problems(settings, tasks),
-        // HOOK for the sandbox: `Some(why)` once runs are sandboxed where the kernel can.
-        sandbox_off: None,
+        sandbox_off: sandbox_off(settings),
         open_incidents: snapshot.open_incidents,
         unsettled_inbox: inbox.unsettled,
         failed_inbox: inbox.failed,
         invalid_evidence: snapshot.invalid_evidence.unwrap_or_default(),
     }
+}
+
+/// Why runs of enabled workers are not sandboxed, if they are not: the kernel has no Landlock,
+/// or a worker opted out (`sandbox = "off"`). `None` when every enabled worker's runs are.
+fn sandbox_off(settings: &Settings) -> Option<String> {
+    use crate::sandbox::Landlock;
+    use mission_core::config::SandboxMode;
+    let enabled: Vec<_> = settings
+        .workforce
+        .workers()
+        .filter(|(_, w)| w.enabled)
+        .collect();
+    if enabled.is_empty() {
+        return None;
+    }
+    if let Landlock::Unavailable { reason } = &settings.sandbox.landlock {
+        return Some(format!("the kernel offers no Landlock ({reason})"));
+    }
+    if settings.sandbox.launcher.is_none() {
+        return Some("runs start without the sandboxing launcher".to_owned());
+    }
+    let off: Vec<String> = enabled
+        .iter()
+        .filter(|(_, w)| w.sandbox == SandboxMode::Off)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    (!off.is_empty()).then(|| format!("sandbox = \"off\" for {}", off.join(", ")))
 }
 
 /// Problems of the configuration the server runs despite.

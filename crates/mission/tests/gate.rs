@@ -90,6 +90,18 @@ fn run_all(instance: &Instance, ids: &[&str]) {
     panic!("{ids:?} did not all run");
 }
 
+/// The reason with `code` in `mission status --json`, if there is one.
+fn reason_of(instance: &Instance, code: &str) -> Option<Value> {
+    let report: Value =
+        serde_json::from_slice(&instance.run(&["status", "--json"]).stdout).unwrap();
+    report["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == code)
+        .cloned()
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -331,6 +343,9 @@ command = ["{worker}"]
     assert_eq!(report["counts"]["approved"], 1, "{report}");
     assert_eq!(report["counts"]["rejected"], 1, "{report}");
     assert_eq!(report["counts"]["closed"], 1, "{report}");
+    // The skipped review is no success: the verdict says so, naming the task.
+    let health = reason_of(&instance, "task_degraded").expect("task_degraded");
+    assert_eq!(health["ids"][0], "review", "{health}");
 
     // The oversized diff: still in review, recorded as skipped, a person asked.
     assert_eq!(instance.state(&big), "review");
@@ -425,6 +440,9 @@ command = ["{worker}"]
 fn scenario_5_a_crashed_handler_leaves_the_item_delivered_and_it_is_redelivered() {
     let config = format!(
         r#"{FAST}
+[health]
+inbox_age_limit = "1s"
+
 [inbox]
 questions_to = "worker:council"
 worker_lease = "3s"
@@ -436,10 +454,11 @@ command = ["./council.sh"]
 "#
     );
     let instance = Instance::with_fake_workers(&config);
-    // The orchestrator: it dies when told to (a crash before acting), else answers.
+    // The orchestrator (sandboxed: it reaches nothing of the instance, only its own folder): it
+    // dies on the item's first delivery (a crash before acting) and answers on the next.
     executable(
         &instance.path().join("council.sh"),
-        "#!/bin/sh\ndir=$(dirname \"$MISSION_CONFIG\")\nif [ -e \"$dir/crash-next\" ]; then rm \"$dir/crash-next\"; kill -9 $$; fi\nexec mission inbox act \"$MISSION_INBOX_ITEM\" answered --text \"use postgres\"\n",
+        "#!/bin/sh\ncase \"$MISSION_RUN_DIR\" in */1) kill -9 $$;; esac\nexec \"$MISSION_BIN\" inbox act \"$MISSION_INBOX_ITEM\" answered --text \"use postgres\"\n",
     );
     std::fs::write(
         instance.path().join("tasks/drain.md"),
@@ -464,7 +483,6 @@ command = ["./council.sh"]
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // The handler crashes: the item stays delivered, with no action; the pass is degraded.
-    std::fs::write(instance.path().join("crash-next"), "").unwrap();
     let out = instance.run(&["task", "run", "drain", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "degraded", "{report}");
@@ -473,6 +491,10 @@ command = ["./council.sh"]
     assert_eq!(shown["status"], "delivered", "{shown}");
     assert!(shown["action"].is_null());
     assert_eq!(instance.state(&id), "needs_input");
+    // Left delivered to a dead handler past its age limit: the verdict names the item.
+    std::thread::sleep(Duration::from_millis(1100));
+    let aging = reason_of(&instance, "inbox_aging").expect("inbox_aging");
+    assert_eq!(aging["ids"][0], item_id.as_str(), "{aging}");
 
     // After its lease, it is delivered again; this time the handler acts, with its action.
     std::thread::sleep(Duration::from_millis(3200));
@@ -606,4 +628,80 @@ merge = "merge"
     );
     // No remote was touched: the repositories have none.
     assert_eq!(git(&clash, &["remote"]), "");
+}
+
+#[test]
+fn a_done_ticket_whose_commit_vanishes_is_a_reason_and_an_incident_until_restored() {
+    let config = format!(
+        "{FAST}\n[review]\ndefault = \"none\"\n\n[audit]\nauto_resolve = {{ default = true }}\n"
+    );
+    let instance = Instance::with_fake_workers(&config);
+    std::fs::write(
+        instance.path().join("tasks/audit.md"),
+        "+++\nkind = \"operator-audit\"\nevery = \"1h\"\n+++\n",
+    )
+    .unwrap();
+    let repo = make_repo(&instance, "repo");
+    let id = add(
+        &instance,
+        "work",
+        "fake-agent: commit\n",
+        &["--repo", "repo"],
+    );
+    run_all(&instance, &[&id]);
+    instance.ok(&["ticket", "done", &id]);
+    assert_eq!(instance.state(&id), "done");
+    let branch = format!("mission/{id}");
+    let work = git(&repo, &["rev-parse", &branch]);
+
+    let invalid = |instance: &Instance| reason_of(instance, "evidence_invalid");
+    let fingerprints = |instance: &Instance| -> Vec<String> {
+        instance
+            .json(&["incident", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["fingerprint"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Still verifies: the audit finds nothing and writes nothing about it.
+    instance.json(&["task", "run", "audit"]);
+    assert!(invalid(&instance).is_none());
+    assert!(!fingerprints(&instance).contains(&format!("evidence_invalid:{id}")));
+
+    // The branch is rewound past the work: the done ticket's commit no longer verifies.
+    git(&repo, &["branch", "-f", &branch, "main"]);
+    instance.json(&["task", "run", "audit"]);
+    let reason = invalid(&instance).expect("evidence_invalid");
+    assert_eq!(reason["ids"][0], id.as_str(), "{reason}");
+    assert!(
+        reason["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer verifies"),
+        "{reason}"
+    );
+    assert!(fingerprints(&instance).contains(&format!("evidence_invalid:{id}")));
+    let failed: Vec<Value> = instance
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "evidence.failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "one event for the change, none per pass");
+    instance.json(&["task", "run", "audit"]);
+    assert_eq!(
+        instance
+            .events()
+            .iter()
+            .filter(|e| e["kind"] == "evidence.failed")
+            .count(),
+        1
+    );
+
+    // Restored: the reason clears and the incident resolves.
+    git(&repo, &["branch", "-f", &branch, &work]);
+    let run = instance.json(&["task", "run", "audit"]);
+    assert_eq!(run["counts"]["resolved"], 1, "{run}");
+    assert!(invalid(&instance).is_none());
+    assert!(!fingerprints(&instance).contains(&format!("evidence_invalid:{id}")));
 }

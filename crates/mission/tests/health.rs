@@ -473,7 +473,8 @@ fn a_condition_that_recurs_after_resolution_reopens_its_incident() {
 /// example tasks: `working` with zero reasons at every look — no false alarm. The predecessor's
 /// impossible-by-design modes stay impossible: the controller-parked MC-2 is explained once,
 /// never re-logged; one dispatcher claims each attempt once. (An inbox item acted without its
-/// action record cannot be set up here: the inbox's store part is not in this branch.)
+/// action record is refused by the store itself: the conformance suite's
+/// `the_inbox_never_fakes_or_loses_an_action`.)
 #[test]
 fn a_healthy_instance_stays_working_with_zero_reasons() {
     let demo = tempfile::tempdir().unwrap();
@@ -615,5 +616,125 @@ fn a_hung_dispatcher_behind_a_live_server_is_stalled() {
         "dispatcher_stalled",
         false,
         Duration::from_secs(10),
+    );
+}
+
+/// An instance whose inbox items age after a second, the example tasks removed.
+fn inbox_instance(extra: &str) -> Instance {
+    let instance = Instance::with_fake_workers(&format!(
+        "{FAST}\n[health]\ninbox_age_limit = \"1s\"\n\n[audit]\nauto_resolve = {{ default = true }}\n{extra}"
+    ));
+    for task in [
+        "triage",
+        "board-sweep",
+        "disk-check",
+        "operator-audit",
+        "auto-review",
+        "inbox-drain",
+    ] {
+        let _ = std::fs::remove_file(instance.path().join(format!("tasks/{task}.md")));
+    }
+    write_task(
+        &instance,
+        "audit",
+        "+++\nkind = \"operator-audit\"\nevery = \"1h\"\n+++\n",
+    );
+    instance
+}
+
+fn open_fingerprints(instance: &Instance) -> Vec<String> {
+    instance
+        .json(&["incident", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["fingerprint"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn inbox_items_left_waiting_or_failed_are_reasons_and_incidents() {
+    // Questions go to an orchestrator worker that is switched off: the drain cannot deliver
+    // them and fails them, which raises an alert for the operator.
+    let instance = inbox_instance(
+        "[inbox]\nquestions_to = \"worker:council\"\n\n[workers.council]\nruntime = \"shell\"\ncommand = [\"true\"]\nenabled = false\n",
+    );
+    write_task(
+        &instance,
+        "drain",
+        "+++\nkind = \"inbox-drain\"\nevery = \"1h\"\n+++\n",
+    );
+    let asks = instance.add(&[
+        "--title",
+        "asks",
+        "--assignee",
+        "luci",
+        "--body",
+        "fake-agent: ask Which database?\n",
+    ]);
+    instance.dispatch(&["--lane", "normal"]);
+    assert_eq!(instance.state(&asks), "needs_input");
+    let question = instance.json(&["inbox", "list"])[0]["id"].to_string();
+
+    // Fresh: no reason yet. Past the age limit: aging, naming the item, and an incident.
+    let (_, report) = status(&instance);
+    assert!(reason(&report, "inbox_aging").is_none(), "{report}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let aging = reason(&status(&instance).1, "inbox_aging").unwrap();
+    assert_eq!(aging["component"], "inbox");
+    assert_eq!(aging["ids"][0], question, "{aging}");
+    instance.json(&["task", "run", "audit"]);
+    assert!(
+        open_fingerprints(&instance).contains(&format!("inbox_aging:{question}")),
+        "{:?}",
+        open_fingerprints(&instance)
+    );
+
+    // The drain cannot deliver it: failed, a reason of its own, and an alert item raised.
+    let drained = instance.run(&["task", "run", "drain", "--json"]);
+    assert_eq!(
+        drained.status.code(),
+        Some(1),
+        "a failed item is not a success"
+    );
+    let failed = reason(&status(&instance).1, "inbox_failed").unwrap();
+    assert_eq!(failed["ids"][0], question, "{failed}");
+    let alert = instance.json(&["inbox", "list"])[0].clone();
+    assert_eq!(alert["kind"], "alert", "{alert}");
+
+    // The operator acts on the alert: nothing waits any more; the aging incident resolves.
+    instance.ok(&[
+        "inbox",
+        "act",
+        &alert["id"].to_string(),
+        "dismissed",
+        "--text",
+        "council is retired",
+    ]);
+    assert!(reason(&status(&instance).1, "inbox_aging").is_none());
+    let run = instance.json(&["task", "run", "audit"]);
+    assert_eq!(run["counts"]["resolved"], 1, "{run}");
+    assert!(open_fingerprints(&instance).is_empty());
+}
+
+#[test]
+fn runs_that_are_not_sandboxed_are_a_reason() {
+    let instance = inbox_instance(
+        "[workers.loose]\nruntime = \"shell\"\ncommand = [\"true\"]\nsandbox = \"off\"\n",
+    );
+    let off = reason(&status(&instance).1, "sandbox_off").unwrap();
+    assert_eq!(off["component"], "sandbox");
+    assert!(off["detail"].as_str().unwrap().contains("loose"), "{off}");
+    // A kernel without Landlock: every run is unsandboxed, and the reason says why.
+    let out = instance
+        .command(&["status", "--json"])
+        .env("MISSION_TEST_NO_LANDLOCK", "1")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let off = reason(&report, "sandbox_off").unwrap();
+    assert!(
+        off["detail"].as_str().unwrap().contains("Landlock"),
+        "{off}"
     );
 }

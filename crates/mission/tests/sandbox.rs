@@ -742,3 +742,96 @@ fn the_launcher_is_hidden_from_help() {
     assert!(help.contains("serve"), "{help}");
     assert!(!help.contains("run-sandboxed"), "{help}");
 }
+
+/// The configured test command runs the ticket's own code (here a script the agent committed):
+/// the harness runs it in the same sandbox as the worker's runs, so the code cannot reach the
+/// instance through it either, while the test itself does its work.
+#[test]
+fn a_test_the_harness_runs_is_sandboxed_like_the_run() {
+    let script = format!(
+        "cat > tests.sh <<'EOT'\n{TEST_ATTACKS}EOT\ngit add tests.sh && git commit -qm tests\n\"$MISSION_BIN\" run evidence test unit\n\"$MISSION_BIN\" run submit\n"
+    );
+    let instance = Instance::with_script_worker(
+        &format!("{FAST}\n[[evidence.tests]]\nname = \"unit\"\ncommand = [\"sh\", \"tests.sh\"]\n"),
+        &script,
+    );
+    make_repo(&instance);
+    let id = instance.add(&["--title", "tests", "--assignee", "script", "--repo", "repo"]);
+    let report = run_once(&instance);
+    assert_eq!(report["failure_class"], Value::Null, "{report}");
+    let shown = instance.show(&id);
+    let test = shown["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["evidence"]["kind"] == "test")
+        .unwrap_or_else(|| panic!("no test evidence: {shown}"))
+        .clone();
+    let output = test["evidence"]["output_tail"].as_str().unwrap();
+    for attack in ["store_read", "config_read", "tasks_write", "server_environ"] {
+        assert!(
+            output.contains(&format!("{attack}=denied")),
+            "{attack}: {output}"
+        );
+    }
+    assert!(output.contains("workspace_write=ok"), "{output}");
+    assert_eq!(test["evidence"]["exit_code"], 0, "{test}");
+    assert!(!instance.path().join("tasks/evil.md").exists());
+}
+
+/// The attack script a run commits as its tests: prints `NAME=ok|denied` lines.
+const TEST_ATTACKS: &str = r#"I=$(dirname "$MISSION_CONFIG")
+t() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "$name=ok"; else echo "$name=denied"; fi; }
+t store_read cat "$I/data/mission.db"
+t config_read cat "$I/mission.toml"
+t tasks_write sh -c "echo evil > '$I/tasks/evil.md'"
+t server_environ cat /proc/$PPID/environ
+t workspace_write sh -c 'echo ran > test-output.txt'
+exit 0
+"#;
+
+/// A worker run outside a ticket's attempt — here an inbox handler started by inbox-drain — is
+/// confined like a run: the instance is out of its reach, and it acts over its own socket.
+#[test]
+fn an_inbox_handler_is_sandboxed_and_acts_over_its_socket() {
+    let instance = Instance::with_fake_workers(&format!(
+        "{FAST}\n[inbox]\nquestions_to = \"worker:council\"\n\n[workers.council]\nruntime = \"shell\"\ncommand = [\"./council.sh\"]\n"
+    ));
+    let script = format!(
+        "#!/bin/sh\n{TRY}try store_read cat \"$I/data/mission.db\"\ntry config_read cat \"$I/mission.toml\"\ntry tasks_write sh -c \"echo evil > '$I/tasks/evil.md'\"\nexec \"$MISSION_BIN\" inbox act \"$MISSION_INBOX_ITEM\" answered --text \"use postgres\"\n"
+    );
+    let path = instance.path().join("council.sh");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        instance.path().join("tasks/drain.md"),
+        "+++\nkind = \"inbox-drain\"\nevery = \"1h\"\n+++\n",
+    )
+    .unwrap();
+    let id = instance.add(&[
+        "--title",
+        "asks",
+        "--assignee",
+        "luci",
+        "--body",
+        "fake-agent: ask Which database?\n",
+    ]);
+    instance.dispatch(&["--lane", "normal"]);
+    assert_eq!(instance.state(&id), "needs_input");
+    let report = instance.json(&["task", "run", "drain"]);
+    assert_eq!(report["outcome"], "acted", "{report}");
+    let text =
+        std::fs::read_to_string(instance.path().join("data/runs/inbox/1/1/results")).unwrap();
+    for attack in ["store_read", "config_read", "tasks_write"] {
+        assert!(
+            text.contains(&format!("{attack}=denied")),
+            "{attack}: {text}"
+        );
+    }
+    assert!(!instance.path().join("tasks/evil.md").exists());
+    assert_eq!(
+        instance.state(&id),
+        "todo",
+        "the answer requeued the ticket"
+    );
+}

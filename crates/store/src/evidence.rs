@@ -32,6 +32,18 @@ pub trait EvidenceStore: Send + Sync {
     /// and `close` is set, moves the ticket to done through the gate (`ticket.moved`). A ticket
     /// that is not in review is a transition error.
     async fn decide_gate(&self, request: &GateRequest<'_>, change: &Change) -> Result<GateOutcome>;
+
+    /// Stores the operator audit's re-verifications of `ticket`'s records, in one transaction.
+    /// A record whose status changes takes the new verification with one `evidence.verified` or
+    /// `evidence.failed` event; a record whose status holds is left as it is (so a failure keeps
+    /// the time it was first seen, and a pass that finds nothing new writes nothing). Returns
+    /// how many records changed. A record of another ticket is refused.
+    async fn reverify_evidence(
+        &self,
+        ticket: &TicketId,
+        checks: &[(EvidenceId, Verification)],
+        change: &Change,
+    ) -> Result<u32>;
 }
 
 /// Who may attach evidence now.

@@ -74,7 +74,7 @@ pub struct WaitingTicket {
     pub since: Timestamp,
 }
 
-/// The inbox's facts. `None` in a snapshot until the inbox's store part fills it.
+/// The inbox's facts in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InboxFacts {
     pub unsettled: Vec<UnsettledItem>,
@@ -105,10 +105,10 @@ pub struct HealthSnapshot {
     pub task_runs: Vec<(String, Vec<TaskRunFact>)>,
     pub open_incidents: Vec<OpenIncident>,
     pub last_verdict: Option<RecordedVerdict>,
-    /// HOOK for the inbox's store part (migration 6): pending and delivered items, failed ones.
-    /// `None` while this backend has no inbox tables; the verdict then reads no inbox reason.
+    /// Pending and delivered inbox items (oldest first) and the newest failed ones, at most
+    /// `waiting_limit` of each. `None` from a backend without the inbox's tables.
     pub inbox: Option<InboxFacts>,
-    /// HOOK for the evidence's store part: done tickets whose evidence no longer verifies.
-    /// `None` while this backend records no evidence.
+    /// Done tickets with a record that failed its re-verification after done, with the first
+    /// such failure; at most `waiting_limit`. `None` from a backend without evidence.
     pub invalid_evidence: Option<Vec<InvalidEvidence>>,
 }

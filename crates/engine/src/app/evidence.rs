@@ -61,7 +61,7 @@ impl App {
                     })?;
                 let at_commit = crate::git::head(workspace).await.ok();
                 mission_core::Evidence::Test(
-                    observe::run_test(&self.settings, &ticket.id, test, workspace, at_commit).await,
+                    observe::run_test(&self.settings, &ticket, test, workspace, at_commit).await,
                 )
             }
             EvidenceRequest::Route(name) => {

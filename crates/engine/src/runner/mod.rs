@@ -180,7 +180,7 @@ impl Runner {
             Arc::new(crate::wake::SocketWaker::new(&self.settings.wake_socket)),
         );
         let _callbacks = prepared.callbacks.take().map(|listener| {
-            AbortOnDrop(tokio::spawn(crate::callback::serve(listener, app, run.id)))
+            crate::callback::serve_while(listener, app, crate::callback::Scope::Run(run.id))
         });
         let (child, pid) = match self.start(run, token, &prepared).await {
             Ok(started) => started,
@@ -275,15 +275,6 @@ impl Runner {
             ]);
         }
         env
-    }
-}
-
-/// Aborts a task when dropped: the run's callback server ends with its supervision.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -6,7 +6,7 @@ use super::log::Log;
 use super::{Runner, ticket_text};
 use crate::process;
 use crate::prompt::PromptContext;
-use crate::sandbox::{self, GitAccess, Policy, RunPaths, Spec, WorkspaceAccess};
+use crate::sandbox::{self, Confinement};
 use crate::workspace::{self, Workspace};
 use mission_agents::{CommandSpec, LaunchSpec, Resume, Stdin};
 use mission_core::config::{HomeMode, RuntimeKind, WorkerConfig};
@@ -54,28 +54,9 @@ fn io_failed(path: &Path, error: std::io::Error) -> RunEnd {
 
 /// Writes a file only its owner can read (the run's files hold ticket text and answers).
 async fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunEnd> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    sandbox::write_private(path, bytes)
         .await
-        .map_err(|e| io_failed(path, e))?;
-    file.write_all(bytes)
-        .await
-        .map_err(|e| io_failed(path, e))?;
-    file.flush().await.map_err(|e| io_failed(path, e))
-}
-
-/// Creates a folder (and its parents) only its owner can enter.
-pub(crate) async fn make_private_dir(path: &Path) -> std::io::Result<()> {
-    tokio::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .await
+        .map_err(|e| io_failed(path, e))
 }
 
 impl Runner {
@@ -100,7 +81,8 @@ impl Runner {
             })?;
         let run_as = match &worker.run_as {
             Some(user) => Some(
-                run_as_user(user).map_err(|detail| failed(FailureClass::RuntimeMissing, detail))?,
+                sandbox::run_as_user(user)
+                    .map_err(|detail| failed(FailureClass::RuntimeMissing, detail))?,
             ),
             None => None,
         };
@@ -116,7 +98,7 @@ impl Runner {
             .join(run.ticket.to_string())
             .join(run.attempt.to_string());
         let tmp_dir = run_dir.join("tmp");
-        make_private_dir(&tmp_dir)
+        sandbox::make_private_dir(&tmp_dir)
             .await
             .map_err(|e| io_failed(&tmp_dir, e))?;
         let ticket_file = run_dir.join("ticket.md");
@@ -154,19 +136,12 @@ impl Runner {
             None
         };
 
-        let home = match worker.home {
-            HomeMode::Private => {
-                let home = self.settings.sandbox.homes_dir.join(run.worker.to_string());
-                make_private_dir(&home)
-                    .await
-                    .map_err(|e| io_failed(&home, e))?;
-                seed_home(&home, worker.runtime).await;
-                home
-            }
-            HomeMode::Real => std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/")),
-        };
+        let home = sandbox::worker_home(&self.settings, run.worker.as_str(), &worker)
+            .await
+            .map_err(|e| io_failed(&self.settings.sandbox.homes_dir, e))?;
+        if worker.home == HomeMode::Private {
+            seed_home(&home, worker.runtime).await;
+        }
         let prompt_file = run_dir.join("prompt.md");
         let branch = workspace
             .repo
@@ -312,41 +287,18 @@ impl Runner {
         env: &[(String, String)],
         run_as: Option<(u32, u32)>,
     ) -> Result<PathBuf, RunEnd> {
-        let git_root = workspace.path.clone();
-        let git = match &workspace.repo {
-            Some(_) => tokio::task::spawn_blocking(move || GitAccess::of_worktree(&git_root))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
-        let access = WorkspaceAccess {
-            path: workspace.path.clone(),
-            git,
-        };
-        let server_home = std::env::var_os("HOME").map(PathBuf::from);
-        let policy = Policy::for_run(
+        let access = sandbox::workspace_access(&workspace.path).await;
+        let spec = Confinement {
             worker,
-            &RunPaths {
-                workspace: &access,
-                run_dir,
-                home,
-                private_home: worker.home == HomeMode::Private,
-                program,
-                mission_bin: &self.settings.mission_bin,
-                instance_dir: &self.settings.instance_dir,
-                server_home: server_home.as_deref(),
-                env,
-            },
-        );
-        let spec = Spec {
-            program: program.to_owned(),
-            arg0: command.program.clone(),
-            landlock: sandbox::wants_landlock(worker, &self.settings.sandbox.landlock),
-            policy,
+            workspace: &access,
+            run_dir,
+            home,
+            program,
+            arg0: &command.program,
+            env,
             run_as,
-            status_file: run_dir.join("sandbox.status"),
-        };
+        }
+        .spec(&self.settings);
         let spec_file = run_dir.join("sandbox.json");
         let text = serde_json::to_vec_pretty(&spec)
             .map_err(|e| failed(FailureClass::AgentError, format!("sandbox spec: {e}")))?;
@@ -467,7 +419,9 @@ async fn seed_home(home: &Path, runtime: RuntimeKind) {
         (None, None) => return,
     };
     if let Ok(text) = tokio::fs::read(&source).await
-        && make_private_dir(&home.join(".codex")).await.is_ok()
+        && sandbox::make_private_dir(&home.join(".codex"))
+            .await
+            .is_ok()
     {
         let _ = write_private(&target, &text).await;
     }
@@ -487,40 +441,9 @@ async fn bind_callbacks(run_dir: &Path) -> Result<tokio::net::UnixListener, RunE
     Ok(listener)
 }
 
-/// The uid and gid of `user`, whom the runs of a worker with `run_as` become. Only a server
-/// running as root can change its runs' user.
-fn run_as_user(user: &str) -> Result<(u32, u32), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(format!("run_as = {user:?} needs a server running as root"));
-    }
-    match nix::unistd::User::from_name(user) {
-        Ok(Some(found)) => Ok((found.uid.as_raw(), found.gid.as_raw())),
-        Ok(None) => Err(format!("run_as: no user {user:?}")),
-        Err(e) => Err(format!("run_as: looking up {user:?}: {e}")),
-    }
-}
-
-/// Gives the run's folders (recursively) to its user. Blocking work, off the async threads.
+/// Gives the run's folders (recursively) to its user.
 async fn give_to(paths: Vec<PathBuf>, uid: u32, gid: u32) -> Result<(), RunEnd> {
-    fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-        let meta = std::fs::symlink_metadata(path)?;
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                walk(&entry?.path(), uid, gid)?;
-            }
-        }
-        Ok(())
-    }
-    tokio::task::spawn_blocking(move || {
-        for path in &paths {
-            walk(path, uid, gid).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(())
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()))
-    .map_err(|detail| {
+    sandbox::give_to(paths, uid, gid).await.map_err(|detail| {
         failed(
             FailureClass::AgentError,
             format!("giving the run's folders to its user: {detail}"),

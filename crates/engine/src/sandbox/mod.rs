@@ -25,7 +25,8 @@
 
 pub mod launch;
 
-use mission_core::config::{RuntimeKind, SandboxMode, WorkerConfig};
+use crate::settings::Settings;
+use mission_core::config::{HomeMode, RuntimeKind, SandboxMode, WorkerConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -262,6 +263,174 @@ impl Policy {
             .extend(worker.sandbox_write.iter().map(resolve));
         policy
     }
+}
+
+/// One confined process outside a ticket's attempt — a configured test run in a ticket's
+/// workspace, a reviewer's or an inbox handler's run — sandboxed as its worker's runs are: the
+/// same [`Policy`], the same launcher.
+pub struct Confinement<'a> {
+    pub worker: &'a WorkerConfig,
+    pub workspace: &'a WorkspaceAccess,
+    /// Its own folder (with its private `tmp/`), written by it alone.
+    pub run_dir: &'a Path,
+    pub home: &'a Path,
+    /// The program, resolved, and the name it is started as.
+    pub program: &'a Path,
+    pub arg0: &'a str,
+    pub env: &'a [(String, String)],
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl Confinement<'_> {
+    /// The launcher's spec of this process.
+    pub fn spec(&self, settings: &Settings) -> Spec {
+        let server_home = std::env::var_os("HOME").map(PathBuf::from);
+        let policy = Policy::for_run(
+            self.worker,
+            &RunPaths {
+                workspace: self.workspace,
+                run_dir: self.run_dir,
+                home: self.home,
+                private_home: self.worker.home == HomeMode::Private,
+                program: self.program,
+                mission_bin: &settings.mission_bin,
+                instance_dir: &settings.instance_dir,
+                server_home: server_home.as_deref(),
+                env: self.env,
+            },
+        );
+        Spec {
+            program: self.program.to_owned(),
+            arg0: self.arg0.to_owned(),
+            landlock: wants_landlock(self.worker, &settings.sandbox.landlock),
+            policy,
+            run_as: self.run_as,
+            status_file: self.run_dir.join("sandbox.status"),
+        }
+    }
+
+    /// Writes the spec into the process's folder (`sandbox.json`, its owner's alone) and returns
+    /// the command that starts `args` through the launcher — or, with no launcher configured
+    /// (engine tests), the program itself. Its environment is `env` and nothing else.
+    pub async fn command(
+        &self,
+        settings: &Settings,
+        args: &[String],
+    ) -> std::io::Result<tokio::process::Command> {
+        let mut command = match &settings.sandbox.launcher {
+            Some(launcher) => {
+                let spec_file = self.run_dir.join("sandbox.json");
+                let text = serde_json::to_vec_pretty(&self.spec(settings))
+                    .map_err(std::io::Error::other)?;
+                write_private(&spec_file, &text).await?;
+                let mut command = tokio::process::Command::new(launcher);
+                command
+                    .arg(launch::COMMAND)
+                    .arg("--spec")
+                    .arg(&spec_file)
+                    .arg("--")
+                    .args(args);
+                command
+            }
+            None => {
+                let mut command = tokio::process::Command::new(self.program);
+                command.args(args);
+                command
+            }
+        };
+        command.env_clear().envs(self.env.iter().cloned());
+        Ok(command)
+    }
+}
+
+/// The home of `worker`'s confined processes: its private home (made for it), or the server's.
+pub async fn worker_home(
+    settings: &Settings,
+    name: &str,
+    worker: &WorkerConfig,
+) -> std::io::Result<PathBuf> {
+    match worker.home {
+        HomeMode::Private => {
+            let home = settings.sandbox.homes_dir.join(name);
+            make_private_dir(&home).await?;
+            Ok(home)
+        }
+        HomeMode::Real => Ok(std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"))),
+    }
+}
+
+/// What the sandbox needs to know of a workspace: its path and, for a git worktree, its
+/// repository's folders.
+pub async fn workspace_access(path: &Path) -> WorkspaceAccess {
+    let root = path.to_owned();
+    let git = tokio::task::spawn_blocking(move || GitAccess::of_worktree(&root))
+        .await
+        .ok()
+        .flatten();
+    WorkspaceAccess {
+        path: path.to_owned(),
+        git,
+    }
+}
+
+/// Writes a file only its owner can read.
+pub async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await?;
+    file.write_all(bytes).await?;
+    file.flush().await
+}
+
+/// Creates a folder (and its parents) only its owner can enter.
+pub async fn make_private_dir(path: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .await
+}
+
+/// The uid and gid of `user`, whom the runs of a worker with `run_as` become. Only a server
+/// running as root can change its runs' user.
+pub fn run_as_user(user: &str) -> Result<(u32, u32), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(format!("run_as = {user:?} needs a server running as root"));
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(found)) => Ok((found.uid.as_raw(), found.gid.as_raw())),
+        Ok(None) => Err(format!("run_as: no user {user:?}")),
+        Err(e) => Err(format!("run_as: looking up {user:?}: {e}")),
+    }
+}
+
+/// Gives folders (recursively) to a run's user. Blocking work, off the async threads.
+pub async fn give_to(paths: Vec<PathBuf>, uid: u32, gid: u32) -> Result<(), String> {
+    fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    tokio::task::spawn_blocking(move || {
+        for path in &paths {
+            walk(path, uid, gid).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// What running `program` needs besides the system: the file itself, or — for a program

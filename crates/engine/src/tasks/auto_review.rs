@@ -224,7 +224,7 @@ async fn review_one(
         item: None,
         timeout: spec.timeout.min(settings.dispatch.run_timeout),
     };
-    if let Err(error) = worker_call::run(settings, call).await {
+    if let Err(error) = worker_call::run(&context.app(), call).await {
         tracing::warn!(ticket.id = %ticket.id, %reviewer, %error, "the reviewer could not run");
     }
     let _ = context

@@ -87,7 +87,7 @@ pub(super) async fn run(context: &TaskContext, spec: &TaskSpec) -> Result<TaskRe
             item: Some(item.id),
             timeout: spec.timeout.min(policy.worker_lease),
         };
-        if let Err(error) = worker_call::run(settings, call).await {
+        if let Err(error) = worker_call::run(&context.app(), call).await {
             tracing::warn!(item = %item.id, %worker, %error, "the worker could not run");
         }
         match store.inbox_item(item.id).await {

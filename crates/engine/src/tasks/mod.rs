@@ -91,6 +91,16 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// The use cases, over this context's store, settings, clock and waker.
+    pub fn app(&self) -> crate::app::App {
+        crate::app::App::new(
+            self.store.clone(),
+            self.settings.clone(),
+            self.clock.clone(),
+            self.waker.clone(),
+        )
+    }
+
     fn change(&self, task: &str) -> Change {
         Change::new(Actor::new(format!("task:{task}")), self.clock.now())
     }

@@ -51,15 +51,23 @@ pub async fn run(config: Option<&Path>, command: InboxCommand) -> Result<ExitCod
                 .action
                 .parse()
                 .map_err(|e: mission_core::inbox::InboxError| CliError::usage(e.to_string()))?;
+            // Inside a run: the worker the item was delivered to, under its token (over the
+            // run's socket when there is one).
+            if let Ok(token) = std::env::var("MISSION_RUN_TOKEN") {
+                let act = mission_engine::callback::Action::InboxAct {
+                    item: id,
+                    action,
+                    text: args.text,
+                };
+                let answer = super::run::call(config, token, act).await?;
+                super::run::print(&answer, args.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let (_, app) = app(config).await?;
-            let acted = match std::env::var("MISSION_RUN_TOKEN") {
-                Ok(token) => app.inbox_act_in_run(&token, id, action, args.text).await?,
-                Err(_) => {
-                    let by = Name::parse(args.as_name.as_deref().unwrap_or("operator"))?;
-                    app.inbox_act(id, action, args.text, by, &Actor::cli())
-                        .await?
-                }
-            };
+            let by = Name::parse(args.as_name.as_deref().unwrap_or("operator"))?;
+            let acted = app
+                .inbox_act(id, action, args.text, by, &Actor::cli())
+                .await?;
             if args.json {
                 output::json_line(&acted)?;
             } else {

@@ -39,25 +39,31 @@ pub async fn run(config: Option<&Path>, command: RunCommand) -> Result<ExitCode,
             (Action::Evidence { evidence }, json)
         }
         // A reviewer run's verdict: its token names a review, not a ticket's run.
-        RunCommand::Review(args) => {
-            let decision = args.decision.parse().map_err(CliError::usage)?;
-            let (_, app) = app(config).await?;
-            let reviewed = app.run_review(&token, decision, &args.reason).await?;
-            if args.json {
-                output::json_line(&reviewed)?;
-            } else {
-                output::print(&format!(
-                    "{} {}: {}\n",
-                    reviewed.ticket.id,
-                    reviewed.review.outcome.as_str(),
-                    reviewed.ticket.state
-                ))?;
-            }
-            app.close().await;
-            return Ok(ExitCode::SUCCESS);
-        }
+        RunCommand::Review(args) => (
+            Action::Review {
+                decision: args.decision.parse().map_err(CliError::usage)?,
+                reason: args.reason,
+            },
+            args.json,
+        ),
     };
-    let answer = match std::env::var_os("MISSION_RUN_SOCKET") {
+    let answer = call(config, token, action).await?;
+    print(&answer, json)?;
+    Ok(if answer.negative {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Carries out a run's `action` under `token`: over the run's socket when inside a run
+/// (`MISSION_RUN_SOCKET`), else against the store here.
+pub async fn call(
+    config: Option<&Path>,
+    token: String,
+    action: Action,
+) -> Result<callback::Answer, CliError> {
+    Ok(match std::env::var_os("MISSION_RUN_SOCKET") {
         Some(socket) => {
             let run_dir = Path::new(&socket)
                 .parent()
@@ -70,20 +76,20 @@ pub async fn run(config: Option<&Path>, command: RunCommand) -> Result<ExitCode,
         }
         None => {
             let (_, app) = app(config).await?;
-            let run = app.run_for_token(&token).await?;
-            let answer = callback::carry_out(&app, &run, action).await;
+            let answer = callback::carry_out(&app, &token, action).await;
             app.close().await;
             answer?
         }
-    };
-    if json {
-        output::json_line(&answer.value)?;
-    } else if !answer.line.is_empty() {
-        output::print(&format!("{}\n", answer.line))?;
-    }
-    Ok(if answer.negative {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
     })
+}
+
+/// Prints an answer: its JSON, or its line.
+pub fn print(answer: &callback::Answer, json: bool) -> Result<(), CliError> {
+    if json {
+        output::json_line(&answer.value)
+    } else if !answer.line.is_empty() {
+        output::print(&format!("{}\n", answer.line))
+    } else {
+        Ok(())
+    }
 }

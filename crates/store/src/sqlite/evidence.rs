@@ -119,25 +119,29 @@ async fn insert(
 }
 
 /// Stores a fresh verification of one of the ticket's records (`evidence.verified` or
-/// `evidence.failed`) in the caller's transaction.
+/// `evidence.failed`) in the caller's transaction. With `only_changes`, a record whose status
+/// holds is left as it is; returns whether the record was written.
 async fn reverify(
     conn: &mut SqliteConnection,
     ticket: &TicketId,
     id: EvidenceId,
     verification: &Verification,
     change: &Change,
-) -> Result<()> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT ticket, evidence FROM evidence WHERE id = ?")
+    only_changes: bool,
+) -> Result<bool> {
+    let row: Option<(String, String, String)> =
+        sqlx::query_as("SELECT ticket, evidence, status FROM evidence WHERE id = ?")
             .bind(id.get())
             .fetch_optional(&mut *conn)
             .await?;
-    let Some((owner, evidence)) = row.filter(|(owner, _)| *owner == ticket.to_string()) else {
+    let Some((_, evidence, status)) = row.filter(|(owner, ..)| *owner == ticket.to_string()) else {
         return Err(StoreError::backend(format!(
             "evidence {id} is not a record of {ticket}"
         )));
     };
-    debug_assert_eq!(owner, ticket.to_string());
+    if only_changes && status == verification.status() {
+        return Ok(false);
+    }
     sqlx::query("UPDATE evidence SET status = ?, verified_at = ?, failure = ? WHERE id = ?")
         .bind(verification.status())
         .bind(verification.at().as_millis())
@@ -157,7 +161,7 @@ async fn reverify(
         EventKind::EvidenceFailed
     };
     append_event(conn, kind, Some(ticket), change, &data).await?;
-    Ok(())
+    Ok(true)
 }
 
 #[async_trait]
@@ -234,7 +238,7 @@ impl EvidenceStore for SqliteStore {
             recorded.push(insert(&mut tx, &ticket.id, observation, change).await?);
         }
         for (id, verification) in &request.reverified {
-            reverify(&mut tx, &ticket.id, *id, verification, change).await?;
+            reverify(&mut tx, &ticket.id, *id, verification, change, false).await?;
         }
         let evidence = load_evidence(&mut tx, &ticket.id).await?;
         let authors = authors(&mut tx, &ticket.id).await?;
@@ -280,5 +284,22 @@ impl EvidenceStore for SqliteStore {
             review: mode,
             recorded,
         })
+    }
+
+    async fn reverify_evidence(
+        &self,
+        ticket: &TicketId,
+        checks: &[(EvidenceId, Verification)],
+        change: &Change,
+    ) -> Result<u32> {
+        let mut tx = self.write_tx().await?;
+        let mut changed = 0;
+        for (id, verification) in checks {
+            if reverify(&mut tx, ticket, *id, verification, change, true).await? {
+                changed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 }

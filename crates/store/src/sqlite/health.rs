@@ -8,15 +8,17 @@ use super::events::append_event;
 use super::rows::ticket_id;
 use super::tickets::{dependency_states, load_ticket};
 use crate::{
-    CapacityFact, Change, HealthQuery, HealthSnapshot, HealthStore, RecordedVerdict, Result,
-    ServerHeartbeat, StoreError, WaitingTicket,
+    CapacityFact, Change, HealthQuery, HealthSnapshot, HealthStore, InboxFacts, RecordedVerdict,
+    Result, ServerHeartbeat, StoreError, WaitingTicket,
 };
 use async_trait::async_trait;
 use mission_core::health::{
-    CapacityUncounted, HealthChange, LiveRun, OpenIncident, ServerBeat, TaskRunFact, change,
+    CapacityUncounted, FailedItem, HealthChange, InvalidEvidence, LiveRun, OpenIncident,
+    ServerBeat, TaskRunFact, UnsettledItem, change,
 };
 use mission_core::{
-    EventKind, Fingerprint, HealthReport, IncidentId, RunId, SlotLimits, Timestamp, Verdict,
+    EventKind, Fingerprint, HealthReport, InboxId, IncidentId, RunId, SlotLimits, Timestamp,
+    Verdict,
 };
 use serde_json::json;
 use sqlx::{Row, Sqlite, SqliteConnection};
@@ -189,6 +191,83 @@ async fn open_incidents_in(conn: &mut SqliteConnection) -> Result<Vec<OpenIncide
         .collect()
 }
 
+/// Pending and delivered inbox items, oldest first, and the newest failed ones; at most `limit`
+/// of each.
+async fn inbox_facts_in(conn: &mut SqliteConnection, limit: u32) -> Result<InboxFacts> {
+    let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, kind, ticket, created_at FROM inbox_items \
+         WHERE status IN ('pending', 'delivered') ORDER BY created_at, id LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    let unsettled = rows
+        .into_iter()
+        .map(|(id, kind, ticket, created_at)| {
+            Ok(UnsettledItem {
+                id: InboxId::new(id),
+                kind: kind.parse().map_err(|_| corrupt("inbox kind", &kind))?,
+                ticket: ticket.as_deref().map(ticket_id).transpose()?,
+                since: Timestamp::from_millis(created_at),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, failed_at FROM inbox_items WHERE status = 'failed' AND failed_at IS NOT NULL \
+         ORDER BY failed_at DESC, id DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    let failed = rows
+        .into_iter()
+        .map(|(id, at)| FailedItem {
+            id: InboxId::new(id),
+            at: Timestamp::from_millis(at),
+        })
+        .collect();
+    Ok(InboxFacts { unsettled, failed })
+}
+
+/// Done tickets with a record whose verification failed after the ticket reached done (the
+/// operator audit's re-verification; the gate's own refusals happen before done), with the
+/// first such failure.
+async fn invalid_evidence_in(
+    conn: &mut SqliteConnection,
+    limit: u32,
+) -> Result<Vec<InvalidEvidence>> {
+    let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT e.ticket, e.evidence, e.failure, e.verified_at FROM evidence e \
+         JOIN tickets t ON t.id = e.ticket \
+         WHERE t.state = 'done' AND e.status = 'failed' AND e.verified_at >= t.state_since \
+         ORDER BY e.ticket, e.verified_at, e.id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut invalid: Vec<InvalidEvidence> = Vec::new();
+    for (ticket, evidence, failure, at) in rows {
+        let ticket = ticket_id(&ticket)?;
+        if invalid.last().is_some_and(|e| e.ticket == ticket) {
+            continue;
+        }
+        if invalid.len() >= limit as usize {
+            break;
+        }
+        let evidence: mission_core::Evidence =
+            serde_json::from_str(&evidence).map_err(|_| corrupt("evidence", &evidence))?;
+        invalid.push(InvalidEvidence {
+            ticket,
+            reason: format!(
+                "{} no longer verifies: {}",
+                evidence.summary(),
+                failure.unwrap_or_default()
+            ),
+            since: Timestamp::from_millis(at),
+        });
+    }
+    Ok(invalid)
+}
+
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn record_heartbeat(&self, beat: &ServerHeartbeat) -> Result<()> {
@@ -232,6 +311,8 @@ impl HealthStore for SqliteStore {
         }
         let open_incidents = open_incidents_in(&mut tx).await?;
         let last_verdict = last_verdict_in(&mut tx).await?;
+        let inbox = inbox_facts_in(&mut tx, query.waiting_limit).await?;
+        let invalid_evidence = invalid_evidence_in(&mut tx, query.waiting_limit).await?;
         tx.commit().await?;
         Ok(HealthSnapshot {
             servers,
@@ -244,9 +325,8 @@ impl HealthStore for SqliteStore {
             task_runs,
             open_incidents,
             last_verdict,
-            // This backend has no inbox or evidence tables yet: those parts fill these.
-            inbox: None,
-            invalid_evidence: None,
+            inbox: Some(inbox),
+            invalid_evidence: Some(invalid_evidence),
         })
     }
 

@@ -749,3 +749,111 @@ pub async fn a_verdict_and_the_close_of_its_request_end_it_once<B: Backend>() {
         Err(other) => panic!("{other:?}"),
     }
 }
+
+/// What the health snapshot says of MC-1's evidence now.
+async fn invalid_now(store: &Arc<dyn Store>) -> Vec<mission_core::health::InvalidEvidence> {
+    let workforce = mission_core::Workforce::from_parts(
+        &Default::default(),
+        &mission_core::config::PolicyConfig::default(),
+    )
+    .unwrap();
+    store
+        .health_snapshot(&mission_store::HealthQuery {
+            now: Timestamp::from_millis(1_000),
+            workforce: &workforce,
+            tasks: &[],
+            runs_per_task: 1,
+            waiting_limit: 10,
+        })
+        .await
+        .unwrap()
+        .invalid_evidence
+        .expect("this backend records evidence")
+}
+
+pub async fn a_done_ticket_whose_evidence_stops_verifying_is_a_health_fact<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    in_review(&store, "").await;
+    let rules = ReviewRules::default();
+    // A failure before done (the gate refused once) is history, not a fact of a done ticket.
+    let records = store
+        .record_evidence(
+            &RecordEvidence {
+                ticket: id(1),
+                fence: Fence::Attempt(Attempt::new(1)),
+                observations: vec![
+                    seen(commit('b'), failed(11, "bbbbbbbbbbbb is not reachable")),
+                    seen(commit('a'), verified(12)),
+                ],
+            },
+            &change(12),
+        )
+        .await
+        .unwrap();
+    let good = records[1].id;
+    let mut close = gate_request(&rules, 20, true);
+    close.reverified = vec![(good, verified(20))];
+    let done = store.decide_gate(&close, &change(20)).await.unwrap();
+    assert_eq!(done.ticket.state, State::Done);
+    assert!(invalid_now(&store).await.is_empty());
+
+    // The audit finds it still verifies: nothing written.
+    let before = store.last_event_seq().await.unwrap();
+    let changed = store
+        .reverify_evidence(&id(1), &[(good, verified(50))], &change(50))
+        .await
+        .unwrap();
+    assert_eq!(changed, 0);
+    assert_eq!(store.last_event_seq().await.unwrap(), before);
+
+    // The commit vanished from the branch: one event, and a fact since then.
+    let gone = failed(60, "aaaaaaaaaaaa is not reachable from mission/MC-1");
+    let changed = store
+        .reverify_evidence(&id(1), &[(good, gone.clone())], &change(60))
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(kinds(&store, before).await, ["evidence.failed"]);
+    let invalid = invalid_now(&store).await;
+    assert_eq!(invalid.len(), 1);
+    assert_eq!(invalid[0].ticket, id(1));
+    assert_eq!(invalid[0].since, Timestamp::from_millis(60));
+    assert!(
+        invalid[0].reason.contains("no longer verifies")
+            && invalid[0].reason.contains("not reachable"),
+        "{}",
+        invalid[0].reason
+    );
+    // Found again: the first failure's time is kept, nothing written.
+    let before = store.last_event_seq().await.unwrap();
+    store
+        .reverify_evidence(&id(1), &[(good, failed(70, "still gone"))], &change(70))
+        .await
+        .unwrap();
+    assert_eq!(store.last_event_seq().await.unwrap(), before);
+    assert_eq!(
+        invalid_now(&store).await[0].since,
+        Timestamp::from_millis(60)
+    );
+
+    // A record of another ticket is refused, and nothing of the batch is written.
+    let refused = store
+        .reverify_evidence(
+            &id(1),
+            &[(good, verified(75)), (EvidenceId::new(999), verified(75))],
+            &change(75),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(store.last_event_seq().await.unwrap(), before);
+    assert_eq!(invalid_now(&store).await.len(), 1);
+
+    // Verifies again (the branch was restored): the fact clears.
+    store
+        .reverify_evidence(&id(1), &[(good, verified(80))], &change(80))
+        .await
+        .unwrap();
+    assert_eq!(kinds(&store, before).await, ["evidence.verified"]);
+    assert!(invalid_now(&store).await.is_empty());
+}

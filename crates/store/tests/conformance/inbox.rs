@@ -713,3 +713,59 @@ async fn futures_join3<T>(
     let (a, b, c) = tokio::join!(a, b, c);
     [a, b, c]
 }
+
+pub async fn the_health_snapshot_reads_unsettled_and_failed_items<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
+        .create_tickets(&key(), vec![new_ticket("a", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let council = || Addressee::Worker(Name::parse("council").unwrap());
+    let first = store
+        .create_inbox_item(
+            &NewInboxItem::new(InboxKind::Approval, Some(id(1)), council(), "merge?").unwrap(),
+            &change(5),
+        )
+        .await
+        .unwrap();
+    let second = store
+        .create_inbox_item(
+            &NewInboxItem::new(InboxKind::Alert, None, council(), "disk").unwrap(),
+            &change(7),
+        )
+        .await
+        .unwrap();
+    let p = policy(1);
+    store
+        .fail_inbox_item(second.id, "its addressee is gone", &p, &change(9))
+        .await
+        .unwrap();
+    let workforce = mission_core::Workforce::from_parts(
+        &Default::default(),
+        &mission_core::config::PolicyConfig::default(),
+    )
+    .unwrap();
+    let inbox = store
+        .health_snapshot(&mission_store::HealthQuery {
+            now: Timestamp::from_millis(1_000),
+            workforce: &workforce,
+            tasks: &[],
+            runs_per_task: 1,
+            waiting_limit: 10,
+        })
+        .await
+        .unwrap()
+        .inbox
+        .expect("this backend has an inbox");
+    // The first is unsettled since its creation; failing the second raised an alert item
+    // (unsettled too), and the second is failed since then.
+    assert_eq!(inbox.unsettled[0].id, first.id);
+    assert_eq!(inbox.unsettled[0].kind, InboxKind::Approval);
+    assert_eq!(inbox.unsettled[0].ticket, Some(id(1)));
+    assert_eq!(inbox.unsettled[0].since, Timestamp::from_millis(5));
+    assert!(inbox.unsettled.iter().all(|i| i.id != second.id));
+    assert_eq!(inbox.failed.len(), 1);
+    assert_eq!(inbox.failed[0].id, second.id);
+    assert_eq!(inbox.failed[0].at, Timestamp::from_millis(9));
+}

@@ -89,6 +89,7 @@ macro_rules! conformance_suite {
                 evidence::review_requests_are_found_by_token_and_never_go_to_an_author,
                 evidence::concurrent_gates_close_a_ticket_once,
                 evidence::a_verdict_and_the_close_of_its_request_end_it_once,
+                evidence::a_done_ticket_whose_evidence_stops_verifying_is_a_health_fact,
                 inbox::questions_become_items_and_answers_act_on_them,
                 inbox::an_item_is_acted_once_only_with_its_action_and_its_effect,
                 inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
@@ -98,6 +99,7 @@ macro_rules! conformance_suite {
                 web::an_idempotency_key_holds_its_first_response,
                 web::counts_and_pages_of_the_board,
                 web::racing_senders_reserve_a_key_once,
+                inbox::the_health_snapshot_reads_unsettled_and_failed_items,
             );
 
             #[test]
