@@ -135,6 +135,7 @@ async fn claims(
                 max_attempts: 1,
                 backoff_base: Duration::ZERO,
                 backoff_max: Duration::ZERO,
+                max_orphaned: 1,
             };
             let routes = mission_core::proof::InboxRoutes::default();
             let mut latencies = Vec::new();

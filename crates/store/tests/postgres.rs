@@ -475,6 +475,7 @@ async fn a_nul_in_free_text_does_not_fail_the_write() {
         max_attempts: 1,
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
+        max_orphaned: 1,
     };
     let ended = store
         .end_run(

@@ -100,6 +100,7 @@ macro_rules! conformance_suite {
                 web::counts_and_pages_of_the_board,
                 web::racing_senders_reserve_a_key_once,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
+                runs::orphaned_attempts_are_not_charged_but_bounded,
             );
 
             #[test]
