@@ -114,6 +114,9 @@ pub async fn recover(
     let dead = dead_supervisors(store.as_ref(), settings, now).await?;
     let mut orphans = Vec::new();
     for run in store.unsettled_runs().await? {
+        if crate::runner::supervised_here(run.id) {
+            continue;
+        }
         let live = run.ended_at.is_none();
         // A live run is orphaned when its lease expired or its supervisor is gone; a run that
         // ended (by its report) but was not seen exiting is settled when its supervisor is gone.

@@ -234,10 +234,16 @@ fn check(
             .iter()
             .filter(|r| r["failure_class"] == "orphaned")
             .count();
-        let other_failures = runs
+        let other_failures: Vec<String> = runs
             .iter()
             .filter(|r| !r["failure_class"].is_null() && r["failure_class"] != "orphaned")
-            .count();
+            .map(|r| {
+                format!(
+                    "attempt {} {}: {}",
+                    r["attempt"], r["failure_class"], r["detail"]
+                )
+            })
+            .collect();
         report.runs += runs.len();
         report.orphaned_runs += orphaned;
         let executions = started.get(&id).copied().unwrap_or(0);
@@ -252,8 +258,10 @@ fn check(
                 "{id}: {executions} executions, only {orphaned} of them orphaned runs"
             ));
         }
-        if other_failures > 0 {
-            violations.push(format!("{id}: {other_failures} runs failed on their own"));
+        if !other_failures.is_empty() {
+            violations.push(format!(
+                "{id}: runs failed on their own: {other_failures:?}"
+            ));
         }
     }
     let events = cli.lines(&["events"]);

@@ -108,6 +108,7 @@ impl Runner {
             ticket_state: None,
             recorded: false,
         };
+        let _supervised = Supervised::register(run.id);
         let end = self.supervise(&run, &token, shutdown).await;
         // The harness's own evidence: the commit the run left at HEAD, before the end is
         // recorded, so that a ticket reaching review has it.
@@ -281,6 +282,35 @@ impl Runner {
         }
         env
     }
+}
+
+/// Runs supervised by a runner of this process, while it supervises them: recovery leaves them
+/// alone (a lease that lapsed because this busy process renewed it late is not an orphan — its
+/// runner is alive, watches the process and records its end).
+static SUPERVISED: std::sync::Mutex<Vec<RunId>> = std::sync::Mutex::new(Vec::new());
+
+struct Supervised(RunId);
+
+impl Supervised {
+    fn register(run: RunId) -> Supervised {
+        if let Ok(mut runs) = SUPERVISED.lock() {
+            runs.push(run);
+        }
+        Supervised(run)
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(mut runs) = SUPERVISED.lock() {
+            runs.retain(|run| *run != self.0);
+        }
+    }
+}
+
+/// Whether a runner of this process supervises `run` now.
+pub fn supervised_here(run: RunId) -> bool {
+    SUPERVISED.lock().is_ok_and(|runs| runs.contains(&run))
 }
 
 /// A crash point: with `FAILPOINTS=NAME=return` (a build with the `failpoints` feature), the
