@@ -281,7 +281,7 @@ fn ticket_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TicketKey, D
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite:PATH` (relative paths are under the data folder) or, later, `postgres://…`.
+    /// `sqlite:PATH` (relative paths are under the data folder) or `postgres://USER@HOST/DB`.
     /// Default: `sqlite:mission.db`.
     #[serde(default)]
     pub url: Option<String>,

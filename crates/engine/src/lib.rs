@@ -4,7 +4,8 @@
 //!   decisions, claim runnable tickets.
 //! - `runner` — supervises one run: workspace, process group, log, heartbeat, stall and timeout,
 //!   termination, classification, the run's end.
-//! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry).
+//! - `recovery` — closes runs whose supervisor is gone (startup, lease expiry, a dead node).
+//! - `leader` — the scheduler's leadership among servers sharing a store (a lease).
 //! - `server` — the loop that ties them together, woken by events, beating its heartbeat.
 //! - `health` — the verdict's facts gathered, assessed and recorded once per change.
 //! - `audit` — the operator audit's checks and probes, and the incidents they open.
@@ -27,6 +28,7 @@ pub mod explain;
 pub mod gatekeeper;
 pub mod git;
 pub mod health;
+pub mod leader;
 pub mod process;
 pub mod prompt;
 pub mod recovery;

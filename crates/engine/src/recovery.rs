@@ -1,9 +1,12 @@
 //! Crash recovery: closing runs whose supervisor is gone.
 //!
-//! A run is orphaned when its lease expired (its supervisor stopped renewing it), or when its
+//! A run is orphaned when its lease expired (its supervisor stopped renewing it), when its
 //! supervisor was a process on this host that no longer exists (a server killed with -9 and
-//! restarted). Before an orphan is closed, whatever is left of its process group is killed, so
-//! the requeued ticket can never run twice at the same time.
+//! restarted), or when its supervisor is a server whose node heartbeat went silent past its ttl
+//! (on a store shared by several nodes: a node that died, or was cut off). Before an orphan is
+//! closed, whatever is left of its process group on this host is killed, so the requeued ticket
+//! can never run twice at the same time here; on another node, the attempt number fences every
+//! late report of the old attempt.
 
 use crate::clock::Clock;
 use crate::process;
@@ -11,6 +14,7 @@ use crate::settings::Settings;
 use mission_core::{Actor, FailureClass, Run};
 use mission_store::prelude::*;
 use mission_store::{Change, RunEnd, StoreError};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The supervisor id recorded on runs: `HOST:PID`.
@@ -47,6 +51,56 @@ pub async fn supervisor_gone(settings: &Settings, node: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Supervisors the store knows to be dead at `now` (their node heartbeat went silent, or they
+/// stopped), this process excepted.
+async fn dead_supervisors(
+    store: &dyn Store,
+    settings: &Settings,
+    now: mission_core::Timestamp,
+) -> Result<HashSet<String>, StoreError> {
+    let me = supervisor_id(settings);
+    Ok(store
+        .dead_nodes(now)
+        .await?
+        .into_iter()
+        .filter(|node| *node != me)
+        .collect())
+}
+
+/// Whether the supervisor named by `node` is known to be gone: dead by its node heartbeat, or,
+/// on this host, its process gone.
+pub async fn supervisor_dead(
+    store: &dyn Store,
+    settings: &Settings,
+    node: &str,
+    now: mission_core::Timestamp,
+) -> Result<bool, StoreError> {
+    Ok(dead_supervisors(store, settings, now).await?.contains(node)
+        || supervisor_gone(settings, node).await)
+}
+
+/// Says every third of the lease that this server is alive, so that the others can tell when it
+/// is not, until `stop` turns true; then records that it stopped. A beat that fails is logged
+/// and tried again at the next one.
+pub async fn beat(
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let node = supervisor_id(&settings);
+    let lease = settings.dispatch.lease;
+    loop {
+        if let Err(error) = store.node_heartbeat(&node, clock.now(), lease).await {
+            tracing::warn!(%error, "node heartbeat failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(lease / 3) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// Closes every orphaned run; returns them. What is left of the orphans' processes is stopped
 /// first — all orphans at once, found by the run in their environment whether or not a pid was
 /// recorded (a server that died between spawning a run and storing its pid) — so that a requeued
@@ -57,6 +111,7 @@ pub async fn recover(
     clock: &Arc<dyn Clock>,
 ) -> Result<Vec<Run>, StoreError> {
     let now = clock.now();
+    let dead = dead_supervisors(store.as_ref(), settings, now).await?;
     let mut orphans = Vec::new();
     for run in store.unsettled_runs().await? {
         if crate::runner::supervised_here(run.id) {
@@ -66,7 +121,7 @@ pub async fn recover(
         // A live run is orphaned when its lease expired or its supervisor is gone; a run that
         // ended (by its report) but was not seen exiting is settled when its supervisor is gone.
         let expired = live && run.lease_expires_at < now;
-        let gone = supervisor_gone(settings, &run.node).await;
+        let gone = dead.contains(&run.node) || supervisor_gone(settings, &run.node).await;
         if expired || gone {
             orphans.push((run, gone));
         }

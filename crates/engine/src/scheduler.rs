@@ -7,6 +7,7 @@
 //! changes, and reloads the tasks folder then. A manual `mission task run` goes through the same
 //! `fire` as a scheduled slot.
 
+use crate::leader::Leadership;
 use crate::recovery;
 use crate::tasks::{self, TaskContext, TaskSet};
 use mission_core::Actor;
@@ -87,7 +88,14 @@ impl Scheduler {
     pub async fn close_interrupted(&self) -> Result<u32, StoreError> {
         let mut closed = 0;
         for run in self.context.store.open_task_runs(None).await? {
-            if recovery::supervisor_gone(&self.context.settings, &run.node).await {
+            if recovery::supervisor_dead(
+                self.context.store.as_ref(),
+                &self.context.settings,
+                &run.node,
+                self.context.clock.now(),
+            )
+            .await?
+            {
                 let result = TaskResult::new(
                     Outcome::Failed,
                     format!("interrupted: its scheduler {} stopped", run.node),
@@ -307,7 +315,13 @@ impl Scheduler {
             if self.running.contains_key(&run.id) {
                 live.push(run);
             } else if run.node == me
-                || recovery::supervisor_gone(&self.context.settings, &run.node).await
+                || recovery::supervisor_dead(
+                    self.context.store.as_ref(),
+                    &self.context.settings,
+                    &run.node,
+                    self.context.clock.now(),
+                )
+                .await?
             {
                 // Ours but no longer executing (its outcome could not be written), or its
                 // scheduler is gone: it is over, and says so.
@@ -423,12 +437,19 @@ impl Scheduler {
     }
 
     /// The scheduler loop of the server: sleep until the next deadline or a change of the tasks
-    /// folder, fire what is due; on shutdown, stop what runs.
+    /// folder, fire what is due; on shutdown, stop what runs. Slots fire only while this server
+    /// leads (`Leadership`: always, on a store with one server); when it becomes the leader, it
+    /// closes what a gone scheduler left open and takes each task's last slot from the store, so
+    /// that what was missed meanwhile is caught up by the task's policy.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let clock = self.context.clock.clone();
-        if let Err(error) = self.close_interrupted().await {
-            tracing::error!(%error, "closing interrupted task runs failed");
-        }
+        let mut leadership = Leadership::new(
+            self.context.store.clone(),
+            clock.clone(),
+            recovery::supervisor_id(&self.context.settings),
+            self.context.settings.dispatch.lease,
+        );
+        let mut leading: Option<i64> = None;
         let (changed_tx, mut changed) = mpsc::unbounded_channel::<()>();
         let dir = &self.context.settings.tasks_dir;
         let _ = tokio::fs::create_dir_all(dir).await;
@@ -437,17 +458,29 @@ impl Scheduler {
             tracing::error!(%error, "loading tasks failed");
         }
         loop {
-            if let Err(error) = self.tick(clock.now()).await {
+            let fencing = leadership.check().await;
+            if fencing != leading {
+                leading = fencing;
+                match fencing {
+                    Some(_) => self.take_over(clock.now()).await,
+                    // What was queued is the next leader's to fire, by its catch-up policy.
+                    None => self.queued.clear(),
+                }
+            }
+            if leading.is_some()
+                && let Err(error) = self.tick(clock.now()).await
+            {
                 tracing::error!(%error, "scheduler tick failed");
             }
-            let sleep = match self.next_deadline() {
-                Some(deadline) => Duration::from_millis(
-                    (deadline.as_millis() - clock.now().as_millis()).max(0) as u64,
-                ),
-                None => Duration::from_secs(3600),
-            };
+            let mut wake_at = leadership.next_check();
+            if leading.is_some()
+                && let Some(deadline) = self.next_deadline()
+            {
+                let wait = (deadline.as_millis() - clock.now().as_millis()).max(0) as u64;
+                wake_at = wake_at.min(tokio::time::Instant::now() + Duration::from_millis(wait));
+            }
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
                 Some(()) = changed.recv() => {
                     // Let a burst of file events settle, then read the folder once.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -461,6 +494,22 @@ impl Scheduler {
             }
         }
         self.stop_all("the server shut down").await;
+        leadership.release().await;
+    }
+
+    /// Becoming the leader: closes the runs of schedulers that are gone, and starts every task
+    /// from its last slot in the store (another leader may have fired since this one looked).
+    async fn take_over(&mut self, now: Timestamp) {
+        match self.close_interrupted().await {
+            Ok(0) => {}
+            Ok(closed) => tracing::warn!(closed, "closed task runs of a scheduler that is gone"),
+            Err(error) => tracing::error!(%error, "closing interrupted task runs failed"),
+        }
+        self.state.clear();
+        self.queued.clear();
+        if let Err(error) = self.reload(now).await {
+            tracing::error!(%error, "loading tasks failed");
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The server loop: recovery at start, then dispatch passes woken by events (the `WakeSignal` it
 //! is given — woken by use cases in this process, and by the wake socket's listener for other
 //! processes — and a run ending here) with a periodic reconcile as the fallback; claimed
-//! runs are supervised concurrently. The scheduler runs beside it in its own task. On shutdown,
+//! runs are supervised concurrently. The scheduler runs beside it in its own task (firing while
+//! this server leads it), and so does the node heartbeat by which servers sharing the store tell
+//! this one alive from dead. On shutdown,
 //! runs are stopped and closed as orphaned, so their tickets are requeued; task runs end
 //! `failed` ("the server shut down").
 //!
@@ -83,6 +85,13 @@ pub async fn serve(
         last_pass.clone(),
         stopped.clone(),
     ));
+    // Other servers sharing the store tell this one alive from dead by its heartbeat.
+    let heartbeat = tokio::spawn(recovery::beat(
+        store.clone(),
+        settings.clone(),
+        clock.clone(),
+        stopped.clone(),
+    ));
     tracing::info!(node = %settings.node, "serving");
     // One timer across iterations: wake-ups must not keep postponing recovery.
     let mut reconcile = tokio::time::interval(settings.dispatch.reconcile_interval);
@@ -131,6 +140,12 @@ pub async fn serve(
     let _ = scheduler.await;
     let _ = beats.await;
     while runs.join_next().await.is_some() {}
+    let _ = heartbeat.await;
+    // Everything this server ran is closed: nothing of it is left for the others to wait for.
+    let node = recovery::supervisor_id(&settings);
+    if let Err(error) = store.node_stopped(&node, clock.now()).await {
+        tracing::warn!(%error, "recording this server's stop failed");
+    }
     Ok(())
 }
 

@@ -5,7 +5,9 @@
 //!
 //! The use cases wake through the `Waker` they are given: in the server's own process the
 //! `WakeSignal` the server waits on; in another process on the same host the instance's wake
-//! socket (`SocketWaker`), whose datagrams the server's `listen` turns into the same signal.
+//! socket (`SocketWaker`), whose datagrams the server's `listen` turns into the same signal. On a
+//! PostgreSQL store, shared by servers on several nodes, the store's `Notifier` wakes them all
+//! (`NOTIFY`), and each server's `listen_postgres` turns the notifications into its signal.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -61,12 +63,43 @@ impl Waker for SocketWaker {
     }
 }
 
+/// Wakes several at once: a server's own signal, and the servers on other nodes (its HTTP side
+/// on a PostgreSQL store).
+#[derive(Clone, Default)]
+pub struct Wakers(pub Vec<Arc<dyn Waker>>);
+
+impl Waker for Wakers {
+    fn wake(&self) {
+        for waker in &self.0 {
+            waker.wake();
+        }
+    }
+}
+
 /// Wakes nobody: for one-shot commands that run their own passes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoWaker;
 
 impl Waker for NoWaker {
     fn wake(&self) {}
+}
+
+/// Wakes every server sharing a PostgreSQL store: a `NOTIFY` on the store's wake channel, sent in
+/// the background (`Notifier::flush` waits for it).
+impl Waker for mission_store::postgres::wake::Notifier {
+    fn wake(&self) {
+        self.notify();
+    }
+}
+
+/// Turns the notifications on a PostgreSQL store's wake channel into wake-ups of `signal` (and
+/// wakes it whenever the listener connects again, for what it may have missed), until the task is
+/// aborted.
+pub fn listen_postgres(
+    url: &str,
+    signal: WakeSignal,
+) -> Result<tokio::task::JoinHandle<()>, mission_store::StoreError> {
+    mission_store::postgres::wake::listen(url, move || signal.wake())
 }
 
 /// Binds the wake socket (replacing a stale one left by a crashed server).

@@ -53,12 +53,49 @@ pub struct Instance {
     pub triage: Vec<mission_core::TriageRule>,
     /// The checked `[audit]` section.
     pub audit: mission_core::audit::AuditSettings,
-    /// Where the store file, logs and workspaces live.
+    /// Where the store file (SQLite), logs and workspaces live.
     pub data_dir: PathBuf,
-    /// The SQLite database file.
-    pub store_path: PathBuf,
+    /// The store: a SQLite file, or a PostgreSQL database.
+    pub store: StoreLocation,
     /// The workers' prompt templates, checked.
     pub prompts: mission_engine::prompt::Prompts,
+}
+
+/// Where the store is, from `store.url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file; a relative path in the URL is under the data folder.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by every server and command of the instance. The URL may
+    /// carry a password: it is shown only through `display`.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// The URL `mission_store::open` takes.
+    pub fn url(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreLocation::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// How the store is named in messages: the file, or the URL without its user and password
+    /// (`postgres://HOST:PORT/DB`) and without its parameters.
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => path.display().to_string(),
+            StoreLocation::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let rest = rest.split(['?', '#']).next().unwrap_or_default();
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, host)| host);
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+    }
 }
 
 /// The prompt template a worker uses when it names none: `prompts/default.md` (written by
@@ -213,7 +250,7 @@ pub fn load_from(
         .unwrap_or_else(|| PathBuf::from("."));
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let data_dir = dir.join(&config.instance.data_dir);
-    let store_path = store_path(&config, &data_dir).map_err(|p| located("store.url", &p))?;
+    let store = store_location(&config, &data_dir).map_err(|p| located("store.url", &p))?;
     let config_file = match config_file.file_name() {
         Some(name) => dir.join(name),
         None => config_file.to_owned(),
@@ -226,27 +263,27 @@ pub fn load_from(
         triage,
         audit,
         data_dir,
-        store_path,
+        store,
         prompts: Default::default(),
     })
 }
 
-fn store_path(config: &Config, data_dir: &Path) -> Result<PathBuf, String> {
+fn store_location(config: &Config, data_dir: &Path) -> Result<StoreLocation, String> {
     let url = config.store.url.as_deref().unwrap_or("sqlite:mission.db");
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.trim_start_matches("//");
         if path.is_empty() {
             return Err("the sqlite: URL names no file".to_owned());
         }
-        return Ok(data_dir.join(path));
+        return Ok(StoreLocation::Sqlite(data_dir.join(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(
-            "the PostgreSQL backend is not available in this version; use sqlite:PATH".to_owned(),
-        );
+        return Ok(StoreLocation::Postgres(url.to_owned()));
     }
+    // The URL itself is not repeated: it may carry a password.
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
     Err(format!(
-        "unsupported store URL {url:?}; expected sqlite:PATH"
+        "unsupported store URL scheme {scheme:?}; expected sqlite:PATH or postgres://USER@HOST/DB"
     ))
 }
 
@@ -439,9 +476,14 @@ command = ["true"]
         }
         check(
             GOOD,
-            &[("MISSION_STORE__URL", "postgres://x")],
+            &[("MISSION_STORE__URL", "postgres://db/mission")],
+            Ok(()),
+        );
+        check(
+            GOOD,
+            &[("MISSION_STORE__URL", "mysql://root:hunter2@db")],
             Err(
-                "/srv/mc/mission.toml: key `store.url`: the PostgreSQL backend is not available in this version; use sqlite:PATH",
+                "/srv/mc/mission.toml: key `store.url`: unsupported store URL scheme \"mysql\"; expected sqlite:PATH or postgres://USER@HOST/DB",
             ),
         );
     }
@@ -454,7 +496,27 @@ command = ["true"]
         )];
         let instance = load_from(Path::new("/srv/mc/mission.toml"), GOOD.as_bytes(), &env).unwrap();
         assert!(!instance.config.workers["luci"].enabled);
-        assert_eq!(instance.store_path, Path::new("/srv/mc/data/mission.db"));
+        assert_eq!(
+            instance.store,
+            StoreLocation::Sqlite(PathBuf::from("/srv/mc/data/mission.db"))
+        );
+    }
+
+    #[test]
+    fn a_postgres_store_is_named_without_its_password() {
+        let env = vec![(
+            "MISSION_STORE__URL".to_string(),
+            "postgres://mission:hunter2@db.internal:5433/mission?sslmode=require".to_string(),
+        )];
+        let instance = load_from(Path::new("/srv/mc/mission.toml"), GOOD.as_bytes(), &env).unwrap();
+        assert_eq!(
+            instance.store.url(),
+            "postgres://mission:hunter2@db.internal:5433/mission?sslmode=require"
+        );
+        assert_eq!(
+            instance.store.display(),
+            "postgres://db.internal:5433/mission"
+        );
     }
 
     #[test]

@@ -110,6 +110,13 @@ fn init_tracing(default_level: &str) {
 }
 
 async fn run(cli: Cli) -> Result<std::process::ExitCode, CliError> {
+    let result = run_command(cli).await;
+    // Wake-ups of other nodes are sent in the background: wait for them before exiting.
+    commands::flush_wakes().await;
+    result
+}
+
+async fn run_command(cli: Cli) -> Result<std::process::ExitCode, CliError> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Init(args) => commands::init::run(args).await,

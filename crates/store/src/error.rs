@@ -1,7 +1,8 @@
 //! Store errors. Input errors (a missing ticket, an illegal move, a cycle) are distinct from
 //! store failures (a corrupt file, a newer schema, an I/O error) so that the edges can map them to
 //! different exit codes and HTTP statuses. How a backend's own errors map onto these is the
-//! backend's business (`sqlite/error.rs`); nothing here knows a database's error codes.
+//! backend's business (`sqlite/error.rs`, `postgres/error.rs`); nothing here knows a database's
+//! error codes: `From<sqlx::Error>` hands a database error to the backend that raised it.
 
 use mission_core::evidence::EvidenceError;
 use mission_core::inbox::InboxError;
@@ -145,5 +146,27 @@ impl StoreError {
     /// A failure of the store with a message of its own (no backend error to keep).
     pub fn backend(message: impl Into<String>) -> Self {
         StoreError::Backend(message.into().into())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            #[cfg(feature = "postgres")]
+            sqlx::Error::Database(db)
+                if crate::postgres::error::raised_by_postgres(db.as_ref()) =>
+            {
+                crate::postgres::error::from_database(err)
+            }
+            sqlx::Error::Database(_) => crate::sqlite::error::from_database(err),
+            // The server could not be reached or the connection broke, no connection became free
+            // in time, the pool is closed, or a connection's worker thread failed.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
+            _ => StoreError::Backend(Box::new(err)),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The store: the `Store` trait in parts, one implementation per backend (SQLite now), embedded
-//! migrations. Every change is written together with its event in one transaction; every check
+//! The store: the `Store` trait in parts, one implementation per backend (SQLite, and PostgreSQL
+//! behind the default `postgres` feature), embedded migrations. Every change is written together with its event in one transaction; every check
 //! that needs the board (does the ticket exist, is the move legal from its current state, would
 //! the new dependencies close a cycle) happens inside that transaction. What a change does (a
 //! transition's side effects, how a run's end settles its ticket, whether a run fits the
@@ -11,11 +11,13 @@
 //! idempotency keys, the API's counts), `IncidentStore` (incidents and their occurrences),
 //! `HealthStore` (heartbeats, the health snapshot, the recorded verdict), `EvidenceStore`
 //! (evidence and the gate), `ReviewStore` (reviewer runs and verdicts), `InboxStore` (items,
-//! deliveries, actions) and `StoreAdmin` (migrations, closing). `Store` is their sum, used as
+//! deliveries, actions), `ClusterStore` (the scheduler's lease and node heartbeats, for several
+//! servers on one database) and `StoreAdmin` (migrations, closing). `Store` is their sum, used as
 //! `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
 //! imports `prelude::*` to have the parts in scope.
 
+mod cluster;
 mod dispatch;
 mod error;
 mod events;
@@ -24,6 +26,8 @@ mod health;
 mod inbox;
 mod incidents;
 mod migrate;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod review;
 mod runs;
 pub mod sqlite;
@@ -36,6 +40,7 @@ use mission_core::{Actor, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::{ClusterStore, Lease, SCHEDULER_LEASE};
 pub use dispatch::{CapacityFact, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore};
 pub use error::{BoxError, ErrorKind, StoreError};
 pub use events::{EventLog, EventQuery};
@@ -49,6 +54,8 @@ pub use health::{
 pub use inbox::{ActOnItem, Acted, Delivered, Expired, InboxFilter, InboxStore};
 pub use incidents::{AuditPass, IncidentFilter, IncidentStore};
 pub use migrate::MigrationReport;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use review::{RecordReview, ReviewRequest, ReviewResult, ReviewStore, Verdict};
 pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
@@ -64,8 +71,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// scope.
 pub mod prelude {
     pub use crate::{
-        DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore, IncidentStore,
-        ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore, WebStore,
+        ClusterStore, DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore,
+        IncidentStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
+        WebStore,
     };
 }
 
@@ -106,6 +114,7 @@ pub trait Store:
     + EvidenceStore
     + ReviewStore
     + InboxStore
+    + ClusterStore
 {
 }
 
@@ -122,6 +131,7 @@ impl<T> Store for T where
         + EvidenceStore
         + ReviewStore
         + InboxStore
+        + ClusterStore
         + ?Sized
 {
 }
@@ -153,19 +163,23 @@ impl Default for OpenOptions {
 }
 
 /// Opens the store named by `url`, choosing the backend by its scheme: `sqlite:PATH` (or
-/// `sqlite://PATH`). Does not migrate: call `migrate`. A URL's text is not repeated in errors,
-/// since a database URL may carry a password.
+/// `sqlite://PATH`), `postgres://…` (or `postgresql://…`). Does not migrate: call `migrate`. A
+/// URL's text is not repeated in errors, since a database URL may carry a password.
 pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = sqlite::path_of_url(url)? {
         return Ok(Arc::new(SqliteStore::open(&path, options).await?));
     }
     let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
     if matches!(scheme, "postgres" | "postgresql") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgStore::connect(url, options).await?));
+        #[cfg(not(feature = "postgres"))]
         return Err(StoreError::UnsupportedUrl(
-            "the PostgreSQL backend is not supported yet; use sqlite:PATH".to_owned(),
+            "this binary was built without the PostgreSQL backend (the `postgres` feature)"
+                .to_owned(),
         ));
     }
     Err(StoreError::UnsupportedUrl(format!(
-        "unsupported store URL scheme {scheme:?}; expected sqlite:PATH"
+        "unsupported store URL scheme {scheme:?}; expected sqlite:PATH or postgres://…"
     )))
 }

@@ -1,5 +1,5 @@
 //! Test support: the fake agent (`src/bin/fake-agent.rs`) and helpers to find it and put it on
-//! `PATH` under the names the runtimes launch.
+//! `PATH` under the names the runtimes launch; throwaway PostgreSQL clusters (`pg`).
 //!
 //! ```no_run
 //! let dir = tempfile::tempdir().unwrap();
@@ -9,6 +9,7 @@
 //! ```
 
 pub mod crash;
+pub mod pg;
 pub mod process;
 pub mod stats;
 

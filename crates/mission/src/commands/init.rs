@@ -4,7 +4,7 @@
 
 use super::{cli_change, connect_store, migrate_store};
 use crate::cli::InitArgs;
-use crate::config::{self, CONFIG_FILE};
+use crate::config::{self, CONFIG_FILE, StoreLocation};
 use crate::exit::CliError;
 use crate::output;
 use mission_core::{TicketDraft, TicketId};
@@ -98,10 +98,25 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
     // From here on, the instance is whatever its (possibly pre-existing) config says.
     let instance = config::load(Some(&config_file))?;
     note(&instance.data_dir, make_dir(&instance.data_dir)?);
-    let store_existed = instance.store_path.exists();
-    let store = connect_store(&instance, true).await?;
-    migrate_store(&instance, &store).await?;
-    note(&instance.store_path, !store_existed);
+    let store = match &instance.store {
+        StoreLocation::Sqlite(path) => {
+            let existed = path.exists();
+            let store = connect_store(&instance, true).await?;
+            migrate_store(&instance, &store).await?;
+            note(path, !existed);
+            store
+        }
+        StoreLocation::Postgres(_) => {
+            // The database exists (an administrator made it); its schema is new or kept.
+            let store = connect_store(&instance, true).await?;
+            let report = migrate_store(&instance, &store).await?;
+            note(
+                Path::new(&instance.store.display()),
+                report.from_version == 0,
+            );
+            store
+        }
+    };
 
     let mut demo_tickets = Vec::new();
     if args.demo {
@@ -123,7 +138,7 @@ pub async fn run(args: InitArgs) -> Result<ExitCode, CliError> {
     let report = InitReport {
         dir: dir.display().to_string(),
         config: config_file.display().to_string(),
-        store: instance.store_path.display().to_string(),
+        store: instance.store.display(),
         created,
         kept,
         demo_tickets,

@@ -16,24 +16,44 @@ pub mod task;
 pub mod ticket;
 pub mod token;
 
-use crate::config::{self, Instance};
+use crate::config::{self, Instance, StoreLocation};
 use crate::exit::CliError;
 use mission_core::{Actor, Timestamp};
-use mission_engine::wake::SocketWaker;
+use mission_engine::wake::{SocketWaker, Waker};
 use mission_engine::{App, Settings, SystemClock};
+use mission_store::postgres::wake::Notifier;
 use mission_store::prelude::*;
 use mission_store::{Change, MigrationReport, OpenOptions, StoreError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// Loads the configuration and opens the use cases over the store (migrated), waking a server of
-/// this instance through its socket.
+/// Loads the configuration and opens the use cases over the store (migrated), waking the servers
+/// of this instance: through the wake socket for a SQLite store (one server, on this host), with
+/// a `NOTIFY` for a PostgreSQL store (every server, on any node).
 pub async fn app(config: Option<&Path>) -> Result<(Instance, App), CliError> {
     let (instance, store) = open(config).await?;
     let settings = Arc::new(settings(&instance)?);
-    let waker = Arc::new(SocketWaker::new(settings.wake_socket.clone()));
+    let waker: Arc<dyn Waker> = match &instance.store {
+        StoreLocation::Sqlite(_) => Arc::new(SocketWaker::new(settings.wake_socket.clone())),
+        StoreLocation::Postgres(url) => {
+            let notifier = Notifier::new(url).map_err(|e| store_error(&instance, e))?;
+            let _ = NOTIFIER.set(notifier.clone());
+            Arc::new(notifier)
+        }
+    };
     let app = App::new(store, settings, Arc::new(SystemClock), waker);
     Ok((instance, app))
+}
+
+/// The notifier of this command's use cases, when its store is PostgreSQL: it sends in the
+/// background, so the command waits for it before exiting (`flush_wakes`).
+static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
+
+/// Waits until the wake-ups this command asked for are sent.
+pub async fn flush_wakes() {
+    if let Some(notifier) = NOTIFIER.get() {
+        notifier.flush().await;
+    }
 }
 
 /// Loads the configuration and opens the store, applying pending migrations.
@@ -71,7 +91,7 @@ const CLI_CONNECTIONS: u32 = 2;
 const SERVER_CONNECTIONS: u32 = 8;
 const WEB_CONNECTIONS: u32 = 4;
 
-/// Opens the store file; `create` makes it when missing.
+/// Opens the store; `create` makes a SQLite file when missing (a PostgreSQL database must exist).
 pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn Store>, CliError> {
     let options = OpenOptions {
         create,
@@ -82,8 +102,7 @@ pub async fn connect_store(instance: &Instance, create: bool) -> Result<Arc<dyn 
 }
 
 async fn open_store(instance: &Instance, options: OpenOptions) -> Result<Arc<dyn Store>, CliError> {
-    let url = format!("sqlite://{}", instance.store_path.display());
-    mission_store::open(&url, options)
+    mission_store::open(&instance.store.url(), options)
         .await
         .map_err(|e| store_error(instance, e))
 }
@@ -95,12 +114,13 @@ pub async fn migrate_store(
     store.migrate().await.map_err(|e| store_error(instance, e))
 }
 
-/// A failure of the store itself, named with its file. (Input errors keep their own message.)
+/// A failure of the store itself, named with its file or database. (Input errors keep their own
+/// message.)
 fn store_error(instance: &Instance, err: StoreError) -> CliError {
     if err.is_input_error() {
         err.into()
     } else {
-        CliError::internal(format!("{}: {err}", instance.store_path.display()))
+        CliError::internal(format!("{}: {err}", instance.store.display()))
     }
 }
 

@@ -3,9 +3,11 @@
 
 use super::{open_for_server, open_web_store, settings};
 use crate::cli::ServeArgs;
+use crate::config::StoreLocation;
 use crate::exit::CliError;
-use mission_engine::wake::{self, WakeSignal};
+use mission_engine::wake::{self, WakeSignal, Waker, Wakers};
 use mission_engine::{App, SystemClock};
+use mission_store::postgres::wake::Notifier;
 use mission_web::{Web, WebConfig};
 use std::path::Path;
 use std::process::ExitCode;
@@ -46,11 +48,20 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         .map_err(|e| CliError::internal(format!("listening on {bind}: {e}")))?;
     // The HTTP side has its own store connections: requests can never take the dispatcher's.
     let web_store = open_web_store(&instance).await?;
+    // Its use cases wake this server at once, and on a PostgreSQL store the servers of the other
+    // nodes too (a NOTIFY).
+    let web_waker: Arc<dyn Waker> = match &instance.store {
+        StoreLocation::Sqlite(_) => Arc::new(signal.clone()),
+        StoreLocation::Postgres(url) => {
+            let notifier = Notifier::new(url).map_err(|e| CliError::internal(e.to_string()))?;
+            Arc::new(Wakers(vec![Arc::new(signal.clone()), Arc::new(notifier)]))
+        }
+    };
     let web_app = App::new(
         web_store.clone(),
         settings.clone(),
         Arc::new(SystemClock),
-        Arc::new(signal.clone()),
+        web_waker,
     );
     let web = Web::new(
         web_app,
@@ -69,10 +80,11 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     eprintln!("mission: listening on http://{local}");
 
     // Other processes of this instance (the CLI, runs' callbacks) wake the dispatcher through the
-    // socket; use cases in this process (the HTTP side's included) wake the same signal directly.
+    // socket, or on a PostgreSQL store (shared with servers on other nodes) through its wake
+    // channel; use cases in this process (the HTTP side's included) wake the same signal directly.
     // The socket appears once start-up recovery is done: a socket that takes datagrams means
     // "recovered and serving".
-    let mut wake_listener = None;
+    let mut listeners = Vec::new();
     let ready = || {
         let socket = wake::bind(&settings.wake_socket)
             .and_then(|socket| {
@@ -84,7 +96,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
                 Ok(socket)
             })
             .map_err(|e| format!("wake socket {}: {e}", settings.wake_socket.display()))?;
-        wake_listener = Some(wake::listen(socket, signal.clone()));
+        listeners.push(wake::listen(socket, signal.clone()));
+        if let StoreLocation::Postgres(url) = &instance.store {
+            let listener = wake::listen_postgres(url, signal.clone())
+                .map_err(|e| format!("wake-up listener: {e}"))?;
+            listeners.push(listener);
+        }
         Ok(())
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -121,7 +138,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         Ok(Err(error)) => tracing::error!(%error, "the HTTP server failed"),
         Err(error) => tracing::error!(%error, "the HTTP server panicked"),
     }
-    if let Some(listener) = wake_listener {
+    for listener in listeners {
         listener.abort();
     }
     let _ = std::fs::remove_file(&settings.wake_socket);

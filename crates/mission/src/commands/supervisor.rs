@@ -67,11 +67,14 @@ pub fn secure_data_dir(instance: &Instance) -> Result<(), CliError> {
     for dir in ["runs", "workspaces", "homes"] {
         chmod(&instance.data_dir.join(dir), mode)?;
     }
-    let store = instance.store_path.as_os_str().to_owned();
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = store.clone();
-        path.push(suffix);
-        chmod(Path::new(&path), 0o600)?;
+    // A PostgreSQL store keeps its files in its own server's folder.
+    if let crate::config::StoreLocation::Sqlite(store) = &instance.store {
+        let store = store.as_os_str().to_owned();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = store.clone();
+            path.push(suffix);
+            chmod(Path::new(&path), 0o600)?;
+        }
     }
     Ok(())
 }

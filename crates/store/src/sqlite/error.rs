@@ -31,31 +31,20 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     )
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::Database(db) => {
-                let primary = extended_code(&err).map(|c| c & 0xff);
-                match primary {
-                    Some(SQLITE_CORRUPT | SQLITE_NOTADB) => {
-                        StoreError::Corrupt(db.message().to_owned())
-                    }
-                    // Locked past the busy timeout, an I/O error, a full disk, a file that cannot
-                    // be opened: the database is there but cannot be used now.
-                    Some(
-                        SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN,
-                    ) => StoreError::Unavailable(Box::new(err)),
-                    _ if is_unique_violation(&err) => StoreError::Constraint(Box::new(err)),
-                    _ => StoreError::Backend(Box::new(err)),
-                }
-            }
-            // No connection became free in time, the pool is closed, or the connection's I/O or
-            // worker thread failed.
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
-            _ => StoreError::Backend(Box::new(err)),
+/// Decodes a database error raised by SQLite (`StoreError::from` hands them here).
+pub(crate) fn from_database(err: sqlx::Error) -> StoreError {
+    let sqlx::Error::Database(db) = &err else {
+        return StoreError::Backend(Box::new(err));
+    };
+    let primary = extended_code(&err).map(|c| c & 0xff);
+    match primary {
+        Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Corrupt(db.message().to_owned()),
+        // Locked past the busy timeout, an I/O error, a full disk, a file that cannot be opened:
+        // the database is there but cannot be used now.
+        Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
+            StoreError::Unavailable(Box::new(err))
         }
+        _ if is_unique_violation(&err) => StoreError::Constraint(Box::new(err)),
+        _ => StoreError::Backend(Box::new(err)),
     }
 }

@@ -10,8 +10,9 @@
 //! (`ReviewStore`), `inbox.rs` (`InboxStore`); this file opens the database and
 //! implements `StoreAdmin`. `error.rs` decodes SQLite's errors, `rows.rs` decodes rows.
 
+mod cluster;
 mod dispatch;
-mod error;
+pub(crate) mod error;
 mod events;
 mod evidence;
 mod health;

@@ -176,7 +176,7 @@ impl WebStore for SqliteStore {
     }
 
     async fn ticket_counts(&self) -> Result<Vec<(State, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM tickets GROUP BY state")
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM tickets GROUP BY state ORDER BY state")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()

@@ -655,6 +655,101 @@ pub async fn review_requests_are_found_by_token_and_never_go_to_an_author<B: Bac
     let _ = retry();
 }
 
+/// Two gatekeepers (on separate handles, as on two nodes) close an approved ticket at once: it
+/// moves to done once; the other sees it no longer in review and writes nothing.
+pub async fn concurrent_gates_close_a_ticket_once<B: Backend>() {
+    let t = B::fresh().await;
+    let (a, b) = (t.store(), t.connect().await);
+    in_review(&a, "").await;
+    let (rules, routes) = (auto(), routes());
+    a.record_evidence(
+        &RecordEvidence {
+            ticket: id(1),
+            fence: Fence::Attempt(Attempt::new(1)),
+            observations: vec![seen(commit('a'), verified(5))],
+        },
+        &change(5),
+    )
+    .await
+    .unwrap();
+    a.record_review(
+        &review(
+            &rules,
+            &routes,
+            verdict(
+                ReviewDecision::Approve,
+                "",
+                reviewer("larry", ReviewerKind::Worker),
+            ),
+            3,
+        ),
+        &change(6),
+    )
+    .await
+    .unwrap();
+    let before = a.last_event_seq().await.unwrap();
+    let (gate, at) = (gate_request(&rules, 5, true), change(7));
+    let (ra, rb) = tokio::join!(a.decide_gate(&gate, &at), b.decide_gate(&gate, &at));
+    let (closed, refused): (Vec<_>, Vec<_>) = [ra, rb].into_iter().partition(Result::is_ok);
+    assert_eq!(
+        (closed.len(), refused.len()),
+        (1, 1),
+        "{closed:?} {refused:?}"
+    );
+    assert_eq!(closed[0].as_ref().unwrap().ticket.state, State::Done);
+    assert!(
+        matches!(refused[0], Err(StoreError::Transition { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(kinds(&a, before).await, ["ticket.moved"]);
+    assert_eq!(a.ticket(&id(1)).await.unwrap().state, State::Done);
+}
+
+/// A reviewer's verdict and the close of its request (its run ended) at once, on separate
+/// handles: either the verdict is recorded and closes the request, or the request was closed
+/// first and the verdict is refused as stale — never a verdict on a request another closed.
+pub async fn a_verdict_and_the_close_of_its_request_end_it_once<B: Backend>() {
+    let t = B::fresh().await;
+    let (a, b) = (t.store(), t.connect().await);
+    in_review(&a, "").await;
+    let larry = Name::parse("larry").unwrap();
+    let request = a
+        .request_review(&id(1), Attempt::new(1), &larry, "h1", &change(5))
+        .await
+        .unwrap();
+    let (rules, routes) = (auto(), routes());
+    let mut given = review(
+        &rules,
+        &routes,
+        verdict(
+            ReviewDecision::Approve,
+            "",
+            reviewer("larry", ReviewerKind::Worker),
+        ),
+        3,
+    );
+    given.request = Some(request.id);
+    let before = a.last_event_seq().await.unwrap();
+    let at = change(10);
+    let (verdict, closed) = tokio::join!(
+        a.record_review(&given, &at),
+        b.close_review_request(request.id, Timestamp::from_millis(20)),
+    );
+    closed.unwrap();
+    let after = a.review_request_for_token("h1").await.unwrap().unwrap();
+    match verdict {
+        Ok(_) => {
+            assert_eq!(after.closed_at, Some(Timestamp::from_millis(10)));
+            assert_eq!(kinds(&a, before).await, ["review.approved"]);
+        }
+        Err(StoreError::StaleReview { .. }) => {
+            assert_eq!(after.closed_at, Some(Timestamp::from_millis(20)));
+            assert!(kinds(&a, before).await.is_empty());
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
 /// What the health snapshot says of MC-1's evidence now.
 async fn invalid_now(store: &Arc<dyn Store>) -> Vec<mission_core::health::InvalidEvidence> {
     let workforce = mission_core::Workforce::from_parts(

@@ -641,6 +641,79 @@ pub fn the_inbox_never_fakes_or_loses_an_action<B: Backend>() {
     }
 }
 
+/// Three handles (as three nodes) deliver one item at once, then act on it at once: it is
+/// delivered once and acted on once, with one action and one event each; the others are
+/// refused as conflicts and write nothing.
+pub async fn concurrent_writers_deliver_and_act_on_an_item_once<B: Backend>() {
+    let t = B::fresh().await;
+    let handles = [t.store(), t.connect().await, t.connect().await];
+    let store = &handles[0];
+    let acts = Acts::new();
+    let item = store
+        .create_inbox_item(
+            &NewInboxItem::new(
+                InboxKind::Alert,
+                None,
+                Addressee::Channel(Name::parse("operator").unwrap()),
+                "disk low",
+            )
+            .unwrap(),
+            &change(1),
+        )
+        .await
+        .unwrap();
+    let before = store.last_event_seq().await.unwrap();
+    let policy = policy(3);
+    let at = change(2);
+    let deliveries = futures_join3(
+        handles[0].deliver_inbox_item(item.id, &policy, None, &at),
+        handles[1].deliver_inbox_item(item.id, &policy, None, &at),
+        handles[2].deliver_inbox_item(item.id, &policy, None, &at),
+    )
+    .await;
+    let delivered = deliveries
+        .iter()
+        .filter(|d| matches!(d, Ok(Delivered::Delivered { .. })))
+        .count();
+    assert_eq!(delivered, 1, "{deliveries:?}");
+    for refused in deliveries.iter().filter(|d| d.is_err()) {
+        let kind = refused.as_ref().unwrap_err().kind();
+        assert_eq!(kind, mission_store::ErrorKind::Conflict, "{refused:?}");
+    }
+    assert_eq!(kinds(store, before).await, ["inbox.delivered"]);
+
+    let before = store.last_event_seq().await.unwrap();
+    let act =
+        |text: &'static str| acts.act(item.id, ActionKind::Dismissed, Some(text), operator(), None);
+    let (first, second, third) = (act("one"), act("two"), act("three"));
+    let at = change(3);
+    let actions = futures_join3(
+        handles[0].act_on_inbox_item(&first, &at),
+        handles[1].act_on_inbox_item(&second, &at),
+        handles[2].act_on_inbox_item(&third, &at),
+    )
+    .await;
+    let acted: Vec<_> = actions.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert_eq!(acted.len(), 1, "{actions:?}");
+    for refused in actions.iter().filter(|a| a.is_err()) {
+        let kind = refused.as_ref().unwrap_err().kind();
+        assert_eq!(kind, mission_store::ErrorKind::Conflict, "{refused:?}");
+    }
+    assert_eq!(kinds(store, before).await, ["inbox.acted"]);
+    let read = store.inbox_item(item.id).await.unwrap();
+    assert_eq!(read.action(), Some(&acted[0].action));
+}
+
+/// Runs three futures at once on this task.
+async fn futures_join3<T>(
+    a: impl std::future::Future<Output = T>,
+    b: impl std::future::Future<Output = T>,
+    c: impl std::future::Future<Output = T>,
+) -> [T; 3] {
+    let (a, b, c) = tokio::join!(a, b, c);
+    [a, b, c]
+}
+
 pub async fn the_health_snapshot_reads_unsettled_and_failed_items<B: Backend>() {
     let t = B::fresh().await;
     let store = t.store();

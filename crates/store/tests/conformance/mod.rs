@@ -13,6 +13,7 @@
 
 pub mod concurrency;
 pub mod dispatch;
+pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod inbox;
@@ -21,6 +22,7 @@ pub mod runs;
 pub mod state_machine;
 pub mod tasks;
 pub mod tickets;
+pub mod web;
 
 use mission_store::Store;
 use std::future::Future;
@@ -68,6 +70,7 @@ macro_rules! conformance_suite {
                 dispatch::the_capacity_fact_is_recorded_once_per_change,
                 dispatch::decision_cursors_are_kept_per_lane,
                 dispatch::touched_tickets_miss_no_event_of_a_concurrent_writer,
+                events::a_follower_misses_no_event_of_concurrent_writers,
                 tasks::task_runs_keep_their_trigger,
                 tasks::a_slot_fires_once_across_concurrent_schedulers,
                 concurrency::concurrent_claims_never_exceed_the_pool_and_global_caps,
@@ -84,11 +87,18 @@ macro_rules! conformance_suite {
                 evidence::a_rejection_sends_back_with_its_reason_and_counts_against_attempts,
                 evidence::an_oversized_diff_stays_in_review_and_asks_a_human,
                 evidence::review_requests_are_found_by_token_and_never_go_to_an_author,
+                evidence::concurrent_gates_close_a_ticket_once,
+                evidence::a_verdict_and_the_close_of_its_request_end_it_once,
                 evidence::a_done_ticket_whose_evidence_stops_verifying_is_a_health_fact,
                 inbox::questions_become_items_and_answers_act_on_them,
                 inbox::an_item_is_acted_once_only_with_its_action_and_its_effect,
                 inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
                 inbox::a_ticket_that_fails_raises_an_item_in_the_same_transaction,
+                inbox::concurrent_writers_deliver_and_act_on_an_item_once,
+                web::tokens_are_found_by_hash_revoked_once_and_touched,
+                web::an_idempotency_key_holds_its_first_response,
+                web::counts_and_pages_of_the_board,
+                web::racing_senders_reserve_a_key_once,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
                 runs::orphaned_attempts_are_not_charged_but_bounded,
             );

@@ -1,22 +1,20 @@
-//! The HTTP side's part of the store: API tokens, idempotency keys, the counts of `/metrics`, and
-//! paging of the board.
+//! The HTTP side's part of the store through its traits: API tokens, idempotency keys (one
+//! reservation of a key however many senders race for it), the counts of `/metrics`, and paging
+//! of the board.
 
-mod common;
-
-use common::{change, fresh, key, new_ticket, operator_move};
+use super::Backend;
+use crate::common::{change, key, new_ticket, operator_move};
 use mission_core::{State, Timestamp};
-use mission_store::prelude::*;
 use mission_store::{IdempotencyKey, NewApiToken, Reservation, TicketFilter};
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
-#[tokio::test]
-async fn tokens_are_found_by_hash_revoked_once_and_touched() {
-    let t = fresh().await;
-    let created = t
-        .store
+pub async fn tokens_are_found_by_hash_revoked_once_and_touched<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    let created = store
         .create_api_token(&NewApiToken {
             token_hash: "h1".to_owned(),
             scope: "read".to_owned(),
@@ -30,32 +28,32 @@ async fn tokens_are_found_by_hash_revoked_once_and_touched() {
     assert_eq!(created.scope, "read");
     assert_eq!(created.expires_at, Some(at(1000)));
     assert_eq!(
-        t.store.api_token_by_hash("h1").await.unwrap(),
+        store.api_token_by_hash("h1").await.unwrap(),
         Some(created.clone())
     );
-    assert_eq!(t.store.api_token_by_hash("h2").await.unwrap(), None);
+    assert_eq!(store.api_token_by_hash("h2").await.unwrap(), None);
 
-    t.store.touch_api_token(1, at(20)).await.unwrap();
-    let revoked = t.store.revoke_api_token(1, at(30)).await.unwrap().unwrap();
+    store.touch_api_token(1, at(20)).await.unwrap();
+    let revoked = store.revoke_api_token(1, at(30)).await.unwrap().unwrap();
     assert_eq!(revoked.last_used_at, Some(at(20)));
     assert_eq!(revoked.revoked_at, Some(at(30)));
     // A second revocation keeps the first time; an unknown id is None.
-    let again = t.store.revoke_api_token(1, at(40)).await.unwrap().unwrap();
+    let again = store.revoke_api_token(1, at(40)).await.unwrap().unwrap();
     assert_eq!(again.revoked_at, Some(at(30)));
-    assert_eq!(t.store.revoke_api_token(9, at(40)).await.unwrap(), None);
-    assert_eq!(t.store.api_tokens().await.unwrap(), vec![again]);
+    assert_eq!(store.revoke_api_token(9, at(40)).await.unwrap(), None);
+    assert_eq!(store.api_tokens().await.unwrap(), vec![again]);
 }
 
-#[tokio::test]
-async fn an_idempotency_key_holds_its_first_response() {
-    let t = fresh().await;
+pub async fn an_idempotency_key_holds_its_first_response<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
     let key = IdempotencyKey {
         principal: "token:1".to_owned(),
         key: "k".to_owned(),
         request_hash: "r1".to_owned(),
     };
     let reserve = |key: IdempotencyKey, now: i64| {
-        let store = &t.store;
+        let store = &store;
         async move {
             store
                 .reserve_idempotency_key(&key, at(now), at(now - 100))
@@ -72,7 +70,7 @@ async fn an_idempotency_key_holds_its_first_response() {
             response: None
         }
     );
-    t.store
+    store
         .complete_idempotency_key(&key, 201, "{\"id\":\"MC-1\"}")
         .await
         .unwrap();
@@ -90,9 +88,9 @@ async fn an_idempotency_key_holds_its_first_response() {
     };
     assert_eq!(reserve(other.clone(), 13).await, Reservation::Reserved);
     // A released key (its request failed) can be used again; a completed one cannot be released.
-    t.store.release_idempotency_key(&other).await.unwrap();
+    store.release_idempotency_key(&other).await.unwrap();
     assert_eq!(reserve(other, 14).await, Reservation::Reserved);
-    t.store.release_idempotency_key(&key).await.unwrap();
+    store.release_idempotency_key(&key).await.unwrap();
     assert!(matches!(
         reserve(key.clone(), 15).await,
         Reservation::Existing {
@@ -104,30 +102,30 @@ async fn an_idempotency_key_holds_its_first_response() {
     assert_eq!(reserve(key, 1000).await, Reservation::Reserved);
 }
 
-#[tokio::test]
-async fn counts_and_pages_of_the_board() {
-    let t = fresh().await;
+pub async fn counts_and_pages_of_the_board<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
     let batch = (0..5)
         .map(|i| new_ticket(&format!("t{i}"), Some("luci")))
         .collect();
-    t.store
+    store
         .create_tickets(&key(), batch, &change(1))
         .await
         .unwrap();
     let id = mission_core::TicketId::new(&key(), 2);
-    t.store
+    store
         .move_ticket(&id, &operator_move(State::Blocked), &change(2))
         .await
         .unwrap();
     assert_eq!(
-        t.store.ticket_counts().await.unwrap(),
+        store.ticket_counts().await.unwrap(),
         vec![(State::Blocked, 1), (State::Todo, 4)]
     );
-    assert!(t.store.run_counts().await.unwrap().is_empty());
-    assert!(t.store.task_outcome_counts().await.unwrap().is_empty());
+    assert!(store.run_counts().await.unwrap().is_empty());
+    assert!(store.task_outcome_counts().await.unwrap().is_empty());
 
     let page = |limit, offset| {
-        let store = &t.store;
+        let store = &store;
         async move {
             store
                 .list_tickets(&TicketFilter {
@@ -146,4 +144,40 @@ async fn counts_and_pages_of_the_board() {
     assert_eq!(page(Some(2), Some(2)).await, vec![3, 4]);
     assert_eq!(page(Some(2), Some(4)).await, vec![5]);
     assert_eq!(page(None, Some(3)).await, vec![4, 5]);
+}
+
+/// Senders on separate handles (as on several nodes) reserve one key at once: one reserves it,
+/// the others find it taken by that request.
+pub async fn racing_senders_reserve_a_key_once<B: Backend>() {
+    let t = B::fresh().await;
+    let mut handles = vec![t.store()];
+    for _ in 0..3 {
+        handles.push(t.connect().await);
+    }
+    let key = IdempotencyKey {
+        principal: "token:1".to_owned(),
+        key: "k".to_owned(),
+        request_hash: "r1".to_owned(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in handles {
+        let key = key.clone();
+        tasks.spawn(async move {
+            store
+                .reserve_idempotency_key(&key, at(10), at(0))
+                .await
+                .unwrap()
+        });
+    }
+    let mut reserved = 0;
+    while let Some(reservation) = tasks.join_next().await {
+        match reservation.unwrap() {
+            Reservation::Reserved => reserved += 1,
+            Reservation::Existing {
+                request_hash,
+                response,
+            } => assert_eq!((request_hash.as_str(), response), ("r1", None)),
+        }
+    }
+    assert_eq!(reserved, 1);
 }

@@ -1,0 +1,431 @@
+//! Tickets in PostgreSQL: the board, and the one way a ticket changes state (`apply_transition`),
+//! used by operator moves, claims, run reports and answers alike. Every write here runs in a
+//! `write_tx`, holding the event counter from its first statement.
+
+use super::PgStore;
+use super::events::append_event;
+use super::rows::{
+    self, SUMMARY_COLUMNS, TICKET_COLUMNS, decode_summary, decode_ticket, state_from_db,
+};
+use crate::tickets::created_event_data;
+use crate::{Change, Move, Result, StoreError, TicketFilter, TicketStore, TicketSummary};
+use async_trait::async_trait;
+use mission_core::deps::find_cycle;
+use mission_core::policy::DependencyState;
+use mission_core::transition::Via;
+use mission_core::{
+    EventKind, NewTicket, State, Ticket, TicketId, TicketKey, TicketPatch, Timestamp,
+    ValidationError, plan_transition,
+};
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres, Row};
+use std::collections::HashMap;
+
+/// The counter ticket numbers are taken from.
+const TICKET_NUMBER_COUNTER: &str = "ticket_number";
+
+/// Moves a ticket inside a write transaction: checks the transition against the state read in
+/// this transaction, carries out its side effects as the core plans them, applies `adjust`
+/// (attempts, resume, backoff), writes the row and one `ticket.moved` event whose data is
+/// `{from, to, via}` plus the fields of `extra`.
+pub(super) async fn transition(
+    conn: &mut PgConnection,
+    id: &TicketId,
+    to: State,
+    via: Via,
+    extra: Value,
+    change: &Change,
+    adjust: impl FnOnce(&mut Ticket),
+) -> Result<Ticket> {
+    let ticket = load_ticket(&mut *conn, id).await?;
+    apply_transition(conn, ticket, to, via, extra, change, adjust).await
+}
+
+/// `transition` for a ticket already read in this transaction.
+pub(super) async fn apply_transition(
+    conn: &mut PgConnection,
+    mut ticket: Ticket,
+    to: State,
+    via: Via,
+    extra: Value,
+    change: &Change,
+    adjust: impl FnOnce(&mut Ticket),
+) -> Result<Ticket> {
+    let id = &ticket.id.clone();
+    let from = ticket.state;
+    let effects = plan_transition(from, to, via).map_err(|source| StoreError::Transition {
+        id: id.clone(),
+        source,
+    })?;
+    if effects.close_question {
+        sqlx::query(
+            "UPDATE questions SET closed_at = $1 \
+             WHERE ticket = $2 AND answer IS NULL AND closed_at IS NULL",
+        )
+        .bind(change.at.as_millis())
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    adjust(&mut ticket);
+    ticket.state = to;
+    ticket.updated_at = change.at;
+    ticket.version += 1;
+    sqlx::query(
+        "UPDATE tickets SET state = $1, updated_at = $2, state_since = $2, version = $3, \
+         attempts = $4, resume = $5, not_before = $6 WHERE id = $7",
+    )
+    .bind(to.as_str())
+    .bind(change.at.as_millis())
+    .bind(ticket.version)
+    .bind(ticket.attempts)
+    .bind(ticket.resume)
+    .bind(ticket.not_before.map(|t| t.as_millis()))
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let mut data = serde_json::json!({ "from": from, "to": to, "via": via });
+    if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
+        for (k, v) in extra {
+            if !v.is_null() {
+                data.insert(k, v);
+            }
+        }
+    }
+    append_event(conn, EventKind::TicketMoved, Some(id), change, &data).await?;
+    Ok(ticket)
+}
+
+/// Loads a ticket and its dependency ids; `lock` also locks the ticket's row until the end of the
+/// transaction.
+async fn load(conn: &mut PgConnection, id: &TicketId, lock: bool) -> Result<Ticket> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    let deps: Vec<String> =
+        sqlx::query_scalar("SELECT depends_on FROM ticket_dependencies WHERE ticket = $1")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    decode_ticket(&row, deps)
+}
+
+/// Loads a ticket and its dependency ids.
+pub(super) async fn load_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
+    load(conn, id, false).await
+}
+
+/// Loads a ticket and locks its row until the end of the transaction.
+pub(super) async fn lock_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
+    load(conn, id, true).await
+}
+
+/// The states of a ticket's dependencies (`None` for one that does not exist), by id.
+pub(super) async fn dependency_states(
+    conn: &mut PgConnection,
+    id: &TicketId,
+) -> Result<Vec<DependencyState>> {
+    let rows = sqlx::query(
+        "SELECT d.depends_on, t.state FROM ticket_dependencies d \
+         LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = $1",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut deps = Vec::with_capacity(rows.len());
+    for row in rows {
+        deps.push(DependencyState {
+            id: rows::ticket_id(&row.try_get::<String, _>(0)?)?,
+            state: row
+                .try_get::<Option<String>, _>(1)?
+                .map(|s| state_from_db(&s))
+                .transpose()?,
+        });
+    }
+    deps.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(deps)
+}
+
+async fn ticket_exists(conn: &mut PgConnection, id: &TicketId) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// Takes `count` ticket numbers from the counter, inside the creating transaction; returns the
+/// first. The row lock serializes creators until they commit, and a rolled back transaction gives
+/// its numbers back.
+async fn take_ticket_numbers(conn: &mut PgConnection, count: i64) -> Result<i64> {
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + $1 WHERE name = $2 RETURNING value",
+    )
+    .bind(count)
+    .bind(TICKET_NUMBER_COUNTER)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("the ticket number counter is missing".to_owned()))?;
+    Ok(last - count + 1)
+}
+
+async fn insert_dependencies(
+    conn: &mut PgConnection,
+    id: &TicketId,
+    deps: &[TicketId],
+) -> Result<()> {
+    if deps.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO ticket_dependencies (ticket, depends_on) SELECT $1, unnest($2::TEXT[])",
+    )
+    .bind(id.to_string())
+    .bind(deps.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The dependency edges of every ticket reachable from `start`.
+async fn reachable_edges(
+    conn: &mut PgConnection,
+    start: &[TicketId],
+) -> Result<HashMap<TicketId, Vec<TicketId>>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE reach(id) AS ( \
+             SELECT unnest($1::TEXT[]) \
+             UNION SELECT d.depends_on FROM ticket_dependencies d JOIN reach r ON d.ticket = r.id) \
+         SELECT d.ticket, d.depends_on FROM ticket_dependencies d JOIN reach r ON d.ticket = r.id",
+    )
+    .bind(start.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut edges: HashMap<TicketId, Vec<TicketId>> = HashMap::new();
+    for row in rows {
+        let from = rows::ticket_id(&row.try_get::<String, _>(0)?)?;
+        let to = rows::ticket_id(&row.try_get::<String, _>(1)?)?;
+        edges.entry(from).or_default().push(to);
+    }
+    Ok(edges)
+}
+
+#[async_trait]
+impl TicketStore for PgStore {
+    async fn create_tickets(
+        &self,
+        key: &TicketKey,
+        tickets: Vec<NewTicket>,
+        change: &Change,
+    ) -> Result<Vec<Ticket>> {
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
+        let count = i64::try_from(tickets.len()).unwrap_or(i64::MAX);
+        let mut next = take_ticket_numbers(&mut tx, count).await?;
+        let mut created = Vec::with_capacity(tickets.len());
+        for new in tickets {
+            let id = TicketId::new(key, next);
+            next += 1;
+            for dep in &new.depends_on {
+                if !ticket_exists(&mut tx, dep).await? {
+                    return Err(StoreError::MissingDependency {
+                        id: id.to_string(),
+                        missing: dep.clone(),
+                    });
+                }
+            }
+            let ticket = Ticket {
+                state: new.initial_state(),
+                id,
+                title: new.title,
+                body: new.body,
+                assignee: new.assignee,
+                owner: new.owner,
+                labels: new.labels,
+                priority: new.priority,
+                depends_on: new.depends_on,
+                evidence_policy: new.evidence_policy,
+                repo: new.repo,
+                created_at: change.at,
+                updated_at: change.at,
+                version: 1,
+                attempts: 0,
+                resume: false,
+                not_before: None,
+            };
+            sqlx::query(
+                "INSERT INTO tickets (number, id, title, body, state, assignee, owner, labels, \
+                 priority, evidence_policy, repo, created_at, updated_at, state_since, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12, 1)",
+            )
+            .bind(ticket.id.number())
+            .bind(ticket.id.to_string())
+            .bind(&ticket.title)
+            .bind(ticket.body.as_bytes())
+            .bind(ticket.state.as_str())
+            .bind(ticket.assignee.as_ref().map(|n| n.as_str()))
+            .bind(ticket.owner.as_ref().map(|n| n.as_str()))
+            .bind(Value::from(ticket.labels.clone()).to_string())
+            .bind(ticket.priority)
+            .bind(ticket.evidence_policy.to_string())
+            .bind(rows::opt_text(ticket.repo.as_deref()))
+            .bind(change.at.as_millis())
+            .execute(&mut *tx)
+            .await?;
+            insert_dependencies(&mut tx, &ticket.id, &ticket.depends_on).await?;
+            append_event(
+                &mut tx,
+                EventKind::TicketCreated,
+                Some(&ticket.id),
+                change,
+                &created_event_data(&ticket),
+            )
+            .await?;
+            created.push(ticket);
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn ticket(&self, id: &TicketId) -> Result<Ticket> {
+        // One snapshot for the ticket and its dependency ids.
+        let mut tx = self.read_tx().await?;
+        let ticket = load_ticket(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(ticket)
+    }
+
+    async fn ticket_with_dependencies(
+        &self,
+        id: &TicketId,
+    ) -> Result<(Ticket, Vec<DependencyState>)> {
+        // A read transaction, so that the ticket and its dependencies come from one snapshot.
+        let mut tx = self.read_tx().await?;
+        let ticket = load_ticket(&mut tx, id).await?;
+        let deps = dependency_states(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((ticket, deps))
+    }
+
+    async fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM tickets WHERE TRUE"
+        ));
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(assignee) = &filter.assignee {
+            query
+                .push(" AND assignee = ")
+                .push_bind(assignee.as_str().to_owned());
+        }
+        query.push(" ORDER BY priority DESC, number");
+        if let Some(limit) = filter.limit {
+            query.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        if let Some(offset) = filter.offset {
+            query.push(" OFFSET ").push_bind(i64::from(offset));
+        }
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode_summary).collect()
+    }
+
+    async fn move_ticket(&self, id: &TicketId, request: &Move, change: &Change) -> Result<Ticket> {
+        let mut tx = self.write_tx().await?;
+        let extra = serde_json::json!({ "reason": request.reason });
+        let ticket =
+            transition(&mut tx, id, request.to, request.via, extra, change, |_| {}).await?;
+        tx.commit().await?;
+        Ok(ticket)
+    }
+
+    async fn edit_ticket(
+        &self,
+        id: &TicketId,
+        patch: &TicketPatch,
+        change: &Change,
+    ) -> Result<Ticket> {
+        let mut tx = self.write_tx().await?;
+        let mut ticket = load_ticket(&mut tx, id).await?;
+        if let Some(deps) = &patch.depends_on {
+            if deps.contains(id) {
+                return Err(ValidationError::SelfDependency(id.clone()).into());
+            }
+            for dep in deps {
+                if !ticket_exists(&mut tx, dep).await? {
+                    return Err(StoreError::MissingDependency {
+                        id: id.to_string(),
+                        missing: dep.clone(),
+                    });
+                }
+            }
+            let edges = reachable_edges(&mut tx, deps).await?;
+            if let Some(cycle) = find_cycle(id, deps, &edges) {
+                return Err(StoreError::Cycle(cycle));
+            }
+        }
+        let Some(changes) = patch.apply(&mut ticket) else {
+            // Nothing changed: no write, no event.
+            return Ok(ticket);
+        };
+        ticket.updated_at = change.at;
+        ticket.version += 1;
+        sqlx::query(
+            "UPDATE tickets SET title = $1, body = $2, assignee = $3, owner = $4, labels = $5, \
+             priority = $6, evidence_policy = $7, repo = $8, updated_at = $9, version = $10 \
+             WHERE id = $11",
+        )
+        .bind(&ticket.title)
+        .bind(ticket.body.as_bytes())
+        .bind(ticket.assignee.as_ref().map(|n| n.as_str()))
+        .bind(ticket.owner.as_ref().map(|n| n.as_str()))
+        .bind(Value::from(ticket.labels.clone()).to_string())
+        .bind(ticket.priority)
+        .bind(ticket.evidence_policy.to_string())
+        .bind(rows::opt_text(ticket.repo.as_deref()))
+        .bind(change.at.as_millis())
+        .bind(ticket.version)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if changes.get("depends_on").is_some() {
+            sqlx::query("DELETE FROM ticket_dependencies WHERE ticket = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            insert_dependencies(&mut tx, id, &ticket.depends_on).await?;
+        }
+        let data = serde_json::json!({ "changes": changes });
+        append_event(&mut tx, EventKind::TicketEdited, Some(id), change, &data).await?;
+        tx.commit().await?;
+        Ok(ticket)
+    }
+
+    async fn stale_tickets(
+        &self,
+        state: State,
+        entered_before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TicketSummary>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM tickets \
+             WHERE state = $1 AND state_since < $2 ORDER BY state_since LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(entered_before.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_summary).collect()
+    }
+}
