@@ -163,6 +163,25 @@ impl App {
         })
     }
 
+    /// `explain` for each of `ids` (a page of the board), with capacity counted once.
+    pub async fn explain_each(&self, ids: &[TicketId]) -> AppResult<Vec<Explanation>> {
+        let answers = crate::explain::explain_each(
+            self.store.as_ref(),
+            &self.settings.workforce,
+            ids,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(answers
+            .into_iter()
+            .map(|(ticket, verdict)| Explanation {
+                ticket: ticket.id,
+                runnable: verdict.is_runnable(),
+                reasons: verdict.reasons().to_vec(),
+            })
+            .collect())
+    }
+
     /// A page of the event log.
     pub async fn events(&self, query: &EventQuery) -> AppResult<Vec<Event>> {
         if query.since < 0 {

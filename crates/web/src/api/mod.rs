@@ -4,7 +4,10 @@
 //! completeness).
 
 pub mod events;
+pub mod inbox;
+pub mod incidents;
 pub mod ops;
+pub mod runs;
 pub mod tasks;
 pub mod tickets;
 pub mod tokens;
@@ -142,7 +145,17 @@ pub fn build(web: Web) -> Server {
         .api(routes!(tickets::show, tickets::edit))
         .api(routes!(tickets::move_ticket))
         .api(routes!(tickets::answer))
+        .api(routes!(tickets::done))
+        .api(routes!(tickets::review))
         .api(routes!(tickets::explain))
+        .api(routes!(runs::log))
+        .stream(routes!(runs::log_stream))
+        .api(routes!(inbox::list))
+        .api(routes!(inbox::show))
+        .api(routes!(inbox::act))
+        .api(routes!(incidents::list))
+        .api(routes!(incidents::show))
+        .api(routes!(incidents::resolve))
         .api(routes!(events::list))
         .stream(routes!(events::stream))
         .api(routes!(tasks::list))
