@@ -72,6 +72,11 @@ impl App {
         Ok(self.store.list_tickets(filter).await?)
     }
 
+    /// How many tickets are in each state (the heads of the board's columns).
+    pub async fn ticket_counts(&self) -> AppResult<Vec<(State, i64)>> {
+        Ok(self.store.ticket_counts().await?)
+    }
+
     pub async fn show_ticket(&self, id: &TicketId) -> AppResult<TicketView> {
         let ticket = self.store.ticket(id).await?;
         let runs = self.store.runs_of(id).await?;

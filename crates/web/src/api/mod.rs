@@ -1,7 +1,7 @@
-//! The router. Every route is registered through `Routes`, which records it: an API route only
-//! with `utoipa_axum::routes!`, so that it cannot exist without its entry in the OpenAPI
-//! document, and the recorded list is what the tests walk (the auth matrix, the document's
-//! completeness).
+//! The router. Every API route is registered through `Routes`, which records it: only with
+//! `utoipa_axum::routes!`, so that it cannot exist without its entry in the OpenAPI document,
+//! and the recorded list is what the tests walk (the auth matrix, the document's completeness).
+//! The dashboard's routes are merged in from `crate::dashboard::router`, recorded apart.
 
 pub mod events;
 pub mod inbox;
@@ -71,11 +71,13 @@ pub struct RouteInfo {
     pub documented: bool,
 }
 
-/// The built server: the router, its OpenAPI document, and every route it has.
+/// The built server: the router, its OpenAPI document, every API route it has, and the
+/// dashboard's routes (pages, forms, its two static files: not in the document).
 pub struct Server {
     pub router: axum::Router,
     pub openapi: utoipa::openapi::OpenApi,
     pub routes: Vec<RouteInfo>,
+    pub pages: Vec<RouteInfo>,
 }
 
 /// Collects routes: bounded ones (limited in number and time) and streams.
@@ -180,7 +182,10 @@ pub fn build(web: Web) -> Server {
     let document = ops::Document(std::sync::Arc::new(
         openapi.to_json().unwrap_or_else(|_| "{}".to_owned()),
     ));
+    let (pages, page_list) = crate::dashboard::router();
+    let pages = pages.route_layer(from_fn_with_state(web.clone(), guard::limit));
     let router = router
+        .merge(pages)
         .layer(axum::Extension(document))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -194,6 +199,7 @@ pub fn build(web: Web) -> Server {
         router,
         openapi,
         routes: list,
+        pages: page_list,
     }
 }
 

@@ -79,7 +79,7 @@ impl TestWeb {
             Arc::new(SystemClock),
             Arc::new(wake.clone()),
         );
-        let web = Web::new(app, config);
+        let web = Web::new(app, config).unwrap();
         let server = mission_web::build(web.clone());
         TestWeb {
             dir,
@@ -278,4 +278,40 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
             reply.text
         );
     }
+}
+
+/// A browser's request: `Host: 127.0.0.1:3001`, a session cookie when given, a form body when
+/// given (with the page's own Origin and `Sec-Fetch-Site: same-origin`, as a browser sends).
+pub fn browser(
+    method: Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1:3001");
+    if let Some(cookie) = cookie {
+        builder = builder.header("cookie", cookie);
+    }
+    match form {
+        Some(fields) => builder
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "http://127.0.0.1:3001")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// The CSRF token a page's forms carry.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no form with a CSRF token in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
 }
