@@ -5,7 +5,9 @@
 //! `Redactor::redact` first.
 //!
 //! Values shorter than `MIN_SECRET_CHARS` are not treated as secrets: replacing every `1` or
-//! `true` in a log would hide the log, not a key.
+//! `true` in a log would hide the log, not a key. Whatever has the shape of this product's own
+//! tokens — an API token (`mc_` and 64 hex digits) or a run token (`mcr_`, the run's
+//! `MISSION_RUN_TOKEN`) — is redacted too, whoever's it is.
 
 use crate::settings::Settings;
 
@@ -63,9 +65,9 @@ impl Redactor {
         self.secrets.first().map_or(0, String::len)
     }
 
-    /// `text` with every secret replaced by `[REDACTED]`.
+    /// `text` with every secret, and every token of this product, replaced by `[REDACTED]`.
     pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
+        let mut text = redact_tokens(text);
         for secret in &self.secrets {
             if text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), REDACTED);
@@ -73,6 +75,43 @@ impl Redactor {
         }
         text
     }
+}
+
+/// Hex digits of a token after its prefix.
+const TOKEN_HEX: usize = 64;
+
+/// `text` with every `mc_…` / `mcr_…` token (64 hex digits after the prefix) redacted.
+fn redact_tokens(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(found) = text[i..].find("mc") {
+        let at = i + found;
+        let prefix = if text[at..].starts_with(crate::token::PREFIX) {
+            crate::token::PREFIX.len()
+        } else if text[at..].starts_with("mc_") {
+            3
+        } else {
+            i = at + 2;
+            continue;
+        };
+        let start = at + prefix;
+        let hex = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        if hex >= TOKEN_HEX {
+            out.push_str(&text[copied..at]);
+            out.push_str(REDACTED);
+            copied = start + hex;
+            i = copied;
+        } else {
+            i = start;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -93,5 +132,16 @@ mod tests {
         assert_eq!(redactor.longest(), "sk-live-123456-extended".len());
         assert_eq!(Redactor::default().redact("as is"), "as is");
         assert_eq!(format!("{redactor:?}"), "Redactor(2 secrets)");
+    }
+
+    #[test]
+    fn tokens_of_this_product_are_redacted_whoever_s_they_are() {
+        let run = format!("mcr_{}", "ab".repeat(32));
+        let api = format!("mc_{}", "0f".repeat(32));
+        let text = format!("MISSION_RUN_TOKEN={run}\nBearer {api}.\nmc_short mcr_ mc");
+        assert_eq!(
+            Redactor::default().redact(&text),
+            "MISSION_RUN_TOKEN=[REDACTED]\nBearer [REDACTED].\nmc_short mcr_ mc"
+        );
     }
 }
