@@ -169,6 +169,10 @@ pub struct DispatchConfig {
     /// Attempts per ticket before it fails.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Attempts orphaned by a server crash, counted apart from `max_attempts`, before the
+    /// ticket fails (a ticket that crashes the server every time).
+    #[serde(default = "default_max_orphaned")]
+    pub max_orphaned: u32,
     /// Backoff before the second attempt; doubles per attempt up to `backoff_max`.
     #[serde(default = "secs::<10>", deserialize_with = "duration")]
     pub backoff_base: Duration,
@@ -215,6 +219,10 @@ fn toml_defaults() -> DispatchConfig {
 
 fn default_max_workers() -> u32 {
     4
+}
+
+fn default_max_orphaned() -> u32 {
+    10
 }
 
 fn default_max_attempts() -> u32 {
@@ -444,6 +452,12 @@ impl Workforce {
         if config.dispatch.max_attempts == 0 {
             return Err(ConfigError::new(
                 "dispatch.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if config.dispatch.max_orphaned == 0 {
+            return Err(ConfigError::new(
+                "dispatch.max_orphaned",
                 "must be at least 1",
             ));
         }

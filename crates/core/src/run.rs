@@ -238,12 +238,15 @@ impl Run {
     }
 }
 
-/// Retry with capped exponential backoff.
+/// Retry with capped exponential backoff. An attempt orphaned by the death of its supervisor (a
+/// server crash) is not the ticket's fault: it is not charged against `max_attempts`, only
+/// against `max_orphaned`, so that a ticket that crashes the server every time still stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    pub max_orphaned: u32,
 }
 
 /// What happens to a ticket after a failed attempt.
@@ -267,19 +270,28 @@ impl RetryPolicy {
             .min(self.backoff_max)
     }
 
+    /// What follows a failed attempt `attempt`, of which `orphaned_before` earlier attempts
+    /// were orphaned (and are not charged).
     pub fn after_failure(
         &self,
         class: FailureClass,
         attempt: Attempt,
+        orphaned_before: u32,
         now: Timestamp,
     ) -> AfterFailure {
         if class == FailureClass::Cancelled {
             return AfterFailure::StayCancelled;
         }
-        if !class.is_retryable() || attempt.get() >= i64::from(self.max_attempts) {
+        let charged = Attempt::new((attempt.get() - i64::from(orphaned_before)).max(1));
+        let exhausted = if class == FailureClass::Orphaned {
+            orphaned_before + 1 >= self.max_orphaned
+        } else {
+            charged.get() >= i64::from(self.max_attempts)
+        };
+        if !class.is_retryable() || exhausted {
             return AfterFailure::Fail;
         }
-        let delay = self.backoff(attempt).as_millis() as i64;
+        let delay = self.backoff(charged).as_millis() as i64;
         AfterFailure::Retry {
             not_before: Timestamp::from_millis(now.as_millis() + delay),
         }
@@ -332,11 +344,12 @@ impl TicketEffect {
 
 /// How a live run's end settles its ticket: a submission goes to review, a question to
 /// needs_input, a failure back to todo after its backoff while attempts are left (else to
-/// failed), and a run whose ticket an operator moved away leaves the ticket where it is.
+/// failed; orphaned attempts are counted apart, see [`RetryPolicy`]), and a run whose ticket an operator moved away leaves the ticket where it is.
 pub fn settle(
     ending: RunEnding,
     ticket_state: State,
     attempt: Attempt,
+    orphaned_before: u32,
     retry: &RetryPolicy,
     now: Timestamp,
 ) -> Settlement {
@@ -367,7 +380,7 @@ pub fn settle(
             TicketEffect::to(State::Review, Via::RunSubmit),
         ),
         RunEnding::Exited(Some(class)) => {
-            let ticket = match retry.after_failure(class, attempt, now) {
+            let ticket = match retry.after_failure(class, attempt, orphaned_before, now) {
                 AfterFailure::Retry { not_before } => TicketEffect::Move {
                     to: State::Todo,
                     via: Via::RunRequeue,
@@ -392,6 +405,7 @@ mod tests {
             max_attempts: 10,
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(60),
+            max_orphaned: 3,
         };
         let got: Vec<u64> = (1..=6)
             .map(|a| policy.backoff(Attempt::new(a)).as_secs())
@@ -405,6 +419,7 @@ mod tests {
             max_attempts: 3,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            max_orphaned: 3,
         };
         let now = Timestamp::from_millis(1000);
         use AfterFailure::*;
@@ -437,9 +452,43 @@ mod tests {
         ];
         for (class, attempt, expect) in cases {
             assert_eq!(
-                policy.after_failure(class, Attempt::new(attempt), now),
+                policy.after_failure(class, Attempt::new(attempt), 0, now),
                 expect,
                 "{class} #{attempt}"
+            );
+        }
+    }
+
+    /// Orphaned attempts (server crashes) are not charged against `max_attempts`, only against
+    /// `max_orphaned`; the backoff follows the charged attempts.
+    #[test]
+    fn orphaned_attempts_are_counted_apart() {
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            max_orphaned: 3,
+        };
+        let now = Timestamp::from_millis(0);
+        let retry_after = |ms| AfterFailure::Retry {
+            not_before: Timestamp::from_millis(ms),
+        };
+        use FailureClass::*;
+        // (class, attempt number, orphaned before it, expected)
+        let cases = [
+            (Orphaned, 1, 0, retry_after(1000)),
+            (Orphaned, 2, 1, retry_after(1000)),
+            (Orphaned, 3, 2, AfterFailure::Fail),
+            // Two crashes, then the ticket's own failures: charged as its first and second.
+            (AgentError, 3, 2, retry_after(1000)),
+            (AgentError, 4, 2, AfterFailure::Fail),
+            (AgentError, 2, 0, AfterFailure::Fail),
+        ];
+        for (class, attempt, orphaned, expect) in cases {
+            assert_eq!(
+                policy.after_failure(class, Attempt::new(attempt), orphaned, now),
+                expect,
+                "{class} #{attempt} after {orphaned} orphaned"
             );
         }
     }
@@ -464,6 +513,7 @@ mod tests {
             max_attempts: 3,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            max_orphaned: 3,
         };
         let now = Timestamp::from_millis(1000);
         let moved = |to, via, not_before: Option<i64>| TicketEffect::Move {
@@ -572,7 +622,7 @@ mod tests {
             ),
         ];
         for (ending, state, attempt, outcome, class, effect) in cases {
-            let got = settle(ending, state, Attempt::new(attempt), &retry, now);
+            let got = settle(ending, state, Attempt::new(attempt), 0, &retry, now);
             assert_eq!(
                 got,
                 Settlement {

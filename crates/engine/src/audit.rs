@@ -121,6 +121,7 @@ pub async fn run(
     reverify_done(store, settings, &Change::new(actor.clone(), now)).await?;
     let assessment = health::assess_now(store, settings, tasks, now).await?;
     let mut findings = board_findings(&assessment);
+    findings.extend(crash_loops(store).await?);
     let mut checked: BTreeSet<CheckName> = [
         CAPACITY_CHECK,
         "stuck_run",
@@ -129,6 +130,7 @@ pub async fn run(
         "task_file_broken",
         "evidence_invalid",
         "inbox_aging",
+        "crash_loop",
     ]
     .into_iter()
     .map(check)
@@ -233,6 +235,44 @@ async fn reverify_done(
         }
     }
     Ok(())
+}
+
+/// Failed tickets whose last attempt was orphaned: they failed because their runs kept dying
+/// with the server (`dispatch.max_orphaned`) — a ticket that may be crashing it.
+async fn crash_loops(store: &dyn Store) -> Result<Vec<Finding>, StoreError> {
+    let failed = store
+        .list_tickets(&TicketFilter {
+            state: Some(State::Failed),
+            limit: Some(DONE_PER_PASS),
+            ..TicketFilter::default()
+        })
+        .await?;
+    let mut findings = Vec::new();
+    for ticket in failed {
+        let runs = store.runs_of(&ticket.id).await?;
+        let orphaned = runs
+            .iter()
+            .filter(|r| r.failure_class == Some(mission_core::FailureClass::Orphaned))
+            .count();
+        let last_orphaned = runs
+            .iter()
+            .max_by_key(|r| r.attempt)
+            .is_some_and(|r| r.failure_class == Some(mission_core::FailureClass::Orphaned));
+        if last_orphaned {
+            findings.extend(finding(
+                "crash_loop",
+                &ticket.id.to_string(),
+                Severity::Critical,
+                format!(
+                    "{} failed: {orphaned} of its attempts ended with their server's death",
+                    ticket.id
+                ),
+                json!({ "orphaned": orphaned, "attempts": runs.len() }),
+                Some(ticket.id.clone()),
+            ));
+        }
+    }
+    Ok(findings)
 }
 
 /// One finding per subject of each reason the audit turns into incidents.

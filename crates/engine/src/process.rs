@@ -126,6 +126,87 @@ pub fn processes_of_run(run: mission_core::RunId, config_file: &std::path::Path)
         .collect()
 }
 
+/// The live (non-zombie) processes whose environment names one of `runs` of the instance
+/// configured by `config_file`, with their process groups: one `/proc` scan. Blocking.
+fn processes_of_runs(runs: &[i64], config_file: &str) -> Vec<(i64, i64)> {
+    let me = i64::from(std::process::id());
+    let config = format!("MISSION_CONFIG={config_file}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let mut of_config = false;
+            let mut run = None;
+            for entry in environ.split(|b| *b == 0) {
+                if entry == config.as_bytes() {
+                    of_config = true;
+                } else if let Some(id) = entry.strip_prefix(b"MISSION_RUN=") {
+                    run = std::str::from_utf8(id).ok()?.parse::<i64>().ok();
+                }
+            }
+            let (state, _, pgrp, _) = stat_of(pid)?;
+            (of_config && state != 'Z' && run.is_some_and(|r| runs.contains(&r)))
+                .then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+/// Stops everything left of `runs` (orphans of a dead supervisor) at once: TERM to every
+/// process and process group that carries one of the runs in its environment, one `/proc` scan
+/// per step until they are gone or `grace` passed, then KILL, and waits (bounded) until none is
+/// left. A zombie is gone: whoever inherited it reaps it, nothing here waits for that. Returns
+/// how many processes were found. Off the async threads.
+pub async fn stop_runs(
+    runs: Vec<mission_core::RunId>,
+    config_file: std::path::PathBuf,
+    grace: Duration,
+) -> usize {
+    let ids: Vec<i64> = runs.iter().map(|r| r.get()).collect();
+    let config = config_file.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let signal_all = |found: &[(i64, i64)], signal: Signal| {
+            for (pid, pgrp) in found {
+                if let Ok(pid) = i32::try_from(*pid) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+                }
+                // The group too, for members that cleared their environment.
+                if *pgrp > 1 && *pgrp != i64::from(nix::unistd::getpgrp().as_raw()) {
+                    signal_group(*pgrp, signal);
+                }
+            }
+        };
+        let found = processes_of_runs(&ids, &config);
+        let total = found.len();
+        if found.is_empty() {
+            return 0;
+        }
+        signal_all(&found, Signal::SIGTERM);
+        let step = Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        let mut left = found;
+        while !left.is_empty() && started.elapsed() < grace {
+            std::thread::sleep(step);
+            reap_orphans();
+            left = processes_of_runs(&ids, &config);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            signal_all(&left, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(10));
+            reap_orphans();
+            left = processes_of_runs(&ids, &config);
+        }
+        total
+    })
+    .await
+    .unwrap_or(0)
+}
+
 /// Pids of the runs' leaders this process is waiting for: never reaped by [`reap_orphans`]
 /// (their exit status belongs to their runner).
 static LEADERS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());

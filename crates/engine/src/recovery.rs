@@ -47,31 +47,48 @@ pub async fn supervisor_gone(settings: &Settings, node: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// Closes every orphaned run; returns them.
+/// Closes every orphaned run; returns them. What is left of the orphans' processes is stopped
+/// first — all orphans at once, found by the run in their environment whether or not a pid was
+/// recorded (a server that died between spawning a run and storing its pid) — so that a requeued
+/// ticket can never run twice at the same time.
 pub async fn recover(
     store: &Arc<dyn Store>,
     settings: &Settings,
     clock: &Arc<dyn Clock>,
 ) -> Result<Vec<Run>, StoreError> {
     let now = clock.now();
-    let mut recovered = Vec::new();
+    let mut orphans = Vec::new();
     for run in store.unsettled_runs().await? {
+        if crate::runner::supervised_here(run.id) {
+            continue;
+        }
         let live = run.ended_at.is_none();
         // A live run is orphaned when its lease expired or its supervisor is gone; a run that
         // ended (by its report) but was not seen exiting is settled when its supervisor is gone.
         let expired = live && run.lease_expires_at < now;
         let gone = supervisor_gone(settings, &run.node).await;
-        if !expired && !gone {
-            continue;
+        if expired || gone {
+            orphans.push((run, gone));
         }
-        if let Some(pid) = run.pid
-            && process::group_of_run(pid, run.id, &settings.config_file).await
-        {
-            tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, pid, "killing the process group of an orphaned run");
-            process::terminate_group(pid, settings.dispatch.kill_grace).await;
-        }
-        // What left the group (or outlived its leader) is found by the run's environment.
-        process::kill_run_processes(run.id, settings.config_file.clone()).await;
+    }
+    if orphans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = std::time::Instant::now();
+    let stopped = process::stop_runs(
+        orphans.iter().map(|(run, _)| run.id).collect(),
+        settings.config_file.clone(),
+        settings.dispatch.kill_grace,
+    )
+    .await;
+    tracing::warn!(
+        runs = orphans.len(),
+        processes = stopped,
+        ms = started.elapsed().as_millis() as u64,
+        "stopped what was left of orphaned runs"
+    );
+    let mut recovered = Vec::with_capacity(orphans.len());
+    for (run, gone) in orphans {
         let detail = if gone {
             format!("its supervisor {} is gone", run.node)
         } else {

@@ -45,7 +45,16 @@ pub async fn serve(
     ready: impl FnOnce() -> Result<(), String>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let recovered = recovery::recover(&store, &settings, &clock).await?;
+    tokio::pin!(shutdown);
+    // A shutdown during recovery stops here: each orphan is closed in a transaction of its own,
+    // and what is left stays orphaned for the next start.
+    let recovered = tokio::select! {
+        recovered = recovery::recover(&store, &settings, &clock) => recovered?,
+        _ = &mut shutdown => {
+            tracing::info!("shut down during start-up recovery");
+            return Ok(());
+        }
+    };
     if !recovered.is_empty() {
         tracing::warn!(count = recovered.len(), "closed orphaned runs at start");
     }
@@ -74,7 +83,6 @@ pub async fn serve(
         last_pass.clone(),
         stopped.clone(),
     ));
-    tokio::pin!(shutdown);
     tracing::info!(node = %settings.node, "serving");
     // One timer across iterations: wake-ups must not keep postponing recovery.
     let mut reconcile = tokio::time::interval(settings.dispatch.reconcile_interval);

@@ -117,6 +117,7 @@ impl Settings {
             max_attempts: self.dispatch.max_attempts,
             backoff_base: self.dispatch.backoff_base,
             backoff_max: self.dispatch.backoff_max,
+            max_orphaned: self.dispatch.max_orphaned,
         }
     }
 }

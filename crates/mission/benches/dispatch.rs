@@ -182,6 +182,7 @@ async fn end_all(store: &SqliteStore, outcomes: Vec<ClaimOutcome>) {
         max_attempts: 1,
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
+        max_orphaned: 10,
     };
     for outcome in outcomes {
         if let ClaimOutcome::Claimed(run) = outcome {

@@ -108,6 +108,7 @@ impl Runner {
             ticket_state: None,
             recorded: false,
         };
+        let _supervised = Supervised::register(run.id);
         let end = self.supervise(&run, &token, shutdown).await;
         // The harness's own evidence: the commit the run left at HEAD, before the end is
         // recorded, so that a ticket reaching review has it.
@@ -169,10 +170,14 @@ impl Runner {
     /// Everything up to the end record: prepare, start (serving the run's callbacks), watch;
     /// then the check that the run left the repository's protected branch alone.
     async fn supervise(&self, run: &Run, token: &str, shutdown: watch::Receiver<bool>) -> RunEnd {
+        // Crash points between the claim and a watched process (`FAILPOINTS=NAME=return`
+        // aborts the whole process there, as a kill -9 would; a test build only).
+        crash_point("run-claimed");
         let mut prepared = match self.prepare(run).await {
             Ok(prepared) => prepared,
             Err(end) => return end,
         };
+        crash_point("run-prepared");
         let app = crate::App::new(
             self.store.clone(),
             self.settings.clone(),
@@ -187,6 +192,7 @@ impl Runner {
             Err(end) => return end,
         };
         let _leader = process::register_leader(pid);
+        crash_point("run-started");
         let protected = prepared.protected.clone();
         let repo = prepared.workspace.repo.clone();
         let mut end = self.watch(run, prepared, child, pid, shutdown).await;
@@ -276,6 +282,47 @@ impl Runner {
         }
         env
     }
+}
+
+/// Runs supervised by a runner of this process, while it supervises them: recovery leaves them
+/// alone (a lease that lapsed because this busy process renewed it late is not an orphan — its
+/// runner is alive, watches the process and records its end).
+static SUPERVISED: std::sync::Mutex<Vec<RunId>> = std::sync::Mutex::new(Vec::new());
+
+struct Supervised(RunId);
+
+impl Supervised {
+    fn register(run: RunId) -> Supervised {
+        if let Ok(mut runs) = SUPERVISED.lock() {
+            runs.push(run);
+        }
+        Supervised(run)
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(mut runs) = SUPERVISED.lock() {
+            runs.retain(|run| *run != self.0);
+        }
+    }
+}
+
+/// Whether a runner of this process supervises `run` now.
+pub fn supervised_here(run: RunId) -> bool {
+    SUPERVISED.lock().is_ok_and(|runs| runs.contains(&run))
+}
+
+/// A crash point: with `FAILPOINTS=NAME=return` (a build with the `failpoints` feature), the
+/// process ends here at once, nothing cleaned up — as a kill -9 would end it.
+pub(crate) fn crash_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if fail::eval(name, |_| ()).is_some() {
+        eprintln!("mission: crashing at failpoint {name}");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
 }
 
 /// `PATH` for runs and tasks: the `mission` binary's folder first, then the server's `PATH`.

@@ -384,6 +384,8 @@ impl Runner {
         };
         let pid = i64::from(child.id().unwrap_or_default());
         tracing::debug!(ticket.id = %run.ticket, run.id = %run.id, pid, "spawned");
+        // The agent runs, and its pid is not stored yet: recovery must find it by its run.
+        super::crash_point("run-spawned");
         let start = RunStart {
             pid: Some(pid),
             workspace: Some(workspace.path.to_string_lossy().into_owned()),

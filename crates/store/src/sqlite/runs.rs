@@ -176,8 +176,9 @@ async fn end_by_report(
         max_attempts: 1,
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
+        max_orphaned: 1,
     };
-    let settlement = settle(ending, ticket.state, attempt, &retry, change.at);
+    let settlement = settle(ending, ticket.state, attempt, 0, &retry, change.at);
     let ticket = settle_run(&mut tx, &run, settlement, data, None, change).await?;
     if let Some((new, question_id)) = item {
         insert_item(&mut tx, &new, Some(question_id), change).await?;
@@ -414,10 +415,20 @@ impl RunStore for SqliteStore {
         let ended_now = run.ended_at.is_none();
         let ticket_state = if ended_now {
             let ticket = load_ticket(&mut tx, &run.ticket).await?;
+            // Attempts orphaned by a server crash are counted apart (`RetryPolicy`).
+            let orphaned_before: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE ticket = ? AND id != ? \
+                 AND failure_class = 'orphaned'",
+            )
+            .bind(run.ticket.to_string())
+            .bind(id.get())
+            .fetch_one(&mut *tx)
+            .await?;
             let settlement = settle(
                 RunEnding::Exited(end.failure),
                 ticket.state,
                 attempt,
+                u32::try_from(orphaned_before).unwrap_or(u32::MAX),
                 retry,
                 change.at,
             );

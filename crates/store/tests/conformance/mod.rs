@@ -90,6 +90,7 @@ macro_rules! conformance_suite {
                 inbox::deliveries_lease_expire_redeliver_and_fail_with_an_alert,
                 inbox::a_ticket_that_fails_raises_an_item_in_the_same_transaction,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
+                runs::orphaned_attempts_are_not_charged_but_bounded,
             );
 
             #[test]

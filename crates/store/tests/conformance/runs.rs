@@ -38,6 +38,7 @@ pub fn retry() -> RetryPolicy {
         max_attempts: 2,
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(4),
+        max_orphaned: 10,
     }
 }
 
@@ -446,4 +447,86 @@ pub async fn a_question_left_by_a_cancel_is_closed_not_answered_later<B: Backend
         (context.question.as_str(), context.answer.as_str()),
         ("Second question?", "yes")
     );
+}
+
+/// Attempts orphaned by a server crash are not charged against `max_attempts` (2 here); they
+/// are bounded by `max_orphaned` on their own, and a ticket that keeps crashing its server
+/// fails, raising its failed-ticket item in the same transaction.
+pub async fn orphaned_attempts_are_not_charged_but_bounded<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    store
+        .create_tickets(
+            &key(),
+            vec![
+                new_ticket("crashes once", Some("luci")),
+                new_ticket("crashes always", Some("luci")),
+            ],
+            &change(1),
+        )
+        .await
+        .unwrap();
+    let policy = RetryPolicy {
+        max_orphaned: 3,
+        ..retry()
+    };
+    // One attempt of ticket `n` at time `at`, ended with `class`: the ticket's state after.
+    let attempt = |n: i64, at: i64, class: FailureClass| {
+        let store = store.clone();
+        async move {
+            let version = store.ticket(&id(n)).await.unwrap().version;
+            let ClaimOutcome::Claimed(run) = store
+                .claim(
+                    &request(n, version, Lane::Normal, &format!("t{n}-{at}")),
+                    &change(at),
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("{n} not claimed at {at}")
+            };
+            let end = RunEnd {
+                failure: Some(class),
+                ..RunEnd::default()
+            };
+            store
+                .end_run(
+                    run.id,
+                    run.attempt,
+                    &end,
+                    &policy,
+                    &routes(),
+                    &change(at + 1),
+                )
+                .await
+                .unwrap()
+                .ticket_state
+        }
+    };
+    // Two crashes, then two failures of its own: only the last exhausts max_attempts = 2.
+    let mut at = 10;
+    for (class, expect) in [
+        (FailureClass::Orphaned, State::Todo),
+        (FailureClass::Orphaned, State::Todo),
+        (FailureClass::AgentError, State::Todo),
+        (FailureClass::AgentError, State::Failed),
+    ] {
+        assert_eq!(attempt(1, at, class).await, expect, "{class} at {at}");
+        at += 10_000;
+    }
+    // Three crashes in a row: max_orphaned = 3 is reached, and an item says so.
+    for expect in [State::Todo, State::Todo, State::Failed] {
+        assert_eq!(attempt(2, at, FailureClass::Orphaned).await, expect);
+        at += 10_000;
+    }
+    let items = store
+        .inbox_items(&mission_store::InboxFilter::default())
+        .await
+        .unwrap();
+    let failed: Vec<_> = items
+        .iter()
+        .filter(|i| i.kind == mission_core::InboxKind::FailedTicket)
+        .map(|i| i.ticket.clone())
+        .collect();
+    assert_eq!(failed, [Some(id(1)), Some(id(2))]);
 }
