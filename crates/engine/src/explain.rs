@@ -14,16 +14,31 @@ pub async fn explain(
     id: &TicketId,
     now: Timestamp,
 ) -> Result<(Ticket, Runnability), StoreError> {
-    let (ticket, deps) = store.ticket_with_dependencies(id).await?;
+    let mut answers = explain_each(store, workforce, std::slice::from_ref(id), now).await?;
+    Ok(answers.remove(0))
+}
+
+/// The policy's answer for each of `ids` (a page of the board), with capacity counted once.
+pub async fn explain_each(
+    store: &dyn Store,
+    workforce: &Workforce,
+    ids: &[TicketId],
+    now: Timestamp,
+) -> Result<Vec<(Ticket, Runnability)>, StoreError> {
     let capacity = capacity_view(store).await.map_err(|e| e.detail());
-    let context = PolicyContext {
-        workforce,
-        capacity: match &capacity {
-            Ok(counts) => Capacity::Counted(counts),
-            Err(error) => Capacity::Unknown(error),
-        },
-        now,
-    };
-    let verdict = runnability(&ticket, &deps, context);
-    Ok((ticket, verdict))
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (ticket, deps) = store.ticket_with_dependencies(id).await?;
+        let context = PolicyContext {
+            workforce,
+            capacity: match &capacity {
+                Ok(counts) => Capacity::Counted(counts),
+                Err(error) => Capacity::Unknown(error),
+            },
+            now,
+        };
+        let verdict = runnability(&ticket, &deps, context);
+        answers.push((ticket, verdict));
+    }
+    Ok(answers)
 }

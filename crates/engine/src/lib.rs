@@ -16,6 +16,7 @@
 //! - `sandbox` — what a run may touch, and the launcher that enforces it before the agent runs;
 //!   `callback` — a run's requests (ask, progress, submit) over its own socket; `prompt` — the
 //!   agent's instructions, rendered from its worker's template.
+//! - `redact` — the secrets of an instance, kept out of what it shows (a run's log).
 
 pub mod app;
 pub mod audit;
@@ -32,6 +33,7 @@ pub mod leader;
 pub mod process;
 pub mod prompt;
 pub mod recovery;
+pub mod redact;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;

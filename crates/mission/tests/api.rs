@@ -3,131 +3,13 @@
 
 mod common;
 
-use common::{FAST, Instance};
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use common::{FAST, Instance, Served};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `mission serve` with its stderr collected, and the address its HTTP side listens on.
-struct Served {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    addr: SocketAddr,
-}
-
-impl Served {
-    fn start(instance: &Instance, env: &[(&str, &str)]) -> Served {
-        let mut command = instance.command(&["serve", "--bind", "127.0.0.1:0"]);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let start = Instant::now();
-        let addr = loop {
-            let found = log
-                .lock()
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("mission: listening on http://"))
-                .map(|a| a.parse::<SocketAddr>().unwrap());
-            if let Some(addr) = found {
-                break addr;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the server did not listen: {}",
-                log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Served { child, log, addr }
-    }
-
-    /// One request, `Connection: close`; the status and the body parsed as JSON (or Null).
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let (status, text) = self.request_text(method, path, token, body);
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// One request, `Connection: close`; the status and the body as text.
-    fn request_text(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, String) {
-        let mut socket = TcpStream::connect(self.addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if !body.is_empty() {
-            request.push_str("Content-Type: application/json\r\n");
-        }
-        if let Some(token) = token {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&body);
-        socket.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        socket.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    fn stop(mut self) -> String {
-        common::signal(self.child.id() as i32, libc::SIGTERM);
-        let status = self.child.wait().unwrap();
-        // Let the reader thread drain the pipe.
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.log.lock().unwrap().clone();
-        assert!(status.success(), "{log}");
-        log
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_ticket_created_over_http_is_picked_up_at_once() {

@@ -66,6 +66,10 @@ pub struct InboxFilter {
     /// Only items addressed to some worker.
     pub to_workers: bool,
     pub ticket: Option<TicketId>,
+    /// Only items still waiting for a decision (pending or delivered).
+    pub open: bool,
+    /// Only items after this one (a page's last id: the next page).
+    pub after: Option<InboxId>,
     pub limit: Option<u32>,
 }
 

@@ -72,9 +72,10 @@ impl fmt::Display for Scope {
     }
 }
 
-/// The scope a request needs: `None` only for liveness.
+/// The scope a request needs: `None` only for liveness, the dashboard's login and logout (a
+/// logout checks its own session) and its static files (a script and a style sheet).
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    if path == "/healthz" {
+    if matches!(path, "/healthz" | "/login" | "/logout") || path.starts_with("/static/") {
         return None;
     }
     if path == "/api/v1/tokens" || path.starts_with("/api/v1/tokens/") {
@@ -129,6 +130,8 @@ pub enum Principal {
     Local,
     /// A valid token.
     Token { id: i64, scope: Scope },
+    /// A dashboard session, opened with a valid token (checked again at every request).
+    Session { token: i64, scope: Scope },
 }
 
 impl Principal {
@@ -137,6 +140,27 @@ impl Principal {
         match self {
             Principal::Local => mission_core::Actor::new("api"),
             Principal::Token { id, .. } => mission_core::Actor::new(format!("api:token-{id}")),
+            Principal::Session { token, .. } => {
+                mission_core::Actor::new(format!("dashboard:token-{token}"))
+            }
+        }
+    }
+
+    /// The actor of what a dashboard form causes.
+    pub fn dashboard_actor(&self) -> mission_core::Actor {
+        match self {
+            Principal::Local => mission_core::Actor::new("dashboard"),
+            Principal::Token { id, .. } | Principal::Session { token: id, .. } => {
+                mission_core::Actor::new(format!("dashboard:token-{id}"))
+            }
+        }
+    }
+
+    /// What it may do; `None` is everything (no authentication).
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Principal::Local => None,
+            Principal::Token { scope, .. } | Principal::Session { scope, .. } => Some(*scope),
         }
     }
 
@@ -144,7 +168,9 @@ impl Principal {
     pub fn key(&self) -> String {
         match self {
             Principal::Local => "local".to_owned(),
-            Principal::Token { id, .. } => format!("token:{id}"),
+            Principal::Token { id, .. } | Principal::Session { token: id, .. } => {
+                format!("token:{id}")
+            }
         }
     }
 }
@@ -237,7 +263,7 @@ impl Tokens {
         let record = self
             .store
             .create_api_token(&NewApiToken {
-                token_hash: mission_engine::token::hash(secret.expose()),
+                token_hash: hash(secret.expose()),
                 scope: scope.as_str().to_owned(),
                 label,
                 created_at: now,
@@ -273,8 +299,13 @@ impl Tokens {
         if !presented.starts_with(PREFIX) {
             return Ok(Err(Denial::Unknown));
         }
-        let hash = mission_engine::token::hash(presented);
-        let Some(record) = self.store.api_token_by_hash(&hash).await? else {
+        self.authenticate_hash(&hash(presented)).await
+    }
+
+    /// Checks the token whose hash is `hash` (a dashboard session keeps the hash of the token
+    /// it was opened with, never the token): revoked or expired since, it is refused.
+    pub async fn authenticate_hash(&self, hash: &str) -> AppResult<Result<Principal, Denial>> {
+        let Some(record) = self.store.api_token_by_hash(hash).await? else {
             return Ok(Err(Denial::Unknown));
         };
         let now = self.clock.now();
@@ -315,12 +346,21 @@ impl Tokens {
     }
 }
 
+/// The stored form of a token: its SHA-256.
+pub fn hash(presented: &str) -> String {
+    mission_engine::token::hash(presented)
+}
+
 /// A new random token: the prefix and 256 random bits in hex.
 fn generate() -> std::io::Result<Secret> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Secret(format!("{PREFIX}{hex}")))
+    Ok(Secret(format!("{PREFIX}{}", random_hex(TOKEN_BYTES)?)))
+}
+
+/// `bytes` random bytes from the kernel, in hex.
+pub(crate) fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buffer)?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -349,6 +389,14 @@ mod tests {
             (Method::DELETE, "/api/v1/tokens/3", Some(Scope::Admin)),
             (Method::GET, "/api/v1/tokensx", Some(Scope::Read)),
             (Method::GET, "/healthz/", Some(Scope::Read)),
+            (Method::GET, "/login", None),
+            (Method::POST, "/login", None),
+            (Method::POST, "/logout", None),
+            (Method::GET, "/static/live.js", None),
+            (Method::GET, "/", Some(Scope::Read)),
+            (Method::GET, "/tickets/MC-1", Some(Scope::Read)),
+            (Method::POST, "/inbox/3/act", Some(Scope::Write)),
+            (Method::GET, "/staticfile", Some(Scope::Read)),
         ];
         for (method, path, scope) in cases {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");

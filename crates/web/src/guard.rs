@@ -6,6 +6,7 @@
 use crate::Web;
 use crate::auth::{Principal, required_scope};
 use crate::error::ApiError;
+use crate::session::Csrf;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -116,14 +117,22 @@ fn same_origin(headers: &HeaderMap) -> Result<(), String> {
     Ok(())
 }
 
-/// Authenticates the request and checks its scope; the `Principal` goes into the request's
-/// extensions for the handler. Without `[server] auth`, every request is `Local`.
+/// Authenticates the request and checks its scope; the `Principal` (and the `Csrf` token its
+/// forms must carry) go into the request's extensions for the handler. Without `[server]
+/// auth`, every request is `Local`.
+///
+/// With it: a bearer token, on any route; or a dashboard session cookie — on the dashboard's
+/// pages, and on the API for reading only (the pages' live updates), never to write through the
+/// API. A page without a valid session sends the browser to the login form.
 pub async fn authenticate(State(web): State<Web>, mut request: Request, next: Next) -> Response {
     let Some(needed) = required_scope(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
+    let page = crate::dashboard::is_page(request.uri().path());
     if !web.config.auth {
-        request.extensions_mut().insert(Principal::Local);
+        let extensions = request.extensions_mut();
+        extensions.insert(Principal::Local);
+        extensions.insert(Csrf::Expected(web.sessions.local_csrf().to_owned()));
         return next.run(request).await;
     }
     let presented = request
@@ -131,26 +140,65 @@ pub async fn authenticate(State(web): State<Web>, mut request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented else {
+        .map(str::trim)
+        .map(str::to_owned);
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    let (principal, csrf) = if let Some(presented) = presented {
+        match web.tokens.authenticate(&presented).await {
+            Ok(Ok(principal)) => (principal, Csrf::NotNeeded),
+            Ok(Err(denial)) => return ApiError::unauthorized(denial.message()).into_response(),
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    } else if let Some((id, session)) = session_of(&web, request.headers()) {
+        if !page && !safe {
+            return ApiError::unauthorized(
+                "a dashboard session only reads the API; writes need Authorization: Bearer mc_…",
+            )
+            .into_response();
+        }
+        match web.tokens.authenticate_hash(&session.token_hash).await {
+            Ok(Ok(Principal::Token { id, scope })) => (
+                Principal::Session { token: id, scope },
+                Csrf::Expected(session.csrf),
+            ),
+            Ok(Ok(other)) => (other, Csrf::Expected(session.csrf)),
+            Ok(Err(denial)) => {
+                // The token was revoked or expired: so is every session it opened.
+                web.sessions.close_all_of(&session.token_hash);
+                web.sessions.close(&id);
+                if page {
+                    return crate::dashboard::to_login(request.uri());
+                }
+                return ApiError::unauthorized(denial.message()).into_response();
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    } else if page {
+        return crate::dashboard::to_login(request.uri());
+    } else {
         return ApiError::unauthorized("an API token is needed: Authorization: Bearer mc_…")
             .into_response();
     };
-    let principal = match web.tokens.authenticate(presented).await {
-        Ok(Ok(principal)) => principal,
-        Ok(Err(denial)) => return ApiError::unauthorized(denial.message()).into_response(),
-        Err(error) => return ApiError::from(error).into_response(),
-    };
-    if let Principal::Token { scope, .. } = &principal
+    if let Some(scope) = principal.scope()
         && !scope.allows(needed)
     {
-        return ApiError::forbidden(format!(
-            "this token's scope is {scope}; this request needs {needed}"
-        ))
-        .into_response();
+        let message = format!("this token's scope is {scope}; this request needs {needed}");
+        if page {
+            return crate::dashboard::refusal(StatusCode::FORBIDDEN, &message);
+        }
+        return ApiError::forbidden(message).into_response();
     }
-    request.extensions_mut().insert(principal);
+    let extensions = request.extensions_mut();
+    extensions.insert(principal);
+    extensions.insert(csrf);
     next.run(request).await
+}
+
+/// The session named by the request's cookie, with its id.
+fn session_of(web: &Web, headers: &HeaderMap) -> Option<(String, crate::session::Session)> {
+    let id = crate::session::cookie(headers, crate::session::COOKIE)?;
+    let session = web.sessions.get(&id)?;
+    Some((id, session))
 }
 
 /// Bounds the requests in flight (more are refused at once with 503, never queued) and the

@@ -1,6 +1,8 @@
-//! Mission Control's HTTP side: the JSON API under `/api/v1` with its OpenAPI document,
-//! authentication (API tokens with scopes), the guards that keep the server safe to expose
-//! (Host allow-list, Origin check, bounded concurrency and time), `/metrics` and `/healthz`.
+//! Mission Control's HTTP side: the JSON API under `/api/v1` with its OpenAPI document, the
+//! dashboard (server-rendered pages with live updates), authentication (API tokens with scopes;
+//! dashboard sessions opened with a token, with CSRF tokens on every form), the guards that keep
+//! the server safe to expose (Host allow-list, Origin check, bounded concurrency and time),
+//! `/metrics` and `/healthz`.
 //!
 //! Every handler is a thin adapter over a use case of `mission_engine::App` (or of `Tokens`):
 //! it parses the request, calls one function and converts the result. No rule lives here.
@@ -8,9 +10,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 mod guard;
 pub mod metrics;
+pub mod session;
 
 use crate::api::events::EventFeed;
 use crate::auth::Tokens;
@@ -81,6 +85,9 @@ pub struct WebInner {
     pub config: WebConfig,
     pub feed: EventFeed,
     pub metrics: Metrics,
+    pub sessions: session::Sessions,
+    /// The verdict the pages show, assessed at most once per `dashboard::VERDICT_TTL`.
+    pub(crate) verdict: dashboard::VerdictCache,
     requests: Arc<Semaphore>,
     streams: Arc<Semaphore>,
 }
@@ -96,18 +103,22 @@ impl std::ops::Deref for Web {
 impl Web {
     /// The HTTP side over `app`, whose waker should be the server's own `WakeSignal` so that a
     /// request that makes work runnable wakes the dispatcher at once.
-    pub fn new(app: App, config: WebConfig) -> Self {
+    ///
+    /// Fails only when the kernel gives no random bytes (for the CSRF token of this process).
+    pub fn new(app: App, config: WebConfig) -> std::io::Result<Self> {
         let tokens = Tokens::new(app.store().clone(), app.clock().clone());
         let feed = EventFeed::new(app.store().clone(), config.event_poll);
-        Web(Arc::new(WebInner {
+        Ok(Web(Arc::new(WebInner {
             tokens,
             feed,
             metrics: Metrics::default(),
+            sessions: session::Sessions::new()?,
+            verdict: dashboard::VerdictCache::default(),
             requests: Arc::new(Semaphore::new(config.max_requests)),
             streams: Arc::new(Semaphore::new(config.max_streams)),
             config,
             app,
-        }))
+        })))
     }
 }
 

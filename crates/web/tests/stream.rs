@@ -138,3 +138,68 @@ async fn a_bad_last_event_id_is_refused() {
     common::assert_error(&reply, 422, "invalid");
     assert_eq!(reply.body["error"]["field"], "Last-Event-ID");
 }
+
+#[tokio::test]
+async fn a_runs_log_streams_live_and_ends_with_its_run() {
+    let t = TestWeb::new(false).await;
+    let id = t.ticket("streamed", Some("luci"), "none").await;
+    let run = t
+        .start_run(&id, &format!("first line\nsecret {}\n", common::CANARY))
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mission_web::serve(
+        listener,
+        t.web.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let open = |headers: &'static str| async move {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /api/v1/tickets/MC-1/runs/1/log/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        Stream {
+            socket,
+            received: String::new(),
+        }
+    };
+    let mut live = open("").await;
+    live.until("first line").await;
+    live.until("secret [REDACTED]").await;
+    assert!(!live.received.contains(common::CANARY), "{}", live.received);
+
+    // What the run writes next arrives without asking.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(t.log_path(&run))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"working\n"))
+        .unwrap();
+    live.until("working\\n").await;
+    let offsets = live.ids();
+    assert_eq!(
+        *offsets.last().unwrap() as usize,
+        std::fs::metadata(t.log_path(&run)).unwrap().len() as usize
+    );
+    // A reconnecting client goes on from its last offset: only what followed.
+    let mut resumed = open("Last-Event-ID: 11\r\n").await;
+    resumed.until("working\\n").await;
+    assert!(
+        !resumed.received.contains("first line"),
+        "{}",
+        resumed.received
+    );
+
+    // The run ends: the stream says so, and closes.
+    t.submit(&run).await;
+    live.until("event: end").await;
+    live.until("\"outcome\":\"submitted\"").await;
+    // The response's last chunk: the stream is over (the connection may stay for another).
+    live.until("\r\n0\r\n\r\n").await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

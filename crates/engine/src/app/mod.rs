@@ -1,6 +1,6 @@
 //! The use cases: every action a person or a run can take — add, edit, move, answer, explain, a
 //! run's ask / progress / submit, a dispatch pass, a task run, the health verdict (`status`),
-//! incidents — each ONE function here. The CLI
+//! incidents, a run's log — each ONE function here. The CLI
 //! and the HTTP API are thin adapters over these functions (arguments → use case → output); no
 //! rule lives in an adapter. Failures are `AppError`s, whose kind decides the exit code and the
 //! HTTP status.
@@ -11,6 +11,7 @@ mod evidence;
 mod health;
 mod inbox;
 mod incidents;
+mod logs;
 mod review;
 mod runs;
 mod tasks;
@@ -22,6 +23,7 @@ pub use evidence::EvidenceRequest;
 pub use health::StatusReport;
 pub use inbox::ActedItem;
 pub use incidents::IncidentView;
+pub use logs::{LogChunk, LogWindow, MAX_LOG_READ};
 pub use review::Reviewed;
 pub use tasks::{ListedTask, TaskListing, TaskRunReport};
 pub use tickets::{Explanation, TicketView};

@@ -72,6 +72,11 @@ impl App {
         Ok(self.store.list_tickets(filter).await?)
     }
 
+    /// How many tickets are in each state (the heads of the board's columns).
+    pub async fn ticket_counts(&self) -> AppResult<Vec<(State, i64)>> {
+        Ok(self.store.ticket_counts().await?)
+    }
+
     pub async fn show_ticket(&self, id: &TicketId) -> AppResult<TicketView> {
         let ticket = self.store.ticket(id).await?;
         let runs = self.store.runs_of(id).await?;
@@ -161,6 +166,25 @@ impl App {
             runnable: verdict.is_runnable(),
             reasons: verdict.reasons().to_vec(),
         })
+    }
+
+    /// `explain` for each of `ids` (a page of the board), with capacity counted once.
+    pub async fn explain_each(&self, ids: &[TicketId]) -> AppResult<Vec<Explanation>> {
+        let answers = crate::explain::explain_each(
+            self.store.as_ref(),
+            &self.settings.workforce,
+            ids,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(answers
+            .into_iter()
+            .map(|(ticket, verdict)| Explanation {
+                ticket: ticket.id,
+                runnable: verdict.is_runnable(),
+                reasons: verdict.reasons().to_vec(),
+            })
+            .collect())
     }
 
     /// A page of the event log.

@@ -22,13 +22,11 @@ pub async fn run(config: Option<&Path>, command: InboxCommand) -> Result<ExitCod
             let (_, app) = app(config).await?;
             let filter = InboxFilter {
                 status,
+                open: status.is_none() && !args.all,
                 limit: args.limit,
                 ..InboxFilter::default()
             };
-            let mut items = app.inbox_list(&filter).await?;
-            if status.is_none() && !args.all {
-                items.retain(|item| !item.status.is_settled());
-            }
+            let items = app.inbox_list(&filter).await?;
             if args.json {
                 output::json_line(&items)?;
             } else {

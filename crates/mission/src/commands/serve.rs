@@ -1,5 +1,5 @@
-//! `mission serve`: the dispatcher, runners and scheduler, and the HTTP side (JSON API, metrics)
-//! in the foreground, until SIGTERM or ctrl-c.
+//! `mission serve`: the dispatcher, runners and scheduler, and the HTTP side (JSON API, dashboard,
+//! metrics) in the foreground, until SIGTERM or ctrl-c.
 
 use super::{open_for_server, open_web_store, settings};
 use crate::cli::ServeArgs;
@@ -70,11 +70,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
             allowed_hosts: server.allowed_hosts.clone(),
             ..WebConfig::default()
         },
-    );
+    )
+    .map_err(|e| CliError::internal(format!("the HTTP side cannot start: {e}")))?;
     if server.auth {
-        tracing::info!(%local, "HTTP API listening (tokens required: `mission token create`)");
+        tracing::info!(%local, "HTTP API and dashboard listening (tokens required: `mission token create`; the dashboard's login takes one)");
     } else {
-        tracing::info!(%local, "HTTP API listening (loopback, no authentication)");
+        tracing::info!(%local, "HTTP API and dashboard listening (loopback, no authentication)");
     }
     // The line tests and scripts read the address from (with port 0, the port chosen).
     eprintln!("mission: listening on http://{local}");

@@ -768,4 +768,41 @@ pub async fn the_health_snapshot_reads_unsettled_and_failed_items<B: Backend>() 
     assert_eq!(inbox.failed.len(), 1);
     assert_eq!(inbox.failed[0].id, second.id);
     assert_eq!(inbox.failed[0].at, Timestamp::from_millis(9));
+
+    // The filter of the inbox's pages: open items only, a page after a given item.
+    let listed = |filter: InboxFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .inbox_items(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let third = store
+        .create_inbox_item(
+            &NewInboxItem::new(InboxKind::Question, Some(id(1)), council(), "which?").unwrap(),
+            &change(11),
+        )
+        .await
+        .unwrap();
+    let all = listed(InboxFilter::default()).await;
+    assert_eq!(all, [first.id, second.id, third.id]);
+    let open = listed(InboxFilter {
+        open: true,
+        ..InboxFilter::default()
+    })
+    .await;
+    assert_eq!(open, [first.id, third.id], "the failed one is settled");
+    let after = listed(InboxFilter {
+        open: true,
+        after: Some(first.id),
+        limit: Some(1),
+        ..InboxFilter::default()
+    })
+    .await;
+    assert_eq!(after, [third.id]);
 }

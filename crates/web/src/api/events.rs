@@ -65,6 +65,11 @@ impl EventFeed {
         receivers
     }
 
+    /// Turns true when the server shuts down: other streams (a run's log) end then too.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.0.closed.subscribe()
+    }
+
     /// Ends every stream and the poller (the server is shutting down).
     pub fn close(&self) {
         self.0.closed.send_replace(true);

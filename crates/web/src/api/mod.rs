@@ -1,10 +1,13 @@
-//! The router. Every route is registered through `Routes`, which records it: an API route only
-//! with `utoipa_axum::routes!`, so that it cannot exist without its entry in the OpenAPI
-//! document, and the recorded list is what the tests walk (the auth matrix, the document's
-//! completeness).
+//! The router. Every API route is registered through `Routes`, which records it: only with
+//! `utoipa_axum::routes!`, so that it cannot exist without its entry in the OpenAPI document,
+//! and the recorded list is what the tests walk (the auth matrix, the document's completeness).
+//! The dashboard's routes are merged in from `crate::dashboard::router`, recorded apart.
 
 pub mod events;
+pub mod inbox;
+pub mod incidents;
 pub mod ops;
+pub mod runs;
 pub mod tasks;
 pub mod tickets;
 pub mod tokens;
@@ -68,11 +71,13 @@ pub struct RouteInfo {
     pub documented: bool,
 }
 
-/// The built server: the router, its OpenAPI document, and every route it has.
+/// The built server: the router, its OpenAPI document, every API route it has, and the
+/// dashboard's routes (pages, forms, its two static files: not in the document).
 pub struct Server {
     pub router: axum::Router,
     pub openapi: utoipa::openapi::OpenApi,
     pub routes: Vec<RouteInfo>,
+    pub pages: Vec<RouteInfo>,
 }
 
 /// Collects routes: bounded ones (limited in number and time) and streams.
@@ -142,7 +147,17 @@ pub fn build(web: Web) -> Server {
         .api(routes!(tickets::show, tickets::edit))
         .api(routes!(tickets::move_ticket))
         .api(routes!(tickets::answer))
+        .api(routes!(tickets::done))
+        .api(routes!(tickets::review))
         .api(routes!(tickets::explain))
+        .api(routes!(runs::log))
+        .stream(routes!(runs::log_stream))
+        .api(routes!(inbox::list))
+        .api(routes!(inbox::show))
+        .api(routes!(inbox::act))
+        .api(routes!(incidents::list))
+        .api(routes!(incidents::show))
+        .api(routes!(incidents::resolve))
         .api(routes!(events::list))
         .stream(routes!(events::stream))
         .api(routes!(tasks::list))
@@ -167,7 +182,10 @@ pub fn build(web: Web) -> Server {
     let document = ops::Document(std::sync::Arc::new(
         openapi.to_json().unwrap_or_else(|_| "{}".to_owned()),
     ));
+    let (pages, page_list) = crate::dashboard::router();
+    let pages = pages.route_layer(from_fn_with_state(web.clone(), guard::limit));
     let router = router
+        .merge(pages)
         .layer(axum::Extension(document))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -181,6 +199,7 @@ pub fn build(web: Web) -> Server {
         router,
         openapi,
         routes: list,
+        pages: page_list,
     }
 }
 

@@ -78,8 +78,12 @@ pub async fn openapi(Extension(document): Extension<Document>) -> Response {
         .into_response()
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
+/// An unknown route: the API's error shape, or a page saying so for the dashboard's paths.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    if crate::dashboard::is_page(uri.path()) {
+        return crate::dashboard::refusal(StatusCode::NOT_FOUND, "no such page");
+    }
+    ApiError::not_found("no such route").into_response()
 }
 
 pub async fn method_not_allowed() -> ApiError {

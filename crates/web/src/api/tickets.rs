@@ -1,9 +1,10 @@
-//! Tickets: list, create (idempotent with `Idempotency-Key`), show, edit, move, answer, explain.
+//! Tickets: list, create (idempotent with `Idempotency-Key`), show, edit, move, answer, done,
+//! review, explain.
 //! Each handler parses, calls one use case of `App`, and converts.
 
 use super::types::{
-    AnswerTicket, CreateTicket, EditTicket, ExplanationBody, MoveTicket, TicketBody, TicketDetail,
-    TicketListItem, TicketPage, TicketQuery,
+    AnswerTicket, CreateTicket, EditTicket, ExplanationBody, GateBody, MoveTicket, ReviewTicket,
+    ReviewedBody, TicketBody, TicketDetail, TicketListItem, TicketPage, TicketQuery,
 };
 use super::{ApiJson, ApiQuery, check_json, parse_json};
 use crate::Web;
@@ -222,7 +223,7 @@ fn ticket_ids(app: &App, texts: &[String], field: &'static str) -> ApiResult<Vec
         .collect()
 }
 
-fn ticket_id(app: &App, text: &str) -> ApiResult<TicketId> {
+pub(crate) fn ticket_id(app: &App, text: &str) -> ApiResult<TicketId> {
     Ok(app.ticket_id(text)?)
 }
 
@@ -358,4 +359,62 @@ pub async fn explain(
 ) -> ApiResult<Json<ExplanationBody>> {
     let id = ticket_id(&web.app, &id)?;
     Ok(Json(web.app.explain(&id).await?.into()))
+}
+
+/// `done`: asks the gate now. The ticket is done when its evidence verifies (again, now) and
+/// its review allows; otherwise a refusal (409) names every gap.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/done", tag = "tickets",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = GateBody, description = "done"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the gate refused: every gap named"),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn done(
+    State(web): State<Web>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<GateBody>> {
+    let id = ticket_id(&web.app, &id)?;
+    let closing = web.app.close_ticket(&id, &principal.actor()).await?;
+    Ok(Json(closing.into()))
+}
+
+/// A person's verdict on a ticket in review. An approval asks the gate at once; a rejection
+/// sends the ticket back to todo with the reason. An author's own verdict is refused (409).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/review", tag = "tickets",
+    request_body = ReviewTicket, params(("id" = String, Path)),
+    responses(
+        (status = 200, body = ReviewedBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not in review, or the reviewer may not review it"),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn review(
+    State(web): State<Web>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<ReviewTicket>,
+) -> ApiResult<Json<ReviewedBody>> {
+    let id = ticket_id(&web.app, &id)?;
+    let reviewer = person(request.reviewer.as_deref(), "reviewer")?;
+    let reviewed = web
+        .app
+        .review_ticket(
+            &id,
+            request.decision.into(),
+            &request.reason,
+            reviewer,
+            &principal.actor(),
+        )
+        .await?;
+    Ok(Json(reviewed.into()))
+}
+
+/// The name a person acts under: given, or `operator` (as the CLI's `--as`).
+pub(crate) fn person(name: Option<&str>, field: &'static str) -> ApiResult<Name> {
+    Name::parse(name.unwrap_or("operator"))
+        .map_err(|e| ApiError::invalid(e.to_string()).on_field(field))
 }

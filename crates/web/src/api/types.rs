@@ -4,10 +4,20 @@
 //! undocumented.
 
 use crate::auth::TokenState;
+use mission_core::inbox::StoredInboxItem;
+use mission_core::incident::{IncidentState, Resolution};
 use mission_core::policy::Reason;
+use mission_core::review::ReviewDecision;
 use mission_core::task::{Outcome, TaskResult};
-use mission_core::{Event, FailureClass, Lane, Run, RunOutcome, State, Ticket, Timestamp};
-use mission_engine::app::{Explanation, ListedTask, TaskListing, TaskRunReport, TicketView};
+use mission_core::{
+    ActionKind, Event, EvidenceRecord, FailureClass, Incident, Lane, ReviewOutcome, ReviewRecord,
+    ReviewerKind, Run, RunOutcome, State, Ticket, Timestamp, Verification,
+};
+use mission_engine::app::{
+    ActedItem, Explanation, IncidentView, ListedTask, LogChunk, Reviewed, TaskListing,
+    TaskRunReport, TicketView,
+};
+use mission_engine::gatekeeper::Closing;
 use mission_store::{ApiToken, TaskRun, TicketSummary};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -366,11 +376,13 @@ impl From<Event> for EventBody {
     }
 }
 
-/// A ticket with its runs and its timeline (at most 500 events, oldest first).
+/// A ticket with its runs, its evidence and its timeline (at most 500 events, oldest first).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TicketDetail {
     pub ticket: TicketBody,
     pub runs: Vec<RunBody>,
+    /// Its evidence, each with its latest verification.
+    pub evidence: Vec<EvidenceBody>,
     pub timeline: Vec<EventBody>,
 }
 
@@ -379,6 +391,7 @@ impl From<TicketView> for TicketDetail {
         TicketDetail {
             ticket: view.ticket.into(),
             runs: view.runs.into_iter().map(Into::into).collect(),
+            evidence: view.evidence.into_iter().map(Into::into).collect(),
             timeline: view.timeline.into_iter().map(Into::into).collect(),
         }
     }
@@ -674,4 +687,474 @@ pub struct CreatedTokenBody {
     pub token: String,
     #[serde(flatten)]
     pub record: TokenBody,
+}
+
+/// A piece of evidence as the harness observed it, with its latest verification.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct EvidenceBody {
+    pub id: i64,
+    /// `commit`, `test`, `route` or `artifact`.
+    pub kind: String,
+    /// The test's or route's name, the artifact's path; none for a commit.
+    pub subject: Option<String>,
+    pub recorded_at: Time,
+    /// `harness`, or the run that asked for it (`run:MC-7#2`).
+    pub recorded_by: String,
+    /// `verified` or `failed`.
+    pub status: String,
+    /// When it was last verified.
+    pub verified_at: Time,
+    /// Why the latest verification failed.
+    pub failure: Option<String>,
+    /// What was observed: the commit, the test's exit code and output tail, the route's status,
+    /// the artifact's hash.
+    #[schema(value_type = Object)]
+    pub observation: serde_json::Value,
+}
+
+impl From<EvidenceRecord> for EvidenceBody {
+    fn from(record: EvidenceRecord) -> Self {
+        let (status, failure) = match &record.verification {
+            Verification::Verified { .. } => ("verified", None),
+            Verification::Failed { reason, .. } => ("failed", Some(reason.clone())),
+        };
+        EvidenceBody {
+            id: record.id.get(),
+            kind: record.evidence.kind().as_str().to_owned(),
+            subject: record.evidence.subject().map(str::to_owned),
+            recorded_at: time(record.recorded_at),
+            recorded_by: record.recorded_by.as_str().to_owned(),
+            status: status.to_owned(),
+            verified_at: time(record.verification.at()),
+            failure,
+            observation: serde_json::to_value(&record.evidence).unwrap_or_default(),
+        }
+    }
+}
+
+/// What the gate said when asked.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GateBody {
+    pub ticket: TicketBody,
+    /// The ticket is done.
+    pub done: bool,
+    /// What stands between the ticket and done, one line each (`test:unit: last run exited
+    /// 1`); empty when it is done.
+    pub missing: Vec<String>,
+    /// The merge into the base branch, when the repository merges on done.
+    pub merged: Option<String>,
+    /// What went wrong after done that changes nothing of it.
+    pub notes: Vec<String>,
+}
+
+impl From<Closing> for GateBody {
+    fn from(closing: Closing) -> Self {
+        GateBody {
+            ticket: closing.ticket.into(),
+            done: closing.done,
+            missing: closing.missing,
+            merged: closing.merged,
+            notes: closing.notes,
+        }
+    }
+}
+
+/// A person's review verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl From<Decision> for ReviewDecision {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Approve => ReviewDecision::Approve,
+            Decision::Reject => ReviewDecision::Reject,
+        }
+    }
+}
+
+/// A person's verdict on a ticket in review.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewTicket {
+    pub decision: Decision,
+    pub reason: String,
+    /// The reviewer's name; default `operator`. An author of the ticket is refused.
+    pub reviewer: Option<String>,
+}
+
+/// A review as recorded.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReviewBody {
+    /// `approved`, `rejected` or `skipped_oversized` (never a success).
+    pub outcome: String,
+    pub at: Time,
+    pub reviewer: Option<String>,
+    /// `human` or `worker`.
+    pub reviewer_kind: Option<String>,
+    pub reason: Option<String>,
+    /// For `skipped_oversized`: the diff's changed lines and the cap.
+    pub changed_lines: Option<u64>,
+    pub cap: Option<u64>,
+}
+
+fn reviewer_kind(kind: ReviewerKind) -> &'static str {
+    match kind {
+        ReviewerKind::Human => "human",
+        ReviewerKind::Worker => "worker",
+    }
+}
+
+impl From<ReviewRecord> for ReviewBody {
+    fn from(record: ReviewRecord) -> Self {
+        let outcome = record.outcome.as_str().to_owned();
+        let at = time(record.at);
+        match record.outcome {
+            ReviewOutcome::Approved { by, reason } | ReviewOutcome::Rejected { by, reason } => {
+                ReviewBody {
+                    outcome,
+                    at,
+                    reviewer: Some(by.name.to_string()),
+                    reviewer_kind: Some(reviewer_kind(by.kind).to_owned()),
+                    reason: Some(reason),
+                    changed_lines: None,
+                    cap: None,
+                }
+            }
+            ReviewOutcome::SkippedOversized { changed_lines, cap } => ReviewBody {
+                outcome,
+                at,
+                reviewer: None,
+                reviewer_kind: None,
+                reason: None,
+                changed_lines: Some(changed_lines),
+                cap: Some(cap),
+            },
+        }
+    }
+}
+
+/// A verdict recorded, and what followed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ReviewedBody {
+    pub ticket: TicketBody,
+    pub review: ReviewBody,
+    /// After an approval, the gate was asked: what it said.
+    pub gate: Option<GateBody>,
+}
+
+impl From<Reviewed> for ReviewedBody {
+    fn from(reviewed: Reviewed) -> Self {
+        ReviewedBody {
+            ticket: reviewed.ticket.into(),
+            review: reviewed.review.into(),
+            gate: reviewed.gate.map(Into::into),
+        }
+    }
+}
+
+/// An action taken on an inbox item.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ActionBody {
+    /// `answered`, `approved`, `rejected`, `requeued`, `escalated` or `dismissed`.
+    pub kind: String,
+    pub ticket: Option<String>,
+    pub actor: String,
+    /// The answer, the reason.
+    pub text: Option<String>,
+    pub at: Time,
+}
+
+/// A failed item: why, and when.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FailureBody {
+    pub reason: String,
+    pub at: Time,
+}
+
+/// An inbox item: a message that needs a decision.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct InboxItemBody {
+    pub id: i64,
+    /// `question`, `review_request`, `approval`, `alert` or `failed_ticket`.
+    pub kind: String,
+    pub ticket: Option<String>,
+    /// `channel:NAME` (a person) or `worker:NAME` (an orchestrator worker).
+    pub addressee: String,
+    pub text: String,
+    pub created_at: Time,
+    pub deliveries: u32,
+    /// `pending`, `delivered`, `acted` or `failed`.
+    pub status: String,
+    pub lease_expires_at: Option<Time>,
+    pub failure: Option<FailureBody>,
+    /// The action it caused, once acted on.
+    pub action: Option<ActionBody>,
+    /// The actions that settle an item of its kind.
+    pub actions: Vec<String>,
+}
+
+impl From<StoredInboxItem> for InboxItemBody {
+    fn from(item: StoredInboxItem) -> Self {
+        InboxItemBody {
+            id: item.id.get(),
+            kind: item.kind.as_str().to_owned(),
+            ticket: item.ticket.map(|t| t.to_string()),
+            addressee: item.addressee.to_string(),
+            text: item.text,
+            created_at: time(item.created_at),
+            deliveries: item.deliveries,
+            status: item.status.as_str().to_owned(),
+            lease_expires_at: time_opt(item.lease_expires_at),
+            failure: item.failure.map(|(reason, at)| FailureBody {
+                reason,
+                at: time(at),
+            }),
+            action: item.action.map(|a| ActionBody {
+                kind: a.kind.as_str().to_owned(),
+                ticket: a.ticket.map(|t| t.to_string()),
+                actor: a.actor.as_str().to_owned(),
+                text: a.text,
+                at: time(a.at),
+            }),
+            actions: ActionKind::ALL
+                .into_iter()
+                .filter(|action| item.kind.allows(*action))
+                .map(|action| action.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// Which inbox items, a page at a time (oldest first).
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxQuery {
+    /// `open` (pending or delivered: the default), `pending`, `delivered`, `acted`, `failed`
+    /// or `all`.
+    pub status: Option<String>,
+    /// Only items about this ticket.
+    pub ticket: Option<String>,
+    /// Items per page: 1..=500, default 50.
+    pub limit: Option<u32>,
+    /// Only items after this id (the previous page's `next_after`).
+    pub after: Option<i64>,
+}
+
+/// A page of the inbox.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    pub items: Vec<InboxItemBody>,
+    /// The `after` of the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// A person acts on an inbox item.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActOnItem {
+    /// `answered`, `approved`, `rejected`, `requeued`, `escalated` or `dismissed`; the item's
+    /// kind decides which are allowed (its `actions`).
+    pub action: String,
+    /// The answer (needed to answer), the reason (needed to reject).
+    pub text: Option<String>,
+    /// Who acts; default `operator`.
+    pub by: Option<String>,
+}
+
+/// An item acted on, and what followed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ActedBody {
+    pub item: InboxItemBody,
+    /// After an approval, the gate was asked: what it said.
+    pub gate: Option<GateBody>,
+}
+
+impl From<ActedItem> for ActedBody {
+    fn from(acted: ActedItem) -> Self {
+        ActedBody {
+            item: acted.item.into(),
+            gate: acted.gate.map(Into::into),
+        }
+    }
+}
+
+/// How an incident was resolved.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ResolutionBody {
+    /// `cleared` (the audit no longer found it) or `operator`.
+    pub by: String,
+    pub at: Time,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A persistent bad condition, keyed by its fingerprint.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct IncidentBody {
+    pub id: i64,
+    /// `check:subject`, e.g. `stuck_run:MC-12`.
+    pub fingerprint: String,
+    /// `warning` or `critical`.
+    pub severity: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub resolution: Option<ResolutionBody>,
+    pub occurrences: u64,
+    pub first_seen: Time,
+    pub last_seen: Time,
+    /// When it was last opened or reopened.
+    pub opened_at: Time,
+    /// How many times it came back after being resolved.
+    pub reopened: u64,
+    /// The latest occurrence's detail.
+    pub detail: String,
+    pub ticket: Option<String>,
+}
+
+impl From<Incident> for IncidentBody {
+    fn from(i: Incident) -> Self {
+        let (status, resolution) = match i.state {
+            IncidentState::Open => ("open", None),
+            IncidentState::Resolved { at, resolution } => (
+                "resolved",
+                Some(match resolution {
+                    Resolution::Cleared => ResolutionBody {
+                        by: "cleared".to_owned(),
+                        at: time(at),
+                        actor: None,
+                        reason: None,
+                    },
+                    Resolution::Operator { actor, reason } => ResolutionBody {
+                        by: "operator".to_owned(),
+                        at: time(at),
+                        actor: Some(actor.as_str().to_owned()),
+                        reason: Some(reason),
+                    },
+                }),
+            ),
+        };
+        IncidentBody {
+            id: i.id.get(),
+            fingerprint: i.fingerprint.to_string(),
+            severity: i.severity.as_str().to_owned(),
+            status: status.to_owned(),
+            resolution,
+            occurrences: i.occurrences,
+            first_seen: time(i.first_seen),
+            last_seen: time(i.last_seen),
+            opened_at: time(i.opened_at),
+            reopened: i.reopened,
+            detail: i.detail,
+            ticket: i.ticket.map(|t| t.to_string()),
+        }
+    }
+}
+
+/// One occurrence of an incident's condition, with what the check saw.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OccurrenceBody {
+    /// 1 for the occurrence that opened the incident.
+    pub number: u64,
+    pub at: Time,
+    pub detail: String,
+    #[schema(value_type = Object)]
+    pub evidence: serde_json::Value,
+}
+
+/// An incident with its latest occurrences, oldest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct IncidentDetail {
+    pub incident: IncidentBody,
+    pub occurrences: Vec<OccurrenceBody>,
+}
+
+impl From<IncidentView> for IncidentDetail {
+    fn from(view: IncidentView) -> Self {
+        IncidentDetail {
+            incident: view.incident.into(),
+            occurrences: view
+                .occurrence_list
+                .into_iter()
+                .map(|o| OccurrenceBody {
+                    number: o.number,
+                    at: time(o.at),
+                    detail: o.detail,
+                    evidence: o.evidence,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentQuery {
+    /// Resolved incidents too; default only open ones.
+    pub all: Option<bool>,
+    /// Only `warning` or only `critical` incidents.
+    pub severity: Option<String>,
+    /// At most this many, newest first: 1..=500, default 100.
+    pub limit: Option<u32>,
+}
+
+/// An operator's resolution: a statement, not a suppression (a condition that persists
+/// reopens the incident).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveIncident {
+    pub reason: String,
+}
+
+/// A piece of a run's log (`data/runs/KEY-N/ATTEMPT/output.log`), secrets redacted.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RunLogBody {
+    pub ticket: String,
+    pub attempt: i64,
+    /// The byte offset where `text` starts.
+    pub start: u64,
+    /// Where the next read starts: `?from=END`.
+    pub end: u64,
+    /// The log's size when read.
+    pub size: u64,
+    pub text: String,
+    /// The run has ended: the log will not grow (read on while `end < size`).
+    pub ended: bool,
+    /// `submitted`, `asked` or `failed` once the run has ended.
+    pub outcome: Option<String>,
+}
+
+impl From<LogChunk> for RunLogBody {
+    fn from(chunk: LogChunk) -> Self {
+        RunLogBody {
+            ticket: chunk.run.ticket.to_string(),
+            attempt: chunk.run.attempt.get(),
+            start: chunk.start,
+            end: chunk.end,
+            size: chunk.size,
+            text: chunk.text,
+            ended: chunk.ended,
+            outcome: chunk.run.outcome.map(|o| outcome_str(o).to_owned()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunLogQuery {
+    /// Read from this byte offset on (a previous read's `end`); default: the tail.
+    pub from: Option<u64>,
+    /// At most this many bytes: 1..=262144, default 65536.
+    pub bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunLogStreamParams {
+    /// Start at this byte offset (a `Last-Event-ID` header takes precedence); default: the
+    /// tail's start.
+    pub from: Option<u64>,
 }
