@@ -417,6 +417,12 @@ impl InboxStore for PgStore {
         if let Some(ticket) = &filter.ticket {
             query.push(" AND i.ticket = ").push_bind(ticket.to_string());
         }
+        if filter.open {
+            query.push(" AND i.status IN ('pending', 'delivered')");
+        }
+        if let Some(after) = filter.after {
+            query.push(" AND i.id > ").push_bind(after.get());
+        }
         query.push(" ORDER BY i.id");
         if let Some(limit) = filter.limit {
             query.push(" LIMIT ").push_bind(i64::from(limit));
