@@ -44,14 +44,20 @@ pub async fn run_test(
                 None,
                 format!("cannot start {}: {error}\n", test.command[0]).into_bytes(),
             ),
-            Ok(child) => {
+            Ok(mut child) => {
                 let pid = i64::from(child.id().unwrap_or_default());
-                match tokio::time::timeout(test.timeout, child.wait_with_output()).await {
-                    Ok(Ok(out)) => {
+                // The ticket's code decides how much it prints: only each stream's tail is kept.
+                let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+                let finished = async move {
+                    let (out, err, status) =
+                        tokio::join!(tail_of(stdout), tail_of(stderr), child.wait());
+                    status.map(|status| (status, out, err))
+                };
+                match tokio::time::timeout(test.timeout, finished).await {
+                    Ok(Ok((status, mut bytes, err))) => {
                         process::kill_leftovers(pid);
-                        let mut bytes = out.stdout;
-                        bytes.extend_from_slice(&out.stderr);
-                        (out.status.code(), bytes)
+                        bytes.extend_from_slice(&err);
+                        (status.code(), bytes)
                     }
                     Ok(Err(error)) => (
                         None,
@@ -80,6 +86,35 @@ pub async fn run_test(
         output_tail: OutputTail::of(&output),
         output_sha256: sha256(&output),
     }
+}
+
+/// Most bytes kept of each stream of a test's output: its tail. The rest is read and dropped,
+/// so a test printing without end costs no memory.
+const OUTPUT_KEPT: usize = 1024 * 1024;
+
+/// The last [`OUTPUT_KEPT`] bytes `stream` yields until its end (or a read error).
+async fn tail_of(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * OUTPUT_KEPT {
+                    kept.drain(..kept.len() - OUTPUT_KEPT);
+                }
+            }
+        }
+    }
+    if kept.len() > OUTPUT_KEPT {
+        kept.drain(..kept.len() - OUTPUT_KEPT);
+    }
+    kept
 }
 
 /// The test's command, confined as the ticket's worker's runs: its own folder
@@ -386,4 +421,17 @@ pub async fn verify(
 /// A commit as evidence.
 pub fn commit(sha: CommitSha) -> Evidence {
     Evidence::Commit(CommitEvidence { sha })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_stream_without_end_keeps_only_its_tail() {
+        let mut big = vec![b'a'; 5 * super::OUTPUT_KEPT];
+        big.extend_from_slice(b"the end");
+        let kept = super::tail_of(Some(&big[..])).await;
+        assert_eq!(kept.len(), super::OUTPUT_KEPT);
+        assert!(kept.ends_with(b"the end"));
+        assert_eq!(super::tail_of(Some(&b"short"[..])).await, b"short");
+    }
 }
