@@ -428,11 +428,16 @@ fn add_through_cli(dir: &Path, i: usize) -> (TicketId, u128) {
 
 /// A server of a fresh instance whose worker is the fake agent; `log` receives its stderr.
 fn start_server(log: &str) -> (tempfile::TempDir, Guard, PathBuf) {
+    start_server_with(log, "")
+}
+
+/// The same, with `worker` appended to the worker's table (e.g. `sandbox = "off"`).
+fn start_server_with(log: &str, worker: &str) -> (tempfile::TempDir, Guard, PathBuf) {
     let bin = mission_testkit::fake_agent_bin_dir(
         &std::env::temp_dir().join(format!("mission-bench-{}", std::process::id())),
     );
     let config = format!(
-        "[dispatch]\nmax_workers = 8\n\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"{}\"]\nmax_concurrent = 8\n",
+        "[dispatch]\nmax_workers = 8\n\n[workers.luci]\nruntime = \"shell\"\ncommand = [\"{}\"]\nmax_concurrent = 8\n{worker}",
         bin.join("fake-worker").display()
     );
     let dir = instance(&config);
@@ -450,6 +455,42 @@ fn start_server(log: &str) -> (tempfile::TempDir, Guard, PathBuf) {
     );
     wait_for_wake_socket(&dir.path().join("data/wake.sock"), Duration::from_secs(30));
     (dir, server, log_path)
+}
+
+/// Pickup with the sandbox on (the default: the launcher, the run's Landlock policy, its private
+/// home and callback socket) next to a worker with `sandbox = "off"`: two idle servers, the
+/// tickets alternating between them, so that both see the same machine.
+async fn sandbox_on_and_off() {
+    let (on_dir, on_server, _) = start_server("warn");
+    let (off_dir, off_server, _) = start_server_with("warn", "sandbox = \"off\"\n");
+    let on_store = open(on_dir.path()).await;
+    let off_store = open(off_dir.path()).await;
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for i in 0..PICKUPS {
+        for (dir, store, samples) in [
+            (on_dir.path(), &on_store, &mut on),
+            (off_dir.path(), &off_store, &mut off),
+        ] {
+            let (id, committed) = add_through_cli(dir, i);
+            let started = agent_started_ns(dir, &id.to_string());
+            samples.push(Duration::from_nanos(
+                started.saturating_sub(committed) as u64
+            ));
+            settled(store, &id).await;
+        }
+    }
+    let on = Stats::new(on);
+    let off = Stats::new(off);
+    println!("{}", off.line("pickup, sandbox off (baseline, same run)"));
+    println!("{}", on.line("pickup, sandbox on"));
+    println!(
+        "  the sandbox adds {:.2} ms at p50 (target <= 2 ms)",
+        (on.percentile(0.5).as_secs_f64() - off.percentile(0.5).as_secs_f64()) * 1000.0
+    );
+    on_store.close().await;
+    off_store.close().await;
+    drop((on_server, off_server));
 }
 
 /// The steps of one pickup, from the server's debug log: (label, from, to) in nanoseconds.
@@ -550,6 +591,8 @@ async fn serve(fake: &Path) {
     );
     store.close().await;
     drop(server);
+
+    sandbox_on_and_off().await;
 
     // Where the time goes: the same CLI path with the server's debug log (which costs a little
     // itself), split at each step.

@@ -1,5 +1,7 @@
-//! The sandboxing launcher's own cost: spawn to exit of `/bin/true`, directly (the baseline) and
-//! through `mission __run-sandboxed` with a run's Landlock policy, 300 times each, interleaved.
+//! The sandboxing launcher's own cost: spawn to exit of `/bin/true`, directly (the baseline),
+//! through the small launcher binary `mission-sandbox` (what runs use when it is installed) and
+//! through the fallback `mission __run-sandboxed`, with a run's Landlock policy, 300 times each,
+//! interleaved.
 //!
 //! `cargo bench -p mission --bench sandbox`
 
@@ -9,6 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_mission-sandbox");
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +57,16 @@ fn main() {
         t.elapsed()
     };
     let mut direct = Vec::new();
+    let mut small = Vec::new();
     let mut launched = Vec::new();
     for _ in 0..300 {
         direct.push(time(&mut Command::new(&program)));
+        small.push(time(
+            Command::new(LAUNCHER)
+                .arg("--spec")
+                .arg(&spec_file)
+                .arg("--"),
+        ));
         launched.push(time(
             Command::new(MISSION)
                 .arg("__run-sandboxed")
@@ -71,6 +81,10 @@ fn main() {
     );
     println!(
         "{}",
-        Stats::new(launched).line("spawn to exit: /bin/true through the sandboxing launcher")
+        Stats::new(small).line("spawn to exit: /bin/true through mission-sandbox")
+    );
+    println!(
+        "{}",
+        Stats::new(launched).line("spawn to exit: /bin/true through mission __run-sandboxed")
     );
 }

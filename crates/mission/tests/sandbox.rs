@@ -743,6 +743,32 @@ fn the_launcher_is_hidden_from_help() {
     assert!(!help.contains("run-sandboxed"), "{help}");
 }
 
+/// The small launcher started other than as the runner starts it: one line naming its usage,
+/// the setup-failure exit code, and nothing executed.
+#[test]
+fn the_small_launcher_refuses_anything_but_a_spec() {
+    let launcher = env!("CARGO_BIN_EXE_mission-sandbox");
+    for args in [
+        &[][..],
+        &["--spec"][..],
+        &["sh", "-c", "true"][..],
+        &["--spec", "/nonexistent", "sh"][..],
+    ] {
+        let out = Command::new(launcher).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(126), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("usage"), "{args:?}: {stderr}");
+    }
+    let out = Command::new(launcher)
+        .args(["--spec", "/nonexistent/sandbox.json", "--"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/sandbox.json"), "{stderr}");
+}
+
 /// The configured test command runs the ticket's own code (here a script the agent committed):
 /// the harness runs it in the same sandbox as the worker's runs, so the code cannot reach the
 /// instance through it either, while the test itself does its work.

@@ -74,6 +74,33 @@ pub struct WaitingTicket {
     pub since: Timestamp,
 }
 
+impl WaitingTicket {
+    /// The waiting tickets of a narrowing's rows — (id, entered todo, backoff's end) — and
+    /// their batch load, in the rows' order: a ticket waits since the later of the two.
+    pub(crate) fn of_rows(
+        rows: Vec<(mission_core::TicketId, i64, Option<i64>)>,
+        loaded: Vec<(Ticket, Vec<DependencyState>)>,
+    ) -> Vec<WaitingTicket> {
+        let since: std::collections::HashMap<_, _> = rows
+            .into_iter()
+            .map(|(id, state_since, not_before)| {
+                let at = state_since.max(not_before.unwrap_or(i64::MIN));
+                (id, Timestamp::from_millis(at))
+            })
+            .collect();
+        loaded
+            .into_iter()
+            .filter_map(|(ticket, dependencies)| {
+                Some(WaitingTicket {
+                    since: *since.get(&ticket.id)?,
+                    ticket,
+                    dependencies,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The inbox's facts in a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InboxFacts {

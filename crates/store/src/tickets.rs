@@ -96,3 +96,53 @@ pub(crate) fn created_event_data(ticket: &Ticket) -> Value {
         "body_bytes": ticket.body.len(),
     })
 }
+
+/// A dependency edge as a batch read returns it: (ticket, depends on, the dependency's state —
+/// `None` when it does not exist).
+pub(crate) type Edge = (String, String, Option<String>);
+
+/// Puts a batch read of tickets and their dependency edges together, in `ids`' order (ids that
+/// named no ticket are left out). `decode` turns a row and its dependency ids into the ticket,
+/// `id_of` reads a row's id, `state` parses a stored state: the backends' own.
+pub(crate) fn assemble_with_dependencies<R>(
+    ids: &[TicketId],
+    rows: Vec<R>,
+    edges: Vec<Edge>,
+    id_of: impl Fn(&R) -> Result<String>,
+    decode: impl Fn(&R, Vec<String>) -> Result<Ticket>,
+    state: impl Fn(&str) -> Result<State>,
+) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
+    let mut by_ticket: std::collections::HashMap<String, Vec<(String, Option<String>)>> =
+        std::collections::HashMap::new();
+    for (ticket, depends_on, dep_state) in edges {
+        by_ticket
+            .entry(ticket)
+            .or_default()
+            .push((depends_on, dep_state));
+    }
+    let mut loaded = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = id_of(&row)?;
+        let edges = by_ticket.remove(&id).unwrap_or_default();
+        let ticket = decode(&row, edges.iter().map(|(d, _)| d.clone()).collect())?;
+        let mut states = edges
+            .into_iter()
+            .map(|(d, dep_state)| {
+                Ok(DependencyState {
+                    id: TicketId::parse(&d).map_err(|_| {
+                        crate::StoreError::Corrupt(format!(
+                            "invalid ticket id {d:?} in the database"
+                        ))
+                    })?,
+                    state: dep_state.map(|s| state(&s)).transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        states.sort_by(|a, b| a.id.cmp(&b.id));
+        loaded.insert(id, (ticket, states));
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| loaded.remove(&id.to_string()))
+        .collect())
+}

@@ -478,6 +478,21 @@ pub struct Status {
     pub gid: u32,
 }
 
+/// The launcher installed beside `mission_bin`: `mission-sandbox` when it is there (a small
+/// binary, quick to start on the pickup path), else `mission` itself, whose hidden
+/// `__run-sandboxed` does the same. Both take the same arguments.
+pub fn launcher_beside(mission_bin: &Path) -> PathBuf {
+    let small = mission_bin.with_file_name(LAUNCHER_BIN);
+    if small.is_file() {
+        small
+    } else {
+        mission_bin.to_path_buf()
+    }
+}
+
+/// The file name of the small launcher binary.
+pub const LAUNCHER_BIN: &str = "mission-sandbox";
+
 /// Whether a worker's runs get Landlock, given what the kernel offers.
 pub fn wants_landlock(worker: &WorkerConfig, landlock: &Landlock) -> bool {
     worker.sandbox == SandboxMode::On && landlock.is_available()
@@ -531,5 +546,19 @@ mod tests {
         std::os::unix::fs::symlink(package.join("cli.js"), &link).unwrap();
         let prefix = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(program_paths(&link), vec![link.clone(), prefix]);
+    }
+
+    #[test]
+    fn the_small_launcher_is_used_when_it_is_installed_beside_mission() {
+        let dir = tempfile::tempdir().unwrap();
+        let mission = dir.path().join("mission");
+        std::fs::write(&mission, "").unwrap();
+        assert_eq!(
+            launcher_beside(&mission),
+            mission,
+            "the fallback: mission itself"
+        );
+        std::fs::write(dir.path().join(LAUNCHER_BIN), "").unwrap();
+        assert_eq!(launcher_beside(&mission), dir.path().join(LAUNCHER_BIN));
     }
 }

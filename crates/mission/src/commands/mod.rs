@@ -152,7 +152,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
         audit: instance.audit.clone(),
         gate: mission_engine::settings::GateSettings::from_config(&instance.config),
         sandbox: mission_engine::sandbox::SandboxSettings {
-            launcher: Some(mission_bin),
+            launcher: Some(mission_engine::sandbox::launcher_beside(&mission_bin)),
             landlock: mission_engine::sandbox::probe(),
             homes_dir: instance.data_dir.join("homes"),
         },

@@ -87,18 +87,23 @@ async fn set_dispatcher_value(
     if current.as_deref() == Some(value) {
         return Ok(false);
     }
+    // The event's seq is kept beside the value: reading the change back (the capacity's error)
+    // is then one lookup by key, not a search of the event log.
+    let seq = match event {
+        Some((kind, data)) => Some(append_event(&mut tx, kind, None, change, &data).await?),
+        None => None,
+    };
     sqlx::query(
-        "INSERT INTO dispatcher_state (name, value, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+        "INSERT INTO dispatcher_state (name, value, updated_at, event_seq) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, \
+         updated_at = EXCLUDED.updated_at, event_seq = EXCLUDED.event_seq",
     )
     .bind(name)
     .bind(value)
     .bind(change.at.as_millis())
+    .bind(seq)
     .execute(&mut *tx)
     .await?;
-    if let Some((kind, data)) = event {
-        append_event(&mut tx, kind, None, change, &data).await?;
-    }
     tx.commit().await?;
     Ok(true)
 }
@@ -107,23 +112,34 @@ async fn set_dispatcher_value(
 pub(super) async fn capacity_fact_in(
     conn: &mut PgConnection,
 ) -> Result<Option<(CapacityFact, Timestamp)>> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT value, updated_at FROM dispatcher_state WHERE name = $1")
+    let row: Option<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT value, updated_at, event_seq FROM dispatcher_state WHERE name = $1")
             .bind(CAPACITY_FACT)
             .fetch_optional(&mut *conn)
             .await?;
-    let Some((value, updated_at)) = row else {
+    let Some((value, updated_at, event_seq)) = row else {
         return Ok(None);
     };
     let fact = match value.as_str() {
         "unknown" => {
-            // The error is kept with the event that recorded the change to unknown.
-            let data: Option<String> = sqlx::query_scalar(
-                "SELECT data FROM events WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(EventKind::DispatchCapacityUnknown.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+            // The error is kept with the event that recorded the change to unknown, found
+            // by its seq (stores written before the seq was kept: the newest such event).
+            let data: Option<String> = match event_seq {
+                Some(seq) => {
+                    sqlx::query_scalar("SELECT data FROM events WHERE seq = $1")
+                        .bind(seq)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query_scalar(
+                        "SELECT data FROM events WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(EventKind::DispatchCapacityUnknown.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                }
+            };
             let error = data
                 .and_then(|d| serde_json::from_str::<Value>(&d).ok())
                 .and_then(|d| d["error"].as_str().map(str::to_owned))

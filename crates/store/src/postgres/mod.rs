@@ -84,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0005_evidence_inbox",
         sql: include_str!("../../migrations/postgres/0005_evidence_inbox.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_health_reads",
+        sql: include_str!("../../migrations/postgres/0006_health_reads.sql"),
+    },
 ];
 
 /// The first half of the key of the advisory lock that serializes migrations of one store

@@ -152,6 +152,39 @@ pub(super) async fn dependency_states(
     Ok(deps)
 }
 
+/// Many tickets with their dependencies' states, in `ids`' order, in two statements whatever
+/// their number (the health snapshot asks the policy about each waiting ticket). Ids that name
+/// no ticket are left out.
+pub(super) async fn load_tickets_with_dependencies(
+    conn: &mut PgConnection,
+    ids: &[TicketId],
+) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1)");
+    let rows = sqlx::query(&sql)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await?;
+    let edges: Vec<crate::tickets::Edge> = sqlx::query_as(
+        "SELECT d.ticket, d.depends_on, t.state FROM ticket_dependencies d \
+         LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = ANY($1)",
+    )
+    .bind(&wanted)
+    .fetch_all(&mut *conn)
+    .await?;
+    crate::tickets::assemble_with_dependencies(
+        ids,
+        rows,
+        edges,
+        |row| Ok(row.try_get("id")?),
+        decode_ticket,
+        state_from_db,
+    )
+}
+
 async fn ticket_exists(conn: &mut PgConnection, id: &TicketId) -> Result<bool> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")

@@ -6,7 +6,7 @@ use super::SqliteStore;
 use super::dispatch::{active_counts_in, capacity_fact_in};
 use super::events::append_event;
 use super::rows::ticket_id;
-use super::tickets::{dependency_states, load_ticket};
+use super::tickets::load_tickets_with_dependencies;
 use crate::{
     CapacityFact, Change, HealthQuery, HealthSnapshot, HealthStore, InboxFacts, RecordedVerdict,
     Result, ServerHeartbeat, StoreError, WaitingTicket,
@@ -110,19 +110,13 @@ async fn waiting_in(
     );
     sql.push_bind(i64::from(query.waiting_limit));
     let rows: Vec<(String, i64, Option<i64>)> = sql.build_query_as().fetch_all(&mut *conn).await?;
-    let mut waiting = Vec::with_capacity(rows.len());
-    for (id, state_since, not_before) in rows {
-        let id = ticket_id(&id)?;
-        let ticket = load_ticket(&mut *conn, &id).await?;
-        let dependencies = dependency_states(&mut *conn, &id).await?;
-        let since = Timestamp::from_millis(state_since.max(not_before.unwrap_or(i64::MIN)));
-        waiting.push(WaitingTicket {
-            ticket,
-            dependencies,
-            since,
-        });
-    }
-    Ok(waiting)
+    let rows = rows
+        .into_iter()
+        .map(|(id, state_since, not_before)| Ok((ticket_id(&id)?, state_since, not_before)))
+        .collect::<Result<Vec<_>>>()?;
+    let ids: Vec<_> = rows.iter().map(|(id, _, _)| id.clone()).collect();
+    let loaded = load_tickets_with_dependencies(&mut *conn, &ids).await?;
+    Ok(WaitingTicket::of_rows(rows, loaded))
 }
 
 async fn live_runs_in(conn: &mut SqliteConnection) -> Result<Vec<LiveRun>> {
@@ -236,9 +230,12 @@ async fn invalid_evidence_in(
     conn: &mut SqliteConnection,
     limit: u32,
 ) -> Result<Vec<InvalidEvidence>> {
+    // From the (few) failed records to their tickets, never the other way round: SQLite's
+    // planner, knowing nothing of an empty or young evidence table, would walk every done
+    // ticket. CROSS JOIN keeps evidence the outer loop, on its partial index of failures.
     let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT e.ticket, e.evidence, e.failure, e.verified_at FROM evidence e \
-         JOIN tickets t ON t.id = e.ticket \
+         CROSS JOIN tickets t ON t.id = e.ticket \
          WHERE t.state = 'done' AND e.status = 'failed' AND e.verified_at >= t.state_since \
          ORDER BY e.ticket, e.verified_at, e.id",
     )

@@ -70,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0007_evidence_inbox",
         sql: include_str!("../../migrations/sqlite/0007_evidence_inbox.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_health_reads",
+        sql: include_str!("../../migrations/sqlite/0008_health_reads.sql"),
+    },
 ];
 
 /// How to open the database file.

@@ -138,6 +138,47 @@ pub(super) async fn dependency_states(
     Ok(deps)
 }
 
+/// Many tickets with their dependencies' states, in `ids`' order, in three statements whatever
+/// their number (the health snapshot asks the policy about each waiting ticket). Ids that name
+/// no ticket are left out.
+pub(super) async fn load_tickets_with_dependencies(
+    conn: &mut SqliteConnection,
+    ids: &[TicketId],
+) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted = serde_json::to_string(&ids.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+        .expect("ids serialize");
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id IN (SELECT value FROM json_each(?))"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await?;
+    let edges = sqlx::query(
+        "SELECT d.ticket, d.depends_on, t.state FROM ticket_dependencies d \
+         LEFT JOIN tickets t ON t.id = d.depends_on \
+         WHERE d.ticket IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&wanted)
+    .fetch_all(&mut *conn)
+    .await?;
+    let edges = edges
+        .iter()
+        .map(|e| Ok((e.try_get(0)?, e.try_get(1)?, e.try_get(2)?)))
+        .collect::<Result<Vec<_>>>()?;
+    crate::tickets::assemble_with_dependencies(
+        ids,
+        rows,
+        edges,
+        |row| Ok(row.try_get("id")?),
+        decode_ticket,
+        state_from_db,
+    )
+}
+
 async fn ticket_exists(conn: &mut SqliteConnection, id: &TicketId) -> Result<bool> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = ?)")

@@ -8,11 +8,13 @@ use crate::common::{change, key, new_ticket};
 use mission_core::health::{HealthReason, ReasonCode};
 use mission_core::incident::{AutoResolve, CheckName, Finding, Severity};
 use mission_core::task::{Outcome, TaskResult, Trigger};
+use mission_core::transition::Via;
 use mission_core::{
-    Fingerprint, HealthReport, Lane, State, TicketDraft, Timestamp, Verdict, Workforce,
+    Fingerprint, HealthReport, Lane, State, TicketDraft, TicketId, Timestamp, Verdict, Workforce,
 };
 use mission_store::{
-    AuditPass, CapacityFact, ClaimOutcome, EventQuery, HealthQuery, ServerHeartbeat, TaskRunStart,
+    AuditPass, CapacityFact, ClaimOutcome, EventQuery, HealthQuery, Move, ServerHeartbeat,
+    TaskRunStart,
 };
 use std::time::Duration;
 
@@ -243,6 +245,107 @@ pub async fn the_snapshot_gathers_the_durable_facts<B: Backend>() {
         .await
         .unwrap();
     assert!(busy.waiting.is_empty());
+}
+
+/// The waiting tickets come with everything the policy reads: the ticket as stored (its
+/// dependency ids) and each dependency's state, in the narrowing's order, whatever their
+/// number (the snapshot loads them as one batch).
+pub async fn waiting_tickets_carry_their_dependencies<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    // MC-1 and MC-2 are closed through the path the gate takes; MC-3 depends on both, MC-4 on
+    // MC-1, MC-5 on nothing.
+    store
+        .create_tickets(
+            &key(),
+            vec![new_ticket("a", Some("luci")), new_ticket("b", Some("luci"))],
+            &change(1),
+        )
+        .await
+        .unwrap();
+    for n in [1, 2] {
+        for (to, via) in [
+            (State::Running, Via::Claim),
+            (State::Review, Via::RunSubmit),
+            (State::Done, Via::Gate),
+        ] {
+            let moved = Move {
+                to,
+                via,
+                reason: None,
+            };
+            store
+                .move_ticket(&TicketId::new(&key(), n), &moved, &change(2))
+                .await
+                .unwrap();
+        }
+    }
+    let depending = |title: &str, on: &[i64]| {
+        TicketDraft {
+            title: title.into(),
+            assignee: Some("luci".into()),
+            depends_on: on.iter().map(|n| TicketId::new(&key(), *n)).collect(),
+            ..TicketDraft::default()
+        }
+        .validate()
+        .unwrap()
+    };
+    for (at, draft) in [
+        (10, depending("both", &[2, 1])),
+        (11, depending("one", &[1])),
+        (12, depending("none", &[])),
+    ] {
+        store
+            .create_tickets(&key(), vec![draft], &change(at))
+            .await
+            .unwrap();
+    }
+    let tasks = Vec::new();
+    let workforce = workforce();
+    let snapshot = store
+        .health_snapshot(&HealthQuery {
+            now: Timestamp::from_millis(100),
+            workforce: &workforce,
+            tasks: &tasks,
+            runs_per_task: 5,
+            waiting_limit: 10,
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(String, Vec<String>, Vec<(String, Option<State>)>, i64)> = snapshot
+        .waiting
+        .iter()
+        .map(|w| {
+            (
+                w.ticket.id.to_string(),
+                w.ticket.depends_on.iter().map(|d| d.to_string()).collect(),
+                w.dependencies
+                    .iter()
+                    .map(|d| (d.id.to_string(), d.state))
+                    .collect(),
+                w.since.as_millis(),
+            )
+        })
+        .collect();
+    let done = |n: &str| (n.to_owned(), Some(State::Done));
+    assert_eq!(
+        seen,
+        [
+            (
+                "MC-3".to_owned(),
+                vec!["MC-1".to_owned(), "MC-2".to_owned()],
+                vec![done("MC-1"), done("MC-2")],
+                10
+            ),
+            (
+                "MC-4".to_owned(),
+                vec!["MC-1".to_owned()],
+                vec![done("MC-1")],
+                11
+            ),
+            ("MC-5".to_owned(), vec![], vec![], 12),
+        ]
+    );
 }
 
 pub async fn a_verdict_change_is_recorded_once<B: Backend>() {

@@ -79,6 +79,7 @@ macro_rules! conformance_suite {
                 incidents::concurrent_audits_open_one_incident,
                 health::heartbeats_are_one_row_per_node,
                 health::the_snapshot_gathers_the_durable_facts,
+                health::waiting_tickets_carry_their_dependencies,
                 health::a_verdict_change_is_recorded_once,
                 evidence::evidence_is_fenced_and_recorded_with_one_event_each,
                 evidence::the_gate_decides_on_fresh_evidence_and_prose_counts_for_nothing,
