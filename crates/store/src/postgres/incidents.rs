@@ -190,14 +190,13 @@ async fn take_incident_id(conn: &mut PgConnection) -> Result<IncidentId> {
     Ok(IncidentId::new(id))
 }
 
-#[async_trait]
-impl IncidentStore for PgStore {
-    async fn record_audit(
-        &self,
-        pass: &AuditPass,
-        change: &Change,
-    ) -> Result<Vec<(Incident, IncidentChange)>> {
-        let mut tx = self.write_tx().await?;
+/// Applies an audit pass inside the caller's write transaction (also used by the outbox, for
+/// a dead notification's incident).
+pub(super) async fn record_audit_in(
+    conn: &mut PgConnection,
+    pass: &AuditPass,
+    change: &Change,
+) -> Result<Vec<(Incident, IncidentChange)>> {
         // The incidents this pass concerns: those of its findings' fingerprints, and the open
         // ones (which a check that ran and found nothing may clear).
         let fingerprints: Vec<String> = pass
@@ -210,7 +209,7 @@ impl IncidentStore for PgStore {
         );
         let rows = sqlx::query(&sql)
             .bind(fingerprints)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         let mut incidents = rows
             .iter()
@@ -220,12 +219,12 @@ impl IncidentStore for PgStore {
         let now = change.at;
         let mut changed = Vec::new();
         for finding in &plan.open {
-            let id = take_incident_id(&mut tx).await?;
+            let id = take_incident_id(&mut *conn).await?;
             let (incident, occurrence) = Incident::open(id, finding, now);
-            save_incident(&mut tx, &incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
+            save_incident(&mut *conn, &incident).await?;
+            insert_occurrence(&mut *conn, &occurrence).await?;
             incident_event(
-                &mut tx,
+                &mut *conn,
                 &incident,
                 IncidentChange::Opened,
                 json!({}),
@@ -245,9 +244,9 @@ impl IncidentStore for PgStore {
                         id: incident.id,
                         source,
                     })?;
-            save_incident(&mut tx, incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
-            incident_event(&mut tx, incident, what, json!({}), change).await?;
+            save_incident(&mut *conn, incident).await?;
+            insert_occurrence(&mut *conn, &occurrence).await?;
+            incident_event(&mut *conn, incident, what, json!({}), change).await?;
             changed.push((incident.clone(), what));
         }
         for id in &plan.clear {
@@ -256,12 +255,24 @@ impl IncidentStore for PgStore {
             };
             let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
             if let Some(what) = incident.clear(now, auto) {
-                save_incident(&mut tx, incident).await?;
+                save_incident(&mut *conn, incident).await?;
                 let extra = json!({ "resolution": { "by": "cleared" } });
-                incident_event(&mut tx, incident, what, extra, change).await?;
+                incident_event(&mut *conn, incident, what, extra, change).await?;
                 changed.push((incident.clone(), what));
             }
         }
+    Ok(changed)
+}
+
+#[async_trait]
+impl IncidentStore for PgStore {
+    async fn record_audit(
+        &self,
+        pass: &AuditPass,
+        change: &Change,
+    ) -> Result<Vec<(Incident, IncidentChange)>> {
+        let mut tx = self.write_tx().await?;
+        let changed = record_audit_in(&mut tx, pass, change).await?;
         tx.commit().await?;
         Ok(changed)
     }

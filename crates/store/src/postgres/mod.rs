@@ -42,6 +42,7 @@ mod evidence;
 mod health;
 mod inbox;
 mod incidents;
+mod outbox;
 mod review;
 mod rows;
 mod runs;
@@ -83,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "0005_evidence_inbox",
         sql: include_str!("../../migrations/postgres/0005_evidence_inbox.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_outbox",
+        sql: include_str!("../../migrations/postgres/0006_outbox.sql"),
     },
 ];
 

@@ -187,14 +187,13 @@ async fn take_incident_id(conn: &mut SqliteConnection) -> Result<IncidentId> {
     Ok(IncidentId::new(id))
 }
 
-#[async_trait]
-impl IncidentStore for SqliteStore {
-    async fn record_audit(
-        &self,
-        pass: &AuditPass,
-        change: &Change,
-    ) -> Result<Vec<(Incident, IncidentChange)>> {
-        let mut tx = self.write_tx().await?;
+/// Applies an audit pass inside the caller's write transaction (also used by the outbox, for
+/// a dead notification's incident).
+pub(super) async fn record_audit_in(
+    conn: &mut SqliteConnection,
+    pass: &AuditPass,
+    change: &Change,
+) -> Result<Vec<(Incident, IncidentChange)>> {
         // The incidents this pass concerns: those of its findings' fingerprints, and the open
         // ones (which a check that ran and found nothing may clear).
         let fingerprints: Vec<String> = pass
@@ -208,7 +207,7 @@ impl IncidentStore for SqliteStore {
         );
         let rows = sqlx::query(&sql)
             .bind(Value::from(fingerprints).to_string())
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         let mut incidents = rows
             .iter()
@@ -218,12 +217,12 @@ impl IncidentStore for SqliteStore {
         let now = change.at;
         let mut changed = Vec::new();
         for finding in &plan.open {
-            let id = take_incident_id(&mut tx).await?;
+            let id = take_incident_id(&mut *conn).await?;
             let (incident, occurrence) = Incident::open(id, finding, now);
-            save_incident(&mut tx, &incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
+            save_incident(&mut *conn, &incident).await?;
+            insert_occurrence(&mut *conn, &occurrence).await?;
             incident_event(
-                &mut tx,
+                &mut *conn,
                 &incident,
                 IncidentChange::Opened,
                 json!({}),
@@ -243,9 +242,9 @@ impl IncidentStore for SqliteStore {
                         id: incident.id,
                         source,
                     })?;
-            save_incident(&mut tx, incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
-            incident_event(&mut tx, incident, what, json!({}), change).await?;
+            save_incident(&mut *conn, incident).await?;
+            insert_occurrence(&mut *conn, &occurrence).await?;
+            incident_event(&mut *conn, incident, what, json!({}), change).await?;
             changed.push((incident.clone(), what));
         }
         for id in &plan.clear {
@@ -254,12 +253,24 @@ impl IncidentStore for SqliteStore {
             };
             let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
             if let Some(what) = incident.clear(now, auto) {
-                save_incident(&mut tx, incident).await?;
+                save_incident(&mut *conn, incident).await?;
                 let extra = json!({ "resolution": { "by": "cleared" } });
-                incident_event(&mut tx, incident, what, extra, change).await?;
+                incident_event(&mut *conn, incident, what, extra, change).await?;
                 changed.push((incident.clone(), what));
             }
         }
+    Ok(changed)
+}
+
+#[async_trait]
+impl IncidentStore for SqliteStore {
+    async fn record_audit(
+        &self,
+        pass: &AuditPass,
+        change: &Change,
+    ) -> Result<Vec<(Incident, IncidentChange)>> {
+        let mut tx = self.write_tx().await?;
+        let changed = record_audit_in(&mut tx, pass, change).await?;
         tx.commit().await?;
         Ok(changed)
     }

@@ -18,6 +18,7 @@ mod evidence;
 mod health;
 mod inbox;
 mod incidents;
+mod outbox;
 mod review;
 mod rows;
 mod runs;
@@ -69,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "0007_evidence_inbox",
         sql: include_str!("../../migrations/sqlite/0007_evidence_inbox.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_outbox",
+        sql: include_str!("../../migrations/sqlite/0008_outbox.sql"),
     },
 ];
 
