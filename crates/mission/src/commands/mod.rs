@@ -157,6 +157,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
             homes_dir: instance.data_dir.join("homes"),
         },
         prompts: instance.prompts.clone(),
+        notify: instance.notify.clone(),
     })
 }
 
