@@ -373,6 +373,8 @@ pub struct WebhookSettings {
     pub name: Name,
     pub url: String,
     pub secret: WebhookSecret,
+    /// The secret as configured (`whsec_…`), for redaction.
+    pub secret_text: Secret,
     pub topics: BTreeSet<Topic>,
     pub paused: bool,
     pub timeout: Duration,
@@ -500,6 +502,7 @@ impl NotifyConfig {
                 name,
                 url: w.url.clone(),
                 secret,
+                secret_text: w.secret.clone(),
                 topics: topics(&key("events"), &w.events)?,
                 paused: w.paused,
                 timeout: w.timeout,

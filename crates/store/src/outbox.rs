@@ -94,7 +94,7 @@ pub trait OutboxStore: Send + Sync {
 }
 
 /// A notification for one channel.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct OutboxItem {
     pub id: i64,
     pub channel: String,

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod incident;
 pub mod init;
 pub mod migrate;
+pub mod notify;
 pub mod run;
 pub mod serve;
 pub mod status;
