@@ -294,6 +294,9 @@ pub struct TelegramConfig {
     /// How long one `getUpdates` long poll waits.
     #[serde(default = "thirty_seconds", deserialize_with = "deserialize_duration")]
     pub poll_timeout: Duration,
+    /// How long one `sendMessage` may take.
+    #[serde(default = "ten_seconds", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
     /// Stop sending (notifications wait, in order) and stop reading replies.
     #[serde(default)]
     pub paused: bool,
@@ -359,6 +362,7 @@ pub struct TelegramSettings {
     pub api_base: String,
     pub topics: BTreeSet<Topic>,
     pub poll_timeout: Duration,
+    pub timeout: Duration,
     pub paused: bool,
 }
 
@@ -465,6 +469,12 @@ impl NotifyConfig {
                     }
                 };
                 check_url("notify.telegram.api_base", &t.api_base)?;
+                if t.timeout.is_zero() {
+                    return Err(ConfigError::new(
+                        "notify.telegram.timeout",
+                        "must be above zero",
+                    ));
+                }
                 if t.poll_timeout.is_zero() || t.poll_timeout > Duration::from_secs(50) {
                     return Err(ConfigError::new(
                         "notify.telegram.poll_timeout",
@@ -478,6 +488,7 @@ impl NotifyConfig {
                     api_base: t.api_base.trim_end_matches('/').to_owned(),
                     topics: topics("notify.telegram.events", &t.events)?,
                     poll_timeout: t.poll_timeout,
+                    timeout: t.timeout,
                     paused: t.paused,
                 })
             }

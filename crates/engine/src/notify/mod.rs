@@ -27,8 +27,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Rows claimed and delivered per transaction pair.
+/// The most rows claimed and delivered per transaction pair.
 pub const BATCH: u32 = 32;
+
+/// A batch's deliveries may take this long at most (its lease is this, plus a second): the
+/// delay before a row claimed by a sender that died is delivered again.
+pub const BATCH_TIME: Duration = Duration::from_secs(30);
 
 /// The actor of the sender's records (a dead row's incident).
 pub fn actor() -> Actor {
@@ -65,6 +69,11 @@ pub trait Channel: Send + Sync {
     fn paused(&self) -> bool;
     /// The longest one delivery may take (the lease covers a batch of them).
     fn timeout(&self) -> Duration;
+    /// Rows per claim: as many as fit in `BATCH_TIME` at the channel's timeout, up to `BATCH`.
+    fn batch(&self) -> u32 {
+        let fits = BATCH_TIME.as_millis() / self.timeout().as_millis().max(1);
+        u32::try_from(fits).unwrap_or(BATCH).clamp(1, BATCH)
+    }
     async fn deliver(&self, item: &OutboxItem) -> Attempted;
 }
 
@@ -160,9 +169,10 @@ pub async fn pass(
     settings: &NotifySettings,
     clock: &dyn Clock,
 ) -> Result<usize, mission_store::StoreError> {
-    let lease = channel.timeout().saturating_mul(BATCH) + Duration::from_secs(1);
+    let size = channel.batch();
+    let lease = channel.timeout().saturating_mul(size) + Duration::from_secs(1);
     let batch = store
-        .claim_outbox(channel.name(), clock.now(), lease, BATCH)
+        .claim_outbox(channel.name(), clock.now(), lease, size)
         .await?;
     if batch.is_empty() {
         return Ok(0);
@@ -230,6 +240,25 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
+/// Records the configured channels' subscriptions when the store's differ (every process that
+/// runs use cases does, so that a fact recorded by any of them is queued for the channels the
+/// configuration names now).
+pub async fn sync_subscriptions(
+    store: &dyn Store,
+    settings: &NotifySettings,
+) -> Result<(), mission_store::StoreError> {
+    let mut wanted: Vec<_> = settings
+        .subscriptions()
+        .into_iter()
+        .filter(|s| !s.topics.is_empty())
+        .collect();
+    wanted.sort_by(|a, b| a.channel.cmp(&b.channel));
+    if store.subscriptions().await? != wanted {
+        store.set_subscriptions(&wanted).await?;
+    }
+    Ok(())
+}
+
 /// Starts the sender: records the configured subscriptions, then one task per channel, and
 /// Telegram's update poller. `app` is how replies and button presses act (the same use cases as
 /// the CLI and the dashboard). Returns the tasks; they end when `stopped` turns true.
@@ -241,8 +270,7 @@ pub async fn start(
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let settings = app.settings().clone();
     let notify = &settings.notify;
-    store
-        .set_subscriptions(&notify.subscriptions())
+    sync_subscriptions(store.as_ref(), notify)
         .await
         .map_err(|e| format!("recording the notification subscriptions: {e}"))?;
     let http = http_client();

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long a `sendMessage` may take.
+/// How long an acknowledgement (a reply, a button's answer) may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The cursor of `getUpdates` in the store.
@@ -39,6 +39,7 @@ pub struct Bot {
     chat_id: i64,
     allowed_users: BTreeSet<i64>,
     poll_timeout: Duration,
+    timeout: Duration,
     paused: bool,
     http: reqwest::Client,
     store: Arc<dyn Store>,
@@ -87,6 +88,7 @@ impl Bot {
             chat_id: settings.chat_id,
             allowed_users: settings.allowed_user_ids.clone(),
             poll_timeout: settings.poll_timeout,
+            timeout: settings.timeout,
             paused: settings.paused,
             http,
             store,
@@ -347,7 +349,13 @@ impl Channel for Bot {
     }
 
     fn timeout(&self) -> Duration {
-        SEND_TIMEOUT
+        self.timeout
+    }
+
+    /// One message at a time: a chat takes about one a second anyway, and a crash between a
+    /// send and its record leaves one message's lease to expire.
+    fn batch(&self) -> u32 {
+        1
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Attempted {
@@ -375,7 +383,7 @@ impl Channel for Bot {
                 ]]
             });
         }
-        let answer = match self.call("sendMessage", &body, SEND_TIMEOUT).await {
+        let answer = match self.call("sendMessage", &body, self.timeout).await {
             Ok(answer) => answer,
             Err(error) => return Attempted::failed(error, None),
         };
