@@ -519,3 +519,175 @@ fn bad_notification_settings_are_refused_naming_the_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// The buttons, through the engine's own pieces over a real store: a review request's message
+/// carries Approve / Reject; a press by an allowed person acts on the item through the inbox's
+/// use case (an approval asks the gate, a rejection sends the ticket back); a press by anyone
+/// else changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_and_reject_buttons_act_on_review_requests() {
+    use mission_core::{
+        Addressee, Attempt, InboxKind, Lane, Name, NewInboxItem, SlotLimits, TicketDraft,
+    };
+    use mission_engine::notify::{self, Channel, telegram::Bot};
+    use mission_engine::settings::Settings;
+    use mission_engine::{App, SystemClock};
+    use mission_store::prelude::*;
+    use mission_store::{Change, ClaimOutcome, ClaimRequest, SqliteStore};
+
+    let state = Arc::new(Mutex::new(Telegram::default()));
+    let api = FakeHttp::start(telegram(state.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[workers.luci]\nruntime = \"shell\"\ncommand = [\"true\"]\n{}",
+        telegram_config(&api.url(), r#"["inbox.review_request"]"#)
+    );
+    let config: mission_core::config::Config = toml::from_str(&text).unwrap();
+    let settings = Arc::new(
+        Settings::from_config(&config, dir.path(), dir.path(), "test", "/bin/true").unwrap(),
+    );
+    let store = SqliteStore::open(
+        &dir.path().join("mission.db"),
+        mission_store::OpenOptions {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn mission_store::Store> = Arc::new(store);
+    notify::sync_subscriptions(store.as_ref(), &settings.notify)
+        .await
+        .unwrap();
+    let change = || Change::new(mission_core::Actor::new("test"), mission_core::Timestamp::now());
+    let key = mission_core::TicketKey::default();
+    let drafts = ["approve me", "reject me"].map(|title| {
+        TicketDraft {
+            title: title.into(),
+            assignee: Some("luci".into()),
+            ..TicketDraft::default()
+        }
+        .validate()
+        .unwrap()
+    });
+    let tickets = store
+        .create_tickets(&key, drafts.to_vec(), &change())
+        .await
+        .unwrap();
+    let mut items = Vec::new();
+    for ticket in &tickets {
+        let ClaimOutcome::Claimed(run) = store
+            .claim(
+                &ClaimRequest {
+                    ticket: ticket.id.clone(),
+                    lane: Lane::Normal,
+                    expected_version: ticket.version,
+                    limits: SlotLimits {
+                        worker: Name::parse("luci").unwrap(),
+                        worker_max: 2,
+                        pool: "default".into(),
+                        pool_max: None,
+                        global_max: 3,
+                    },
+                    node: "test:1".into(),
+                    token_hash: format!("t{}", ticket.id),
+                    lease: Duration::from_secs(30),
+                },
+                &change(),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("not claimed")
+        };
+        store
+            .run_submit(run.id, Attempt::new(1), &change())
+            .await
+            .unwrap();
+        let item = NewInboxItem::new(
+            InboxKind::ReviewRequest,
+            Some(ticket.id.clone()),
+            Addressee::Channel(Name::parse("operator").unwrap()),
+            "please review",
+        )
+        .unwrap();
+        items.push(store.create_inbox_item(&item, &change()).await.unwrap());
+    }
+    let telegram_settings = settings.notify.telegram.clone().unwrap();
+    let bot = Bot::new(
+        &telegram_settings,
+        notify::http_client(),
+        store.clone(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(bot.batch(), 1);
+    let clock = SystemClock;
+    while notify::pass(store.as_ref(), &bot, &settings.notify, &clock)
+        .await
+        .unwrap()
+        > 0
+    {}
+    let sent = state.lock().unwrap().sent.clone();
+    assert_eq!(sent.len(), 2);
+    for ((message, body), item) in sent.iter().zip(&items) {
+        let keyboard = &body["reply_markup"]["inline_keyboard"][0];
+        assert_eq!(keyboard[0]["text"], "Approve");
+        assert_eq!(keyboard[0]["callback_data"], format!("approve:{}", item.id));
+        assert_eq!(keyboard[1]["callback_data"], format!("reject:{}", item.id));
+        assert!(*message > 0);
+    }
+    let press = |update: i64, from: i64, chat: i64, message: i64, data: &str| {
+        json!({
+            "update_id": update,
+            "callback_query": {
+                "id": format!("cb{update}"),
+                "from": {"id": from, "is_bot": false, "first_name": "P"},
+                "message": {"message_id": message, "chat": {"id": chat}},
+                "data": data,
+            }
+        })
+    };
+    {
+        let mut state = state.lock().unwrap();
+        let (first, second) = (sent[0].0, sent[1].0);
+        state.updates = vec![
+            // Someone else approving the second: ignored.
+            press(10, 999, CHAT, second, &format!("approve:{}", items[1].id)),
+            press(11, PERSON, CHAT, first, &format!("approve:{}", items[0].id)),
+            press(12, PERSON, CHAT, second, &format!("reject:{}", items[1].id)),
+        ];
+    }
+    let app = App::new(
+        store.clone(),
+        settings.clone(),
+        Arc::new(SystemClock),
+        Arc::new(mission_engine::wake::NoWaker),
+    );
+    assert_eq!(bot.poll_once(&app).await.unwrap(), 3);
+    let approved = store.inbox_item(items[0].id).await.unwrap().to_stored();
+    assert_eq!(approved.status, mission_core::InboxStatus::Acted);
+    assert_eq!(approved.action.unwrap().kind, mission_core::ActionKind::Approved);
+    let rejected = store.inbox_item(items[1].id).await.unwrap().to_stored();
+    assert_eq!(rejected.action.unwrap().kind, mission_core::ActionKind::Rejected);
+    assert_eq!(
+        store.ticket(&tickets[1].id).await.unwrap().state,
+        mission_core::State::Todo,
+        "a rejection sends the ticket back"
+    );
+    assert_ne!(store.ticket(&tickets[0].id).await.unwrap().state, mission_core::State::Todo);
+    // The cursor moved past all three; the stranger's press is counted.
+    assert_eq!(store.notify_cursor("telegram").await.unwrap(), Some(13));
+    assert_eq!(store.notify_cursor("telegram.ignored").await.unwrap(), Some(1));
+    // Nothing is offered again.
+    assert_eq!(bot.poll_once(&app).await.unwrap(), 0);
+    let answered: Vec<Value> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/answerCallbackQuery"))
+        .map(Request::json)
+        .collect();
+    assert_eq!(answered.len(), 3);
+    assert_eq!(answered[0]["text"], "Not allowed.");
+}
