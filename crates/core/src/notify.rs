@@ -166,7 +166,11 @@ pub enum OutboxStatus {
 }
 
 impl OutboxStatus {
-    pub const ALL: [OutboxStatus; 3] = [OutboxStatus::Pending, OutboxStatus::Sent, OutboxStatus::Dead];
+    pub const ALL: [OutboxStatus; 3] = [
+        OutboxStatus::Pending,
+        OutboxStatus::Sent,
+        OutboxStatus::Dead,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -423,7 +427,9 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| ConfigError::new(key, format!("{url:?} is not an http:// or https:// URL")))?;
+        .ok_or_else(|| {
+            ConfigError::new(key, format!("{url:?} is not an http:// or https:// URL"))
+        })?;
     if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
         return Err(ConfigError::new(key, format!("{url:?} names no host")));
     }
@@ -433,7 +439,10 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
 impl NotifyConfig {
     pub fn check(&self) -> Result<NotifySettings, ConfigError> {
         if self.max_attempts == 0 {
-            return Err(ConfigError::new("notify.max_attempts", "must be at least 1"));
+            return Err(ConfigError::new(
+                "notify.max_attempts",
+                "must be at least 1",
+            ));
         }
         if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
             return Err(ConfigError::new(
@@ -442,7 +451,10 @@ impl NotifyConfig {
             ));
         }
         if self.poll_interval.is_zero() {
-            return Err(ConfigError::new("notify.poll_interval", "must be above zero"));
+            return Err(ConfigError::new(
+                "notify.poll_interval",
+                "must be above zero",
+            ));
         }
         if let Some(url) = &self.dashboard_url {
             check_url("notify.dashboard_url", url)?;
@@ -496,7 +508,8 @@ impl NotifyConfig {
         let mut webhooks: Vec<WebhookSettings> = Vec::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             let key = |field: &str| format!("notify.webhooks[{i}].{field}");
-            let name = Name::parse(&w.name).map_err(|e| ConfigError::new(key("name"), e.to_string()))?;
+            let name =
+                Name::parse(&w.name).map_err(|e| ConfigError::new(key("name"), e.to_string()))?;
             if name.as_str() == TELEGRAM_CHANNEL || webhooks.iter().any(|o| o.name == name) {
                 return Err(ConfigError::new(
                     key("name"),
@@ -606,16 +619,48 @@ mod tests {
     #[test]
     fn topics_of_events() {
         let cases = [
-            (EventKind::InboxCreated, json!({"kind": "question"}), Some(Topic::Question)),
-            (EventKind::InboxCreated, json!({"kind": "review_request"}), Some(Topic::ReviewRequest)),
-            (EventKind::InboxCreated, json!({"kind": "failed_ticket"}), Some(Topic::FailedTicketItem)),
-            (EventKind::TicketMoved, json!({"to": "failed", "run": 3}), Some(Topic::TicketFailed)),
-            (EventKind::TicketMoved, json!({"to": "review", "run": 3}), Some(Topic::RunFinished)),
+            (
+                EventKind::InboxCreated,
+                json!({"kind": "question"}),
+                Some(Topic::Question),
+            ),
+            (
+                EventKind::InboxCreated,
+                json!({"kind": "review_request"}),
+                Some(Topic::ReviewRequest),
+            ),
+            (
+                EventKind::InboxCreated,
+                json!({"kind": "failed_ticket"}),
+                Some(Topic::FailedTicketItem),
+            ),
+            (
+                EventKind::TicketMoved,
+                json!({"to": "failed", "run": 3}),
+                Some(Topic::TicketFailed),
+            ),
+            (
+                EventKind::TicketMoved,
+                json!({"to": "review", "run": 3}),
+                Some(Topic::RunFinished),
+            ),
             (EventKind::TicketMoved, json!({"to": "todo"}), None),
-            (EventKind::IncidentOpened, json!({}), Some(Topic::IncidentOpened)),
+            (
+                EventKind::IncidentOpened,
+                json!({}),
+                Some(Topic::IncidentOpened),
+            ),
             (EventKind::IncidentUpdated, json!({}), None),
-            (EventKind::IncidentReopened, json!({}), Some(Topic::IncidentReopened)),
-            (EventKind::HealthChanged, json!({}), Some(Topic::HealthChanged)),
+            (
+                EventKind::IncidentReopened,
+                json!({}),
+                Some(Topic::IncidentReopened),
+            ),
+            (
+                EventKind::HealthChanged,
+                json!({}),
+                Some(Topic::HealthChanged),
+            ),
             (EventKind::TicketCreated, json!({}), None),
         ];
         for (kind, data, want) in cases {
@@ -641,7 +686,9 @@ mod tests {
         assert_eq!(at(4, 0.0), AfterAttempt::Retry(Duration::from_secs(10)));
         assert_eq!(at(2, 0.5), AfterAttempt::Retry(Duration::from_secs(3)));
         for jitter in [0.0, 0.3, 0.999] {
-            let AfterAttempt::Retry(wait) = at(3, jitter) else { panic!() };
+            let AfterAttempt::Retry(wait) = at(3, jitter) else {
+                panic!()
+            };
             assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(8));
         }
         assert_eq!(at(5, 0.0), AfterAttempt::Dead);
@@ -673,12 +720,27 @@ mod tests {
             config.check()
         };
         let cases = [
-            ("[[webhooks]]\nname='a'\nurl='ftp://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'", "notify.webhooks[0].url"),
-            ("[[webhooks]]\nname='a'\nurl='http://x'\nsecret='nope'", "notify.webhooks[0].secret"),
-            ("[[webhooks]]\nname='a'\nurl='http://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\nevents=['nope']", "notify.webhooks[0].events"),
-            ("[[webhooks]]\nname='telegram'\nurl='http://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'", "notify.webhooks[0].name"),
+            (
+                "[[webhooks]]\nname='a'\nurl='ftp://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'",
+                "notify.webhooks[0].url",
+            ),
+            (
+                "[[webhooks]]\nname='a'\nurl='http://x'\nsecret='nope'",
+                "notify.webhooks[0].secret",
+            ),
+            (
+                "[[webhooks]]\nname='a'\nurl='http://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\nevents=['nope']",
+                "notify.webhooks[0].events",
+            ),
+            (
+                "[[webhooks]]\nname='telegram'\nurl='http://x'\nsecret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'",
+                "notify.webhooks[0].name",
+            ),
             ("[telegram]\nchat_id=1", "notify.telegram"),
-            ("[telegram]\nchat_id=1\nbot_token='nope'", "notify.telegram.bot_token"),
+            (
+                "[telegram]\nchat_id=1\nbot_token='nope'",
+                "notify.telegram.bot_token",
+            ),
             ("max_attempts = 0", "notify.max_attempts"),
         ];
         for (text, key) in cases {

@@ -155,7 +155,10 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
             429,
             json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
         ),
-        Reply::json(500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+        Reply::json(
+            500,
+            json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
+        ),
         Reply::Close,
     ]);
     let api = FakeHttp::start(telegram(state.clone()));
@@ -165,11 +168,17 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
         telegram_config(&api.url(), r#"["inbox.question"]"#)
     ));
     let served = Served::start(&instance, &[]);
-    let first = instance.add_with_body("pick a database", "luci", b"fake-agent: ask Which database <b>?\n");
+    let first = instance.add_with_body(
+        "pick a database",
+        "luci",
+        b"fake-agent: ask Which database <b>?\n",
+    );
     instance.wait_for_state(&first, "needs_input", Duration::from_secs(20));
     let second = instance.add_with_body("pick a port", "luci", b"fake-agent: ask Which port?\n");
     instance.wait_for_state(&second, "needs_input", Duration::from_secs(20));
-    wait_for(Duration::from_secs(30), || state.lock().unwrap().sent.len() >= 2);
+    wait_for(Duration::from_secs(30), || {
+        state.lock().unwrap().sent.len() >= 2
+    });
 
     // In outbox order, each message once, escaped, with its ticket and the dashboard link.
     let sent = state.lock().unwrap().sent.clone();
@@ -185,10 +194,20 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
     }
     let (first_message, first_body) = &sent[0];
     let first_text = first_body["text"].as_str().unwrap();
-    let first_ticket = if first_text.contains("Which database") { &first } else { &second };
+    let first_ticket = if first_text.contains("Which database") {
+        &first
+    } else {
+        &second
+    };
     if first_ticket == &first {
-        assert!(first_text.contains("Which database &lt;b&gt;?"), "{first_text}");
-        assert!(first_text.contains(&format!("<b>{first}</b> pick a database")), "{first_text}");
+        assert!(
+            first_text.contains("Which database &lt;b&gt;?"),
+            "{first_text}"
+        );
+        assert!(
+            first_text.contains(&format!("<b>{first}</b> pick a database")),
+            "{first_text}"
+        );
         assert!(first_text.contains(&format!("http://mc.example/tickets/{first}")));
     }
     // Every attempt recorded: the three failures, then the delivery.
@@ -197,29 +216,54 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
     assert_eq!(head["attempts"], 4, "{head}");
     let attempts = sqlite(
         &instance,
-        &format!("SELECT ok, http_status, error FROM outbox_attempts WHERE outbox = {} ORDER BY number", ids[0]),
+        &format!(
+            "SELECT ok, http_status, error FROM outbox_attempts WHERE outbox = {} ORDER BY number",
+            ids[0]
+        ),
     );
     assert_eq!(attempts.len(), 4, "{attempts:?}");
     assert_eq!(attempts[0][1], 429);
-    assert!(attempts[0][2].as_str().unwrap().contains("Too Many Requests"));
+    assert!(
+        attempts[0][2]
+            .as_str()
+            .unwrap()
+            .contains("Too Many Requests")
+    );
     assert_eq!(attempts[1][1], 500);
-    assert!(attempts[2][2].as_str().unwrap().starts_with("sendMessage:"), "{attempts:?}");
+    assert!(
+        attempts[2][2].as_str().unwrap().starts_with("sendMessage:"),
+        "{attempts:?}"
+    );
     assert_eq!(attempts[3][0], 1);
 
     // A stranger's reply, and a reply from the right chat by someone not allowed: ignored.
     {
         let mut state = state.lock().unwrap();
-        state.updates.push(reply_update(1, -5, 999, *first_message, "drop tables"));
-        state.updates.push(reply_update(2, CHAT, 333, *first_message, "mysql"));
+        state
+            .updates
+            .push(reply_update(1, -5, 999, *first_message, "drop tables"));
+        state
+            .updates
+            .push(reply_update(2, CHAT, 333, *first_message, "mysql"));
     }
     wait_for(Duration::from_secs(10), || {
-        sqlite(&instance, "SELECT value FROM notify_cursors WHERE name = 'telegram'")
-            .first()
-            .is_some_and(|r| r[0] == 3)
+        sqlite(
+            &instance,
+            "SELECT value FROM notify_cursors WHERE name = 'telegram'",
+        )
+        .first()
+        .is_some_and(|r| r[0] == 3)
     });
-    assert_eq!(instance.state(first_ticket), "needs_input", "ignored updates change nothing");
     assert_eq!(
-        sqlite(&instance, "SELECT value FROM notify_cursors WHERE name = 'telegram.ignored'")[0][0],
+        instance.state(first_ticket),
+        "needs_input",
+        "ignored updates change nothing"
+    );
+    assert_eq!(
+        sqlite(
+            &instance,
+            "SELECT value FROM notify_cursors WHERE name = 'telegram.ignored'"
+        )[0][0],
         2
     );
 
@@ -230,9 +274,10 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
         .updates
         .push(reply_update(3, CHAT, PERSON, *first_message, "postgres"));
     wait_for(Duration::from_secs(20), || {
-        instance.events().iter().any(|e| {
-            e["kind"] == "inbox.acted" && e["actor"] == format!("telegram:{PERSON}")
-        })
+        instance
+            .events()
+            .iter()
+            .any(|e| e["kind"] == "inbox.acted" && e["actor"] == format!("telegram:{PERSON}"))
     });
     wait_for(Duration::from_secs(20), || {
         instance.events().iter().any(|e| {
@@ -240,24 +285,37 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
                 && e["kind"] == "ticket.moved"
                 && e["data"]["from"] == "todo"
                 && e["data"]["lane"] == "needs-input"
-        }) || instance.state(first_ticket) != "todo" && instance.state(first_ticket) != "needs_input"
+        }) || instance.state(first_ticket) != "todo"
+            && instance.state(first_ticket) != "needs_input"
     });
     let answered = std::fs::read_dir(instance.path().join("data/runs"))
         .map(|_| instance.show(first_ticket))
         .unwrap();
     assert_ne!(answered["ticket"]["state"], "needs_input", "{answered}");
-    let other = if first_ticket == &first { &second } else { &first };
+    let other = if first_ticket == &first {
+        &second
+    } else {
+        &first
+    };
     assert_eq!(instance.state(other), "needs_input");
     // The acknowledgement went to the chat, as a reply.
     wait_for(Duration::from_secs(5), || {
         state.lock().unwrap().sent.iter().any(|(_, b)| {
-            b["text"].as_str().is_some_and(|t| t.starts_with("Answered"))
+            b["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Answered"))
         })
     });
 
     // The token is in no log, event, answer or page.
     let mut seen = String::new();
-    for path in ["/", "/inbox", &format!("/tickets/{first_ticket}"), "/incidents", "/api/v1/events?limit=500"] {
+    for path in [
+        "/",
+        "/inbox",
+        &format!("/tickets/{first_ticket}"),
+        "/incidents",
+        "/api/v1/events?limit=500",
+    ] {
         let (_, page) = served.request_text("GET", path, None, None);
         seen.push_str(&page);
     }
@@ -266,23 +324,27 @@ fn a_question_reaches_the_chat_and_a_reply_answers_it_in_order_despite_failures(
     seen.push_str(&instance.ok(&["inbox", "list", "--all", "--json"]));
     seen.push_str(&format!(
         "{:?}",
-        sqlite(&instance, "SELECT error FROM outbox_attempts WHERE error IS NOT NULL")
+        sqlite(
+            &instance,
+            "SELECT error FROM outbox_attempts WHERE error IS NOT NULL"
+        )
     ));
     let log = served.stop();
     seen.push_str(&log);
     let secret_part = TOKEN.split_once(':').unwrap().1;
     assert!(!seen.contains(secret_part), "the bot token leaked");
-    assert!(seen.contains("Which database"), "the canary looked at real output");
+    assert!(
+        seen.contains("Which database"),
+        "the canary looked at real output"
+    );
 }
 
 #[test]
 fn a_kill_in_the_middle_of_a_send_delivers_at_most_once_more_with_the_same_id() {
     let state = Arc::new(Mutex::new(Telegram::default()));
     // The first send is answered late: the server is killed while it waits.
-    state.lock().unwrap().failures = VecDeque::from([Reply::Delay(
-        Duration::from_secs(5),
-        Box::new(Reply::Close),
-    )]);
+    state.lock().unwrap().failures =
+        VecDeque::from([Reply::Delay(Duration::from_secs(5), Box::new(Reply::Close))]);
     let api = FakeHttp::start(telegram(state.clone()));
     let instance = Instance::with_fake_workers(&format!(
         "{}{}",
@@ -301,7 +363,11 @@ fn a_kill_in_the_middle_of_a_send_delivers_at_most_once_more_with_the_same_id() 
         api.requests()
             .iter()
             .filter(|r| r.path.ends_with("/sendMessage"))
-            .filter(|r| r.json()["text"].as_str().is_some_and(|t| t.ends_with(&format!("#n{id}"))))
+            .filter(|r| {
+                r.json()["text"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!("#n{id}")))
+            })
             .count()
     };
     wait_for(Duration::from_secs(20), || sends(&api) == 1);
@@ -317,7 +383,9 @@ fn a_kill_in_the_middle_of_a_send_delivers_at_most_once_more_with_the_same_id() 
     };
     assert_eq!(row(&instance)["status"], "pending");
     let served = Served::start(&instance, &[]);
-    wait_for(Duration::from_secs(20), || row(&instance)["status"] == "sent");
+    wait_for(Duration::from_secs(20), || {
+        row(&instance)["status"] == "sent"
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sends(&api), 2, "one duplicate, no more");
     let sent = state.lock().unwrap().sent.clone();
@@ -342,8 +410,12 @@ fn verify(secret: &str, request: &Request) -> Result<Value, String> {
         .decode(secret.strip_prefix("whsec_").ok_or("no whsec_ prefix")?)
         .map_err(|e| e.to_string())?;
     let id = request.header("webhook-id").ok_or("no webhook-id")?;
-    let timestamp = request.header("webhook-timestamp").ok_or("no webhook-timestamp")?;
-    let signatures = request.header("webhook-signature").ok_or("no webhook-signature")?;
+    let timestamp = request
+        .header("webhook-timestamp")
+        .ok_or("no webhook-timestamp")?;
+    let signatures = request
+        .header("webhook-signature")
+        .ok_or("no webhook-signature")?;
     let seconds: i64 = timestamp.parse().map_err(|_| "bad timestamp")?;
     let now = chrono::Utc::now().timestamp();
     if (now - seconds).abs() > 300 {
@@ -436,7 +508,10 @@ paused = true
         assert_eq!(request.path, "/in");
     }
     // The first notification was tried three times, under one id.
-    let ids: Vec<&str> = requests.iter().map(|r| r.header("webhook-id").unwrap()).collect();
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
     assert_eq!(ids[0], ids[1]);
     assert_eq!(ids[1], ids[2]);
     let bodies = delivered(&receiver);
@@ -448,10 +523,19 @@ paused = true
     // In outbox order: the ids of the deliveries increase.
     let numbers: Vec<i64> = requests[2..]
         .iter()
-        .map(|r| r.header("webhook-id").unwrap().trim_start_matches("msg_mc").parse().unwrap())
+        .map(|r| {
+            r.header("webhook-id")
+                .unwrap()
+                .trim_start_matches("msg_mc")
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
-    let incident = bodies.iter().find(|b| b["type"] == "incident.opened").unwrap();
+    let incident = bodies
+        .iter()
+        .find(|b| b["type"] == "incident.opened")
+        .unwrap();
     assert_eq!(incident["data"]["data"]["fingerprint"], "notify_dead:gone");
 
     let dead = outbox(&instance, &["--state", "dead"]);
@@ -475,12 +559,20 @@ paused = true
     // A paused endpoint's notifications wait.
     let waiting = outbox(&instance, &["--channel", "later", "--state", "pending"]);
     assert!(!waiting.is_empty());
-    assert_eq!(outbox(&instance, &["--channel", "later"]).len(), waiting.len());
+    assert_eq!(
+        outbox(&instance, &["--channel", "later"]).len(),
+        waiting.len()
+    );
     assert!(paused.requests().is_empty());
 
     // A test ping, signed the same way.
     let out = instance.run(&["webhook", "test", "hook"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ping = receiver.requests().pop().unwrap();
     assert_eq!(verify(SECRET, &ping).unwrap()["type"], "ping");
     let out = instance.run(&["webhook", "test", "gone"]);
@@ -502,10 +594,7 @@ fn bad_notification_settings_are_refused_naming_the_line() {
             "\n[[notify.webhooks]]\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nsecret = \"plain\"\n",
             "notify.webhooks[0].secret",
         ),
-        (
-            "\n[notify.telegram]\nchat_id = 1\n",
-            "notify.telegram",
-        ),
+        ("\n[notify.telegram]\nchat_id = 1\n", "notify.telegram"),
         (
             "\n[[notify.webhooks]]\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"tickets\"]\n",
             "notify.webhooks[0].events",
@@ -560,7 +649,12 @@ async fn approve_and_reject_buttons_act_on_review_requests() {
     notify::sync_subscriptions(store.as_ref(), &settings.notify)
         .await
         .unwrap();
-    let change = || Change::new(mission_core::Actor::new("test"), mission_core::Timestamp::now());
+    let change = || {
+        Change::new(
+            mission_core::Actor::new("test"),
+            mission_core::Timestamp::now(),
+        )
+    };
     let key = mission_core::TicketKey::default();
     let drafts = ["approve me", "reject me"].map(|title| {
         TicketDraft {
@@ -668,18 +762,30 @@ async fn approve_and_reject_buttons_act_on_review_requests() {
     assert_eq!(bot.poll_once(&app).await.unwrap(), 3);
     let approved = store.inbox_item(items[0].id).await.unwrap().to_stored();
     assert_eq!(approved.status, mission_core::InboxStatus::Acted);
-    assert_eq!(approved.action.unwrap().kind, mission_core::ActionKind::Approved);
+    assert_eq!(
+        approved.action.unwrap().kind,
+        mission_core::ActionKind::Approved
+    );
     let rejected = store.inbox_item(items[1].id).await.unwrap().to_stored();
-    assert_eq!(rejected.action.unwrap().kind, mission_core::ActionKind::Rejected);
+    assert_eq!(
+        rejected.action.unwrap().kind,
+        mission_core::ActionKind::Rejected
+    );
     assert_eq!(
         store.ticket(&tickets[1].id).await.unwrap().state,
         mission_core::State::Todo,
         "a rejection sends the ticket back"
     );
-    assert_ne!(store.ticket(&tickets[0].id).await.unwrap().state, mission_core::State::Todo);
+    assert_ne!(
+        store.ticket(&tickets[0].id).await.unwrap().state,
+        mission_core::State::Todo
+    );
     // The cursor moved past all three; the stranger's press is counted.
     assert_eq!(store.notify_cursor("telegram").await.unwrap(), Some(13));
-    assert_eq!(store.notify_cursor("telegram.ignored").await.unwrap(), Some(1));
+    assert_eq!(
+        store.notify_cursor("telegram.ignored").await.unwrap(),
+        Some(1)
+    );
     // Nothing is offered again.
     assert_eq!(bot.poll_once(&app).await.unwrap(), 0);
     let answered: Vec<Value> = api

@@ -76,8 +76,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub mod prelude {
     pub use crate::{
         ClusterStore, DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore,
-        IncidentStore, OutboxStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
-        WebStore,
+        IncidentStore, OutboxStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore,
+        TicketStore, WebStore,
     };
 }
 

@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 pub const BATCH: u32 = 32;
 
 /// A batch's deliveries may take this long at most (its lease is this, plus a second): the
-/// delay before a row claimed by a sender that died is delivered again.
-pub const BATCH_TIME: Duration = Duration::from_secs(30);
+/// longest delay before a row claimed by a sender that died is delivered again. Webhooks with
+/// the default 10 s timeout take full batches; Telegram takes one message at a time.
+pub const BATCH_TIME: Duration = Duration::from_secs(320);
 
 /// The actor of the sender's records (a dead row's incident).
 pub fn actor() -> Actor {
@@ -296,7 +297,11 @@ pub async fn start(
         }
     }
     for channel in channels {
-        tracing::info!(channel = channel.name(), paused = channel.paused(), "notification channel");
+        tracing::info!(
+            channel = channel.name(),
+            paused = channel.paused(),
+            "notification channel"
+        );
         tasks.push(tokio::spawn(run_channel(
             store.clone(),
             channel,

@@ -132,7 +132,7 @@ pub fn message(
         Topic::HealthChanged => (
             format!(
                 "🩺 Health: {} → <b>{}</b>",
-                escape(&data["from"].as_str().unwrap_or("none").to_owned()),
+                escape(data["from"].as_str().unwrap_or("none")),
                 escape(&str_of(&data["to"]))
             ),
             data["codes"].as_array().map(|codes| {
@@ -184,7 +184,13 @@ mod tests {
             ticket: Some(("MC-3".into(), "<b>bold</b> & co".into())),
             item_text: Some(format!("why <script>? {}", "x".repeat(5000))),
         };
-        let text = message(12, Topic::Question, &payload, &facts, Some("https://mc.example"));
+        let text = message(
+            12,
+            Topic::Question,
+            &payload,
+            &facts,
+            Some("https://mc.example"),
+        );
         assert!(text.contains("&lt;b&gt;bold&lt;/b&gt; &amp; co"), "{text}");
         assert!(text.contains("why &lt;script&gt;?"));
         assert!(!text.contains("<script>"));
@@ -196,7 +202,10 @@ mod tests {
             ..facts
         };
         let text = message(12, Topic::Question, &payload, &short, None);
-        assert!(text.contains("which port?") && !text.contains("cut"), "{text}");
+        assert!(
+            text.contains("which port?") && !text.contains("cut"),
+            "{text}"
+        );
     }
 
     #[test]

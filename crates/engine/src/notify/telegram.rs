@@ -18,7 +18,7 @@ use super::render::{self, Facts};
 use super::{Attempted, Channel};
 use crate::app::App;
 use async_trait::async_trait;
-use mission_core::notify::{TELEGRAM_CHANNEL, TelegramSettings, Topic, TokenSource};
+use mission_core::notify::{TELEGRAM_CHANNEL, TelegramSettings, TokenSource, Topic};
 use mission_core::{ActionKind, Actor, InboxId, Name, TicketId};
 use mission_store::{OutboxItem, Store};
 use serde_json::{Value, json};
@@ -64,7 +64,9 @@ pub fn resolve_token(source: &TokenSource) -> Result<String, String> {
         })?,
     };
     if !mission_core::notify::valid_bot_token(&token) {
-        return Err("notify.telegram: the bot token is not one (expected NUMBER:SECRET)".to_owned());
+        return Err(
+            "notify.telegram: the bot token is not one (expected NUMBER:SECRET)".to_owned(),
+        );
     }
     Ok(token)
 }
@@ -112,7 +114,10 @@ impl Bot {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    format!("{method}: no answer within {}", humantime::format_duration(timeout))
+                    format!(
+                        "{method}: no answer within {}",
+                        humantime::format_duration(timeout)
+                    )
                 } else {
                     format!("{method}: {}", e.without_url())
                 }
@@ -288,7 +293,10 @@ impl Bot {
                 answer.body["description"].as_str().unwrap_or("")
             ));
         }
-        let updates = answer.body["result"].as_array().cloned().unwrap_or_default();
+        let updates = answer.body["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for update in &updates {
             let Some(update_id) = update["update_id"].as_i64() else {
                 continue;

@@ -44,7 +44,10 @@ pub async fn run(config: Option<&Path>, command: NotifyCommand) -> Result<ExitCo
                     cell(row.status.as_str(), 7),
                     cell(&row.attempts.to_string(), 5),
                     cell(
-                        &row.ticket.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                        &row.ticket
+                            .as_ref()
+                            .map(|t| t.to_string())
+                            .unwrap_or_default(),
                         8
                     ),
                     cell(&when, 24),

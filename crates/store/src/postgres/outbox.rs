@@ -16,7 +16,7 @@ use mission_core::notify::{OutboxStatus, Subscription, Topic, topic_of};
 use mission_core::{EventKind, TicketId, Timestamp};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{Row, Postgres, PgConnection};
+use sqlx::{PgConnection, Postgres, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -189,7 +189,8 @@ impl OutboxStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         match head {
-            Some((_, due, lease_until)) if due <= now_ms && lease_until.is_none_or(|l| l <= now_ms) => {}
+            Some((_, due, lease_until))
+                if due <= now_ms && lease_until.is_none_or(|l| l <= now_ms) => {}
             _ => return Ok(Vec::new()),
         }
         // Without the event counter: the channel's head rows are locked, so a second server
@@ -317,8 +318,9 @@ impl OutboxStore for PgStore {
     }
 
     async fn outbox(&self, filter: &OutboxFilter) -> Result<Vec<OutboxItem>> {
-        let mut query =
-            sqlx::QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"));
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE 1 = 1"
+        ));
         if let Some(status) = filter.status {
             query.push(" AND status = ").push_bind(status.as_str());
         }

@@ -194,71 +194,71 @@ pub(super) async fn record_audit_in(
     pass: &AuditPass,
     change: &Change,
 ) -> Result<Vec<(Incident, IncidentChange)>> {
-        // The incidents this pass concerns: those of its findings' fingerprints, and the open
-        // ones (which a check that ran and found nothing may clear).
-        let fingerprints: Vec<String> = pass
-            .findings
-            .iter()
-            .map(|f| f.fingerprint.to_string())
-            .collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM incidents WHERE status = 'open' \
+    // The incidents this pass concerns: those of its findings' fingerprints, and the open
+    // ones (which a check that ran and found nothing may clear).
+    let fingerprints: Vec<String> = pass
+        .findings
+        .iter()
+        .map(|f| f.fingerprint.to_string())
+        .collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM incidents WHERE status = 'open' \
              OR fingerprint IN (SELECT value FROM json_each(?))"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(Value::from(fingerprints).to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut incidents = rows
-            .iter()
-            .map(decode_incident)
-            .collect::<Result<Vec<_>>>()?;
-        let plan = plan_audit(&incidents, &pass.findings, &pass.checked);
-        let now = change.at;
-        let mut changed = Vec::new();
-        for finding in &plan.open {
-            let id = take_incident_id(&mut *conn).await?;
-            let (incident, occurrence) = Incident::open(id, finding, now);
-            save_incident(&mut *conn, &incident).await?;
-            insert_occurrence(&mut *conn, &occurrence).await?;
-            incident_event(
-                &mut *conn,
-                &incident,
-                IncidentChange::Opened,
-                json!({}),
-                change,
-            )
-            .await?;
-            changed.push((incident, IncidentChange::Opened));
-        }
-        for (id, finding) in &plan.observe {
-            let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
-                continue;
-            };
-            let (what, occurrence) =
-                incident
-                    .observe(finding, now)
-                    .map_err(|source| StoreError::Incident {
-                        id: incident.id,
-                        source,
-                    })?;
+    );
+    let rows = sqlx::query(&sql)
+        .bind(Value::from(fingerprints).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut incidents = rows
+        .iter()
+        .map(decode_incident)
+        .collect::<Result<Vec<_>>>()?;
+    let plan = plan_audit(&incidents, &pass.findings, &pass.checked);
+    let now = change.at;
+    let mut changed = Vec::new();
+    for finding in &plan.open {
+        let id = take_incident_id(&mut *conn).await?;
+        let (incident, occurrence) = Incident::open(id, finding, now);
+        save_incident(&mut *conn, &incident).await?;
+        insert_occurrence(&mut *conn, &occurrence).await?;
+        incident_event(
+            &mut *conn,
+            &incident,
+            IncidentChange::Opened,
+            json!({}),
+            change,
+        )
+        .await?;
+        changed.push((incident, IncidentChange::Opened));
+    }
+    for (id, finding) in &plan.observe {
+        let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
+            continue;
+        };
+        let (what, occurrence) =
+            incident
+                .observe(finding, now)
+                .map_err(|source| StoreError::Incident {
+                    id: incident.id,
+                    source,
+                })?;
+        save_incident(&mut *conn, incident).await?;
+        insert_occurrence(&mut *conn, &occurrence).await?;
+        incident_event(&mut *conn, incident, what, json!({}), change).await?;
+        changed.push((incident.clone(), what));
+    }
+    for id in &plan.clear {
+        let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
+            continue;
+        };
+        let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
+        if let Some(what) = incident.clear(now, auto) {
             save_incident(&mut *conn, incident).await?;
-            insert_occurrence(&mut *conn, &occurrence).await?;
-            incident_event(&mut *conn, incident, what, json!({}), change).await?;
+            let extra = json!({ "resolution": { "by": "cleared" } });
+            incident_event(&mut *conn, incident, what, extra, change).await?;
             changed.push((incident.clone(), what));
         }
-        for id in &plan.clear {
-            let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
-                continue;
-            };
-            let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
-            if let Some(what) = incident.clear(now, auto) {
-                save_incident(&mut *conn, incident).await?;
-                let extra = json!({ "resolution": { "by": "cleared" } });
-                incident_event(&mut *conn, incident, what, extra, change).await?;
-                changed.push((incident.clone(), what));
-            }
-        }
+    }
     Ok(changed)
 }
 

@@ -177,7 +177,8 @@ impl OutboxStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         match head {
-            Some((_, due, lease_until)) if due <= now_ms && lease_until.is_none_or(|l| l <= now_ms) => {}
+            Some((_, due, lease_until))
+                if due <= now_ms && lease_until.is_none_or(|l| l <= now_ms) => {}
             _ => return Ok(Vec::new()),
         }
         let mut tx = self.write_tx().await?;

@@ -108,14 +108,24 @@ pub async fn notifications_are_queued_with_their_fact_for_subscribed_channels<B:
     else {
         panic!()
     };
-    assert!(rows(&store, "hook").await.is_empty(), "a creation and a claim notify nobody");
+    assert!(
+        rows(&store, "hook").await.is_empty(),
+        "a creation and a claim notify nobody"
+    );
     let end = RunEnd {
         failure: Some(FailureClass::RuntimeMissing),
         detail: Some("cannot start agent".into()),
         ..RunEnd::default()
     };
     store
-        .end_run(run.id, Attempt::new(1), &end, &retry(), &routes(), &change(3))
+        .end_run(
+            run.id,
+            Attempt::new(1),
+            &end,
+            &retry(),
+            &routes(),
+            &change(3),
+        )
         .await
         .unwrap();
     let hook = rows(&store, "hook").await;
@@ -174,7 +184,11 @@ pub async fn claims_are_ordered_leased_and_held_behind_a_retry<B: Backend>() {
     assert_eq!(ids(&claimed), [a, b]);
     assert!(claimed.iter().all(|i| i.lease_until == Some(at(1010))));
     assert!(
-        store.claim_outbox("hook", at(10), lease, 2).await.unwrap().is_empty(),
+        store
+            .claim_outbox("hook", at(10), lease, 2)
+            .await
+            .unwrap()
+            .is_empty(),
         "the head is claimed: nothing behind it either"
     );
     store
@@ -199,7 +213,11 @@ pub async fn claims_are_ordered_leased_and_held_behind_a_retry<B: Backend>() {
         .unwrap();
     assert_eq!(store.next_outbox_due("hook").await.unwrap(), Some(at(100)));
     assert!(
-        store.claim_outbox("hook", at(50), lease, 5).await.unwrap().is_empty(),
+        store
+            .claim_outbox("hook", at(50), lease, 5)
+            .await
+            .unwrap()
+            .is_empty(),
         "c waits behind b's retry: a channel's order holds"
     );
     let claimed = store.claim_outbox("hook", at(100), lease, 5).await.unwrap();
@@ -211,7 +229,10 @@ pub async fn claims_are_ordered_leased_and_held_behind_a_retry<B: Backend>() {
         .await
         .unwrap();
     let all = rows(&store, "hook").await;
-    assert!(all.iter().all(|r| r.status == OutboxStatus::Sent && r.lease_until.is_none()));
+    assert!(
+        all.iter()
+            .all(|r| r.status == OutboxStatus::Sent && r.lease_until.is_none())
+    );
     assert_eq!(all[0].sent_at, Some(at(11)));
     let attempts = store.outbox_attempts(b).await.unwrap();
     assert_eq!(attempts.len(), 2);
@@ -219,21 +240,39 @@ pub async fn claims_are_ordered_leased_and_held_behind_a_retry<B: Backend>() {
     assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
     assert_eq!(attempts[0].http_status, Some(200));
     assert_eq!(attempts[0].latency, Duration::from_millis(3));
-    assert_eq!(store.outbox_attempts(c).await.unwrap().len(), 1, "a release is no attempt");
     assert_eq!(
-        store.outbox_by_remote("hook", "m1").await.unwrap().map(|r| r.id),
+        store.outbox_attempts(c).await.unwrap().len(),
+        1,
+        "a release is no attempt"
+    );
+    assert_eq!(
+        store
+            .outbox_by_remote("hook", "m1")
+            .await
+            .unwrap()
+            .map(|r| r.id),
         Some(a)
     );
     assert_eq!(store.outbox_by_remote("other", "m1").await.unwrap(), None);
     assert_eq!(store.next_outbox_due("hook").await.unwrap(), None);
     // The other channel was never held back.
-    assert_eq!(store.claim_outbox("other", at(10), lease, 5).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim_outbox("other", at(10), lease, 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // A late record of a settled row changes nothing.
     let late = DeliveryOutcome::Retry {
         error: "late".into(),
         at: at(500),
     };
-    let after = store.record_deliveries(&[result(a, late)], &change(200)).await.unwrap();
+    let after = store
+        .record_deliveries(&[result(a, late)], &change(200))
+        .await
+        .unwrap();
     assert_eq!(after[0].status, OutboxStatus::Sent);
     assert_eq!(store.outbox_attempts(a).await.unwrap().len(), 1);
 }
@@ -247,12 +286,21 @@ pub async fn an_expired_lease_delivers_again_under_the_same_id_and_survives_a_re
         panic!()
     };
     let lease = Duration::from_millis(100);
-    assert_eq!(ids(&store.claim_outbox("hook", at(10), lease, 1).await.unwrap()), [x]);
+    assert_eq!(
+        ids(&store.claim_outbox("hook", at(10), lease, 1).await.unwrap()),
+        [x]
+    );
     // The sender delivered, then died before recording: nothing is written.
     drop(store);
     t.reopen().await;
     let store = t.store();
-    assert!(store.claim_outbox("hook", at(50), lease, 1).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_outbox("hook", at(50), lease, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.next_outbox_due("hook").await.unwrap(), Some(at(110)));
     let again = store.claim_outbox("hook", at(110), lease, 1).await.unwrap();
     assert_eq!(ids(&again), [x], "the same row, the same id");
@@ -261,7 +309,13 @@ pub async fn an_expired_lease_delivers_again_under_the_same_id_and_survives_a_re
         .record_deliveries(&[sent(x, None)], &change(111))
         .await
         .unwrap();
-    assert!(store.claim_outbox("hook", at(1000), lease, 1).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_outbox("hook", at(1000), lease, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn a_dead_notification_opens_its_incident_in_the_same_transaction<B: Backend>() {
@@ -303,7 +357,10 @@ pub async fn a_dead_notification_opens_its_incident_in_the_same_transaction<B: B
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].fingerprint.to_string(), "notify_dead:hook");
     // The dead row no longer holds the channel back; the next one dying counts again.
-    assert_eq!(ids(&store.claim_outbox("hook", at(21), lease, 5).await.unwrap()), [y]);
+    assert_eq!(
+        ids(&store.claim_outbox("hook", at(21), lease, 5).await.unwrap()),
+        [y]
+    );
     store
         .record_deliveries(&[result(y, dead("timed out"))], &change(22))
         .await
@@ -332,5 +389,8 @@ pub async fn cursors_only_move_forward_and_count_what_was_ignored<B: Backend>() 
     t.reopen().await;
     let store = t.store();
     assert_eq!(store.notify_cursor("telegram").await.unwrap(), Some(5));
-    assert_eq!(store.notify_cursor("telegram.ignored").await.unwrap(), Some(3));
+    assert_eq!(
+        store.notify_cursor("telegram.ignored").await.unwrap(),
+        Some(3)
+    );
 }
