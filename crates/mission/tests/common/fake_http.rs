@@ -126,6 +126,8 @@ fn serve(stream: TcpStream, handler: Handler, recorded: Arc<Mutex<Vec<Request>>>
                 }
                 Reply::Close => return,
                 Reply::Respond(status, extra, text) => {
+                    // A 204 has no body.
+                    let text = if status == 204 { String::new() } else { text };
                     let mut head = format!(
                         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
                         text.len()
