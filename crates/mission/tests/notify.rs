@@ -500,7 +500,20 @@ paused = true
             .map(|(_, r)| verify(SECRET, r).unwrap())
             .collect()
     };
-    wait_for(Duration::from_secs(30), || delivered(&receiver).len() >= 4);
+    wait_for(Duration::from_secs(30), || {
+        let types: Vec<Value> = delivered(&receiver)
+            .iter()
+            .map(|b| b["type"].clone())
+            .collect();
+        [
+            "health.changed",
+            "ticket.failed",
+            "inbox.failed_ticket",
+            "incident.opened",
+        ]
+        .iter()
+        .all(|t| types.contains(&json!(t)))
+    });
     let requests = receiver.requests();
     for request in &requests {
         verify(SECRET, request).unwrap();
