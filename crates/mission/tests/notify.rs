@@ -569,6 +569,21 @@ paused = true
     let hook_rows = outbox(&instance, &["--channel", "hook"]);
     let first = hook_rows.iter().min_by_key(|r| r["id"].as_i64()).unwrap();
     assert_eq!(first["attempts"], 3);
+    let attempts = sqlite(
+        &instance,
+        &format!(
+            "SELECT http_status, ok FROM outbox_attempts WHERE outbox = {} ORDER BY number",
+            first["id"]
+        ),
+    );
+    assert_eq!(
+        attempts,
+        [
+            [json!(500), json!(0)],
+            [json!(503), json!(0)],
+            [json!(204), json!(1)]
+        ]
+    );
     // A paused endpoint's notifications wait.
     let waiting = outbox(&instance, &["--channel", "later", "--state", "pending"]);
     assert!(!waiting.is_empty());
