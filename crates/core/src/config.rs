@@ -61,6 +61,9 @@ pub struct Config {
     /// Repositories: base branch and merge on done.
     #[serde(default)]
     pub repos: Vec<crate::proof::RepoConfig>,
+    /// Notifications: Telegram and webhooks, through the outbox.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// The HTTP side of `mission serve`: the JSON API, `/metrics` and the dashboard.

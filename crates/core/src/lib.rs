@@ -15,6 +15,7 @@ pub mod id;
 pub mod inbox;
 pub mod inbox_flow;
 pub mod incident;
+pub mod notify;
 pub mod policy;
 pub mod proof;
 pub mod review;

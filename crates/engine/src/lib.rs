@@ -30,6 +30,7 @@ pub mod gatekeeper;
 pub mod git;
 pub mod health;
 pub mod leader;
+pub mod notify;
 pub mod process;
 pub mod prompt;
 pub mod recovery;

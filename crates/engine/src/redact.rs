@@ -1,6 +1,7 @@
 //! Secrets kept out of what the instance shows: the values of the workers' `env` (literal API
 //! keys), and of the variables passed to runs from the server's environment (`env_pass`,
-//! `dispatch.env_allow`). A run's output is written by an untrusted agent that sees these
+//! `dispatch.env_allow`), and the notification channels' secrets (the Telegram bot token, the
+//! webhooks' signing keys). A run's output is written by an untrusted agent that sees these
 //! values; whatever shows that output (the run log's tail, its live stream) passes it through
 //! `Redactor::redact` first.
 //!
@@ -46,6 +47,19 @@ impl Redactor {
             );
         }
         values.extend(passed.filter_map(|name| std::env::var(name).ok()));
+        // The notification channels' secrets: the bot token, the webhooks' signing keys.
+        if let Some(telegram) = &settings.notify.telegram
+            && let Ok(token) = crate::notify::telegram::resolve_token(&telegram.token)
+        {
+            values.push(token);
+        }
+        values.extend(
+            settings
+                .notify
+                .webhooks
+                .iter()
+                .map(|w| w.secret_text.expose().to_owned()),
+        );
         Redactor::new(values)
     }
 

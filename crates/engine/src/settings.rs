@@ -46,6 +46,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     /// The workers' prompt templates.
     pub prompts: Prompts,
+    /// Notifications: the channels, their subscriptions, the retry policy (`[notify]`).
+    pub notify: mission_core::notify::NotifySettings,
 }
 
 /// What the harness checks before done, who reviews, where inbox items go, how repositories
@@ -109,6 +111,10 @@ impl Settings {
                 ..SandboxSettings::default()
             },
             prompts: Prompts::default(),
+            notify: config
+                .notify
+                .check()
+                .map_err(|e| format!("{}: {}", e.key, e.problem))?,
         })
     }
 

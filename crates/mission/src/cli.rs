@@ -57,10 +57,50 @@ pub enum Command {
     /// Items that need a decision: questions, review requests, alerts, failed tickets.
     #[command(subcommand)]
     Inbox(InboxCommand),
+    /// Notifications (Telegram, webhooks): the outbox and each row's state.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// Webhook endpoints of [[notify.webhooks]]: send a signed test ping.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// The launcher of a run (started by the runner, not by people): applies the run's sandbox,
     /// then executes its program.
     #[command(name = "__run-sandboxed", hide = true)]
     RunSandboxed(RunSandboxedArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Outbox rows, newest first.
+    List(NotifyListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyListArgs {
+    /// Only rows in this state: pending, sent or dead.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this channel (a webhook's name, or telegram).
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Send a ping to the endpoint now, signed like every notification; exit 0 on a 2xx.
+    Test(WebhookTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookTestArgs {
+    /// The webhook's name in mission.toml.
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -53,6 +53,8 @@ pub struct Instance {
     pub triage: Vec<mission_core::TriageRule>,
     /// The checked `[audit]` section.
     pub audit: mission_core::audit::AuditSettings,
+    /// The checked `[notify]` section.
+    pub notify: mission_core::notify::NotifySettings,
     /// Where the store file (SQLite), logs and workspaces live.
     pub data_dir: PathBuf,
     /// The store: a SQLite file, or a PostgreSQL database.
@@ -243,6 +245,10 @@ pub fn load_from(
         .audit
         .check()
         .map_err(|e| located(&e.key, &e.problem))?;
+    let notify = config
+        .notify
+        .check()
+        .map_err(|e| located(&e.key, &e.problem))?;
     let dir = config_file
         .parent()
         .map(Path::to_owned)
@@ -262,6 +268,7 @@ pub fn load_from(
         workforce,
         triage,
         audit,
+        notify,
         data_dir,
         store,
         prompts: Default::default(),

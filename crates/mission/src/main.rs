@@ -132,6 +132,8 @@ async fn run_command(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Status(args) => commands::status::run(config, args).await,
         Command::Incident(command) => commands::incident::run(config, command).await,
         Command::Inbox(command) => commands::inbox::run(config, command).await,
+        Command::Notify(command) => commands::notify::run(config, command).await,
+        Command::Webhook(command) => commands::notify::webhook(config, command).await,
         // Reached only with arguments the runner never writes.
         Command::RunSandboxed(_) => Err(CliError::usage(
             "__run-sandboxed is started by the runner: __run-sandboxed --spec FILE -- ARGS…",

@@ -11,7 +11,7 @@
 //! idempotency keys, the API's counts), `IncidentStore` (incidents and their occurrences),
 //! `HealthStore` (heartbeats, the health snapshot, the recorded verdict), `EvidenceStore`
 //! (evidence and the gate), `ReviewStore` (reviewer runs and verdicts), `InboxStore` (items,
-//! deliveries, actions), `ClusterStore` (the scheduler's lease and node heartbeats, for several
+//! deliveries, actions), `OutboxStore` (notifications for their channels), `ClusterStore` (the scheduler's lease and node heartbeats, for several
 //! servers on one database) and `StoreAdmin` (migrations, closing). `Store` is their sum, used as
 //! `Arc<dyn Store>` (or `&dyn Store`), whose methods
 //! include every part's. Code that calls the methods on a backend's own type (`SqliteStore`)
@@ -26,6 +26,7 @@ mod health;
 mod inbox;
 mod incidents;
 mod migrate;
+mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod review;
@@ -54,6 +55,9 @@ pub use health::{
 pub use inbox::{ActOnItem, Acted, Delivered, Expired, InboxFilter, InboxStore};
 pub use incidents::{AuditPass, IncidentFilter, IncidentStore};
 pub use migrate::MigrationReport;
+pub use outbox::{
+    DeliveryOutcome, DeliveryResult, OutboxAttempt, OutboxFilter, OutboxItem, OutboxStore,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use review::{RecordReview, ReviewRequest, ReviewResult, ReviewStore, Verdict};
@@ -72,8 +76,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub mod prelude {
     pub use crate::{
         ClusterStore, DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore,
-        IncidentStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
-        WebStore,
+        IncidentStore, OutboxStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore,
+        TicketStore, WebStore,
     };
 }
 
@@ -114,6 +118,7 @@ pub trait Store:
     + EvidenceStore
     + ReviewStore
     + InboxStore
+    + OutboxStore
     + ClusterStore
 {
 }
@@ -131,6 +136,7 @@ impl<T> Store for T where
         + EvidenceStore
         + ReviewStore
         + InboxStore
+        + OutboxStore
         + ClusterStore
         + ?Sized
 {

@@ -195,7 +195,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 6
+                supported: 7
             }
         ),
         "{err:?}"
@@ -250,7 +250,7 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 6);
+        assert_eq!(report.to_version, 7);
         applied.extend(report.applied);
     }
     assert_eq!(
@@ -261,7 +261,8 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
             "0003_web",
             "0004_incidents_health",
             "0005_evidence_inbox",
-            "0006_health_reads"
+            "0006_health_reads",
+            "0007_outbox"
         ]
     );
 }

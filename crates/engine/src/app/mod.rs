@@ -12,6 +12,7 @@ mod health;
 mod inbox;
 mod incidents;
 mod logs;
+mod notify;
 mod review;
 mod runs;
 mod tasks;

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod incident;
 pub mod init;
 pub mod migrate;
+pub mod notify;
 pub mod run;
 pub mod serve;
 pub mod status;
@@ -33,6 +34,10 @@ use std::sync::{Arc, OnceLock};
 pub async fn app(config: Option<&Path>) -> Result<(Instance, App), CliError> {
     let (instance, store) = open(config).await?;
     let settings = Arc::new(settings(&instance)?);
+    // Facts recorded by this command are queued for the channels configured now.
+    mission_engine::notify::sync_subscriptions(store.as_ref(), &settings.notify)
+        .await
+        .map_err(|e| store_error(&instance, e))?;
     let waker: Arc<dyn Waker> = match &instance.store {
         StoreLocation::Sqlite(_) => Arc::new(SocketWaker::new(settings.wake_socket.clone())),
         StoreLocation::Postgres(url) => {
@@ -157,6 +162,7 @@ pub fn settings(instance: &Instance) -> Result<Settings, CliError> {
             homes_dir: instance.data_dir.join("homes"),
         },
         prompts: instance.prompts.clone(),
+        notify: instance.notify.clone(),
     })
 }
 

@@ -61,7 +61,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         web_store.clone(),
         settings.clone(),
         Arc::new(SystemClock),
-        web_waker,
+        web_waker.clone(),
     );
     let web = Web::new(
         web_app,
@@ -124,6 +124,24 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         }
     };
     let http = tokio::spawn(mission_web::serve(listener, web, http_stopped, HTTP_GRACE));
+    // The notification sender: its own store connections and tasks, nothing the dispatcher
+    // waits for. Replies and button presses from Telegram act through the same use cases as
+    // the HTTP side, and wake this server like them.
+    let notify_store = open_web_store(&instance).await?;
+    let notify_app = App::new(
+        notify_store.clone(),
+        settings.clone(),
+        Arc::new(SystemClock),
+        web_waker.clone(),
+    );
+    let notifier = mission_engine::notify::start(
+        notify_store.clone(),
+        notify_app,
+        Arc::new(SystemClock),
+        stopped.clone(),
+    )
+    .await
+    .map_err(CliError::usage)?;
     let served = mission_engine::server::serve(
         store.clone(),
         settings.clone(),
@@ -142,6 +160,10 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     for listener in listeners {
         listener.abort();
     }
+    for task in notifier {
+        let _ = task.await;
+    }
+    notify_store.close().await;
     let _ = std::fs::remove_file(&settings.wake_socket);
     served.map_err(|e| CliError::internal(e.to_string()))?;
     web_store.close().await;

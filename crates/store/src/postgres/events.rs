@@ -36,7 +36,11 @@ pub(super) async fn append_event(
     .bind(data.to_string())
     .fetch_optional(&mut *conn)
     .await?;
-    seq.ok_or_else(|| StoreError::Corrupt("the event sequence counter is missing".to_owned()))
+    let seq =
+        seq.ok_or_else(|| StoreError::Corrupt("the event sequence counter is missing".to_owned()))?;
+    // The notifications of the fact, in its transaction (`OutboxStore`).
+    super::outbox::enqueue_for_event(conn, seq, kind, ticket, change, data).await?;
+    Ok(seq)
 }
 
 #[async_trait]

@@ -190,6 +190,79 @@ async fn take_incident_id(conn: &mut PgConnection) -> Result<IncidentId> {
     Ok(IncidentId::new(id))
 }
 
+/// Applies an audit pass inside the caller's write transaction (also used by the outbox, for
+/// a dead notification's incident).
+pub(super) async fn record_audit_in(
+    conn: &mut PgConnection,
+    pass: &AuditPass,
+    change: &Change,
+) -> Result<Vec<(Incident, IncidentChange)>> {
+    // The incidents this pass concerns: those of its findings' fingerprints, and the open
+    // ones (which a check that ran and found nothing may clear).
+    let fingerprints: Vec<String> = pass
+        .findings
+        .iter()
+        .map(|f| f.fingerprint.to_string())
+        .collect();
+    let sql =
+        format!("SELECT {COLUMNS} FROM incidents WHERE status = 'open' OR fingerprint = ANY($1)");
+    let rows = sqlx::query(&sql)
+        .bind(fingerprints)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut incidents = rows
+        .iter()
+        .map(decode_incident)
+        .collect::<Result<Vec<_>>>()?;
+    let plan = plan_audit(&incidents, &pass.findings, &pass.checked);
+    let now = change.at;
+    let mut changed = Vec::new();
+    for finding in &plan.open {
+        let id = take_incident_id(&mut *conn).await?;
+        let (incident, occurrence) = Incident::open(id, finding, now);
+        save_incident(&mut *conn, &incident).await?;
+        insert_occurrence(&mut *conn, &occurrence).await?;
+        incident_event(
+            &mut *conn,
+            &incident,
+            IncidentChange::Opened,
+            json!({}),
+            change,
+        )
+        .await?;
+        changed.push((incident, IncidentChange::Opened));
+    }
+    for (id, finding) in &plan.observe {
+        let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
+            continue;
+        };
+        let (what, occurrence) =
+            incident
+                .observe(finding, now)
+                .map_err(|source| StoreError::Incident {
+                    id: incident.id,
+                    source,
+                })?;
+        save_incident(&mut *conn, incident).await?;
+        insert_occurrence(&mut *conn, &occurrence).await?;
+        incident_event(&mut *conn, incident, what, json!({}), change).await?;
+        changed.push((incident.clone(), what));
+    }
+    for id in &plan.clear {
+        let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
+            continue;
+        };
+        let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
+        if let Some(what) = incident.clear(now, auto) {
+            save_incident(&mut *conn, incident).await?;
+            let extra = json!({ "resolution": { "by": "cleared" } });
+            incident_event(&mut *conn, incident, what, extra, change).await?;
+            changed.push((incident.clone(), what));
+        }
+    }
+    Ok(changed)
+}
+
 #[async_trait]
 impl IncidentStore for PgStore {
     async fn record_audit(
@@ -198,70 +271,7 @@ impl IncidentStore for PgStore {
         change: &Change,
     ) -> Result<Vec<(Incident, IncidentChange)>> {
         let mut tx = self.write_tx().await?;
-        // The incidents this pass concerns: those of its findings' fingerprints, and the open
-        // ones (which a check that ran and found nothing may clear).
-        let fingerprints: Vec<String> = pass
-            .findings
-            .iter()
-            .map(|f| f.fingerprint.to_string())
-            .collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM incidents WHERE status = 'open' OR fingerprint = ANY($1)"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(fingerprints)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut incidents = rows
-            .iter()
-            .map(decode_incident)
-            .collect::<Result<Vec<_>>>()?;
-        let plan = plan_audit(&incidents, &pass.findings, &pass.checked);
-        let now = change.at;
-        let mut changed = Vec::new();
-        for finding in &plan.open {
-            let id = take_incident_id(&mut tx).await?;
-            let (incident, occurrence) = Incident::open(id, finding, now);
-            save_incident(&mut tx, &incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
-            incident_event(
-                &mut tx,
-                &incident,
-                IncidentChange::Opened,
-                json!({}),
-                change,
-            )
-            .await?;
-            changed.push((incident, IncidentChange::Opened));
-        }
-        for (id, finding) in &plan.observe {
-            let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
-                continue;
-            };
-            let (what, occurrence) =
-                incident
-                    .observe(finding, now)
-                    .map_err(|source| StoreError::Incident {
-                        id: incident.id,
-                        source,
-                    })?;
-            save_incident(&mut tx, incident).await?;
-            insert_occurrence(&mut tx, &occurrence).await?;
-            incident_event(&mut tx, incident, what, json!({}), change).await?;
-            changed.push((incident.clone(), what));
-        }
-        for id in &plan.clear {
-            let Some(incident) = incidents.iter_mut().find(|i| i.id == *id) else {
-                continue;
-            };
-            let auto = pass.auto_resolve.for_check(incident.fingerprint.check());
-            if let Some(what) = incident.clear(now, auto) {
-                save_incident(&mut tx, incident).await?;
-                let extra = json!({ "resolution": { "by": "cleared" } });
-                incident_event(&mut tx, incident, what, extra, change).await?;
-                changed.push((incident.clone(), what));
-            }
-        }
+        let changed = record_audit_in(&mut tx, pass, change).await?;
         tx.commit().await?;
         Ok(changed)
     }

@@ -42,6 +42,7 @@ mod evidence;
 mod health;
 mod inbox;
 mod incidents;
+mod outbox;
 mod review;
 mod rows;
 mod runs;
@@ -88,6 +89,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "0006_health_reads",
         sql: include_str!("../../migrations/postgres/0006_health_reads.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_outbox",
+        sql: include_str!("../../migrations/postgres/0007_outbox.sql"),
     },
 ];
 

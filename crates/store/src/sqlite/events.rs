@@ -29,6 +29,8 @@ pub(super) async fn append_event(
     .bind(data.to_string())
     .fetch_one(&mut *conn)
     .await?;
+    // The notifications of the fact, in its transaction (`OutboxStore`).
+    super::outbox::enqueue_for_event(conn, seq, kind, ticket, change, data).await?;
     Ok(seq)
 }
 

@@ -18,6 +18,7 @@ mod evidence;
 mod health;
 mod inbox;
 mod incidents;
+mod outbox;
 mod review;
 mod rows;
 mod runs;
@@ -74,6 +75,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "0008_health_reads",
         sql: include_str!("../../migrations/sqlite/0008_health_reads.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_outbox",
+        sql: include_str!("../../migrations/sqlite/0009_outbox.sql"),
     },
 ];
 

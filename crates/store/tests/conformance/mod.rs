@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod health;
 pub mod inbox;
 pub mod incidents;
+pub mod outbox;
 pub mod runs;
 pub mod state_machine;
 pub mod tasks;
@@ -102,6 +103,11 @@ macro_rules! conformance_suite {
                 web::racing_senders_reserve_a_key_once,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
                 runs::orphaned_attempts_are_not_charged_but_bounded,
+                outbox::notifications_are_queued_with_their_fact_for_subscribed_channels,
+                outbox::claims_are_ordered_leased_and_held_behind_a_retry,
+                outbox::an_expired_lease_delivers_again_under_the_same_id_and_survives_a_restart,
+                outbox::a_dead_notification_opens_its_incident_in_the_same_transaction,
+                outbox::cursors_only_move_forward_and_count_what_was_ignored,
             );
 
             #[test]
