@@ -312,7 +312,8 @@ pub async fn waiting_tickets_carry_their_dependencies<B: Backend>() {
         })
         .await
         .unwrap();
-    let seen: Vec<(String, Vec<String>, Vec<(String, Option<State>)>, i64)> = snapshot
+    type Seen = (String, Vec<String>, Vec<(String, Option<State>)>, i64);
+    let seen: Vec<Seen> = snapshot
         .waiting
         .iter()
         .map(|w| {
