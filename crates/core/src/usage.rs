@@ -663,6 +663,124 @@ pub struct WorkerPark {
     pub run: Option<i64>,
 }
 
+/// A run's figures as stored: before and after its end is recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+impl Figures {
+    fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: self.cached_tokens.unwrap_or(0),
+            cost_micros: self.cost_usd.map_or(0, usd_to_micros),
+            ..Usage::default()
+        }
+    }
+}
+
+/// What recording the end of a run (its figures, how it ended) does to the ledger, its worker's
+/// park and its worker's breaker. Decided here; the store writes it in the ending transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accounting {
+    /// Added to each of the run's ledger series (zero: nothing to add).
+    pub usage: Usage,
+    /// The worker's park to store (a rate limit).
+    pub park: Option<WorkerPark>,
+    /// The worker's breaker to store, and whether this end opened it.
+    pub breaker: Option<(crate::breaker::Breaker, bool)>,
+}
+
+/// The inputs of [`account`].
+#[derive(Clone, Debug)]
+pub struct RunEndFacts<'a> {
+    /// The run after its end was recorded.
+    pub run: &'a crate::run::Run,
+    pub before: Figures,
+    pub after: Figures,
+    /// Whether the run was already counted in the ledger (a second account of it adds only
+    /// figures that changed).
+    pub counted: bool,
+    /// The reset time of the limit the runtime reported.
+    pub limit_reset: Option<Timestamp>,
+    /// The worker's park and breaker as stored.
+    pub park: Option<&'a WorkerPark>,
+    pub breaker: crate::breaker::Breaker,
+    pub now: Timestamp,
+}
+
+/// The accounting of a run's end: its figures' increase; the first time, one run and its wall
+/// time (start to now), the worker's breaker moved by how it ended, and, for a rate limit, the
+/// worker parked (the longer of the park in force and the new one; limits in a row counted while
+/// the previous park is recent).
+pub fn account(facts: &RunEndFacts<'_>, retry: &crate::run::RetryPolicy) -> Accounting {
+    use crate::breaker::Verdict;
+    use crate::run::{FailureClass, RunOutcome};
+    let run = facts.run;
+    let mut usage = facts.after.usage().sub(facts.before.usage());
+    if !facts.counted {
+        usage.runs = 1;
+        usage.run_ms = (facts.now.as_millis() - run.started_at.as_millis()).max(0);
+    }
+    let mut park = None;
+    let mut breaker = None;
+    if !facts.counted {
+        if run.failure_class == Some(FailureClass::RateLimited) {
+            let recent = facts
+                .park
+                .filter(|p| p.until.plus(retry.rate_limit_backoff_max) >= facts.now);
+            let strikes_before = recent.map_or(0, |p| p.strikes);
+            let until = retry.park_until(facts.limit_reset, strikes_before, facts.now);
+            let until = recent.map_or(until, |p| p.until.max(until));
+            park = Some(WorkerPark {
+                worker: run.worker.clone(),
+                until,
+                reason: match facts.limit_reset {
+                    Some(_) => format!(
+                        "run {} hit a limit; the runtime gave its reset time",
+                        run.id
+                    ),
+                    None => format!(
+                        "run {} hit a limit without a reset time; backoff after {} in a row",
+                        run.id,
+                        strikes_before + 1
+                    ),
+                },
+                strikes: strikes_before + 1,
+                since: facts.now,
+                run: Some(run.id.get()),
+            });
+        }
+        let verdict = match (run.outcome, run.failure_class) {
+            (Some(RunOutcome::Submitted | RunOutcome::Asked), _) => Verdict::Success,
+            (
+                _,
+                Some(
+                    FailureClass::AgentError
+                    | FailureClass::Timeout
+                    | FailureClass::Stalled
+                    | FailureClass::RuntimeMissing,
+                ),
+            ) => Verdict::Failure,
+            _ => Verdict::Neutral,
+        };
+        let (next, opened) = facts.breaker.after(verdict, facts.now, &retry.breaker);
+        if next != facts.breaker {
+            breaker = Some((next, opened));
+        }
+    }
+    Accounting {
+        usage,
+        park,
+        breaker,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

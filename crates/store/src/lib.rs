@@ -33,6 +33,7 @@ mod runs;
 pub mod sqlite;
 mod tasks;
 mod tickets;
+mod usage;
 mod web;
 
 use async_trait::async_trait;
@@ -61,6 +62,7 @@ pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
+pub use usage::{BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, worker_subject};
 pub use web::{
     ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
 };
@@ -73,7 +75,7 @@ pub mod prelude {
     pub use crate::{
         ClusterStore, DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore,
         IncidentStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore, TicketStore,
-        WebStore,
+        UsageStore, WebStore,
     };
 }
 
@@ -115,6 +117,7 @@ pub trait Store:
     + ReviewStore
     + InboxStore
     + ClusterStore
+    + UsageStore
 {
 }
 
@@ -132,6 +135,7 @@ impl<T> Store for T where
         + ReviewStore
         + InboxStore
         + ClusterStore
+        + UsageStore
         + ?Sized
 {
 }

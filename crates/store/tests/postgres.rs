@@ -195,7 +195,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 5
+                supported: 7
             }
         ),
         "{err:?}"
@@ -250,7 +250,7 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 5);
+        assert_eq!(report.to_version, 7);
         applied.extend(report.applied);
     }
     assert_eq!(
@@ -260,7 +260,8 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
             "0002_cluster",
             "0003_web",
             "0004_incidents_health",
-            "0005_evidence_inbox"
+            "0005_evidence_inbox",
+            "0007_usage"
         ]
     );
 }
@@ -476,6 +477,7 @@ async fn a_nul_in_free_text_does_not_fail_the_write() {
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         max_orphaned: 1,
+        ..mission_core::RetryPolicy::default()
     };
     let ended = store
         .end_run(

@@ -47,6 +47,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+mod usage;
 pub mod wake;
 mod web;
 
@@ -83,6 +84,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "0005_evidence_inbox",
         sql: include_str!("../../migrations/postgres/0005_evidence_inbox.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_usage",
+        sql: include_str!("../../migrations/postgres/0007_usage.sql"),
     },
 ];
 

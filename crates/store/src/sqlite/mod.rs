@@ -23,6 +23,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+mod usage;
 mod web;
 
 use crate::migrate::{self, Migration, MigrationReport};
@@ -69,6 +70,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "0007_evidence_inbox",
         sql: include_str!("../../migrations/sqlite/0007_evidence_inbox.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_usage",
+        sql: include_str!("../../migrations/sqlite/0009_usage.sql"),
     },
 ];
 

@@ -22,6 +22,7 @@ pub mod runs;
 pub mod state_machine;
 pub mod tasks;
 pub mod tickets;
+pub mod usage;
 pub mod web;
 
 use mission_store::Store;
@@ -101,7 +102,16 @@ macro_rules! conformance_suite {
                 web::racing_senders_reserve_a_key_once,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
                 runs::orphaned_attempts_are_not_charged_but_bounded,
+                usage::the_ledger_counts_each_run_once_and_answers_windows,
+                usage::a_rate_limit_parks_the_worker_and_charges_no_attempt,
+                usage::a_worker_breaker_opens_after_failures_in_a_row_and_closes_on_success,
+                usage::a_budget_alert_is_raised_once_per_window,
             );
+
+            #[test]
+            fn the_ledger_matches_hand_computed_sums() {
+                $crate::conformance::usage::the_ledger_matches_hand_computed_sums::<$backend>();
+            }
 
             #[test]
             fn incident_recurrence_holds() {
