@@ -598,6 +598,14 @@ pub fn budgets(
                 "the soft limit is a fraction of the hard ones, between 0 and 1 (e.g. 0.8)",
             ));
         }
+        if config.on_exhaust == OnExhaust::Stop {
+            // Stopping runs in progress needs a way to stop a run that is not a cancellation of
+            // its ticket; until then the setting is refused rather than ignored.
+            return Err(ConfigError::new(
+                key("on_exhaust"),
+                "\"stop\" is not supported yet; runs in progress under an exhausted budget finish (\"finish\")",
+            ));
+        }
         let name = match &config.name {
             Some(name) => {
                 Name::parse(name).map_err(|e| ConfigError::new(key("name"), e.to_string()))?;
@@ -1008,6 +1016,10 @@ mod tests {
             (
                 "[[budgets]]\nwindow = \"day\"\nruns = 1\nsoft = 1.5\n",
                 "key `budgets[0].soft`",
+            ),
+            (
+                "[[budgets]]\nwindow = \"day\"\nruns = 1\non_exhaust = \"stop\"\n",
+                "key `budgets[0].on_exhaust`: \"stop\" is not supported yet",
             ),
             (
                 "[[budgets]]\nwindow = \"day\"\nruns = 1\n[[budgets]]\nwindow = \"day\"\nruns = 2\n",
