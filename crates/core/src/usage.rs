@@ -42,7 +42,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn add(self, other: Usage) -> Usage {
+    pub fn plus(self, other: Usage) -> Usage {
         Usage {
             runs: self.runs + other.runs,
             input_tokens: self.input_tokens + other.input_tokens,
@@ -53,7 +53,7 @@ impl Usage {
         }
     }
 
-    pub fn sub(self, other: Usage) -> Usage {
+    pub fn minus(self, other: Usage) -> Usage {
         Usage {
             runs: self.runs - other.runs,
             input_tokens: self.input_tokens - other.input_tokens,
@@ -730,7 +730,7 @@ pub fn account(facts: &RunEndFacts<'_>, retry: &crate::run::RetryPolicy) -> Acco
     use crate::breaker::Verdict;
     use crate::run::{FailureClass, RunOutcome};
     let run = facts.run;
-    let mut usage = facts.after.usage().sub(facts.before.usage());
+    let mut usage = facts.after.usage().minus(facts.before.usage());
     if !facts.counted {
         usage.runs = 1;
         usage.run_ms = (facts.now.as_millis() - run.started_at.as_millis()).max(0);
@@ -895,12 +895,14 @@ mod tests {
             live_runs: 0,
         };
         // (limits, soft, use, expected: None within / Some(kind, exhausted))
-        let cases: Vec<(
+        // (limits, soft fraction, use, expected: None within / Some(kind, exhausted))
+        type Case = (
             Vec<(LimitKind, i64)>,
             Option<f64>,
             BudgetUse,
             Option<(LimitKind, bool)>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (vec![(Tokens, 1000)], None, used(9, 999, 0, 0), None),
             (
                 vec![(Tokens, 1000)],

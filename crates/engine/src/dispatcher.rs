@@ -51,6 +51,9 @@ pub struct Refused {
     pub refusal: ClaimRefusal,
 }
 
+/// A budget alert: the budget, its window's start, the kind (`soft`, `exhausted`).
+type AlertKey = (String, i64, &'static str);
+
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -58,7 +61,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     /// Budget alerts this process raised (budget, window, kind): the store raises each once per
     /// window anyway; this spares a write per pass.
-    alerts: Arc<std::sync::Mutex<std::collections::HashSet<(String, i64, &'static str)>>>,
+    alerts: Arc<std::sync::Mutex<std::collections::HashSet<AlertKey>>>,
 }
 
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it

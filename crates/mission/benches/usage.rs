@@ -58,14 +58,20 @@ fn settings(dir: &Path, text: &str) -> Settings {
 
 async fn run(tickets: usize, runs: usize) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mission.toml"), format!("{WORKERS}{BUDGETS}")).unwrap();
+    std::fs::write(
+        dir.path().join("mission.toml"),
+        format!("{WORKERS}{BUDGETS}"),
+    )
+    .unwrap();
     let out = Command::new(MISSION)
         .args(["init", dir.path().to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let db = dir.path().join("data/mission.db");
-    let store = SqliteStore::open(&db, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let setup = Instant::now();
     let change = Change::new(Actor::new("bench"), Timestamp::now());
@@ -149,7 +155,11 @@ async fn run(tickets: usize, runs: usize) {
     println!("{}", b.line("dispatch pass, capacity full, 4 budgets"));
     println!("{}", gather.line("  the holds read alone (4 budgets)"));
     let added = b.percentile(50.0).as_secs_f64() - a.percentile(50.0).as_secs_f64();
-    println!("{:<48} {:.3} ms", "budget check added to a pass, p50", added * 1000.0);
+    println!(
+        "{:<48} {:.3} ms",
+        "budget check added to a pass, p50",
+        added * 1000.0
+    );
 
     for by in ["worker", "label", "day", "ticket"] {
         let mut samples = Vec::new();
@@ -161,11 +171,17 @@ async fn run(tickets: usize, runs: usize) {
                 .output()
                 .unwrap();
             samples.push(t.elapsed());
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         println!(
             "{}",
-            Stats::new(samples).line(&format!("mission usage --by {by}, a year (the whole process)"))
+            Stats::new(samples).line(&format!(
+                "mission usage --by {by}, a year (the whole process)"
+            ))
         );
     }
 }

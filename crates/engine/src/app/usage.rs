@@ -112,7 +112,7 @@ impl App {
                 for (bucket, usage) in self.store.usage_buckets(from, None).await? {
                     let day = zone.date_of(bucket_start(bucket)).to_string();
                     match days.last_mut() {
-                        Some((last, sum)) if *last == day => *sum = sum.add(usage),
+                        Some((last, sum)) if *last == day => *sum = sum.plus(usage),
                         _ => days.push((day, usage)),
                     }
                 }
@@ -140,7 +140,7 @@ impl App {
             .usage_by(ScopeKind::Instance, from, None)
             .await?
             .into_iter()
-            .fold(Usage::default(), |sum, (_, usage)| sum.add(usage));
+            .fold(Usage::default(), |sum, (_, usage)| sum.plus(usage));
         let view = crate::holds::gather(self.store.as_ref(), workforce, now).await?;
         let budgets = view
             .standings

@@ -58,7 +58,7 @@ pub(super) async fn ledger_add(
 ) -> Result<()> {
     for key in keys {
         let before = total(conn, key, Some(bucket)).await?;
-        let cum = before.add(delta);
+        let cum = before.plus(delta);
         let sql = format!(
             "INSERT INTO usage_ledger (scope, key, bucket, {AMOUNTS}, {TOTALS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -270,7 +270,7 @@ impl UsageStore for PgStore {
                 None
             };
             facts.windows.push(WindowUse {
-                used: latest.sub(before),
+                used: latest.minus(before),
                 live_runs: live_runs(&mut tx, &window.key).await?,
                 first_bucket,
             });

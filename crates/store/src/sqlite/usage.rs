@@ -57,7 +57,7 @@ pub(super) async fn ledger_add(
 ) -> Result<()> {
     for key in keys {
         let before = total(conn, key, Some(bucket)).await?;
-        let cum = before.add(delta);
+        let cum = before.plus(delta);
         let sql = format!(
             "INSERT INTO usage_ledger (scope, key, bucket, {AMOUNTS}, {TOTALS}) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -272,7 +272,7 @@ impl UsageStore for SqliteStore {
                 None
             };
             facts.windows.push(WindowUse {
-                used: latest.sub(before),
+                used: latest.minus(before),
                 live_runs: live_runs(&mut tx, &window.key).await?,
                 first_bucket,
             });

@@ -501,7 +501,7 @@ async fn ledger_matches_hand_sums<B: Backend>(
             let mut hand = Usage::default();
             for (r, at, ms) in &ended {
                 if zone.date_of(*at) == date && labels[r.ticket as usize].contains(&label) {
-                    hand = hand.add(Usage {
+                    hand = hand.plus(Usage {
                         runs: 1,
                         input_tokens: r.input,
                         output_tokens: r.output,
