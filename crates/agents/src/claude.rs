@@ -24,6 +24,7 @@ impl OutputParser for ClaudeParser {
             "system" => system(&event),
             "assistant" => assistant(&event),
             "result" => result(&event),
+            "rate_limit_event" => Some(rate_limit_event(&event)),
             // Tool results echoed back, and event types this adapter does not use.
             _ => Some(Vec::new()),
         };
@@ -119,10 +120,30 @@ fn result(event: &Map<String, Value>) -> Option<Vec<AgentEvent>> {
             cost_usd,
         });
     }
+    events.extend(crate::event::limit_reset(rate_limited, text.as_deref()));
     events.push(AgentEvent::Result {
         is_error,
         rate_limited,
         text,
     });
     Some(events)
+}
+
+/// `{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":SECONDS,…}}`:
+/// a refused request's reset time. Other statuses (allowed, a warning) say nothing to act on.
+fn rate_limit_event(event: &Map<String, Value>) -> Vec<AgentEvent> {
+    let Some(info) = event.get("rate_limit_info").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    if info.get("status").and_then(Value::as_str) != Some("rejected") {
+        return Vec::new();
+    }
+    info.get("resetsAt")
+        .and_then(Value::as_i64)
+        .filter(|secs| *secs > 0)
+        .map(|secs| AgentEvent::LimitReset {
+            reset: crate::ResetHint::At(mission_core::Timestamp::from_millis(secs * 1000)),
+        })
+        .into_iter()
+        .collect()
 }

@@ -130,9 +130,14 @@ fn turn_failed(event: &Map<String, Value>) -> Option<Vec<AgentEvent>> {
 }
 
 fn failure(message: &str) -> Vec<AgentEvent> {
-    vec![AgentEvent::Result {
+    let rate_limited = mentions_rate_limit(message);
+    let mut events: Vec<AgentEvent> = crate::event::limit_reset(rate_limited, Some(message))
+        .into_iter()
+        .collect();
+    events.push(AgentEvent::Result {
         is_error: true,
-        rate_limited: mentions_rate_limit(message),
+        rate_limited,
         text: Some(shorten(message, RESULT_CHARS)),
-    }]
+    });
+    events
 }

@@ -33,6 +33,8 @@ pub enum AgentEvent {
         rate_limited: bool,
         text: Option<String>,
     },
+    /// When the rate or usage limit the agent hit resets, as it said (see [`crate::reset_hint`]).
+    LimitReset { reset: crate::ResetHint },
     /// Something non-fatal the agent reported, e.g. Codex's "Model metadata … not found".
     Warning { message: String },
     /// A line that is not JSON or not of the expected shape, shortened and lossily decoded.
@@ -50,6 +52,8 @@ pub struct RunSummary {
     pub cost_usd: Option<f64>,
     /// The last `Result`: `(is_error, rate_limited)`.
     pub result: Option<(bool, bool)>,
+    /// The last reset time of a limit the agent reported.
+    pub limit_reset: Option<crate::ResetHint>,
     pub malformed_lines: u32,
     pub last_progress: Option<String>,
 }
@@ -97,6 +101,7 @@ impl RunSummary {
                 rate_limited,
                 ..
             } => self.result = Some((*is_error, *rate_limited)),
+            AgentEvent::LimitReset { reset } => self.limit_reset = Some(reset.clone()),
             AgentEvent::Warning { .. } => {}
             AgentEvent::Malformed { .. } => {
                 self.malformed_lines = self.malformed_lines.saturating_add(1)
@@ -203,9 +208,20 @@ pub(crate) fn mentions_rate_limit(message: &str) -> bool {
         "429",
         "too many requests",
         "usage limit",
+        "hit your limit",
+        "hour limit reached",
+        "weekly limit reached",
     ]
     .iter()
     .any(|needle| message.contains(needle))
+}
+
+/// The events of an error result: the reset time first, when it is a limit that gives one.
+pub(crate) fn limit_reset(rate_limited: bool, text: Option<&str>) -> Option<AgentEvent> {
+    if !rate_limited {
+        return None;
+    }
+    crate::reset_hint(text?).map(|reset| AgentEvent::LimitReset { reset })
 }
 
 pub(crate) fn u64_at(object: &Value, key: &str) -> u64 {
@@ -283,6 +299,7 @@ mod tests {
                 result: Some((false, false)),
                 malformed_lines: 1,
                 last_progress: Some("two".into()),
+                limit_reset: None,
             }
         );
     }

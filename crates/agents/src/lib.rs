@@ -14,10 +14,12 @@ mod claude;
 mod codex;
 mod event;
 mod launch;
+mod limit;
 mod shell;
 
 pub use event::{AgentEvent, RunSummary};
 pub use launch::{CommandSpec, LaunchSpec, Resume, Stdin, command, valid_session_id};
+pub use limit::{ResetHint, reset_hint};
 pub use mission_core::config::RuntimeKind;
 
 /// Reads an agent's stdout one line at a time.

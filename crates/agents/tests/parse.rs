@@ -85,6 +85,7 @@ fn claude_sample_parses_completely() {
             result: Some((false, false)),
             malformed_lines: 0,
             last_progress: Some("done".into()),
+            limit_reset: None,
         }
     );
 }
@@ -133,6 +134,7 @@ fn codex_sample_parses_completely() {
             result: Some((false, false)),
             malformed_lines: 0,
             last_progress: Some("done".into()),
+            limit_reset: None,
         }
     );
 }
@@ -458,6 +460,7 @@ fn codex_turns_add_up() {
             result: Some((false, false)),
             malformed_lines: 0,
             last_progress: Some("second".into()),
+            limit_reset: None,
         }
     );
 }
@@ -540,4 +543,77 @@ fn session_ids_are_checked_and_the_first_wins() {
     summary.apply(&AgentEvent::Session { id: "a".into() });
     summary.apply(&AgentEvent::Session { id: "b".into() });
     assert_eq!(summary.session_id.as_deref(), Some("a"));
+}
+
+/// Rate and usage limits of both runtimes, with and without a reset time: the real 429 sample
+/// (no time: the worker gets a backoff), Claude Code's usage-limit texts and its
+/// `rate_limit_event`, Codex's usage-limit error.
+#[test]
+fn limits_and_their_reset_times() {
+    use mission_agents::ResetHint;
+    use mission_core::Timestamp;
+    let sample = std::fs::read("tests/samples/claude-rate-limit.jsonl").unwrap();
+    let lines: Vec<&[u8]> = sample.split(|b| *b == b'\n').collect();
+    let summary = summarize(&parse(RuntimeKind::ClaudeCode, &lines));
+    assert_eq!(summary.result, Some((true, true)), "{summary:?}");
+    assert_eq!(summary.limit_reset, None);
+    assert_eq!(summary.cost_usd, Some(0.0));
+
+    let now = Timestamp::parse_rfc3339("2026-11-28T10:20:00Z").unwrap();
+    let reset_of = |runtime, line: &str| {
+        let summary = summarize(&parse(runtime, &[line.as_bytes()]));
+        (
+            summary.result,
+            summary.limit_reset.map(|r: ResetHint| r.resolve(now)),
+        )
+    };
+    let at = |s: &str| Some(Timestamp::parse_rfc3339(s).unwrap());
+    let cases = [
+        (
+            RuntimeKind::ClaudeCode,
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"Claude AI usage limit reached|1795867200","session_id":"s"}"#,
+            Some((true, true)),
+            at("2026-11-28T12:00:00Z"),
+        ),
+        (
+            RuntimeKind::ClaudeCode,
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"5-hour limit reached ∙ resets 3pm (Europe/Paris)","session_id":"s"}"#,
+            Some((true, true)),
+            at("2026-11-28T14:00:00Z"),
+        ),
+        (
+            RuntimeKind::ClaudeCode,
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1795867200,"rateLimitType":"five_hour"},"session_id":"s"}"#,
+            None,
+            at("2026-11-28T12:00:00Z"),
+        ),
+        (
+            RuntimeKind::ClaudeCode,
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","resetsAt":1795867200},"session_id":"s"}"#,
+            None,
+            None,
+        ),
+        // A successful result that mentions a reset time is not a limit.
+        (
+            RuntimeKind::ClaudeCode,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"the cache resets in 5 minutes","session_id":"s"}"#,
+            Some((false, false)),
+            None,
+        ),
+        (
+            RuntimeKind::Codex,
+            r#"{"type":"error","message":"You've hit your usage limit. Upgrade to Pro or try again in 2 hours 5 minutes."}"#,
+            Some((true, true)),
+            at("2026-11-28T12:25:00Z"),
+        ),
+        (
+            RuntimeKind::Codex,
+            r#"{"type":"turn.failed","error":{"message":"exceeded retry limit, last status: 429 Too Many Requests"}}"#,
+            Some((true, true)),
+            None,
+        ),
+    ];
+    for (runtime, line, result, reset) in cases {
+        assert_eq!(reset_of(runtime, line), (result, reset), "{line}");
+    }
 }

@@ -64,6 +64,9 @@ pub struct Config {
     /// Notifications: Telegram and webhooks, through the outbox.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Budgets: limits in USD, tokens, runs and run-hours over a window.
+    #[serde(default)]
+    pub budgets: Vec<crate::usage::BudgetConfig>,
 }
 
 /// The HTTP side of `mission serve`: the JSON API, `/metrics` and the dashboard.
@@ -207,6 +210,22 @@ pub struct DispatchConfig {
     /// This server's name in runs (several servers may share a store). Default: the host name.
     #[serde(default)]
     pub node: Option<String>,
+    /// A worker whose runtime reported a rate or usage limit without a reset time is parked this
+    /// long; doubled for each limit in a row, up to `rate_limit_backoff_max`.
+    #[serde(default = "secs::<60>", deserialize_with = "duration")]
+    pub rate_limit_backoff: Duration,
+    #[serde(default = "secs::<3600>", deserialize_with = "duration")]
+    pub rate_limit_backoff_max: Duration,
+    /// Failed runs of a worker in a row that open its circuit breaker (0: no breaker).
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker stays open before a probe run may start.
+    #[serde(default = "secs::<600>", deserialize_with = "duration")]
+    pub breaker_cooldown: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
 }
 
 impl Default for DispatchConfig {
@@ -261,6 +280,9 @@ pub struct InstanceConfig {
     /// Folder for the store, run logs and workspaces, relative to the config file's folder.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
+    /// Where days, weeks and months begin for budgets and `mission usage` (an IANA name).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
 }
 
 impl Default for InstanceConfig {
@@ -268,8 +290,13 @@ impl Default for InstanceConfig {
         InstanceConfig {
             key: TicketKey::default(),
             data_dir: default_data_dir(),
+            time_zone: default_time_zone(),
         }
     }
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_data_dir() -> String {
@@ -441,6 +468,9 @@ pub struct Workforce {
     controllers: BTreeSet<Name>,
     max_workers: u32,
     pool_limits: BTreeMap<String, u32>,
+    budgets: Vec<crate::usage::Budget>,
+    zone: crate::usage::Zone,
+    breaker: crate::breaker::BreakerPolicy,
 }
 
 impl Workforce {
@@ -474,6 +504,14 @@ impl Workforce {
         }
         config.evidence.check()?;
         config.inbox.check()?;
+        workforce.zone = crate::usage::Zone::parse(&config.instance.time_zone)
+            .map_err(|e| ConfigError::new("instance.time_zone", e))?;
+        workforce.budgets =
+            crate::usage::budgets(&config.budgets, |name| workforce.workers.contains_key(name))?;
+        workforce.breaker = crate::breaker::BreakerPolicy {
+            failures: config.dispatch.breaker_failures,
+            cooldown: config.dispatch.breaker_cooldown,
+        };
         workforce.max_workers = config.dispatch.max_workers;
         workforce.pool_limits = config
             .pools
@@ -565,12 +603,30 @@ impl Workforce {
             controllers,
             max_workers: default_max_workers(),
             pool_limits: BTreeMap::new(),
+            budgets: Vec::new(),
+            zone: crate::usage::Zone::default(),
+            breaker: crate::breaker::BreakerPolicy::default(),
         })
     }
 
     /// Most runs at once across all workers.
     pub fn max_workers(&self) -> u32 {
         self.max_workers
+    }
+
+    /// The budgets (`[[budgets]]`), checked.
+    pub fn budgets(&self) -> &[crate::usage::Budget] {
+        &self.budgets
+    }
+
+    /// The instance's time zone.
+    pub fn zone(&self) -> &crate::usage::Zone {
+        &self.zone
+    }
+
+    /// The workers' circuit breaker.
+    pub fn breaker(&self) -> &crate::breaker::BreakerPolicy {
+        &self.breaker
     }
 
     /// The cap of a pool, if it has one.

@@ -25,6 +25,9 @@
 //! | `inbox_aging` | inbox | warning | pending or delivered items older than `inbox_age_limit` |
 //! | `inbox_failed` | inbox | warning | items failed (never acted on) within `task_window` |
 //! | `evidence_invalid` | evidence | warning | done tickets whose evidence no longer verifies |
+//! | `worker_rate_limited` | workers | warning | workers parked by a rate or usage limit, until when |
+//! | `breaker_open` | workers | warning | workers whose circuit breaker is open (failed runs in a row) |
+//! | `budget_exhausted` | budgets | warning | budgets at their hard limit: nothing is dispatched under them until they reset |
 //!
 //! A warning makes the verdict `degraded`, a critical reason `broken`. There is one reason per
 //! code (per severity for incidents), listing every id.
@@ -106,10 +109,13 @@ pub enum ReasonCode {
     InboxAging,
     InboxFailed,
     EvidenceInvalid,
+    WorkerRateLimited,
+    BreakerOpen,
+    BudgetExhausted,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 15] = [
+    pub const ALL: [ReasonCode; 18] = [
         ReasonCode::ServerDown,
         ReasonCode::DispatcherStalled,
         ReasonCode::CapacityUnknown,
@@ -125,6 +131,9 @@ impl ReasonCode {
         ReasonCode::InboxAging,
         ReasonCode::InboxFailed,
         ReasonCode::EvidenceInvalid,
+        ReasonCode::WorkerRateLimited,
+        ReasonCode::BreakerOpen,
+        ReasonCode::BudgetExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,6 +153,9 @@ impl ReasonCode {
             ReasonCode::InboxAging => "inbox_aging",
             ReasonCode::InboxFailed => "inbox_failed",
             ReasonCode::EvidenceInvalid => "evidence_invalid",
+            ReasonCode::WorkerRateLimited => "worker_rate_limited",
+            ReasonCode::BreakerOpen => "breaker_open",
+            ReasonCode::BudgetExhausted => "budget_exhausted",
         }
     }
 
@@ -163,6 +175,8 @@ impl ReasonCode {
             ReasonCode::SandboxOff => Component::Sandbox,
             ReasonCode::InboxAging | ReasonCode::InboxFailed => Component::Inbox,
             ReasonCode::EvidenceInvalid => Component::Evidence,
+            ReasonCode::WorkerRateLimited | ReasonCode::BreakerOpen => Component::Workers,
+            ReasonCode::BudgetExhausted => Component::Budgets,
         }
     }
 }
@@ -187,6 +201,8 @@ pub enum Component {
     Evidence,
     Config,
     Sandbox,
+    Workers,
+    Budgets,
 }
 
 impl Component {
@@ -202,6 +218,8 @@ impl Component {
             Component::Evidence => "evidence",
             Component::Config => "config",
             Component::Sandbox => "sandbox",
+            Component::Workers => "workers",
+            Component::Budgets => "budgets",
         }
     }
 }
@@ -387,6 +405,37 @@ pub struct HealthFacts {
     pub unsettled_inbox: Vec<UnsettledItem>,
     pub failed_inbox: Vec<FailedItem>,
     pub invalid_evidence: Vec<InvalidEvidence>,
+    /// Workers parked by a rate limit now (until later than now).
+    pub parked_workers: Vec<ParkedWorker>,
+    /// Workers whose breaker is open or half-open.
+    pub open_breakers: Vec<OpenBreaker>,
+    /// Budgets at their hard limit.
+    pub exhausted_budgets: Vec<ExhaustedBudget>,
+}
+
+/// A worker parked by a rate limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedWorker {
+    pub worker: Name,
+    pub since: Timestamp,
+    pub until: Timestamp,
+}
+
+/// A worker whose breaker is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenBreaker {
+    pub worker: Name,
+    pub failures: u32,
+    pub opened_at: Timestamp,
+}
+
+/// A budget at its hard limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExhaustedBudget {
+    pub budget: String,
+    /// `tokens 1200 tokens of 1000 tokens`.
+    pub detail: String,
+    pub resets: Option<String>,
 }
 
 /// The verdict over `facts` at `now`.
@@ -642,6 +691,80 @@ pub fn assess(facts: &HealthFacts, now: Timestamp, limits: &HealthThresholds) ->
             format!("runs are not sandboxed: {why}"),
             None,
             vec![],
+        );
+    }
+
+    if !facts.parked_workers.is_empty() {
+        add(
+            ReasonCode::WorkerRateLimited,
+            Severity::Warning,
+            listing(
+                facts
+                    .parked_workers
+                    .iter()
+                    .map(|p| format!("worker {} is rate limited until {}", p.worker, p.until))
+                    .collect(),
+            ),
+            facts.parked_workers.iter().map(|p| p.since).min(),
+            facts
+                .parked_workers
+                .iter()
+                .map(|p| p.worker.to_string())
+                .collect(),
+        );
+    }
+
+    if !facts.open_breakers.is_empty() {
+        add(
+            ReasonCode::BreakerOpen,
+            Severity::Warning,
+            listing(
+                facts
+                    .open_breakers
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "worker {}'s circuit breaker is open after {} failed runs in a row",
+                            b.worker, b.failures
+                        )
+                    })
+                    .collect(),
+            ),
+            facts.open_breakers.iter().map(|b| b.opened_at).min(),
+            facts
+                .open_breakers
+                .iter()
+                .map(|b| b.worker.to_string())
+                .collect(),
+        );
+    }
+
+    if !facts.exhausted_budgets.is_empty() {
+        add(
+            ReasonCode::BudgetExhausted,
+            Severity::Warning,
+            listing(
+                facts
+                    .exhausted_budgets
+                    .iter()
+                    .map(|b| match &b.resets {
+                        Some(at) => format!(
+                            "budget {} is exhausted ({}); it resets at {at}",
+                            b.budget, b.detail
+                        ),
+                        None => format!(
+                            "budget {} is exhausted ({}); it frees as its usage ages out",
+                            b.budget, b.detail
+                        ),
+                    })
+                    .collect(),
+            ),
+            None,
+            facts
+                .exhausted_budgets
+                .iter()
+                .map(|b| b.budget.clone())
+                .collect(),
         );
     }
 
@@ -910,6 +1033,9 @@ mod tests {
                 at: ago(180),
             }],
             invalid_evidence: vec![],
+            parked_workers: vec![],
+            open_breakers: vec![],
+            exhausted_budgets: vec![],
         }
     }
 
@@ -1254,6 +1380,51 @@ mod tests {
                 clear: |f| f.invalid_evidence.clear(),
                 detail: "MC-7 is done but aaaaaaaaaaaa is not reachable from mission/MC-7",
                 ids: &["MC-7"],
+            },
+            Fixture {
+                code: WorkerRateLimited,
+                component: "workers",
+                verdict: Verdict::Degraded,
+                produce: |f| {
+                    f.parked_workers.push(ParkedWorker {
+                        worker: Name::parse("claude").unwrap(),
+                        since: ago(2),
+                        until: at(NOW + 60_000),
+                    })
+                },
+                clear: |f| f.parked_workers.clear(),
+                detail: "worker claude is rate limited until",
+                ids: &["claude"],
+            },
+            Fixture {
+                code: BreakerOpen,
+                component: "workers",
+                verdict: Verdict::Degraded,
+                produce: |f| {
+                    f.open_breakers.push(OpenBreaker {
+                        worker: Name::parse("codex").unwrap(),
+                        failures: 5,
+                        opened_at: ago(1),
+                    })
+                },
+                clear: |f| f.open_breakers.clear(),
+                detail: "worker codex's circuit breaker is open after 5 failed runs in a row",
+                ids: &["codex"],
+            },
+            Fixture {
+                code: BudgetExhausted,
+                component: "budgets",
+                verdict: Verdict::Degraded,
+                produce: |f| {
+                    f.exhausted_budgets.push(ExhaustedBudget {
+                        budget: "daily".into(),
+                        detail: "runs 3 runs of 3 runs".into(),
+                        resets: Some("2026-01-02T00:00:00+00:00".into()),
+                    })
+                },
+                clear: |f| f.exhausted_budgets.clear(),
+                detail: "budget daily is exhausted (runs 3 runs of 3 runs); it resets at 2026-01-02T00:00:00+00:00",
+                ids: &["daily"],
             },
         ]
     }

@@ -4,6 +4,7 @@
 //! reads. The store, the engines and the binary call into this crate; it calls into none of them.
 
 pub mod audit;
+pub mod breaker;
 pub mod capacity;
 pub mod config;
 pub mod deps;
@@ -24,6 +25,7 @@ pub mod task;
 pub mod ticket;
 pub mod time;
 pub mod transition;
+pub mod usage;
 
 pub use capacity::{ActiveCounts, CapacityFull, SlotLimits};
 pub use config::{ConfigError, PolicyConfig, TriageRule, WorkerConfig, Workforce};
@@ -47,7 +49,7 @@ pub use policy::{Capacity, PolicyContext, Reason, ReasonCode, Runnability, runna
 pub use review::{ReviewMode, ReviewOutcome, ReviewRecord, Reviewer, ReviewerKind};
 pub use run::{
     Attempt, FailureClass, Lane, RetryPolicy, Run, RunEnding, RunId, RunOutcome, Settlement,
-    TicketEffect, settle,
+    TicketEffect, Uncharged, settle,
 };
 pub use ticket::{
     EvidencePolicy, NewTicket, State, Ticket, TicketDraft, TicketPatch, ValidationError,

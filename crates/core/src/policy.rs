@@ -2,12 +2,16 @@
 //! if not, every reason why. The dispatcher, triage, the operator audit, `mission explain` and the
 //! dashboard all ask this function; none keeps its own list of runnable assignees.
 
+use crate::breaker::{Admission, Breaker};
 use crate::capacity::{ActiveCounts, SlotLimits};
 use crate::config::Workforce;
+use crate::id::Name;
 use crate::id::TicketId;
 use crate::ticket::{State, Ticket};
 use crate::time::Timestamp;
+use crate::usage::{BudgetScope, Exhausted, WorkerPark};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Stable reason codes. Scripts match on these strings; never rename one.
@@ -23,6 +27,9 @@ pub enum ReasonCode {
     CapacityFull,
     CapacityUnknown,
     Backoff,
+    BudgetExhausted,
+    WorkerRateLimited,
+    BreakerOpen,
 }
 
 impl ReasonCode {
@@ -37,6 +44,9 @@ impl ReasonCode {
             ReasonCode::CapacityFull => "capacity_full",
             ReasonCode::CapacityUnknown => "capacity_unknown",
             ReasonCode::Backoff => "backoff",
+            ReasonCode::BudgetExhausted => "budget_exhausted",
+            ReasonCode::WorkerRateLimited => "worker_rate_limited",
+            ReasonCode::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -91,11 +101,58 @@ pub enum Capacity<'a> {
     Unknown(&'a str),
 }
 
+/// What holds workers back besides capacity, read from the store for a pass: budgets whose
+/// hard limit is reached, workers parked by a rate limit, workers' circuit breakers.
+#[derive(Clone, Debug, Default)]
+pub struct Holds {
+    pub exhausted: Vec<Exhausted>,
+    pub parks: BTreeMap<Name, WorkerPark>,
+    pub breakers: BTreeMap<Name, Breaker>,
+}
+
+impl Holds {
+    /// No holds at all.
+    pub fn none() -> &'static Holds {
+        static NONE: std::sync::OnceLock<Holds> = std::sync::OnceLock::new();
+        NONE.get_or_init(Holds::default)
+    }
+
+    /// The park of `worker` in force at `now`.
+    pub fn park(&self, worker: &Name, now: Timestamp) -> Option<&WorkerPark> {
+        self.parks.get(worker).filter(|p| p.until > now)
+    }
+
+    /// Whether a run of `worker` may start as far as holds go, with `live` runs of it running:
+    /// no park, breaker admits, no exhausted budget over the worker or its pool. (Label budgets
+    /// depend on the ticket: see [`runnability`].)
+    pub fn worker_held(
+        &self,
+        workforce: &Workforce,
+        worker: &Name,
+        live: u32,
+        now: Timestamp,
+    ) -> bool {
+        let Some(config) = workforce.worker(worker) else {
+            return true;
+        };
+        self.park(worker, now).is_some()
+            || self
+                .breakers
+                .get(worker)
+                .is_some_and(|b| b.admits(now, live, workforce.breaker()) != Admission::Admit)
+            || self.exhausted.iter().any(|e| {
+                !matches!(e.scope, BudgetScope::Label(_))
+                    && e.scope.covers(worker.as_str(), &config.pool, &[])
+            })
+    }
+}
+
 /// Everything beyond the ticket itself that the policy reads.
 #[derive(Clone, Copy, Debug)]
 pub struct PolicyContext<'a> {
     pub workforce: &'a Workforce,
     pub capacity: Capacity<'a>,
+    pub holds: &'a Holds,
     pub now: Timestamp,
 }
 
@@ -144,21 +201,74 @@ pub fn runnability(
                 ReasonCode::WorkerDisabled,
                 format!("worker {assignee} is disabled"),
             ),
-            Some(_) => match context.capacity {
-                Capacity::Unknown(error) => reason(
-                    ReasonCode::CapacityUnknown,
-                    format!(
-                        "active runs could not be counted ({error}); nothing is dispatched until they can"
+            Some(worker) => {
+                let mut live = 0;
+                match context.capacity {
+                    Capacity::Unknown(error) => reason(
+                        ReasonCode::CapacityUnknown,
+                        format!(
+                            "active runs could not be counted ({error}); nothing is dispatched until they can"
+                        ),
                     ),
-                ),
-                Capacity::Counted(counts) => {
-                    // A configured worker always has limits.
-                    let limits = SlotLimits::of(workforce, assignee);
-                    if let Some(Err(full)) = limits.map(|l| l.check(counts)) {
-                        reason(ReasonCode::CapacityFull, full.detail);
+                    Capacity::Counted(counts) => {
+                        live = counts.worker(assignee.as_str());
+                        // A configured worker always has limits.
+                        let limits = SlotLimits::of(workforce, assignee);
+                        if let Some(Err(full)) = limits.map(|l| l.check(counts)) {
+                            reason(ReasonCode::CapacityFull, full.detail);
+                        }
                     }
                 }
-            },
+                let holds = context.holds;
+                if let Some(park) = holds.park(assignee, context.now) {
+                    reason(
+                        ReasonCode::WorkerRateLimited,
+                        format!(
+                            "worker {assignee} is rate limited until {} ({})",
+                            park.until, park.reason
+                        ),
+                    );
+                }
+                if let Some(breaker) = holds.breakers.get(assignee) {
+                    match breaker.admits(context.now, live, workforce.breaker()) {
+                        Admission::Admit => {}
+                        Admission::Open(until) => reason(
+                            ReasonCode::BreakerOpen,
+                            format!(
+                                "worker {assignee}'s circuit breaker is open after {} failed runs in a row; a probe run may start at {until}",
+                                breaker.failures
+                            ),
+                        ),
+                        Admission::ProbeRunning => reason(
+                            ReasonCode::BreakerOpen,
+                            format!(
+                                "worker {assignee}'s circuit breaker is half-open and its probe run is running"
+                            ),
+                        ),
+                    }
+                }
+                for exhausted in &holds.exhausted {
+                    if exhausted
+                        .scope
+                        .covers(assignee.as_str(), &worker.pool, &ticket.labels)
+                    {
+                        let resets = match &exhausted.resets_shown {
+                            Some(at) => format!("resets at {at}"),
+                            None => "resets as its usage ages out".to_owned(),
+                        };
+                        reason(
+                            ReasonCode::BudgetExhausted,
+                            format!(
+                                "budget {} ({}, {}) is exhausted: {}; {resets}",
+                                exhausted.budget,
+                                exhausted.scope,
+                                exhausted.window,
+                                exhausted.detail
+                            ),
+                        );
+                    }
+                }
+            }
         },
     }
 
@@ -270,6 +380,7 @@ mod tests {
         let context = PolicyContext {
             workforce: &wf,
             capacity,
+            holds: Holds::none(),
             now: Timestamp::from_millis(10_000),
         };
         let got = runnability(&ticket, deps, context);
@@ -315,5 +426,138 @@ mod tests {
             &[dep(1, Some(Cancelled))],
             &[StateNotTodo, WorkerDisabled, DependencyOpen],
         );
+    }
+
+    /// Parks, breakers and budgets hold a ticket back with their own reasons; a label budget
+    /// holds only tickets with the label; a park past its time holds nothing.
+    #[test]
+    fn holds() {
+        use crate::breaker::Breaker;
+        use crate::usage::{BudgetScope, Exhausted, WorkerPark};
+        use ReasonCode::*;
+        let wf = workforce();
+        let luci = Name::parse("luci").unwrap();
+        let now = Timestamp::from_millis(10_000);
+        let exhausted = |scope| Exhausted {
+            budget: "b".into(),
+            scope,
+            window: "day".into(),
+            detail: "runs 3 runs of 3 runs".into(),
+            resets: None,
+            resets_shown: Some("2026-01-02T00:00:00+00:00".into()),
+        };
+        let park = |until| WorkerPark {
+            worker: luci.clone(),
+            until: Timestamp::from_millis(until),
+            reason: "429".into(),
+            strikes: 1,
+            since: Timestamp::from_millis(0),
+            run: None,
+        };
+        let open = Breaker {
+            failures: 5,
+            opened_at: Some(Timestamp::from_millis(9_000)),
+        };
+        let mut labelled = ticket(State::Todo, Some("luci"), None);
+        labelled.labels = vec!["docs".into()];
+        // (holds, ticket, expected)
+        let cases: Vec<(Holds, Ticket, Vec<ReasonCode>)> = vec![
+            (
+                Holds::default(),
+                ticket(State::Todo, Some("luci"), None),
+                vec![],
+            ),
+            (
+                Holds {
+                    parks: [(luci.clone(), park(20_000))].into(),
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![WorkerRateLimited],
+            ),
+            (
+                Holds {
+                    parks: [(luci.clone(), park(10_000))].into(),
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![],
+            ),
+            (
+                Holds {
+                    breakers: [(luci.clone(), open)].into(),
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![BreakerOpen],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Instance)],
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![BudgetExhausted],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Worker(luci.clone()))],
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![BudgetExhausted],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Pool("default".into()))],
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![BudgetExhausted],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Pool("other".into()))],
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Label("docs".into()))],
+                    ..Holds::default()
+                },
+                ticket(State::Todo, Some("luci"), None),
+                vec![],
+            ),
+            (
+                Holds {
+                    exhausted: vec![exhausted(BudgetScope::Label("docs".into()))],
+                    ..Holds::default()
+                },
+                labelled,
+                vec![BudgetExhausted],
+            ),
+        ];
+        for (holds, ticket, expect) in cases {
+            let context = PolicyContext {
+                workforce: &wf,
+                capacity: Capacity::Counted(&ActiveCounts::default()),
+                holds: &holds,
+                now,
+            };
+            let got = runnability(&ticket, &[], context);
+            assert_eq!(got.codes(), expect, "{holds:?}");
+            if expect == [BudgetExhausted] {
+                let detail = &got.reasons()[0].detail;
+                assert!(
+                    detail.contains("budget b")
+                        && detail.contains("day")
+                        && detail.contains("resets at 2026-01-02"),
+                    "{detail}"
+                );
+            }
+        }
     }
 }

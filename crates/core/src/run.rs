@@ -241,12 +241,58 @@ impl Run {
 /// Retry with capped exponential backoff. An attempt orphaned by the death of its supervisor (a
 /// server crash) is not the ticket's fault: it is not charged against `max_attempts`, only
 /// against `max_orphaned`, so that a ticket that crashes the server every time still stops.
+///
+/// An attempt that ended `rate_limited` is not the ticket's fault either: it is not charged at
+/// all, the ticket goes back to todo without a backoff, and its WORKER is parked instead
+/// ([`RetryPolicy::park_until`]) — until the reset time the runtime gave, else for a backoff that
+/// doubles with each rate limit in a row, capped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub max_orphaned: u32,
+    /// A worker's park after a rate limit without a reset time; doubles per limit in a row.
+    pub rate_limit_backoff: Duration,
+    pub rate_limit_backoff_max: Duration,
+    /// The worker's circuit breaker, moved by each run's end.
+    pub breaker: crate::breaker::BreakerPolicy,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(600),
+            max_orphaned: 10,
+            rate_limit_backoff: Duration::from_secs(60),
+            rate_limit_backoff_max: Duration::from_secs(3600),
+            breaker: crate::breaker::BreakerPolicy::default(),
+        }
+    }
+}
+
+/// The longest a worker is parked for a reset time its runtime reported (a garbled time must not
+/// park a worker for a year).
+pub const MAX_PARK: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A ticket's earlier attempts that are not charged against `max_attempts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uncharged {
+    /// Orphaned by a server crash (bounded apart by `max_orphaned`).
+    pub orphaned: u32,
+    /// Ended by a runtime's rate or usage limit.
+    pub rate_limited: u32,
+}
+
+impl Uncharged {
+    pub fn orphaned(orphaned: u32) -> Self {
+        Uncharged {
+            orphaned,
+            rate_limited: 0,
+        }
+    }
 }
 
 /// What happens to a ticket after a failed attempt.
@@ -270,19 +316,50 @@ impl RetryPolicy {
             .min(self.backoff_max)
     }
 
-    /// What follows a failed attempt `attempt`, of which `orphaned_before` earlier attempts
-    /// were orphaned (and are not charged).
+    /// When a worker whose run hit a rate limit may run again: at the reset time the runtime
+    /// reported (at most [`MAX_PARK`] away; a time already past parks for the base backoff), else
+    /// after the base backoff doubled for each earlier limit in a row (`strikes_before`), capped.
+    pub fn park_until(
+        &self,
+        reset: Option<Timestamp>,
+        strikes_before: u32,
+        now: Timestamp,
+    ) -> Timestamp {
+        match reset {
+            Some(reset) if reset > now => reset.min(now.plus(MAX_PARK)),
+            Some(_) => now.plus(self.rate_limit_backoff),
+            None => {
+                let factor = 2u32.saturating_pow(strikes_before.min(31));
+                now.plus(
+                    self.rate_limit_backoff
+                        .saturating_mul(factor)
+                        .min(self.rate_limit_backoff_max),
+                )
+            }
+        }
+    }
+
+    /// What follows a failed attempt `attempt`, of whose earlier attempts `uncharged` are not
+    /// charged (orphaned, rate-limited).
     pub fn after_failure(
         &self,
         class: FailureClass,
         attempt: Attempt,
-        orphaned_before: u32,
+        uncharged: Uncharged,
         now: Timestamp,
     ) -> AfterFailure {
         if class == FailureClass::Cancelled {
             return AfterFailure::StayCancelled;
         }
-        let charged = Attempt::new((attempt.get() - i64::from(orphaned_before)).max(1));
+        if class == FailureClass::RateLimited {
+            // Not the ticket's fault and not charged: back to todo at once; the worker's park
+            // decides when it runs again.
+            return AfterFailure::Retry { not_before: now };
+        }
+        let orphaned_before = uncharged.orphaned;
+        let charged = Attempt::new(
+            (attempt.get() - i64::from(orphaned_before) - i64::from(uncharged.rate_limited)).max(1),
+        );
         let exhausted = if class == FailureClass::Orphaned {
             orphaned_before + 1 >= self.max_orphaned
         } else {
@@ -349,7 +426,7 @@ pub fn settle(
     ending: RunEnding,
     ticket_state: State,
     attempt: Attempt,
-    orphaned_before: u32,
+    uncharged: Uncharged,
     retry: &RetryPolicy,
     now: Timestamp,
 ) -> Settlement {
@@ -380,7 +457,7 @@ pub fn settle(
             TicketEffect::to(State::Review, Via::RunSubmit),
         ),
         RunEnding::Exited(Some(class)) => {
-            let ticket = match retry.after_failure(class, attempt, orphaned_before, now) {
+            let ticket = match retry.after_failure(class, attempt, uncharged, now) {
                 AfterFailure::Retry { not_before } => TicketEffect::Move {
                     to: State::Todo,
                     via: Via::RunRequeue,
@@ -406,6 +483,7 @@ mod tests {
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(60),
             max_orphaned: 3,
+            ..RetryPolicy::default()
         };
         let got: Vec<u64> = (1..=6)
             .map(|a| policy.backoff(Attempt::new(a)).as_secs())
@@ -420,6 +498,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_orphaned: 3,
+            ..RetryPolicy::default()
         };
         let now = Timestamp::from_millis(1000);
         use AfterFailure::*;
@@ -452,9 +531,83 @@ mod tests {
         ];
         for (class, attempt, expect) in cases {
             assert_eq!(
-                policy.after_failure(class, Attempt::new(attempt), 0, now),
+                policy.after_failure(class, Attempt::new(attempt), Uncharged::default(), now),
                 expect,
                 "{class} #{attempt}"
+            );
+        }
+    }
+
+    /// A rate-limited attempt is never charged: the ticket goes back at once (the worker is
+    /// parked instead), and later failures are charged as if it had not happened.
+    #[test]
+    fn rate_limited_attempts_are_not_charged() {
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            backoff_base: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let now = Timestamp::from_millis(0);
+        let limited = |n| Uncharged {
+            orphaned: 0,
+            rate_limited: n,
+        };
+        use FailureClass::*;
+        // However many limits came before, a limit requeues at once.
+        for (attempt, before) in [(1, 0), (2, 1), (9, 8)] {
+            assert_eq!(
+                policy.after_failure(RateLimited, Attempt::new(attempt), limited(before), now),
+                AfterFailure::Retry { not_before: now }
+            );
+        }
+        // Attempt 5 after four limits is the ticket's first charged attempt; 6 its second.
+        assert_eq!(
+            policy.after_failure(AgentError, Attempt::new(5), limited(4), now),
+            AfterFailure::Retry {
+                not_before: Timestamp::from_millis(1000)
+            }
+        );
+        assert_eq!(
+            policy.after_failure(AgentError, Attempt::new(6), limited(4), now),
+            AfterFailure::Fail
+        );
+        // Without the limits counted apart, attempt 5 would have failed the ticket.
+        assert_eq!(
+            policy.after_failure(AgentError, Attempt::new(5), Uncharged::default(), now),
+            AfterFailure::Fail
+        );
+    }
+
+    #[test]
+    fn parks_follow_the_reset_time_or_a_capped_backoff() {
+        let policy = RetryPolicy {
+            rate_limit_backoff: Duration::from_secs(60),
+            rate_limit_backoff_max: Duration::from_secs(300),
+            ..RetryPolicy::default()
+        };
+        let t = Timestamp::from_millis;
+        let now = t(1_000_000);
+        // (reset reported, limits in a row before, parked until)
+        let cases = [
+            (Some(t(5_000_000)), 0, t(5_000_000)),
+            (Some(t(5_000_000)), 7, t(5_000_000)),
+            (Some(t(10)), 0, t(1_060_000)),
+            (
+                Some(t(1_000_000 + 30 * 24 * 3_600_000)),
+                0,
+                now.plus(MAX_PARK),
+            ),
+            (None, 0, t(1_060_000)),
+            (None, 1, t(1_120_000)),
+            (None, 2, t(1_240_000)),
+            (None, 3, t(1_300_000)),
+            (None, 40, t(1_300_000)),
+        ];
+        for (reset, strikes, until) in cases {
+            assert_eq!(
+                policy.park_until(reset, strikes, now),
+                until,
+                "{reset:?} {strikes}"
             );
         }
     }
@@ -468,6 +621,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_orphaned: 3,
+            ..RetryPolicy::default()
         };
         let now = Timestamp::from_millis(0);
         let retry_after = |ms| AfterFailure::Retry {
@@ -486,7 +640,12 @@ mod tests {
         ];
         for (class, attempt, orphaned, expect) in cases {
             assert_eq!(
-                policy.after_failure(class, Attempt::new(attempt), orphaned, now),
+                policy.after_failure(
+                    class,
+                    Attempt::new(attempt),
+                    Uncharged::orphaned(orphaned),
+                    now
+                ),
                 expect,
                 "{class} #{attempt} after {orphaned} orphaned"
             );
@@ -514,6 +673,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_orphaned: 3,
+            ..RetryPolicy::default()
         };
         let now = Timestamp::from_millis(1000);
         let moved = |to, via, not_before: Option<i64>| TicketEffect::Move {
@@ -622,7 +782,14 @@ mod tests {
             ),
         ];
         for (ending, state, attempt, outcome, class, effect) in cases {
-            let got = settle(ending, state, Attempt::new(attempt), 0, &retry, now);
+            let got = settle(
+                ending,
+                state,
+                Attempt::new(attempt),
+                Uncharged::default(),
+                &retry,
+                now,
+            );
             assert_eq!(
                 got,
                 Settlement {

@@ -63,6 +63,18 @@ pub enum Overlap {
     Allow,
 }
 
+/// What an `agent` task does when the ticket of its previous firing is still open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfOpen {
+    /// No new ticket: the firing is recorded `skipped`, naming the open one. Slow agents never
+    /// pile up tickets.
+    #[default]
+    Skip,
+    /// A new ticket at every firing.
+    Create,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
@@ -242,6 +254,8 @@ pub struct TaskSpec {
     pub enabled: bool,
     /// `agent` tasks: the worker that runs the prompt.
     pub worker: Option<Name>,
+    /// `agent` tasks: whether a firing creates a ticket while the previous one's is open.
+    pub if_open: IfOpen,
     /// `board-sweep` tasks: the longest a ticket may stay in each state.
     pub limits: BTreeMap<State, Duration>,
     /// `dispatch` tasks: one lane only (default: both, as the server).
@@ -370,6 +384,8 @@ struct FrontMatter {
     enabled: bool,
     #[serde(default)]
     worker: Option<String>,
+    #[serde(default)]
+    if_open: Option<IfOpen>,
     #[serde(default)]
     limits: BTreeMap<String, String>,
     #[serde(default)]
@@ -533,6 +549,12 @@ pub fn parse_task(file: &str, stem: &str, bytes: &[u8]) -> Result<TaskSpec, Task
         }
         _ => {}
     }
+    if matter.if_open.is_some() && matter.kind != TaskKind::Agent {
+        return Err(bad(
+            "if_open",
+            "only an agent task takes if_open".to_owned(),
+        ));
+    }
     if matches!(matter.kind, TaskKind::Command | TaskKind::Agent) && body.trim().is_empty() {
         return Err(error(
             None,
@@ -614,6 +636,7 @@ pub fn parse_task(file: &str, stem: &str, bytes: &[u8]) -> Result<TaskSpec, Task
         timeout: duration("timeout", &matter.timeout, DEFAULT_TIMEOUT)?,
         enabled: matter.enabled,
         worker,
+        if_open: matter.if_open.unwrap_or_default(),
         limits,
         lane,
         reviewers,

@@ -101,6 +101,37 @@ pub async fn capacity_changed(
     Ok(())
 }
 
+/// The runner's part of the breaker check: a run's end opened its worker's circuit breaker —
+/// an incident at once (the operator audit observes it while the breaker stays open).
+pub async fn breaker_opened(
+    store: &dyn Store,
+    settings: &Settings,
+    worker: &mission_core::Name,
+    failures: u32,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let findings = finding(
+        "breaker_open",
+        worker.as_str(),
+        Severity::Warning,
+        format!(
+            "worker {worker}'s circuit breaker opened after {failures} failed runs in a row; a probe run may start after {}",
+            humantime::format_duration(settings.workforce.breaker().cooldown)
+        ),
+        json!({ "worker": worker, "failures": failures }),
+        None,
+    )
+    .into_iter()
+    .collect();
+    let pass = AuditPass {
+        findings,
+        checked: BTreeSet::new(),
+        auto_resolve: settings.audit.auto_resolve.clone(),
+    };
+    store.record_audit(&pass, change).await?;
+    Ok(())
+}
+
 /// What one audit pass did.
 #[derive(Clone, Debug)]
 pub struct AuditReport {
@@ -131,6 +162,7 @@ pub async fn run(
         "evidence_invalid",
         "inbox_aging",
         "crash_loop",
+        "breaker_open",
     ]
     .into_iter()
     .map(check)
@@ -336,6 +368,21 @@ fn board_findings(assessment: &Assessment) -> Vec<Finding> {
                         Severity::Warning,
                         format!("task {task} repeats the same non-result while its work waits: {}", reason.detail),
                         json!({ "outcome": recent.map(|r| r.outcome), "reason": recent.map(|r| r.reason.clone()) }),
+                        None,
+                    ));
+                }
+            }
+            ReasonCode::BreakerOpen => {
+                for open in &facts.open_breakers {
+                    findings.extend(finding(
+                        "breaker_open",
+                        open.worker.as_str(),
+                        Severity::Warning,
+                        format!(
+                            "worker {}'s circuit breaker is open after {} failed runs in a row",
+                            open.worker, open.failures
+                        ),
+                        json!({ "worker": open.worker, "failures": open.failures, "opened_at": open.opened_at }),
                         None,
                     ));
                 }

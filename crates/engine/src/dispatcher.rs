@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::settings::Settings;
 use crate::token;
-use mission_core::policy::{Capacity, PolicyContext, Reason, runnability};
+use mission_core::policy::{Capacity, Holds, PolicyContext, Reason, runnability};
 use mission_core::{ActiveCounts, Actor, Lane, Name, Run, SlotLimits, State, TicketId};
 use mission_store::{
     CapacityFact, Change, ClaimOutcome, ClaimRefusal, ClaimRequest, Store, StoreError,
@@ -51,11 +51,17 @@ pub struct Refused {
     pub refusal: ClaimRefusal,
 }
 
+/// A budget alert: the budget, its window's start, the kind (`soft`, `exhausted`).
+type AlertKey = (String, i64, &'static str);
+
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
+    /// Budget alerts this process raised (budget, window, kind): the store raises each once per
+    /// window anyway; this spares a write per pass.
+    alerts: Arc<std::sync::Mutex<std::collections::HashSet<AlertKey>>>,
 }
 
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
@@ -90,6 +96,7 @@ impl Dispatcher {
             store,
             settings,
             clock,
+            alerts: Arc::default(),
         }
     }
 
@@ -130,8 +137,73 @@ impl Dispatcher {
                 return Ok(report);
             }
         };
-        self.claim_candidates(lane, counts, &mut report).await?;
+        let mut holds = crate::holds::gather(
+            self.store.as_ref(),
+            &self.settings.workforce,
+            self.clock.now(),
+        )
+        .await?;
+        self.raise_budget_alerts(&holds).await;
+        self.claim_candidates(lane, counts, &mut holds, &mut report)
+            .await?;
         Ok(report)
+    }
+
+    /// A budget past its soft limit raises an inbox alert, and one reaching its hard limit
+    /// another, once per window each. A failure is logged: the next pass tries again.
+    async fn raise_budget_alerts(&self, view: &crate::holds::HoldsView) {
+        use mission_core::usage::Standing;
+        for standing in &view.standings {
+            let kind = match standing.standing {
+                Standing::Within => continue,
+                Standing::Soft { .. } => "soft",
+                Standing::Exhausted { .. } => "exhausted",
+            };
+            let key = (
+                standing.budget.name.clone(),
+                standing.window_start.as_millis(),
+                kind,
+            );
+            if self.alerts.lock().is_ok_and(|raised| raised.contains(&key)) {
+                continue;
+            }
+            let zone = self.settings.workforce.zone();
+            let resets = standing
+                .resets
+                .map_or_else(|| "as its usage ages out".to_owned(), |at| zone.show(at));
+            let what = standing.standing.describe().unwrap_or_default();
+            let text = match kind {
+                "soft" => format!(
+                    "Budget {} ({}, {}) passed its soft limit: {what}. It resets at {resets}.",
+                    standing.budget.name, standing.budget.scope, standing.budget.window
+                ),
+                _ => format!(
+                    "Budget {} ({}, {}) is exhausted: {what}. Nothing more is dispatched under it until it resets at {resets}.",
+                    standing.budget.name, standing.budget.scope, standing.budget.window
+                ),
+            };
+            let alert = mission_store::BudgetAlert {
+                budget: key.0.clone(),
+                window_start: key.1,
+                kind: kind.to_owned(),
+                text,
+            };
+            match self
+                .store
+                .raise_budget_alert(&alert, &self.settings.gate.routes.alerts, &self.change())
+                .await
+            {
+                Ok(raised) => {
+                    if raised.is_some() {
+                        tracing::warn!(budget = %alert.budget, kind, "budget alert raised");
+                    }
+                    if let Ok(mut set) = self.alerts.lock() {
+                        set.insert(key);
+                    }
+                }
+                Err(error) => tracing::error!(%error, "raising a budget alert failed"),
+            }
+        }
     }
 
     /// Records the capacity fact; when it changed, its incident opens (could not count) or
@@ -159,7 +231,14 @@ impl Dispatcher {
         let Ok(counts) = count_active(self.store.as_ref()).await else {
             return Ok(());
         };
-        self.record_changed_decisions(lane, &counts, report).await
+        let holds = crate::holds::gather(
+            self.store.as_ref(),
+            &self.settings.workforce,
+            self.clock.now(),
+        )
+        .await?;
+        self.record_changed_decisions(lane, &counts, &holds.holds, report)
+            .await
     }
 
     /// Decisions about tickets that changed since the last pass.
@@ -167,6 +246,7 @@ impl Dispatcher {
         &self,
         lane: Lane,
         counts: &ActiveCounts,
+        holds: &Holds,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
         let cursor = self.store.decision_cursor(lane).await?;
@@ -183,7 +263,7 @@ impl Dispatcher {
             if ticket.state != State::Todo || Lane::of(ticket.resume) != lane {
                 continue;
             }
-            let verdict = runnability(&ticket, &deps, self.context(counts));
+            let verdict = runnability(&ticket, &deps, self.context(counts, holds));
             if !verdict.is_runnable() && self.record(&id, lane, verdict.reasons()).await? {
                 report.decisions_recorded += 1;
             }
@@ -196,10 +276,11 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn context<'a>(&'a self, counts: &'a ActiveCounts) -> PolicyContext<'a> {
+    fn context<'a>(&'a self, counts: &'a ActiveCounts, holds: &'a Holds) -> PolicyContext<'a> {
         PolicyContext {
             workforce: &self.settings.workforce,
             capacity: Capacity::Counted(counts),
+            holds,
             now: self.clock.now(),
         }
     }
@@ -218,14 +299,17 @@ impl Dispatcher {
     }
 
     /// Enabled workers with a free slot (their own, their pool's and the global one), by the
-    /// one capacity check.
-    fn free_workers(&self, counts: &ActiveCounts) -> Vec<Name> {
+    /// one capacity check, and not held back (parked, breaker open, a budget of theirs or of
+    /// their pool exhausted).
+    fn free_workers(&self, counts: &ActiveCounts, holds: &Holds) -> Vec<Name> {
         let workforce = &self.settings.workforce;
+        let now = self.clock.now();
         workforce
             .workers()
             .filter(|(name, worker)| {
                 worker.enabled
                     && SlotLimits::of(workforce, name).is_some_and(|l| l.check(counts).is_ok())
+                    && !holds.worker_held(workforce, name, counts.worker(name.as_str()), now)
             })
             .map(|(name, _)| name.clone())
             .collect()
@@ -236,10 +320,11 @@ impl Dispatcher {
         &self,
         lane: Lane,
         mut counts: ActiveCounts,
+        holds: &mut crate::holds::HoldsView,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
         let workforce = &self.settings.workforce;
-        let free = self.free_workers(&counts);
+        let free = self.free_workers(&counts, &holds.holds);
         let slots = workforce
             .max_workers()
             .saturating_sub(counts.total)
@@ -257,7 +342,7 @@ impl Dispatcher {
                 Err(StoreError::NotFound(_)) => continue,
                 Err(err) => return Err(err),
             };
-            let verdict = runnability(&ticket, &deps, self.context(&counts));
+            let verdict = runnability(&ticket, &deps, self.context(&counts, &holds.holds));
             if !verdict.is_runnable() {
                 if self.record(&id, lane, verdict.reasons()).await? {
                     report.decisions_recorded += 1;
@@ -283,6 +368,12 @@ impl Dispatcher {
             };
             // Count the planned claim, so that the policy sees this pass's own claims.
             counts.add(worker_name.as_str(), &request.limits.pool);
+            holds.count_claim(
+                workforce,
+                worker_name.as_str(),
+                &request.limits.pool,
+                &ticket.labels,
+            );
             requests.push(request);
             tokens.push(token);
         }

@@ -26,6 +26,7 @@ pub async fn explain_each(
     now: Timestamp,
 ) -> Result<Vec<(Ticket, Runnability)>, StoreError> {
     let capacity = capacity_view(store).await.map_err(|e| e.detail());
+    let holds = crate::holds::gather(store, workforce, now).await?;
     let mut answers = Vec::with_capacity(ids.len());
     for id in ids {
         let (ticket, deps) = store.ticket_with_dependencies(id).await?;
@@ -35,6 +36,7 @@ pub async fn explain_each(
                 Ok(counts) => Capacity::Counted(counts),
                 Err(error) => Capacity::Unknown(error),
             },
+            holds: &holds.holds,
             now,
         };
         let verdict = runnability(&ticket, &deps, context);

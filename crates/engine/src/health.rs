@@ -93,12 +93,14 @@ pub async fn gather(
             waiting_limit: WAITING_READ,
         })
         .await?;
-    Ok(facts(snapshot, settings, tasks, now))
+    let holds = crate::holds::gather(store, &settings.workforce, now).await?;
+    Ok(facts(snapshot, &holds, settings, tasks, now))
 }
 
 /// Turns a snapshot into the verdict's facts: the policy decides which waiting tickets may run.
 pub fn facts(
     snapshot: HealthSnapshot,
+    holds: &crate::holds::HoldsView,
     settings: &Settings,
     tasks: &TaskSet,
     now: Timestamp,
@@ -110,6 +112,7 @@ pub fn facts(
     let context = PolicyContext {
         workforce: &settings.workforce,
         capacity,
+        holds: &holds.holds,
         now,
     };
     let runnable_waiting = snapshot
@@ -150,6 +153,41 @@ pub fn facts(
         unsettled_inbox: inbox.unsettled,
         failed_inbox: inbox.failed,
         invalid_evidence: snapshot.invalid_evidence.unwrap_or_default(),
+        parked_workers: holds
+            .holds
+            .parks
+            .values()
+            .filter(|p| p.until > now && settings.workforce.worker(&p.worker).is_some())
+            .map(|p| mission_core::health::ParkedWorker {
+                worker: p.worker.clone(),
+                since: p.since,
+                until: p.until,
+            })
+            .collect(),
+        open_breakers: holds
+            .holds
+            .breakers
+            .iter()
+            .filter(|(name, _)| settings.workforce.worker(name).is_some())
+            .filter(|_| settings.workforce.breaker().failures > 0)
+            .filter_map(|(name, b)| {
+                Some(mission_core::health::OpenBreaker {
+                    worker: name.clone(),
+                    failures: b.failures,
+                    opened_at: b.opened_at?,
+                })
+            })
+            .collect(),
+        exhausted_budgets: holds
+            .holds
+            .exhausted
+            .iter()
+            .map(|e| mission_core::health::ExhaustedBudget {
+                budget: e.budget.clone(),
+                detail: e.detail.clone(),
+                resets: e.resets_shown.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -29,6 +29,7 @@ pub mod explain;
 pub mod gatekeeper;
 pub mod git;
 pub mod health;
+pub mod holds;
 pub mod leader;
 pub mod notify;
 pub mod process;

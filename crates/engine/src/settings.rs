@@ -124,6 +124,9 @@ impl Settings {
             backoff_base: self.dispatch.backoff_base,
             backoff_max: self.dispatch.backoff_max,
             max_orphaned: self.dispatch.max_orphaned,
+            rate_limit_backoff: self.dispatch.rate_limit_backoff,
+            rate_limit_backoff_max: self.dispatch.rate_limit_backoff_max,
+            breaker: *self.workforce.breaker(),
         }
     }
 }

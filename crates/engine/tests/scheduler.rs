@@ -386,3 +386,81 @@ async fn a_task_enabled_again_does_not_replay_the_slots_it_was_disabled_for() {
     );
     assert!(!slots.contains_key("skipped"), "{slots:?}");
 }
+
+/// An agent task every minute whose agent takes five: one ticket, not five — the firings while
+/// its ticket is open are skipped and name it; once it is closed, the next firing makes a new
+/// one. With `if_open = "create"`, every firing makes its own.
+#[tokio::test]
+async fn a_minutely_agent_task_with_a_slow_agent_creates_one_ticket_not_five() {
+    use mission_store::{Move, TicketFilter};
+    let f = Fixture::new().await;
+    f.task(
+        "sweep",
+        "+++\nkind = \"agent\"\nevery = \"1m\"\nworker = \"slow\"\n+++\nLook at the logs.\n",
+    );
+    f.task(
+        "piles",
+        "+++\nkind = \"agent\"\nevery = \"1m\"\nworker = \"slow\"\nif_open = \"create\"\n+++\nLook again.\n",
+    );
+    let config: Config = serde_json::from_value(serde_json::json!({
+        "workers": { "slow": { "runtime": "shell", "command": ["sleep", "300"] } }
+    }))
+    .unwrap();
+    let path = f.dir.path();
+    let settings = Settings::from_config(&config, path, path, "test", "/bin/true").unwrap();
+    let (sink, _) = tokio::sync::mpsc::unbounded_channel();
+    let mut scheduler = Scheduler::new(TaskContext {
+        store: f.store.clone(),
+        settings: Arc::new(settings),
+        clock: Arc::new(SystemClock),
+        runs: sink,
+        waker: Arc::new(mission_engine::wake::NoWaker),
+    });
+    scheduler.reload(at("2026-06-01T09:59:30Z")).await.unwrap();
+    run_until(&mut scheduler, at("2026-06-01T10:04:30Z")).await;
+    let tickets = |label: &'static str| {
+        let store = f.store.clone();
+        async move {
+            let all = store.list_tickets(&TicketFilter::default()).await.unwrap();
+            all.into_iter()
+                .filter(|t| t.labels.iter().any(|l| l == label))
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let sweep = tickets("task:sweep").await;
+    assert_eq!(sweep.len(), 1, "{sweep:?}");
+    assert!(tickets("task:piles").await.len() >= 4);
+    let runs = f.store.task_runs("sweep", 100).await.unwrap();
+    let skipped: Vec<_> = runs
+        .iter()
+        .filter(|r| r.outcome == Some(Outcome::Skipped))
+        .collect();
+    assert!(skipped.len() >= 3, "{runs:?}");
+    assert!(
+        skipped[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&sweep[0].to_string()) && r.contains("still todo")),
+        "{:?}",
+        skipped[0].reason
+    );
+    // The agent finished (its ticket closed): the next firing makes a new ticket.
+    f.store
+        .move_ticket(
+            &sweep[0],
+            &Move {
+                to: mission_core::State::Cancelled,
+                via: mission_core::transition::Via::Operator,
+                reason: None,
+            },
+            &mission_store::Change::new(
+                mission_core::Actor::new("test"),
+                at("2026-06-01T10:04:40Z"),
+            ),
+        )
+        .await
+        .unwrap();
+    run_until(&mut scheduler, at("2026-06-01T10:05:30Z")).await;
+    assert_eq!(tickets("task:sweep").await.len(), 2);
+}

@@ -183,6 +183,7 @@ async fn end_all(store: &SqliteStore, outcomes: Vec<ClaimOutcome>) {
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         max_orphaned: 10,
+        ..mission_core::RetryPolicy::default()
     };
     for outcome in outcomes {
         if let ClaimOutcome::Claimed(run) = outcome {

@@ -136,6 +136,7 @@ async fn claims(
                 backoff_base: Duration::ZERO,
                 backoff_max: Duration::ZERO,
                 max_orphaned: 1,
+                ..mission_core::RetryPolicy::default()
             };
             let routes = mission_core::proof::InboxRoutes::default();
             let mut latencies = Vec::new();

@@ -51,6 +51,9 @@ pub enum Command {
     Token(TokenCommand),
     /// Is it working? The verdict with its reasons; exit 0 working, 1 degraded, 2 broken.
     Status(JsonFlag),
+    /// What runs used (tokens, cost, runs, run-hours) by worker, pool, ticket, label or day, the
+    /// budgets as they stand and the workers parked by a rate limit.
+    Usage(UsageArgs),
     /// Incidents found by the operator audit: list them, show one, resolve one.
     #[command(subcommand)]
     Incident(IncidentCommand),
@@ -522,6 +525,19 @@ pub struct TicketEditArgs {
     pub no_repo: bool,
     #[arg(long, value_name = "POLICY")]
     pub evidence_policy: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Group by worker, pool, ticket, label or day (the instance's local days).
+    #[arg(long, default_value = "worker")]
+    pub by: String,
+    /// From this time (RFC 3339), local date (2026-11-01) or duration back (7d). Default: the
+    /// start of the local month.
+    #[arg(long)]
+    pub since: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -130,6 +130,7 @@ async fn run_command(cli: Cli) -> Result<std::process::ExitCode, CliError> {
         Command::Task(command) => commands::task::run(config, command).await,
         Command::Token(command) => commands::token::run(config, command).await,
         Command::Status(args) => commands::status::run(config, args).await,
+        Command::Usage(args) => commands::usage::run(config, args).await,
         Command::Incident(command) => commands::incident::run(config, command).await,
         Command::Inbox(command) => commands::inbox::run(config, command).await,
         Command::Notify(command) => commands::notify::run(config, command).await,

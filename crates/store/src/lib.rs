@@ -34,6 +34,7 @@ mod runs;
 pub mod sqlite;
 mod tasks;
 mod tickets;
+mod usage;
 mod web;
 
 use async_trait::async_trait;
@@ -65,6 +66,7 @@ pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
+pub use usage::{BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, worker_subject};
 pub use web::{
     ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
 };
@@ -77,7 +79,7 @@ pub mod prelude {
     pub use crate::{
         ClusterStore, DispatchStore, EventLog, EvidenceStore, HealthStore, InboxStore,
         IncidentStore, OutboxStore, ReviewStore, RunStore, Store, StoreAdmin, TaskRunStore,
-        TicketStore, WebStore,
+        TicketStore, UsageStore, WebStore,
     };
 }
 
@@ -120,6 +122,7 @@ pub trait Store:
     + InboxStore
     + OutboxStore
     + ClusterStore
+    + UsageStore
 {
 }
 
@@ -138,6 +141,7 @@ impl<T> Store for T where
         + InboxStore
         + OutboxStore
         + ClusterStore
+        + UsageStore
         + ?Sized
 {
 }

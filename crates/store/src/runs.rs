@@ -112,7 +112,12 @@ pub struct RunEnd {
     pub session_id: Option<String>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// The part of the input served from the prompt cache.
+    pub cached_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// The reset time of the rate or usage limit the runtime reported (a `rate_limited` end):
+    /// the worker is parked until then.
+    pub limit_reset: Option<Timestamp>,
 }
 
 /// The result of `end_run`.
@@ -123,6 +128,8 @@ pub struct EndedRun {
     pub ticket_state: State,
     /// Whether this call ended the run (false: it had already ended by ask or submit).
     pub ended_now: bool,
+    /// What the end did to the ledger, the worker's park and breaker.
+    pub accounting: mission_core::usage::Accounting,
 }
 
 /// What the needs-input lane needs to resume a session.

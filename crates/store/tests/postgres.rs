@@ -262,7 +262,8 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
             "0004_incidents_health",
             "0005_evidence_inbox",
             "0006_health_reads",
-            "0007_outbox"
+            "0007_outbox",
+            "0008_usage"
         ]
     );
 }
@@ -478,6 +479,7 @@ async fn a_nul_in_free_text_does_not_fail_the_write() {
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         max_orphaned: 1,
+        ..mission_core::RetryPolicy::default()
     };
     let ended = store
         .end_run(

@@ -212,7 +212,8 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
                 "0006_incidents_health".to_owned(),
                 "0007_evidence_inbox".to_owned(),
                 "0008_health_reads".to_owned(),
-                "0009_outbox".to_owned()
+                "0009_outbox".to_owned(),
+                "0010_usage".to_owned()
             ]
         )
     );

@@ -17,6 +17,7 @@ mod review;
 mod runs;
 mod tasks;
 mod tickets;
+mod usage;
 
 pub use dispatch::DispatchOutcome;
 pub use error::{AppError, AppResult, ErrorKind};
@@ -28,6 +29,7 @@ pub use logs::{LogChunk, LogWindow, MAX_LOG_READ};
 pub use review::Reviewed;
 pub use tasks::{ListedTask, TaskListing, TaskRunReport};
 pub use tickets::{Explanation, TicketView};
+pub use usage::{BudgetView, ParkView, UsageBy, UsageReport, UsageRow};
 
 use crate::clock::Clock;
 use crate::settings::Settings;

@@ -152,6 +152,21 @@ impl Runner {
                 report.detail = ended.run.detail.clone();
                 report.ticket_state = Some(ended.ticket_state);
                 report.recorded = true;
+                if let Some((breaker, true)) = ended.accounting.breaker
+                    && let Err(error) = crate::audit::breaker_opened(
+                        self.store.as_ref(),
+                        &self.settings,
+                        &run.worker,
+                        breaker.failures,
+                        &self.change(&run),
+                    )
+                    .await
+                {
+                    tracing::error!(worker = %run.worker, %error, "recording the breaker's incident failed");
+                }
+                if let Some(park) = &ended.accounting.park {
+                    tracing::warn!(worker = %run.worker, until = %park.until, "worker parked by a rate limit");
+                }
                 tracing::info!(ticket.id = %run.ticket, run.id = %run.id, attempt = %run.attempt,
                     failure = ?end.failure, state = %ended.ticket_state, "run ended");
             }

@@ -303,6 +303,13 @@ impl<'a> Supervision<'a> {
             Err(_) => (None, None),
         };
         let (failure, detail) = classify(self.stop, exit_code, signal, &self.summary);
+        let now = self.runner.clock.now();
+        let limit_reset = match failure {
+            Some(FailureClass::RateLimited) => {
+                self.summary.limit_reset.as_ref().map(|r| r.resolve(now))
+            }
+            _ => None,
+        };
         RunEnd {
             failure,
             detail,
@@ -315,7 +322,11 @@ impl<'a> Supervision<'a> {
             output_tokens: i64::try_from(self.summary.output_tokens)
                 .ok()
                 .filter(|n| *n > 0),
+            cached_tokens: i64::try_from(self.summary.cached_input_tokens)
+                .ok()
+                .filter(|n| *n > 0),
             cost_usd: self.summary.cost_usd,
+            limit_reset,
         }
     }
 }

@@ -156,6 +156,19 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Eng
             "{worker} is not a configured worker"
         )));
     }
+    let key = &context.settings.ticket_key;
+    if spec.if_open == mission_core::task::IfOpen::Skip
+        && let Some(open) = previous_open_ticket(context, spec).await?
+    {
+        return Ok(TaskResult::new(
+            Outcome::Skipped,
+            format!(
+                "{} of the previous firing is still {}; no new ticket (if_open = \"skip\")",
+                open.id, open.state
+            ),
+        )
+        .count("ticket", open.id.number()));
+    }
     let now = context.clock.now();
     let draft = TicketDraft {
         title: format!("Task {} at {now}", spec.name),
@@ -167,7 +180,6 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Eng
     }
     .validate()
     .map_err(|e| EngineError::Task(e.to_string()))?;
-    let key = &context.settings.ticket_key;
     let created = context
         .store
         .create_tickets(key, vec![draft], &context.change(spec.name.as_str()))
@@ -177,7 +189,33 @@ async fn agent(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, Eng
         Outcome::Acted,
         format!("{} created for {worker}", created[0].id),
     )
-    .count("tickets_created", 1))
+    .count("tickets_created", 1)
+    .count("ticket", created[0].id.number()))
+}
+
+/// The ticket of the task's previous firing, when it is still open (not done, failed or
+/// cancelled). Each firing records its ticket's number (`ticket` in its counts), a skipped one
+/// the open ticket's, so the newest finished run names it.
+async fn previous_open_ticket(
+    context: &TaskContext,
+    spec: &TaskSpec,
+) -> Result<Option<mission_core::Ticket>, EngineError> {
+    let runs = context.store.task_runs(spec.name.as_str(), 5).await?;
+    let Some(number) = runs
+        .iter()
+        .filter(|r| r.ended_at.is_some())
+        .find_map(|r| r.counts.get("ticket").copied())
+    else {
+        return Ok(None);
+    };
+    let id = mission_core::TicketId::new(&context.settings.ticket_key, number);
+    match context.store.ticket(&id).await {
+        Ok(ticket) if !ticket.state.is_closed() && ticket.state != mission_core::State::Failed => {
+            Ok(Some(ticket))
+        }
+        Ok(_) | Err(mission_store::StoreError::NotFound(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// `dispatch`: one pass of the server's dispatcher (per lane), its runs handed to the server's

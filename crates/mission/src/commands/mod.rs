@@ -16,6 +16,7 @@ pub mod supervisor;
 pub mod task;
 pub mod ticket;
 pub mod token;
+pub mod usage;
 
 use crate::config::{self, Instance, StoreLocation};
 use crate::exit::CliError;

@@ -48,6 +48,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+mod usage;
 pub mod wake;
 mod web;
 
@@ -94,6 +95,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "0007_outbox",
         sql: include_str!("../../migrations/postgres/0007_outbox.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_usage",
+        sql: include_str!("../../migrations/postgres/0008_usage.sql"),
     },
 ];
 

@@ -10,6 +10,7 @@ use super::events::append_event;
 use super::inbox::{insert_item, settle_items_of};
 use super::rows::{RUN_COLUMNS, decode_run, opt_text, text};
 use super::tickets::{load_ticket, transition};
+use super::usage::{account_run_end, run_figures};
 use crate::{
     Change, EndedRun, Heartbeat, Result, ResumeContext, RunEnd, RunStart, RunStore, StoreError,
 };
@@ -19,7 +20,7 @@ use mission_core::transition::Via;
 use mission_core::{
     ActionKind, Addressee, Attempt, EventKind, FailureClass, InboxId, InboxKind, NewInboxItem,
     RetryPolicy, Run, RunEnding, RunId, Settlement, State, Ticket, TicketEffect, TicketId,
-    Timestamp, settle,
+    Timestamp, Uncharged, settle,
 };
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
@@ -182,8 +183,16 @@ async fn end_by_report(
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         max_orphaned: 1,
+        ..RetryPolicy::default()
     };
-    let settlement = settle(ending, ticket.state, attempt, 0, &retry, change.at);
+    let settlement = settle(
+        ending,
+        ticket.state,
+        attempt,
+        Uncharged::default(),
+        &retry,
+        change.at,
+    );
     let ticket = settle_run(&mut tx, &run, settlement, data, None, change).await?;
     if let Some((new, question_id)) = item {
         insert_item(&mut tx, &new, Some(question_id), change).await?;
@@ -396,12 +405,14 @@ impl RunStore for PgStore {
         if run.attempt != attempt {
             return Err(StoreError::Fenced { run: id, attempt });
         }
+        let figures_before = run_figures(&mut tx, id).await?;
         sqlx::query(
             "UPDATE runs SET exit_code = COALESCE($1, exit_code), \
              head_after = COALESCE($2, head_after), session_id = COALESCE($3, session_id), \
              input_tokens = COALESCE($4, input_tokens), \
              output_tokens = COALESCE($5, output_tokens), cost_usd = COALESCE($6, cost_usd), \
-             detail = COALESCE(detail, $7), exited_at = COALESCE(exited_at, $8) WHERE id = $9",
+             detail = COALESCE(detail, $7), exited_at = COALESCE(exited_at, $8), \
+             cached_tokens = COALESCE($10, cached_tokens) WHERE id = $9",
         )
         .bind(end.exit_code)
         .bind(opt_text(end.head_after.as_deref()))
@@ -416,25 +427,35 @@ impl RunStore for PgStore {
         })
         .bind(change.at.as_millis())
         .bind(id.get())
+        .bind(end.cached_tokens)
         .execute(&mut *tx)
         .await?;
         let ended_now = run.ended_at.is_none();
         let ticket_state = if ended_now {
             let ticket = load_ticket(&mut tx, &run.ticket).await?;
-            // Attempts orphaned by a server crash are counted apart (`RetryPolicy`).
-            let orphaned_before: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM runs WHERE ticket = $1 AND id <> $2 \
-                 AND failure_class = 'orphaned'",
+            // Attempts orphaned by a server crash or ended by a rate limit are counted apart
+            // (`RetryPolicy`).
+            let row = sqlx::query(
+                "SELECT COUNT(*) FILTER (WHERE failure_class = 'orphaned'), \
+                 COUNT(*) FILTER (WHERE failure_class = 'rate_limited') \
+                 FROM runs WHERE ticket = $1 AND id <> $2",
             )
             .bind(run.ticket.to_string())
             .bind(id.get())
             .fetch_one(&mut *tx)
             .await?;
+            let count = |i: usize| -> Result<u32> {
+                Ok(u32::try_from(row.try_get::<i64, _>(i)?).unwrap_or(u32::MAX))
+            };
+            let uncharged = Uncharged {
+                orphaned: count(0)?,
+                rate_limited: count(1)?,
+            };
             let settlement = settle(
                 RunEnding::Exited(end.failure),
                 ticket.state,
                 attempt,
-                u32::try_from(orphaned_before).unwrap_or(u32::MAX),
+                uncharged,
                 retry,
                 change.at,
             );
@@ -453,11 +474,23 @@ impl RunStore for PgStore {
             load_ticket(&mut tx, &run.ticket).await?.state
         };
         let run = load_run(&mut tx, id, false).await?;
+        let labels = load_ticket(&mut tx, &run.ticket).await?.labels;
+        let accounting = account_run_end(
+            &mut tx,
+            figures_before,
+            &run,
+            &labels,
+            end.limit_reset,
+            retry,
+            change,
+        )
+        .await?;
         tx.commit().await?;
         Ok(EndedRun {
             run,
             ticket_state,
             ended_now,
+            accounting,
         })
     }
 

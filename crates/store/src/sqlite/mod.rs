@@ -24,6 +24,7 @@ mod rows;
 mod runs;
 mod tasks;
 mod tickets;
+mod usage;
 mod web;
 
 use crate::migrate::{self, Migration, MigrationReport};
@@ -80,6 +81,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "0009_outbox",
         sql: include_str!("../../migrations/sqlite/0009_outbox.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "0010_usage",
+        sql: include_str!("../../migrations/sqlite/0010_usage.sql"),
     },
 ];
 

@@ -6,6 +6,7 @@ use super::events::append_event;
 use super::inbox::{insert_item, settle_items_of};
 use super::rows::{RUN_COLUMNS, decode_run};
 use super::tickets::{load_ticket, transition};
+use super::usage::{account_run_end, run_figures};
 use crate::{
     Change, EndedRun, Heartbeat, Result, ResumeContext, RunEnd, RunStart, RunStore, StoreError,
 };
@@ -15,7 +16,7 @@ use mission_core::transition::Via;
 use mission_core::{
     ActionKind, Addressee, Attempt, EventKind, FailureClass, InboxId, InboxKind, NewInboxItem,
     RetryPolicy, Run, RunEnding, RunId, Settlement, State, Ticket, TicketEffect, TicketId,
-    Timestamp, settle,
+    Timestamp, Uncharged, settle,
 };
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection};
@@ -177,8 +178,16 @@ async fn end_by_report(
         backoff_base: Duration::ZERO,
         backoff_max: Duration::ZERO,
         max_orphaned: 1,
+        ..RetryPolicy::default()
     };
-    let settlement = settle(ending, ticket.state, attempt, 0, &retry, change.at);
+    let settlement = settle(
+        ending,
+        ticket.state,
+        attempt,
+        Uncharged::default(),
+        &retry,
+        change.at,
+    );
     let ticket = settle_run(&mut tx, &run, settlement, data, None, change).await?;
     if let Some((new, question_id)) = item {
         insert_item(&mut tx, &new, Some(question_id), change).await?;
@@ -391,10 +400,12 @@ impl RunStore for SqliteStore {
         if run.attempt != attempt {
             return Err(StoreError::Fenced { run: id, attempt });
         }
+        let figures_before = run_figures(&mut tx, id).await?;
         sqlx::query(
             "UPDATE runs SET exit_code = COALESCE(?, exit_code), head_after = COALESCE(?, head_after), \
              session_id = COALESCE(?, session_id), input_tokens = COALESCE(?, input_tokens), \
              output_tokens = COALESCE(?, output_tokens), cost_usd = COALESCE(?, cost_usd), \
+             cached_tokens = COALESCE(?, cached_tokens), \
              detail = COALESCE(detail, ?), exited_at = COALESCE(exited_at, ?) WHERE id = ?",
         )
         .bind(end.exit_code)
@@ -403,6 +414,7 @@ impl RunStore for SqliteStore {
         .bind(end.input_tokens)
         .bind(end.output_tokens)
         .bind(end.cost_usd)
+        .bind(end.cached_tokens)
         .bind(if run.ended_at.is_none() {
             end.detail.as_deref()
         } else {
@@ -415,20 +427,28 @@ impl RunStore for SqliteStore {
         let ended_now = run.ended_at.is_none();
         let ticket_state = if ended_now {
             let ticket = load_ticket(&mut tx, &run.ticket).await?;
-            // Attempts orphaned by a server crash are counted apart (`RetryPolicy`).
-            let orphaned_before: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM runs WHERE ticket = ? AND id != ? \
-                 AND failure_class = 'orphaned'",
+            // Attempts orphaned by a server crash or ended by a rate limit are counted apart
+            // (`RetryPolicy`).
+            let row = sqlx::query(
+                "SELECT COALESCE(SUM(failure_class = 'orphaned'), 0), \
+                 COALESCE(SUM(failure_class = 'rate_limited'), 0) FROM runs WHERE ticket = ? AND id != ?",
             )
             .bind(run.ticket.to_string())
             .bind(id.get())
             .fetch_one(&mut *tx)
             .await?;
+            let count = |i: usize| -> Result<u32> {
+                Ok(u32::try_from(row.try_get::<i64, _>(i)?).unwrap_or(u32::MAX))
+            };
+            let uncharged = Uncharged {
+                orphaned: count(0)?,
+                rate_limited: count(1)?,
+            };
             let settlement = settle(
                 RunEnding::Exited(end.failure),
                 ticket.state,
                 attempt,
-                u32::try_from(orphaned_before).unwrap_or(u32::MAX),
+                uncharged,
                 retry,
                 change.at,
             );
@@ -447,11 +467,23 @@ impl RunStore for SqliteStore {
             load_ticket(&mut tx, &run.ticket).await?.state
         };
         let run = load_run(&mut tx, id).await?;
+        let labels = load_ticket(&mut tx, &run.ticket).await?.labels;
+        let accounting = account_run_end(
+            &mut tx,
+            figures_before,
+            &run,
+            &labels,
+            end.limit_reset,
+            retry,
+            change,
+        )
+        .await?;
         tx.commit().await?;
         Ok(EndedRun {
             run,
             ticket_state,
             ended_now,
+            accounting,
         })
     }
 

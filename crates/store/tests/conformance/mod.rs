@@ -23,6 +23,7 @@ pub mod runs;
 pub mod state_machine;
 pub mod tasks;
 pub mod tickets;
+pub mod usage;
 pub mod web;
 
 use mission_store::Store;
@@ -108,7 +109,16 @@ macro_rules! conformance_suite {
                 outbox::an_expired_lease_delivers_again_under_the_same_id_and_survives_a_restart,
                 outbox::a_dead_notification_opens_its_incident_in_the_same_transaction,
                 outbox::cursors_only_move_forward_and_count_what_was_ignored,
+                usage::the_ledger_counts_each_run_once_and_answers_windows,
+                usage::a_rate_limit_parks_the_worker_and_charges_no_attempt,
+                usage::a_worker_breaker_opens_after_failures_in_a_row_and_closes_on_success,
+                usage::a_budget_alert_is_raised_once_per_window,
             );
+
+            #[test]
+            fn the_ledger_matches_hand_computed_sums() {
+                $crate::conformance::usage::the_ledger_matches_hand_computed_sums::<$backend>();
+            }
 
             #[test]
             fn incident_recurrence_holds() {

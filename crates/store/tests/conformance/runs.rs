@@ -39,6 +39,7 @@ pub fn retry() -> RetryPolicy {
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(4),
         max_orphaned: 10,
+        ..mission_core::RetryPolicy::default()
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! Directives run in order; after the last one the agent succeeds. Modes: `succeed`,
 //! `exit N`, `segfault`, `sleep SECONDS`, `silent SECONDS`, `hang`, `ignore-term`,
-//! `spawn-child`, `garbage`, `rate-limit`, `ask QUESTION…`, `submit`, `progress TEXT`,
+//! `spawn-child`, `garbage`, `rate-limit [MESSAGE]`, `ask QUESTION…`, `submit`, `progress TEXT`,
 //! `commit`, `commit-lines N`, `evidence KIND [ARG]`, `review DECISION REASON…`,
 //! `inbox-act ACTION [TEXT…]`, `record`, `session ID`, `reset-path`. See [`Directive`] for each.
 //! An unknown mode exits 2 before any output. `fake-agent-session: ID` in the ticket sets the
@@ -103,7 +103,8 @@ enum Directive {
     /// Print invalid UTF-8, a truncated JSON line and a JSON array line.
     Garbage,
     /// Fail as rate limited, exit 1.
-    RateLimit,
+    /// A rate or usage limit; with a text, the runtime's message (which may give a reset time).
+    RateLimit(Option<String>),
     /// `mission run ask QUESTION`, then finish: exit 0 if it worked, 1 if not.
     Ask(String),
     /// `mission run submit`, then finish: exit 0 if it worked, 1 if not.
@@ -287,8 +288,8 @@ fn perform(directive: &Directive, out: &mut Output, received: &Received) -> Flow
             out.raw(br#"["not","an","event"]"#);
             Flow::Continue
         }
-        Directive::RateLimit => {
-            out.finish(Outcome::RateLimited);
+        Directive::RateLimit(message) => {
+            out.finish(Outcome::RateLimited(message.clone()));
             Flow::Exit(1)
         }
         // After `ask` or `submit` the run is over.
@@ -739,7 +740,8 @@ fn directives(text: &[u8], prefix: &str) -> Result<Vec<Directive>, String> {
             "ignore-term" => no_arg(Directive::IgnoreTerm)?,
             "spawn-child" => no_arg(Directive::SpawnChild)?,
             "garbage" => no_arg(Directive::Garbage)?,
-            "rate-limit" => no_arg(Directive::RateLimit)?,
+            "rate-limit" if arg.trim().is_empty() => Directive::RateLimit(None),
+            "rate-limit" => Directive::RateLimit(Some(arg.trim().to_owned())),
             "ask" => Directive::Ask(text(arg)?),
             "submit" => no_arg(Directive::Submit)?,
             "progress" => Directive::Progress(text(arg)?),
@@ -782,7 +784,8 @@ fn directives(text: &[u8], prefix: &str) -> Result<Vec<Directive>, String> {
 enum Outcome {
     Success,
     Failure(String),
-    RateLimited,
+    /// The runtime's limit message, or its plain 429 when `None`.
+    RateLimited(Option<String>),
 }
 
 struct Output {
@@ -1002,10 +1005,12 @@ impl Output {
                         (false, Value::Null, "All done.".to_owned())
                     }
                     Outcome::Failure(text) => (true, Value::Null, text.clone()),
-                    Outcome::RateLimited => (
+                    Outcome::RateLimited(message) => (
                         true,
                         json!(429),
-                        "API Error: Request rejected (429) · rate_limit_error".to_owned(),
+                        message.clone().unwrap_or_else(|| {
+                            "API Error: Request rejected (429) · rate_limit_error".to_owned()
+                        }),
                     ),
                 };
                 let event = json!({
@@ -1046,8 +1051,10 @@ impl Output {
                 Outcome::Failure(message) => {
                     self.json(json!({"type": "turn.failed", "error": {"message": message}}));
                 }
-                Outcome::RateLimited => {
-                    let message = "exceeded retry limit, last status: 429 Too Many Requests";
+                Outcome::RateLimited(message) => {
+                    let message = message
+                        .as_deref()
+                        .unwrap_or("exceeded retry limit, last status: 429 Too Many Requests");
                     self.json(json!({"type": "error", "message": message}));
                     self.json(json!({"type": "turn.failed", "error": {"message": message}}));
                 }
@@ -1055,7 +1062,7 @@ impl Output {
             Flavour::Plain => match outcome {
                 Outcome::Success => self.raw(b"fake-agent: done"),
                 Outcome::Failure(message) => eprintln!("fake-agent: {message}"),
-                Outcome::RateLimited => eprintln!("fake-agent: rate limited (429)"),
+                Outcome::RateLimited(_) => eprintln!("fake-agent: rate limited (429)"),
             },
         }
         self.flush();

@@ -1,0 +1,258 @@
+//! Usage benchmark.
+//!
+//! - the budget check's cost in a dispatch pass: a board of 100,000 tickets and a ledger holding
+//!   a year of 1,000,000 runs (their rows per series and 15-minute bucket: the instance, four
+//!   workers, two pools, four labels and each run's ticket); the same pass (capacity full) with no
+//!   budget and with four (a local day, a week, a month, a rolling 5 hours; instance, worker,
+//!   pool, label), interleaved in the same run;
+//! - `mission usage` over that year, through the binary, by worker, label, day and ticket.
+//!
+//! Run: `cargo bench -p mission --bench usage` (BENCH_TICKETS and BENCH_RUNS scale it).
+
+use mission_core::usage::{BUCKET_MS, bucket_of};
+use mission_core::{Actor, Lane, TicketDraft, TicketKey, Timestamp};
+use mission_engine::{Dispatcher, Settings, SystemClock};
+use mission_store::prelude::*;
+use mission_store::sqlite::SqliteOptions;
+use mission_store::{Change, SqliteStore};
+use mission_testkit::stats::Stats;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+const MISSION: &str = env!("CARGO_BIN_EXE_mission");
+
+const WORKERS: &str = "[dispatch]\nmax_workers = 4\n\n\
+    [workers.w0]\nruntime = \"shell\"\ncommand = [\"true\"]\nmax_concurrent = 4\npool = \"p0\"\n\n\
+    [workers.w1]\nruntime = \"shell\"\ncommand = [\"true\"]\npool = \"p0\"\n\n\
+    [workers.w2]\nruntime = \"shell\"\ncommand = [\"true\"]\npool = \"p1\"\n\n\
+    [workers.w3]\nruntime = \"shell\"\ncommand = [\"true\"]\npool = \"p1\"\n";
+
+const BUDGETS: &str = "\n[[budgets]]\nwindow = \"day\"\nusd = 1000000\n\n\
+    [[budgets]]\nworker = \"w0\"\nwindow = \"week\"\ntokens = 100000000000\n\n\
+    [[budgets]]\npool = \"p0\"\nwindow = \"month\"\nruns = 100000000\n\n\
+    [[budgets]]\nlabel = \"l0\"\nwindow = \"5h\"\nrun_hours = 100000000\n";
+
+fn main() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let tickets = env("BENCH_TICKETS", 100_000);
+    let runs = env("BENCH_RUNS", 1_000_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("usage benchmark: {tickets} tickets, a year of {runs} runs in the ledger");
+    runtime.block_on(run(tickets, runs));
+}
+
+fn settings(dir: &Path, text: &str) -> Settings {
+    let config: mission_core::config::Config = toml::from_str(text).unwrap();
+    Settings::from_config(&config, dir, &dir.join("data"), "bench", MISSION).unwrap()
+}
+
+async fn run(tickets: usize, runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mission.toml"),
+        format!("{WORKERS}{BUDGETS}"),
+    )
+    .unwrap();
+    let out = Command::new(MISSION)
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let db = dir.path().join("data/mission.db");
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let setup = Instant::now();
+    let change = Change::new(Actor::new("bench"), Timestamp::now());
+    let mut left = tickets;
+    while left > 0 {
+        let n = left.min(1000);
+        let drafts = (0..n)
+            .map(|i| {
+                TicketDraft {
+                    title: format!("ticket {i}"),
+                    assignee: Some(format!("w{}", i % 4)),
+                    labels: vec![format!("l{}", i % 4)],
+                    ..TicketDraft::default()
+                }
+                .validate()
+                .unwrap()
+            })
+            .collect();
+        store
+            .create_tickets(&TicketKey::default(), drafts, &change)
+            .await
+            .unwrap();
+        left -= n;
+    }
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    // 95% done; the rest todo, more than four slots' worth.
+    sqlx::query("UPDATE tickets SET state = 'done' WHERE number % 20 <> 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    ledger(&pool, tickets, runs).await;
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    pool.close().await;
+    println!(
+        "setup: {tickets} tickets, {runs} runs' ledger rows ({:.1}s, not measured)",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &db,
+            SqliteOptions {
+                max_connections: 4,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let plain = Arc::new(settings(dir.path(), WORKERS));
+    let budgeted = Arc::new(settings(dir.path(), &format!("{WORKERS}{BUDGETS}")));
+    assert_eq!(budgeted.workforce.budgets().len(), 4);
+    let without = Dispatcher::new(store.clone(), plain.clone(), Arc::new(SystemClock));
+    let with = Dispatcher::new(store.clone(), budgeted.clone(), Arc::new(SystemClock));
+    // Warm up until the decision cursors caught up and capacity is full (not measured).
+    for _ in 0..200 {
+        without.dispatch_once(Lane::Normal).await.unwrap();
+        with.dispatch_once(Lane::Normal).await.unwrap();
+    }
+    let (mut a, mut b, mut gather) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let report = without.dispatch_once(Lane::Normal).await.unwrap();
+        a.push(t.elapsed());
+        assert!(report.claimed.is_empty(), "capacity is full");
+        let t = Instant::now();
+        let report = with.dispatch_once(Lane::Normal).await.unwrap();
+        b.push(t.elapsed());
+        assert!(report.claimed.is_empty(), "capacity is full");
+        let t = Instant::now();
+        mission_engine::holds::gather(store.as_ref(), &budgeted.workforce, Timestamp::now())
+            .await
+            .unwrap();
+        gather.push(t.elapsed());
+    }
+    let (a, b, gather) = (Stats::new(a), Stats::new(b), Stats::new(gather));
+    println!("{}", a.line("dispatch pass, capacity full, no budget"));
+    println!("{}", b.line("dispatch pass, capacity full, 4 budgets"));
+    println!("{}", gather.line("  the holds read alone (4 budgets)"));
+    let added = b.percentile(50.0).as_secs_f64() - a.percentile(50.0).as_secs_f64();
+    println!(
+        "{:<48} {:.3} ms",
+        "budget check added to a pass, p50",
+        added * 1000.0
+    );
+
+    for by in ["worker", "label", "day", "ticket"] {
+        let mut samples = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            let out = Command::new(MISSION)
+                .args(["usage", "--by", by, "--since", "366d", "--json"])
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            samples.push(t.elapsed());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        println!(
+            "{}",
+            Stats::new(samples).line(&format!(
+                "mission usage --by {by}, a year (the whole process)"
+            ))
+        );
+    }
+}
+
+/// A year of `runs` runs' ledger rows, written as `end_run` would (amounts and running totals
+/// per series and bucket), oldest first.
+async fn ledger(pool: &sqlx::SqlitePool, tickets: usize, runs: usize) {
+    let now = bucket_of(Timestamp::now());
+    let year = 365 * 24 * 3_600_000 / BUCKET_MS;
+    let first = now - year;
+    // Series → (last bucket, running totals: runs, tokens in, out, micros, ms).
+    let mut totals: std::collections::HashMap<(String, String), (i64, [i64; 5])> =
+        std::collections::HashMap::new();
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..runs {
+        let bucket = first + (i as i64 * year) / runs as i64;
+        let ticket = (i * 7919) % tickets + 1;
+        let worker = ticket % 4;
+        let amounts = [1i64, 1000, 100, 5000, 600_000];
+        let series = [
+            ("instance".to_owned(), String::new()),
+            ("worker".to_owned(), format!("w{worker}")),
+            ("pool".to_owned(), format!("p{}", worker / 2)),
+            ("label".to_owned(), format!("l{worker}")),
+            ("ticket".to_owned(), format!("MC-{ticket}")),
+        ];
+        for key in series {
+            let entry = totals.entry(key.clone()).or_insert((i64::MIN, [0; 5]));
+            for (t, a) in entry.1.iter_mut().zip(amounts) {
+                *t += a;
+            }
+            let cum = entry.1;
+            let same = entry.0 == bucket;
+            entry.0 = bucket;
+            if same {
+                sqlx::query(
+                    "UPDATE usage_ledger SET runs = runs + 1, input_tokens = input_tokens + 1000, \
+                     output_tokens = output_tokens + 100, cost_micros = cost_micros + 5000, \
+                     run_ms = run_ms + 600000, cum_runs = ?, cum_input_tokens = ?, \
+                     cum_output_tokens = ?, cum_cost_micros = ?, cum_run_ms = ? \
+                     WHERE scope = ? AND key = ? AND bucket = ?",
+                )
+                .bind(cum[0])
+                .bind(cum[1])
+                .bind(cum[2])
+                .bind(cum[3])
+                .bind(cum[4])
+                .bind(&key.0)
+                .bind(&key.1)
+                .bind(bucket)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            } else {
+                sqlx::query(
+                    "INSERT INTO usage_ledger VALUES (?, ?, ?, 1, 1000, 100, 0, 5000, 600000, \
+                     ?, ?, ?, 0, ?, ?)",
+                )
+                .bind(&key.0)
+                .bind(&key.1)
+                .bind(bucket)
+                .bind(cum[0])
+                .bind(cum[1])
+                .bind(cum[2])
+                .bind(cum[3])
+                .bind(cum[4])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+        }
+    }
+    tx.commit().await.unwrap();
+}

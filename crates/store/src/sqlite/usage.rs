@@ -1,0 +1,374 @@
+//! Usage in SQLite: the ledger's running totals, parks, breakers and budget alerts.
+
+use super::SqliteStore;
+use super::inbox::insert_item;
+use crate::{
+    BudgetAlert, Change, HoldFacts, Result, UsageStore, WindowQuery, WindowUse, worker_subject,
+};
+use async_trait::async_trait;
+use mission_core::breaker::Breaker;
+use mission_core::usage::{
+    Accounting, Figures, LedgerKey, RunEndFacts, ScopeKind, Usage, WorkerPark, account, bucket_of,
+    ledger_keys,
+};
+use mission_core::{
+    Addressee, InboxId, InboxKind, Name, NewInboxItem, RetryPolicy, Run, RunId, Timestamp,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+const AMOUNTS: &str = "runs, input_tokens, output_tokens, cached_tokens, cost_micros, run_ms";
+const TOTALS: &str =
+    "cum_runs, cum_input_tokens, cum_output_tokens, cum_cached_tokens, cum_cost_micros, cum_run_ms";
+
+fn usage_at(row: &SqliteRow, at: usize) -> Result<Usage> {
+    Ok(Usage {
+        runs: row.try_get(at)?,
+        input_tokens: row.try_get(at + 1)?,
+        output_tokens: row.try_get(at + 2)?,
+        cached_tokens: row.try_get(at + 3)?,
+        cost_micros: row.try_get(at + 4)?,
+        run_ms: row.try_get(at + 5)?,
+    })
+}
+
+/// The running totals of a series at its last bucket before `before` (all: `None`).
+async fn total(conn: &mut SqliteConnection, key: &LedgerKey, before: Option<i64>) -> Result<Usage> {
+    let sql = format!(
+        "SELECT {TOTALS} FROM usage_ledger WHERE scope = ? AND key = ? AND bucket < ? \
+         ORDER BY bucket DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key.scope.as_str())
+        .bind(&key.key)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map_or(Ok(Usage::default()), |row| usage_at(&row, 0))
+}
+
+/// Adds `delta` to `keys`' series at `bucket`: the bucket's amounts, its running totals and those
+/// of any later bucket (a run accounted out of order).
+pub(super) async fn ledger_add(
+    conn: &mut SqliteConnection,
+    keys: &[LedgerKey],
+    bucket: i64,
+    delta: Usage,
+) -> Result<()> {
+    for key in keys {
+        let before = total(conn, key, Some(bucket)).await?;
+        let cum = before.plus(delta);
+        let sql = format!(
+            "INSERT INTO usage_ledger (scope, key, bucket, {AMOUNTS}, {TOTALS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (scope, key, bucket) DO UPDATE SET runs = usage_ledger.runs + excluded.runs, \
+             input_tokens = usage_ledger.input_tokens + excluded.input_tokens, output_tokens = usage_ledger.output_tokens + excluded.output_tokens, \
+             cached_tokens = usage_ledger.cached_tokens + excluded.cached_tokens, cost_micros = usage_ledger.cost_micros + excluded.cost_micros, run_ms = usage_ledger.run_ms + excluded.run_ms, \
+             cum_runs = usage_ledger.cum_runs + excluded.runs, cum_input_tokens = usage_ledger.cum_input_tokens + excluded.input_tokens, \
+             cum_output_tokens = usage_ledger.cum_output_tokens + excluded.output_tokens, cum_cached_tokens = usage_ledger.cum_cached_tokens + excluded.cached_tokens, \
+             cum_cost_micros = usage_ledger.cum_cost_micros + excluded.cost_micros, cum_run_ms = usage_ledger.cum_run_ms + excluded.run_ms"
+        );
+        sqlx::query(&sql)
+            .bind(key.scope.as_str())
+            .bind(&key.key)
+            .bind(bucket)
+            .bind(delta.runs)
+            .bind(delta.input_tokens)
+            .bind(delta.output_tokens)
+            .bind(delta.cached_tokens)
+            .bind(delta.cost_micros)
+            .bind(delta.run_ms)
+            .bind(cum.runs)
+            .bind(cum.input_tokens)
+            .bind(cum.output_tokens)
+            .bind(cum.cached_tokens)
+            .bind(cum.cost_micros)
+            .bind(cum.run_ms)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "UPDATE usage_ledger SET cum_runs = cum_runs + ?, cum_input_tokens = cum_input_tokens + ?, \
+             cum_output_tokens = cum_output_tokens + ?, cum_cached_tokens = cum_cached_tokens + ?, \
+             cum_cost_micros = cum_cost_micros + ?, cum_run_ms = cum_run_ms + ? \
+             WHERE scope = ? AND key = ? AND bucket > ?",
+        )
+        .bind(delta.runs)
+        .bind(delta.input_tokens)
+        .bind(delta.output_tokens)
+        .bind(delta.cached_tokens)
+        .bind(delta.cost_micros)
+        .bind(delta.run_ms)
+        .bind(key.scope.as_str())
+        .bind(&key.key)
+        .bind(bucket)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A run's stored figures, and whether it is in the ledger already.
+pub(super) async fn run_figures(
+    conn: &mut SqliteConnection,
+    run: RunId,
+) -> Result<(Figures, bool)> {
+    let row = sqlx::query(
+        "SELECT input_tokens, output_tokens, cached_tokens, cost_usd, usage_counted FROM runs WHERE id = ?",
+    )
+    .bind(run.get())
+    .fetch_one(&mut *conn)
+    .await?;
+    let counted: i64 = row.try_get(4)?;
+    Ok((
+        Figures {
+            input_tokens: row.try_get(0)?,
+            output_tokens: row.try_get(1)?,
+            cached_tokens: row.try_get(2)?,
+            cost_usd: row.try_get(3)?,
+        },
+        counted != 0,
+    ))
+}
+
+fn decode_park(row: &SqliteRow) -> Result<WorkerPark> {
+    let worker: String = row.try_get(0)?;
+    Ok(WorkerPark {
+        worker: Name::parse(&worker).map_err(|e| crate::StoreError::backend(e.to_string()))?,
+        until: Timestamp::from_millis(row.try_get(1)?),
+        reason: row.try_get(2)?,
+        strikes: u32::try_from(row.try_get::<i64, _>(3)?).unwrap_or(u32::MAX),
+        since: Timestamp::from_millis(row.try_get(4)?),
+        run: row.try_get(5)?,
+    })
+}
+
+const PARK_COLUMNS: &str = "worker, until, reason, strikes, since, run";
+
+async fn breaker_of(conn: &mut SqliteConnection, subject: &str) -> Result<Breaker> {
+    let row = sqlx::query("SELECT failures, opened_at FROM breakers WHERE subject = ?")
+        .bind(subject)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map_or(Ok(Breaker::default()), |row| {
+        Ok(Breaker {
+            failures: u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(u32::MAX),
+            opened_at: row
+                .try_get::<Option<i64>, _>(1)?
+                .map(Timestamp::from_millis),
+        })
+    })
+}
+
+/// The accounting of a run's end, in the ending transaction: `before` is what `run_figures` said
+/// before the end was recorded, `run` the run after it.
+pub(super) async fn account_run_end(
+    conn: &mut SqliteConnection,
+    before: (Figures, bool),
+    run: &Run,
+    labels: &[String],
+    limit_reset: Option<Timestamp>,
+    retry: &RetryPolicy,
+    change: &Change,
+) -> Result<Accounting> {
+    let (after, _) = run_figures(conn, run.id).await?;
+    let sql = format!("SELECT {PARK_COLUMNS} FROM worker_parks WHERE worker = ?");
+    let park = sqlx::query(&sql)
+        .bind(run.worker.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| decode_park(&row))
+        .transpose()?;
+    let subject = worker_subject(run.worker.as_str());
+    let breaker = breaker_of(conn, &subject).await?;
+    let accounting = account(
+        &RunEndFacts {
+            run,
+            before: before.0,
+            after,
+            counted: before.1,
+            limit_reset,
+            park: park.as_ref(),
+            breaker,
+            now: change.at,
+        },
+        retry,
+    );
+    if !accounting.usage.is_zero() {
+        let keys = ledger_keys(run.worker.as_str(), &run.pool, labels, &run.ticket);
+        ledger_add(conn, &keys, bucket_of(change.at), accounting.usage).await?;
+    }
+    if !before.1 {
+        sqlx::query("UPDATE runs SET usage_counted = 1 WHERE id = ?")
+            .bind(run.id.get())
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(park) = &accounting.park {
+        sqlx::query(
+            "INSERT INTO worker_parks (worker, until, reason, strikes, since, run) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (worker) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
+             strikes = excluded.strikes, since = excluded.since, run = excluded.run",
+        )
+        .bind(park.worker.as_str())
+        .bind(park.until.as_millis())
+        .bind(&park.reason)
+        .bind(i64::from(park.strikes))
+        .bind(park.since.as_millis())
+        .bind(park.run)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((breaker, _)) = &accounting.breaker {
+        sqlx::query(
+            "INSERT INTO breakers (subject, failures, opened_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (subject) DO UPDATE SET failures = excluded.failures, \
+             opened_at = excluded.opened_at, updated_at = excluded.updated_at",
+        )
+        .bind(&subject)
+        .bind(i64::from(breaker.failures))
+        .bind(breaker.opened_at.map(|t| t.as_millis()))
+        .bind(change.at.as_millis())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(accounting)
+}
+
+async fn live_runs(conn: &mut SqliteConnection, key: &LedgerKey) -> Result<i64> {
+    let base = "SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL";
+    let query = match key.scope {
+        ScopeKind::Instance => sqlx::query_scalar(base),
+        ScopeKind::Worker => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.worker = ?").bind(&key.key),
+        ScopeKind::Pool => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.pool = ?").bind(&key.key),
+        ScopeKind::Label => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs r JOIN tickets t ON t.id = r.ticket WHERE r.ended_at IS NULL \
+             AND EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = ?)",
+        )
+        .bind(&key.key),
+        ScopeKind::Ticket => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.ticket = ?").bind(&key.key),
+    };
+    Ok(query.fetch_one(&mut *conn).await?)
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts> {
+        let mut tx = self.read_tx().await?;
+        let mut facts = HoldFacts::default();
+        for window in windows {
+            let latest = total(&mut tx, &window.key, None).await?;
+            let before = total(&mut tx, &window.key, Some(window.since)).await?;
+            let first_bucket = if window.first_bucket {
+                sqlx::query_scalar(
+                    "SELECT bucket FROM usage_ledger WHERE scope = ? AND key = ? AND bucket >= ? \
+                     ORDER BY bucket LIMIT 1",
+                )
+                .bind(window.key.scope.as_str())
+                .bind(&window.key.key)
+                .bind(window.since)
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            facts.windows.push(WindowUse {
+                used: latest.minus(before),
+                live_runs: live_runs(&mut tx, &window.key).await?,
+                first_bucket,
+            });
+        }
+        let sql = format!("SELECT {PARK_COLUMNS} FROM worker_parks ORDER BY worker");
+        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+            facts.parks.push(decode_park(&row)?);
+        }
+        for row in sqlx::query("SELECT subject, failures, opened_at FROM breakers ORDER BY subject")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            facts.breakers.push((
+                row.try_get(0)?,
+                Breaker {
+                    failures: u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
+                    opened_at: row
+                        .try_get::<Option<i64>, _>(2)?
+                        .map(Timestamp::from_millis),
+                },
+            ));
+        }
+        tx.commit().await?;
+        Ok(facts)
+    }
+
+    async fn usage_by(
+        &self,
+        scope: ScopeKind,
+        since: i64,
+        until: Option<i64>,
+    ) -> Result<Vec<(String, Usage)>> {
+        let rows = sqlx::query(
+            "SELECT key, SUM(runs), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), \
+             SUM(cost_micros), SUM(run_ms) FROM usage_ledger WHERE scope = ? AND bucket >= ? \
+             AND bucket < ? GROUP BY key \
+             ORDER BY SUM(cost_micros) DESC, SUM(input_tokens) + SUM(output_tokens) DESC, key",
+        )
+        .bind(scope.as_str())
+        .bind(since)
+        .bind(until.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
+            .collect()
+    }
+
+    async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>> {
+        let sql = format!(
+            "SELECT bucket, {AMOUNTS} FROM usage_ledger WHERE scope = 'instance' AND key = '' \
+             AND bucket >= ? AND bucket < ? ORDER BY bucket"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since)
+            .bind(until.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
+            .collect()
+    }
+
+    async fn raise_budget_alert(
+        &self,
+        alert: &BudgetAlert,
+        to: &Addressee,
+        change: &Change,
+    ) -> Result<Option<InboxId>> {
+        let mut tx = self.write_tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO budget_alerts (budget, window_start, kind, raised_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&alert.budget)
+        .bind(alert.window_start)
+        .bind(&alert.kind)
+        .bind(change.at.as_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let new = NewInboxItem::new(InboxKind::Alert, None, to.clone(), &alert.text)?;
+        let item = insert_item(&mut tx, &new, None, change).await?;
+        sqlx::query(
+            "UPDATE budget_alerts SET item = ? WHERE budget = ? AND window_start = ? AND kind = ?",
+        )
+        .bind(item.id.get())
+        .bind(&alert.budget)
+        .bind(alert.window_start)
+        .bind(&alert.kind)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(item.id))
+    }
+}

@@ -1,0 +1,82 @@
+//! Usage: the ledger (maintained in the transaction that records a run's end, read over windows
+//! by two running totals per series), workers parked by a rate limit, breakers, and the budget
+//! alerts already raised.
+
+use crate::{Change, Result};
+use async_trait::async_trait;
+use mission_core::breaker::Breaker;
+use mission_core::usage::{LedgerKey, ScopeKind, Usage, WorkerPark};
+use mission_core::{Addressee, InboxId};
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// What holds workers back, read in ONE read transaction: each window's usage (and the live
+    /// runs of its series), the parks and the breakers.
+    async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts>;
+
+    /// Usage per key of `scope` in buckets `since..until` (all when `None`), largest cost, then
+    /// most tokens, first.
+    async fn usage_by(
+        &self,
+        scope: ScopeKind,
+        since: i64,
+        until: Option<i64>,
+    ) -> Result<Vec<(String, Usage)>>;
+
+    /// The instance's usage per bucket in `since..until`, in bucket order.
+    async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>>;
+
+    /// Raises a budget's alert for one window, once: the first call for (budget, window, kind)
+    /// creates an `alert` inbox item for `to` (with its event) and returns it; later calls
+    /// return `None` and write nothing.
+    async fn raise_budget_alert(
+        &self,
+        alert: &BudgetAlert,
+        to: &Addressee,
+        change: &Change,
+    ) -> Result<Option<InboxId>>;
+}
+
+/// The usage of one series since a bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowQuery {
+    pub key: LedgerKey,
+    /// The window's first bucket.
+    pub since: i64,
+    /// Also find the first bucket of the window that has usage (a rolling window's reset).
+    pub first_bucket: bool,
+}
+
+/// What the ledger says about a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUse {
+    pub used: Usage,
+    /// Live runs of the series (the ticket's labels as they are now, for a label).
+    pub live_runs: i64,
+    pub first_bucket: Option<i64>,
+}
+
+/// The answer of `holds`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HoldFacts {
+    pub windows: Vec<WindowUse>,
+    pub parks: Vec<WorkerPark>,
+    /// Breakers by subject (`worker:NAME`), closed ones with failures included.
+    pub breakers: Vec<(String, Breaker)>,
+}
+
+/// A budget's alert for one window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetAlert {
+    pub budget: String,
+    /// The window's first instant (milliseconds), which keys "once per window".
+    pub window_start: i64,
+    /// `soft` or `exhausted`.
+    pub kind: String,
+    pub text: String,
+}
+
+/// The breaker subject of a worker.
+pub fn worker_subject(worker: &str) -> String {
+    format!("worker:{worker}")
+}
