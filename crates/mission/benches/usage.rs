@@ -154,7 +154,7 @@ async fn run(tickets: usize, runs: usize) {
     println!("{}", a.line("dispatch pass, capacity full, no budget"));
     println!("{}", b.line("dispatch pass, capacity full, 4 budgets"));
     println!("{}", gather.line("  the holds read alone (4 budgets)"));
-    let added = b.percentile(50.0).as_secs_f64() - a.percentile(50.0).as_secs_f64();
+    let added = b.percentile(0.5).as_secs_f64() - a.percentile(0.5).as_secs_f64();
     println!(
         "{:<48} {:.3} ms",
         "budget check added to a pass, p50",
