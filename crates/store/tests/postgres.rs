@@ -195,7 +195,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 7
+                supported: 8
             }
         ),
         "{err:?}"
@@ -250,7 +250,7 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 7);
+        assert_eq!(report.to_version, 8);
         applied.extend(report.applied);
     }
     assert_eq!(

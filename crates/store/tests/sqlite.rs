@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 9
+                supported: 10
             }
         ),
         "{err:?}"
@@ -205,7 +205,7 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
         (report.from_version, report.to_version, report.applied),
         (
             3,
-            9,
+            10,
             vec![
                 "0004_counters".to_owned(),
                 "0005_web".to_owned(),
