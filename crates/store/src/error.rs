@@ -170,3 +170,9 @@ impl From<sqlx::Error> for StoreError {
         }
     }
 }
+
+/// A stored value this binary cannot read back: `invalid WHAT VALUE in the database` (the value
+/// as `{:?}` shows it: strings quoted). The one wording of the backends' corrupt rows.
+pub(crate) fn corrupt(what: &str, value: impl std::fmt::Debug) -> StoreError {
+    StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
+}

@@ -129,11 +129,7 @@ pub(crate) fn assemble_with_dependencies<R>(
             .into_iter()
             .map(|(d, dep_state)| {
                 Ok(DependencyState {
-                    id: TicketId::parse(&d).map_err(|_| {
-                        crate::StoreError::Corrupt(format!(
-                            "invalid ticket id {d:?} in the database"
-                        ))
-                    })?,
+                    id: TicketId::parse(&d).map_err(|_| crate::error::corrupt("ticket id", &d))?,
                     state: dep_state.map(|s| state(&s)).transpose()?,
                 })
             })

@@ -12,6 +12,7 @@ use super::review::{RecordIn, record_review_in};
 use super::rows::{opt_text, text};
 use super::runs::answer_question;
 use super::tickets::{load_ticket, transition};
+use crate::error::corrupt;
 use crate::{
     ActOnItem, Acted, Change, Delivered, Expired, InboxFilter, InboxStore, RecordReview, Result,
     StoreError, Verdict,
@@ -35,10 +36,6 @@ const ITEM_COLUMNS: &str = "i.id, i.kind, i.ticket, i.addressee, i.text, i.creat
     a.text AS action_text, a.at AS action_at";
 
 const ITEM_FROM: &str = "inbox_items i LEFT JOIN inbox_actions a ON a.item = i.id";
-
-fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("invalid {what} {value} in the database"))
-}
 
 fn decode_item(row: &PgRow) -> Result<InboxItem> {
     let id = InboxId::new(row.try_get("id")?);

@@ -7,6 +7,7 @@
 use super::PgStore;
 use super::events::append_event;
 use super::rows::{text, ticket_id};
+use crate::error::corrupt;
 use crate::{AuditPass, Change, IncidentFilter, IncidentStore, Result, StoreError};
 use async_trait::async_trait;
 use mission_core::incident::{IncidentChange, IncidentState, Resolution, plan_audit};
@@ -21,10 +22,6 @@ const COLUMNS: &str = "id, fingerprint, severity, status, resolved_at, resolutio
 /// The counter incident ids are taken from (migration 4).
 const INCIDENT_ID_COUNTER: &str = "incident_id";
 
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid incident {what} {value:?} in the database"))
-}
-
 pub(super) fn decode_incident(row: &PgRow) -> Result<Incident> {
     let fingerprint: String = row.try_get("fingerprint")?;
     let severity: String = row.try_get("severity")?;
@@ -38,25 +35,25 @@ pub(super) fn decode_incident(row: &PgRow) -> Result<Incident> {
             IncidentState::Resolved {
                 at: Timestamp::from_millis(
                     row.try_get::<Option<i64>, _>("resolved_at")?
-                        .ok_or_else(|| corrupt("resolution time", ""))?,
+                        .ok_or_else(|| corrupt("incident resolution time", ""))?,
                 ),
                 resolution: serde_json::from_str::<Resolution>(&resolution)
-                    .map_err(|_| corrupt("resolution", &resolution))?,
+                    .map_err(|_| corrupt("incident resolution", &resolution))?,
             }
         }
-        _ => return Err(corrupt("status", &status)),
+        _ => return Err(corrupt("incident status", &status)),
     };
     let count = |name: &str| -> Result<u64> {
         let value: i64 = row.try_get(name)?;
-        u64::try_from(value).map_err(|_| corrupt(name, &value.to_string()))
+        u64::try_from(value).map_err(|_| corrupt(&format!("incident {name}"), value))
     };
     Ok(Incident {
         id: IncidentId::new(row.try_get("id")?),
         fingerprint: Fingerprint::parse(&fingerprint)
-            .map_err(|_| corrupt("fingerprint", &fingerprint))?,
+            .map_err(|_| corrupt("incident fingerprint", &fingerprint))?,
         severity: severity
             .parse()
-            .map_err(|_| corrupt("severity", &severity))?,
+            .map_err(|_| corrupt("incident severity", &severity))?,
         state,
         occurrences: count("occurrences")?,
         first_seen: Timestamp::from_millis(row.try_get("first_seen")?),
@@ -78,7 +75,8 @@ fn decode_occurrence(row: &PgRow) -> Result<Occurrence> {
         number: u64::try_from(row.try_get::<i64, _>("number")?).unwrap_or(0),
         at: Timestamp::from_millis(row.try_get("at")?),
         detail: row.try_get("detail")?,
-        evidence: serde_json::from_str(&evidence).map_err(|_| corrupt("evidence", &evidence))?,
+        evidence: serde_json::from_str(&evidence)
+            .map_err(|_| corrupt("incident evidence", &evidence))?,
     })
 }
 

@@ -2,6 +2,7 @@
 //! rejects means the database was written by something else or damaged: that is reported as
 //! corruption, not silently patched over.
 
+use crate::error::corrupt;
 use crate::{Result, StoreError, TicketSummary};
 use mission_core::{
     Attempt, Event, EvidencePolicy, Name, Run, RunId, State, Ticket, TicketId, Timestamp,
@@ -9,10 +10,6 @@ use mission_core::{
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::borrow::Cow;
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
-}
 
 /// Free text as PostgreSQL can store it: its `text` cannot hold a NUL, so a NUL (only ever seen in
 /// text taken from a process's output, such as a run's detail) becomes U+FFFD. Ticket bodies,

@@ -7,6 +7,7 @@ use super::events::append_event;
 use super::review::{authors, round_reviews};
 use super::runs::fenced_run;
 use super::tickets::{apply_transition, load_ticket};
+use crate::error::corrupt;
 use crate::{
     Change, EvidenceStore, Fence, GateContext, GateOutcome, GateRequest, Observation,
     RecordEvidence, Result, StoreError,
@@ -25,9 +26,6 @@ const COLUMNS: &str =
     "id, ticket, evidence, recorded_at, recorded_by, status, verified_at, failure";
 
 fn decode(row: &SqliteRow) -> Result<EvidenceRecord> {
-    let corrupt = |what: &str, value: &str| {
-        StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
-    };
     let ticket: String = row.try_get("ticket")?;
     let evidence: String = row.try_get("evidence")?;
     let status: String = row.try_get("status")?;

@@ -7,6 +7,7 @@ use super::dispatch::{active_counts_in, capacity_fact_in};
 use super::events::append_event;
 use super::rows::ticket_id;
 use super::tickets::load_tickets_with_dependencies;
+use crate::error::corrupt;
 use crate::{
     CapacityFact, Change, HealthQuery, HealthSnapshot, HealthStore, InboxFacts, RecordedVerdict,
     Result, ServerHeartbeat, StoreError, WaitingTicket,
@@ -26,10 +27,6 @@ use std::time::Duration;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
 }
 
 async fn last_verdict_in(conn: &mut SqliteConnection) -> Result<Option<RecordedVerdict>> {

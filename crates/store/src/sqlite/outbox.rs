@@ -5,6 +5,7 @@
 use super::SqliteStore;
 use super::incidents::record_audit_in;
 use super::rows::ticket_id;
+use crate::error::corrupt;
 use crate::outbox::payload;
 use crate::{
     AuditPass, Change, DeliveryOutcome, DeliveryResult, OutboxAttempt, OutboxFilter, OutboxItem,
@@ -22,10 +23,6 @@ use std::time::Duration;
 const COLUMNS: &str = "id, channel, topic, event_seq, ticket, payload, created_at, status, \
     attempts, next_attempt_at, lease_until, last_error, sent_at, remote_id";
 
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid outbox {what} {value:?} in the database"))
-}
-
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -42,15 +39,17 @@ fn decode(row: &SqliteRow) -> Result<OutboxItem> {
     Ok(OutboxItem {
         id: row.try_get("id")?,
         channel: row.try_get("channel")?,
-        topic: topic.parse().map_err(|_| corrupt("topic", &topic))?,
+        topic: topic.parse().map_err(|_| corrupt("outbox topic", &topic))?,
         event_seq: row.try_get("event_seq")?,
         ticket: row
             .try_get::<Option<String>, _>("ticket")?
             .map(|t| ticket_id(&t))
             .transpose()?,
-        payload: serde_json::from_str(&payload).map_err(|_| corrupt("payload", &payload))?,
+        payload: serde_json::from_str(&payload).map_err(|_| corrupt("outbox payload", &payload))?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        status: status.parse().map_err(|_| corrupt("status", &status))?,
+        status: status
+            .parse()
+            .map_err(|_| corrupt("outbox status", &status))?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: Timestamp::from_millis(row.try_get("next_attempt_at")?),
         lease_until: time("lease_until")?,
@@ -127,7 +126,7 @@ impl OutboxStore for SqliteStore {
         .await?;
         let mut by_channel: BTreeMap<String, BTreeSet<Topic>> = BTreeMap::new();
         for (channel, topic) in rows {
-            let topic = topic.parse().map_err(|_| corrupt("topic", &topic))?;
+            let topic = topic.parse().map_err(|_| corrupt("outbox topic", &topic))?;
             by_channel.entry(channel).or_default().insert(topic);
         }
         Ok(by_channel

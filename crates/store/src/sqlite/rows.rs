@@ -1,16 +1,13 @@
 //! Decoding rows into domain types. A value the domain rejects means the file was written by
 //! something else or damaged: that is reported as corruption, not silently patched over.
 
-use crate::{Result, StoreError, TicketSummary};
+use crate::error::corrupt;
+use crate::{Result, TicketSummary};
 use mission_core::{
     Attempt, Event, EvidencePolicy, Name, Run, RunId, State, Ticket, TicketId, Timestamp,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("invalid {what} {value:?} in the database"))
-}
 
 pub(crate) fn ticket_id(text: &str) -> Result<TicketId> {
     TicketId::parse(text).map_err(|_| corrupt("ticket id", text))
