@@ -3,8 +3,9 @@
 //! needs-input lane; strangers change nothing; 429, 500 and a dropped connection are retried in
 //! order with every attempt recorded; a kill in the middle of a send gives at most one duplicate
 //! with the same id; the bot token shows in no log, event, answer or page), the Approve / Reject
-//! buttons acting on review requests, and webhooks verified by an independent Standard Webhooks
-//! verifier written from the specification here (retries under the same id, a paused endpoint,
+//! buttons acting on review requests, and webhooks verified both by a Standard Webhooks verifier
+//! written from the specification here and by the specification's reference library
+//! (`standardwebhooks` from PyPI, see scripts/ensure-pytools.sh) (retries under the same id, a paused endpoint,
 //! a dead endpoint turning into an incident, `mission webhook test`).
 
 mod common;
@@ -436,6 +437,42 @@ fn verify(secret: &str, request: &Request) -> Result<Value, String> {
     serde_json::from_slice(&request.body).map_err(|e| e.to_string())
 }
 
+/// The verdicts of `standardwebhooks`, the specification's reference verifier (a third party's
+/// code, from PyPI), on `requests`: "ok" or its error, one per request. `None` outside CI when
+/// the Python tools are not installed.
+fn verify_with_the_reference_library(secret: &str, requests: &[Request]) -> Option<Vec<String>> {
+    use std::io::Write;
+    let python = mission_testkit::pytools::python_or_skip("the standardwebhooks check")?;
+    let given = json!({
+        "secret": secret,
+        "requests": requests.iter().map(|r| json!({
+            "headers": r.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "body": String::from_utf8_lossy(&r.body),
+        })).collect::<Vec<_>>(),
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhook_verify.py");
+    let mut child = std::process::Command::new(python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(given.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 #[test]
 fn webhooks_are_signed_retried_under_one_id_paused_and_a_dead_endpoint_is_an_incident() {
     let count = Arc::new(Mutex::new(0usize));
@@ -519,6 +556,16 @@ paused = true
         verify(SECRET, request).unwrap();
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/in");
+    }
+    // The reference verifier accepts every delivery, and refuses one whose body was changed
+    // after signing (so its "ok" means something).
+    let mut tampered = requests[0].clone();
+    tampered.body.extend_from_slice(b" ");
+    let checked: Vec<Request> = requests.iter().cloned().chain([tampered]).collect();
+    if let Some(verdicts) = verify_with_the_reference_library(SECRET, &checked) {
+        let (last, delivered) = verdicts.split_last().unwrap();
+        assert!(delivered.iter().all(|v| v == "ok"), "{verdicts:?}");
+        assert!(last.contains("WebhookVerificationError"), "{last}");
     }
     // The first notification was tried three times, under one id.
     let ids: Vec<&str> = requests

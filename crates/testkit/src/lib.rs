@@ -11,6 +11,7 @@
 pub mod crash;
 pub mod pg;
 pub mod process;
+pub mod pytools;
 pub mod stats;
 
 use std::ffi::OsString;
