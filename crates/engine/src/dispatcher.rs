@@ -42,6 +42,10 @@ pub struct PassReport {
     /// `None` when capacity was counted; the error when it could not be.
     pub capacity_unknown: Option<String>,
     pub candidates: u32,
+    /// The holds this pass judged by (its claims counted): the second half's decisions judge
+    /// by them too, so a pass reads the budgets, parks and breakers once.
+    #[serde(skip)]
+    pub holds: Option<crate::holds::HoldsView>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -146,6 +150,7 @@ impl Dispatcher {
         self.raise_budget_alerts(&holds).await;
         self.claim_candidates(lane, counts, &mut holds, &mut report)
             .await?;
+        report.holds = Some(holds);
         Ok(report)
     }
 
@@ -222,8 +227,9 @@ impl Dispatcher {
     }
 
     /// The second half of a pass: the decisions about tickets that changed since the last pass,
-    /// judged against capacity as counted now, after this pass's claims. Nothing to do when the
-    /// first half could not count capacity; when counting fails now, the next pass records it.
+    /// judged against capacity as counted now, after this pass's claims, and the holds the first
+    /// half read (with its claims counted). Nothing to do when the first half could not count
+    /// capacity; when counting fails now, the next pass records it.
     pub async fn record_decisions(&self, report: &mut PassReport) -> Result<(), StoreError> {
         let Some(lane) = report.lane.filter(|_| report.capacity_unknown.is_none()) else {
             return Ok(());
@@ -231,14 +237,22 @@ impl Dispatcher {
         let Ok(counts) = count_active(self.store.as_ref()).await else {
             return Ok(());
         };
-        let holds = crate::holds::gather(
-            self.store.as_ref(),
-            &self.settings.workforce,
-            self.clock.now(),
-        )
-        .await?;
-        self.record_changed_decisions(lane, &counts, &holds.holds, report)
-            .await
+        let holds = match report.holds.take() {
+            Some(holds) => holds,
+            None => {
+                crate::holds::gather(
+                    self.store.as_ref(),
+                    &self.settings.workforce,
+                    self.clock.now(),
+                )
+                .await?
+            }
+        };
+        let recorded = self
+            .record_changed_decisions(lane, &counts, &holds.holds, report)
+            .await;
+        report.holds = Some(holds);
+        recorded
     }
 
     /// Decisions about tickets that changed since the last pass.

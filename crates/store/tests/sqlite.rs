@@ -355,6 +355,51 @@ async fn a_database_locked_past_the_busy_timeout_is_unavailable() {
         .unwrap();
 }
 
+/// A process's writers take turns for SQLite's write lock, first come first served, instead of
+/// meeting in SQLite's busy handler (whose sleeps grow to 100 ms a try): with no busy timeout at
+/// all, many concurrent writers of one store still all commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_writers_take_turns_for_the_write_lock() {
+    let t = fresh().await;
+    let store = std::sync::Arc::new(
+        SqliteStore::open(
+            &t.path,
+            SqliteOptions {
+                busy_timeout: Duration::ZERO,
+                max_connections: 8,
+                ..SqliteOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let writers: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for j in 0..10 {
+                    store
+                        .create_tickets(
+                            &key(),
+                            vec![new_ticket(&format!("w{i} t{j}"), None)],
+                            &change(1),
+                        )
+                        .await?;
+                    store
+                        .touch_api_token(1, mission_core::Timestamp::from_millis(j))
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let all = store.list_tickets(&TicketFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 320);
+}
+
 /// `mission_store::open` picks the backend by the URL's scheme.
 #[tokio::test]
 async fn stores_open_by_url() {

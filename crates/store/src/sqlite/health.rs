@@ -265,6 +265,7 @@ async fn invalid_evidence_in(
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn record_heartbeat(&self, beat: &ServerHeartbeat) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO server_heartbeats (node, pid, started_at, beat_at, interval_ms, \
              dispatcher_pass_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (node) DO UPDATE SET \

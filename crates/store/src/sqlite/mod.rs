@@ -117,6 +117,39 @@ async fn checkpoint_in_background(pool: SqlitePool) {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's writers take turns here, first come first served, before they ask SQLite
+    /// for its write lock. SQLite has one writer; a writer that finds the lock taken sleeps in
+    /// SQLite's busy handler (1 ms, 2, 5 … up to 100 ms a try), so under a steady stream of
+    /// other writes (the notification sender draining a backlog) an unlucky writer — a claim —
+    /// waited for hundreds of milliseconds. Queued here it waits for the transactions ahead of
+    /// it only. Writers of other processes (the CLI) still meet the busy handler.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// A write transaction holding its writer's turn until it commits or is dropped. Derefs to the
+/// connection, like `sqlx::Transaction`.
+pub(crate) struct WriteTx<'a> {
+    tx: Transaction<'static, Sqlite>,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl WriteTx<'_> {
+    pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 /// The file a `sqlite:PATH` (or `sqlite://PATH`) URL names; `None` for another scheme.
@@ -161,12 +194,23 @@ impl SqliteStore {
         if options.background_checkpoint {
             tokio::spawn(checkpoint_in_background(pool.clone()));
         }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            turn: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// A write transaction, holding the write lock from its first statement.
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write transaction, holding the write lock from its first statement, begun in this
+    /// process's writers' turn (see `turn`).
+    async fn write_tx(&self) -> Result<WriteTx<'_>> {
+        let turn = self.turn.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// This process's turn to write, for a single statement outside a transaction.
+    async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
     }
 
     /// A read transaction: every statement in it reads the snapshot taken by its first one.

@@ -323,6 +323,7 @@ impl ReviewStore for SqliteStore {
     }
 
     async fn close_review_request(&self, id: i64, at: Timestamp) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE review_requests SET closed_at = ? WHERE id = ? AND closed_at IS NULL")
             .bind(at.as_millis())
             .bind(id)

@@ -67,6 +67,7 @@ async fn finished_event(conn: &mut SqliteConnection, id: i64, change: &Change) -
 #[async_trait]
 impl TaskRunStore for SqliteStore {
     async fn begin_task_run(&self, start: &TaskRunStart, change: &Change) -> Result<Option<i64>> {
+        let _turn = self.write_turn().await;
         // The unique index `task_runs_one_per_slot` is what makes a slot fire once.
         let inserted = sqlx::query_scalar(
             "INSERT INTO task_runs (task, slot, trigger, node, started_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -86,6 +87,7 @@ impl TaskRunStore for SqliteStore {
     }
 
     async fn set_task_run_pid(&self, id: i64, pid: i64) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE task_runs SET pid = ? WHERE id = ?")
             .bind(pid)
             .bind(id)

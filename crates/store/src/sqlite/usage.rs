@@ -234,49 +234,76 @@ pub(super) async fn account_run_end(
     Ok(accounting)
 }
 
-async fn live_runs(conn: &mut SqliteConnection, key: &LedgerKey) -> Result<i64> {
-    let base = "SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL";
-    let query = match key.scope {
-        ScopeKind::Instance => sqlx::query_scalar(base),
-        ScopeKind::Worker => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.worker = ?").bind(&key.key),
-        ScopeKind::Pool => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.pool = ?").bind(&key.key),
-        ScopeKind::Label => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM runs r JOIN tickets t ON t.id = r.ticket WHERE r.ended_at IS NULL \
-             AND EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = ?)",
-        )
-        .bind(&key.key),
-        ScopeKind::Ticket => sqlx::query_scalar("SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.ticket = ?").bind(&key.key),
+/// Every window's use in one statement (a dispatch pass reads them all, so one round trip, not
+/// four per budget): per window, the running totals at the series' last bucket and at its last
+/// bucket before the window (their difference is the window's use), the window's first bucket
+/// with usage when asked, and the series' live runs.
+async fn windows_use(
+    conn: &mut SqliteConnection,
+    windows: &[WindowQuery],
+) -> Result<Vec<WindowUse>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let totals = |alias: &str| {
+        TOTALS
+            .split(", ")
+            .map(|c| format!("COALESCE({alias}.{c}, 0)"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    Ok(query.fetch_one(&mut *conn).await?)
+    let values = vec!["(?, ?, ?, ?, ?)"; windows.len()].join(", ");
+    let sql = format!(
+        "WITH q (i, scope, key, since, want_first) AS (VALUES {values}) \
+         SELECT {latest}, {before}, \
+           CASE WHEN q.want_first THEN (SELECT MIN(u.bucket) FROM usage_ledger u \
+             WHERE u.scope = q.scope AND u.key = q.key AND u.bucket >= q.since) END, \
+           CASE q.scope \
+             WHEN 'instance' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL) \
+             WHEN 'worker' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.worker = q.key) \
+             WHEN 'pool' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.pool = q.key) \
+             WHEN 'label' THEN (SELECT COUNT(*) FROM runs r JOIN tickets t ON t.id = r.ticket \
+               WHERE r.ended_at IS NULL AND EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = q.key)) \
+             ELSE (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.ticket = q.key) END \
+         FROM q \
+         LEFT JOIN usage_ledger l ON l.scope = q.scope AND l.key = q.key AND l.bucket = \
+           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key) \
+         LEFT JOIN usage_ledger b ON b.scope = q.scope AND b.key = q.key AND b.bucket = \
+           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key \
+            AND m.bucket < q.since) \
+         ORDER BY q.i",
+        latest = totals("l"),
+        before = totals("b"),
+    );
+    let mut query = sqlx::query(&sql);
+    for (i, window) in windows.iter().enumerate() {
+        query = query
+            .bind(i as i64)
+            .bind(window.key.scope.as_str())
+            .bind(&window.key.key)
+            .bind(window.since)
+            .bind(window.first_bucket);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(WindowUse {
+                used: usage_at(row, 0)?.minus(usage_at(row, 6)?),
+                first_bucket: row.try_get(12)?,
+                live_runs: row.try_get(13)?,
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
 impl UsageStore for SqliteStore {
     async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts> {
         let mut tx = self.read_tx().await?;
-        let mut facts = HoldFacts::default();
-        for window in windows {
-            let latest = total(&mut tx, &window.key, None).await?;
-            let before = total(&mut tx, &window.key, Some(window.since)).await?;
-            let first_bucket = if window.first_bucket {
-                sqlx::query_scalar(
-                    "SELECT bucket FROM usage_ledger WHERE scope = ? AND key = ? AND bucket >= ? \
-                     ORDER BY bucket LIMIT 1",
-                )
-                .bind(window.key.scope.as_str())
-                .bind(&window.key.key)
-                .bind(window.since)
-                .fetch_optional(&mut *tx)
-                .await?
-            } else {
-                None
-            };
-            facts.windows.push(WindowUse {
-                used: latest.minus(before),
-                live_runs: live_runs(&mut tx, &window.key).await?,
-                first_bucket,
-            });
-        }
+        let mut facts = HoldFacts {
+            windows: windows_use(&mut tx, windows).await?,
+            ..HoldFacts::default()
+        };
         let sql = format!("SELECT {PARK_COLUMNS} FROM worker_parks ORDER BY worker");
         for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
             facts.parks.push(decode_park(&row)?);

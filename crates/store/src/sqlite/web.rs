@@ -33,6 +33,7 @@ fn decode_token(row: &SqliteRow) -> Result<ApiToken> {
 #[async_trait]
 impl WebStore for SqliteStore {
     async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiToken> {
+        let _turn = self.write_turn().await;
         let row = sqlx::query(&format!(
             "INSERT INTO api_tokens (token_hash, scope, label, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
@@ -67,6 +68,7 @@ impl WebStore for SqliteStore {
     }
 
     async fn revoke_api_token(&self, id: i64, at: Timestamp) -> Result<Option<ApiToken>> {
+        let _turn = self.write_turn().await;
         let row = sqlx::query(&format!(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
              RETURNING {TOKEN_COLUMNS}"
@@ -79,6 +81,7 @@ impl WebStore for SqliteStore {
     }
 
     async fn touch_api_token(&self, id: i64, at: Timestamp) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
             .bind(at.as_millis())
             .bind(id)
@@ -148,6 +151,7 @@ impl WebStore for SqliteStore {
         status: u16,
         response: &str,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE idempotency_keys SET status = ?, response = ? \
              WHERE principal = ? AND key = ? AND request_hash = ?",
@@ -163,6 +167,7 @@ impl WebStore for SqliteStore {
     }
 
     async fn release_idempotency_key(&self, key: &IdempotencyKey) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "DELETE FROM idempotency_keys \
              WHERE principal = ? AND key = ? AND request_hash = ? AND response IS NULL",

@@ -179,6 +179,7 @@ pub async fn the_ledger_counts_each_run_once_and_answers_windows<B: Backend>() {
         ),
         (Usage::default(), 1, None),
     ];
+    assert_eq!(facts.windows.len(), expect.len(), "{:?}", facts.windows);
     for (i, (window, (used, live, first))) in facts.windows.iter().zip(expect).enumerate() {
         assert_eq!(
             (window.used, window.live_runs, window.first_bucket),
