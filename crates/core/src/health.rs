@@ -27,6 +27,7 @@
 //! | `evidence_invalid` | evidence | warning | done tickets whose evidence no longer verifies |
 //! | `worker_rate_limited` | workers | warning | workers parked by a rate or usage limit, until when |
 //! | `breaker_open` | workers | warning | workers whose circuit breaker is open (failed runs in a row) |
+//! | `task_breaker_open` | scheduler | warning | tasks whose circuit breaker is open (failed or degraded runs in a row): their scheduled firings are skipped |
 //! | `budget_exhausted` | budgets | warning | budgets at their hard limit: nothing is dispatched under them until they reset |
 //!
 //! A warning makes the verdict `degraded`, a critical reason `broken`. There is one reason per
@@ -111,11 +112,12 @@ pub enum ReasonCode {
     EvidenceInvalid,
     WorkerRateLimited,
     BreakerOpen,
+    TaskBreakerOpen,
     BudgetExhausted,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 18] = [
+    pub const ALL: [ReasonCode; 19] = [
         ReasonCode::ServerDown,
         ReasonCode::DispatcherStalled,
         ReasonCode::CapacityUnknown,
@@ -133,6 +135,7 @@ impl ReasonCode {
         ReasonCode::EvidenceInvalid,
         ReasonCode::WorkerRateLimited,
         ReasonCode::BreakerOpen,
+        ReasonCode::TaskBreakerOpen,
         ReasonCode::BudgetExhausted,
     ];
 
@@ -155,6 +158,7 @@ impl ReasonCode {
             ReasonCode::EvidenceInvalid => "evidence_invalid",
             ReasonCode::WorkerRateLimited => "worker_rate_limited",
             ReasonCode::BreakerOpen => "breaker_open",
+            ReasonCode::TaskBreakerOpen => "task_breaker_open",
             ReasonCode::BudgetExhausted => "budget_exhausted",
         }
     }
@@ -170,7 +174,8 @@ impl ReasonCode {
             ReasonCode::TaskChurn
             | ReasonCode::TaskDegraded
             | ReasonCode::TaskFailed
-            | ReasonCode::TaskFileBroken => Component::Scheduler,
+            | ReasonCode::TaskFileBroken
+            | ReasonCode::TaskBreakerOpen => Component::Scheduler,
             ReasonCode::ConfigProblem => Component::Config,
             ReasonCode::SandboxOff => Component::Sandbox,
             ReasonCode::InboxAging | ReasonCode::InboxFailed => Component::Inbox,
@@ -409,6 +414,8 @@ pub struct HealthFacts {
     pub parked_workers: Vec<ParkedWorker>,
     /// Workers whose breaker is open or half-open.
     pub open_breakers: Vec<OpenBreaker>,
+    /// Tasks whose breaker is open or half-open.
+    pub open_task_breakers: Vec<OpenTaskBreaker>,
     /// Budgets at their hard limit.
     pub exhausted_budgets: Vec<ExhaustedBudget>,
 }
@@ -425,6 +432,14 @@ pub struct ParkedWorker {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenBreaker {
     pub worker: Name,
+    pub failures: u32,
+    pub opened_at: Timestamp,
+}
+
+/// A task whose breaker is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenTaskBreaker {
+    pub task: Name,
     pub failures: u32,
     pub opened_at: Timestamp,
 }
@@ -547,7 +562,8 @@ pub fn assess(facts: &HealthFacts, now: Timestamp, limits: &HealthThresholds) ->
         );
     }
 
-    // Task runs: churn, and the latest run's outcome within the window.
+    // Task runs: churn, and the outcome of the latest run that ran (a skipped firing — overlap,
+    // an open circuit breaker — says nothing of whether the task works) within the window.
     let mut churning = Vec::new();
     let mut degraded = Vec::new();
     let mut failed = Vec::new();
@@ -555,7 +571,7 @@ pub fn assess(facts: &HealthFacts, now: Timestamp, limits: &HealthThresholds) ->
         if let Some(churn) = churn(task, facts, limits) {
             churning.push(churn);
         }
-        if let Some(latest) = task.recent.first()
+        if let Some(latest) = task.recent.iter().find(|r| r.outcome != Outcome::Skipped)
             && !older_than(latest.ended_at, limits.task_window)
         {
             let item = (task.name.to_string(), latest);
@@ -735,6 +751,31 @@ pub fn assess(facts: &HealthFacts, now: Timestamp, limits: &HealthThresholds) ->
                 .open_breakers
                 .iter()
                 .map(|b| b.worker.to_string())
+                .collect(),
+        );
+    }
+
+    if !facts.open_task_breakers.is_empty() {
+        add(
+            ReasonCode::TaskBreakerOpen,
+            Severity::Warning,
+            listing(
+                facts
+                    .open_task_breakers
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "task {}'s circuit breaker is open after {} failed or degraded runs in a row",
+                            b.task, b.failures
+                        )
+                    })
+                    .collect(),
+            ),
+            facts.open_task_breakers.iter().map(|b| b.opened_at).min(),
+            facts
+                .open_task_breakers
+                .iter()
+                .map(|b| b.task.to_string())
                 .collect(),
         );
     }
@@ -1035,6 +1076,7 @@ mod tests {
             invalid_evidence: vec![],
             parked_workers: vec![],
             open_breakers: vec![],
+            open_task_breakers: vec![],
             exhausted_budgets: vec![],
         }
     }
@@ -1410,6 +1452,21 @@ mod tests {
                 clear: |f| f.open_breakers.clear(),
                 detail: "worker codex's circuit breaker is open after 5 failed runs in a row",
                 ids: &["codex"],
+            },
+            Fixture {
+                code: TaskBreakerOpen,
+                component: "scheduler",
+                verdict: Verdict::Degraded,
+                produce: |f| {
+                    f.open_task_breakers.push(OpenTaskBreaker {
+                        task: Name::parse("nightly-review").unwrap(),
+                        failures: 3,
+                        opened_at: ago(1),
+                    })
+                },
+                clear: |f| f.open_task_breakers.clear(),
+                detail: "task nightly-review's circuit breaker is open after 3 failed or degraded runs in a row",
+                ids: &["nightly-review"],
             },
             Fixture {
                 code: BudgetExhausted,

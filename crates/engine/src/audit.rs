@@ -132,6 +132,40 @@ pub async fn breaker_opened(
     Ok(())
 }
 
+/// The finding of a task whose circuit breaker is open.
+fn task_breaker_finding(task: &str, failures: u32, opened_at: Timestamp) -> Option<Finding> {
+    finding(
+        "breaker_open",
+        &mission_store::task_subject(task),
+        Severity::Warning,
+        format!(
+            "task {task}'s circuit breaker is open after {failures} failed or degraded runs in a row: its scheduled firings are skipped until a probe after the cool-down (dispatch.breaker_cooldown) succeeds"
+        ),
+        json!({ "task": task, "failures": failures, "opened_at": opened_at }),
+        None,
+    )
+}
+
+/// The scheduler's part of the breaker check: a task run's end opened the task's circuit
+/// breaker — an incident at once (the operator audit observes it while the breaker stays open).
+pub async fn task_breaker_opened(
+    store: &dyn Store,
+    settings: &Settings,
+    task: &str,
+    failures: u32,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let pass = AuditPass {
+        findings: task_breaker_finding(task, failures, change.at)
+            .into_iter()
+            .collect(),
+        checked: BTreeSet::new(),
+        auto_resolve: settings.audit.auto_resolve.clone(),
+    };
+    store.record_audit(&pass, change).await?;
+    Ok(())
+}
+
 /// What one audit pass did.
 #[derive(Clone, Debug)]
 pub struct AuditReport {
@@ -384,6 +418,15 @@ fn board_findings(assessment: &Assessment) -> Vec<Finding> {
                         ),
                         json!({ "worker": open.worker, "failures": open.failures, "opened_at": open.opened_at }),
                         None,
+                    ));
+                }
+            }
+            ReasonCode::TaskBreakerOpen => {
+                for open in &facts.open_task_breakers {
+                    findings.extend(task_breaker_finding(
+                        open.task.as_str(),
+                        open.failures,
+                        open.opened_at,
                     ));
                 }
             }

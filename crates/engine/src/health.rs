@@ -178,6 +178,18 @@ pub fn facts(
                 })
             })
             .collect(),
+        open_task_breakers: holds
+            .task_breakers
+            .iter()
+            .filter(|_| settings.workforce.breaker().failures > 0)
+            .filter_map(|(task, b)| {
+                Some(mission_core::health::OpenTaskBreaker {
+                    task: tasks.specs.get(task)?.name.clone(),
+                    failures: b.failures,
+                    opened_at: b.opened_at?,
+                })
+            })
+            .collect(),
         exhausted_budgets: holds
             .holds
             .exhausted

@@ -27,6 +27,8 @@ pub struct BudgetStanding {
 pub struct HoldsView {
     pub holds: Holds,
     pub standings: Vec<BudgetStanding>,
+    /// The tasks' breakers (the scheduler's, not the policy's), by task name.
+    pub task_breakers: std::collections::BTreeMap<String, mission_core::breaker::Breaker>,
 }
 
 /// Reads the holds at `now`: one read transaction of the store (two running totals per budget,
@@ -84,6 +86,8 @@ pub async fn gather(
             .and_then(|n| Name::parse(n).ok())
         {
             view.holds.breakers.insert(name, breaker);
+        } else if let Some(task) = subject.strip_prefix("task:") {
+            view.task_breakers.insert(task.to_owned(), breaker);
         }
     }
     Ok(view)

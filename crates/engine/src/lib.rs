@@ -26,6 +26,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod evidence;
 pub mod explain;
+pub mod foreground;
 pub mod gatekeeper;
 pub mod git;
 pub mod health;

@@ -249,25 +249,22 @@ impl Scheduler {
     ) -> Result<Fired, StoreError> {
         let name = spec.name.to_string();
         let live = self.live_runs(&name).await?;
+        // What still runs once this firing starts (a replaced run is stopped first).
+        let still_live = match spec.overlap {
+            Overlap::Replace => 0,
+            _ => live.len(),
+        };
+        if trigger != Trigger::Manual
+            && let Some(reason) = self.breaker_holds(&name, still_live).await?
+        {
+            return self.skip(&name, slot, trigger, reason).await;
+        }
         if !live.is_empty() {
             match spec.overlap {
                 Overlap::Allow => {}
                 Overlap::Forbid => {
                     let reason = format!("overlap: run {} is still running", live[0].id);
-                    let start = self.start(&name, slot, trigger);
-                    let result = TaskResult::new(Outcome::Skipped, reason.clone());
-                    return Ok(
-                        if self
-                            .context
-                            .store
-                            .record_task_skip(&start, &result, &self.change(&name))
-                            .await?
-                        {
-                            Fired::Skipped { reason }
-                        } else {
-                            Fired::AlreadyFired
-                        },
-                    );
+                    return self.skip(&name, slot, trigger, reason).await;
                 }
                 Overlap::Replace => {
                     for old in live {
@@ -300,10 +297,64 @@ impl Scheduler {
                 Ok(_) => tracing::info!(task = %spec.name, run, outcome = %result.outcome, reason = %result.reason, "task finished"),
                 Err(error) => tracing::error!(task = %spec.name, run, %error, "recording the task's outcome failed"),
             }
+            record_breaker(&context, spec.name.as_str(), result.outcome, &change).await;
             (run, result)
         });
         self.running.insert(run, Running { task: name, abort });
         Ok(Fired::Started { run })
+    }
+
+    /// Records a firing that does not run, once per slot.
+    async fn skip(
+        &self,
+        task: &str,
+        slot: Option<Timestamp>,
+        trigger: Trigger,
+        reason: String,
+    ) -> Result<Fired, StoreError> {
+        let start = self.start(task, slot, trigger);
+        let result = TaskResult::new(Outcome::Skipped, reason.clone());
+        Ok(
+            if self
+                .context
+                .store
+                .record_task_skip(&start, &result, &self.change(task))
+                .await?
+            {
+                Fired::Skipped { reason }
+            } else {
+                Fired::AlreadyFired
+            },
+        )
+    }
+
+    /// Why the task's circuit breaker holds a scheduled firing back (open: failed or degraded
+    /// runs in a row, until its cool-down ends; half-open with its probe still running), or
+    /// `None` when it may fire. A manual run is never held: it is a person's probe.
+    async fn breaker_holds(&self, task: &str, live: usize) -> Result<Option<String>, StoreError> {
+        use mission_core::breaker::Admission;
+        let policy = self.context.settings.workforce.breaker();
+        if policy.failures == 0 {
+            return Ok(None);
+        }
+        let subject = mission_store::task_subject(task);
+        let breakers = self.context.store.holds(&[]).await?.breakers;
+        let Some((_, breaker)) = breakers.iter().find(|(s, _)| *s == subject) else {
+            return Ok(None);
+        };
+        let now = self.context.clock.now();
+        let live = u32::try_from(live).unwrap_or(u32::MAX);
+        Ok(match breaker.admits(now, live, policy) {
+            Admission::Admit => None,
+            Admission::Open(until) => Some(format!(
+                "breaker_open: task {task}'s circuit breaker is open after {} failed or degraded runs in a row; a probe may run after {}",
+                breaker.failures,
+                self.context.settings.workforce.zone().show(until)
+            )),
+            Admission::ProbeRunning => Some(format!(
+                "breaker_open: task {task}'s circuit breaker is half-open and its probe is still running"
+            )),
+        })
     }
 
     /// Open runs of a task whose process is alive: this one's, or another live process's.
@@ -515,6 +566,49 @@ impl Scheduler {
 
 /// Watches the tasks folder; each change sends a unit. `None` when watching is not possible (the
 /// folder is then read at start only, and the failure is logged).
+/// Records what a finished run says about its task's circuit breaker (acted or noop: it works;
+/// failed or degraded: one more in a row; skipped: nothing), and opens the `breaker_open`
+/// incident when this run opened it. A failure is logged: the breaker misses one run's verdict.
+async fn record_breaker(context: &TaskContext, task: &str, outcome: Outcome, change: &Change) {
+    use mission_core::breaker::Verdict;
+    let policy = context.settings.workforce.breaker();
+    if policy.failures == 0 {
+        return;
+    }
+    let verdict = match outcome {
+        Outcome::Acted | Outcome::Noop => Verdict::Success,
+        Outcome::Failed | Outcome::Degraded => Verdict::Failure,
+        Outcome::Skipped => Verdict::Neutral,
+    };
+    let subject = mission_store::task_subject(task);
+    match context
+        .store
+        .record_breaker(&subject, verdict, policy, change.at)
+        .await
+    {
+        Ok((breaker, true)) => {
+            tracing::warn!(
+                task,
+                failures = breaker.failures,
+                "the task's circuit breaker opened"
+            );
+            if let Err(error) = crate::audit::task_breaker_opened(
+                context.store.as_ref(),
+                &context.settings,
+                task,
+                breaker.failures,
+                change,
+            )
+            .await
+            {
+                tracing::error!(task, %error, "recording the breaker's incident failed");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::error!(task, %error, "recording the task's breaker failed"),
+    }
+}
+
 fn watch_folder(
     dir: &std::path::Path,
     changed: mpsc::UnboundedSender<()>,

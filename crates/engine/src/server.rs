@@ -14,6 +14,7 @@
 
 use crate::clock::Clock;
 use crate::dispatcher::Dispatcher;
+use crate::foreground::Foreground;
 use crate::recovery;
 use crate::runner::{RunReport, Runner};
 use crate::scheduler::Scheduler;
@@ -98,7 +99,9 @@ pub async fn serve(
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     reconcile.tick().await;
     loop {
-        // Each lane's claims start at once; the decisions' bookkeeping follows.
+        // Each lane's claims start at once; the decisions' bookkeeping follows. The pass and
+        // each claimed run's start are foreground work (`foreground.rs`).
+        let pass = Foreground::enter();
         let mut passes = Vec::new();
         for lane in [Lane::NeedsInput, Lane::Normal] {
             match dispatcher.claim_runnable(lane).await {
@@ -111,6 +114,7 @@ pub async fn serve(
                 Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
             }
         }
+        drop(pass);
         let mut passed = !passes.is_empty();
         for mut report in passes {
             if let Err(error) = dispatcher.record_decisions(&mut report).await {
@@ -160,8 +164,9 @@ fn supervise(
     token: String,
 ) {
     let (runner, stopped, wake) = (runner.clone(), stopped.clone(), wake.clone());
+    let starting = Foreground::enter();
     runs.spawn(async move {
-        let report = runner.run(run, token, stopped).await;
+        let report = runner.run_started_as(run, token, stopped, starting).await;
         wake.wake();
         report
     });

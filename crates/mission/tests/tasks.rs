@@ -272,3 +272,102 @@ fn serve_fires_tasks_and_reloads_the_folder_without_a_restart() {
     slots.dedup();
     assert_eq!(slots.len(), count);
 }
+
+/// Runaway protection for tasks: failed runs in a row open the task's circuit breaker — its
+/// scheduled firings are skipped (`breaker_open`), `mission status` says `task_breaker_open`,
+/// an incident is open — a manual run still runs (a person's probe), and after the cool-down
+/// one probe firing runs; its success closes the breaker, and the audit resolves the incident.
+#[test]
+fn a_failing_task_opens_its_breaker_and_a_successful_probe_closes_it() {
+    let config = format!(
+        "{FAST}breaker_failures = 2\nbreaker_cooldown = \"3s\"\n\n[audit]\nauto_resolve = {{ default = true }}\n"
+    );
+    let instance = Instance::with_fake_workers(&config);
+    write_task(
+        &instance,
+        "flaky",
+        "+++\nkind = \"command\"\nevery = \"1s\"\n+++\nexit 3\n",
+    );
+    let _server = instance.serve();
+    let history = |instance: &Instance| -> Vec<Value> {
+        instance
+            .json(&["task", "history", "flaky", "--limit", "100"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let skipped_by_breaker = |runs: &[Value]| {
+        runs.iter().any(|r| {
+            r["outcome"] == "skipped" && r["reason"].as_str().unwrap_or("").contains("breaker_open")
+        })
+    };
+    common::wait_for(Duration::from_secs(20), || {
+        skipped_by_breaker(&history(&instance))
+    });
+    let runs = history(&instance);
+    let failed = runs.iter().filter(|r| r["outcome"] == "failed").count();
+    assert_eq!(
+        failed, 2,
+        "two failures open it, then firings are skipped: {runs:?}"
+    );
+
+    let report = instance.json(&["status"]);
+    let reason = report["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "task_breaker_open")
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert_eq!(reason["component"], "scheduler");
+    assert_eq!(reason["ids"], serde_json::json!(["flaky"]));
+    let incidents = instance.json(&["incident", "list"]);
+    assert!(
+        incidents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["fingerprint"] == "breaker_open:task:flaky"),
+        "{incidents}"
+    );
+
+    // A manual run is not held back.
+    let manual = instance.run(&["task", "run", "flaky", "--json"]);
+    let manual: Value = serde_json::from_slice(&manual.stdout).unwrap();
+    assert_eq!(manual["outcome"], "failed", "{manual}");
+
+    // Fixed: after the cool-down one probe runs, succeeds, and closes the breaker.
+    write_task(
+        &instance,
+        "flaky",
+        "+++\nkind = \"command\"\nevery = \"1s\"\n+++\ntrue\n",
+    );
+    common::wait_for(Duration::from_secs(30), || {
+        let report = instance.json(&["status"]);
+        let open = report["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "task_breaker_open");
+        !open
+            && history(&instance)
+                .iter()
+                .any(|r| r["outcome"] != "failed" && r["outcome"] != "skipped")
+    });
+    write_task(
+        &instance,
+        "audit",
+        "+++\nkind = \"operator-audit\"\nevery = \"1h\"\n+++\n",
+    );
+    let audit = instance.json(&["task", "run", "audit"]);
+    assert_eq!(audit["counts"]["resolved"], 1, "{audit}");
+    let open = instance.json(&["incident", "list"]);
+    assert!(
+        !open
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["fingerprint"] == "breaker_open:task:flaky"),
+        "{open}"
+    );
+}

@@ -66,7 +66,9 @@ pub use runs::{EndedRun, Heartbeat, ResumeContext, RunEnd, RunStart, RunStore};
 pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
-pub use usage::{BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, worker_subject};
+pub use usage::{
+    BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, task_subject, worker_subject,
+};
 pub use web::{
     ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
 };

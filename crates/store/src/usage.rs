@@ -4,9 +4,9 @@
 
 use crate::{Change, Result};
 use async_trait::async_trait;
-use mission_core::breaker::Breaker;
+use mission_core::breaker::{Breaker, BreakerPolicy, Verdict};
 use mission_core::usage::{LedgerKey, ScopeKind, Usage, WorkerPark};
-use mission_core::{Addressee, InboxId};
+use mission_core::{Addressee, InboxId, Timestamp};
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
@@ -25,6 +25,17 @@ pub trait UsageStore: Send + Sync {
 
     /// The instance's usage per bucket in `since..until`, in bucket order.
     async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>>;
+
+    /// Records what an end with `verdict` did to `subject`'s breaker (a task's: `task_subject`;
+    /// a worker's is kept by `end_run` itself), read and written in one transaction. Returns the
+    /// breaker after, and whether this end opened it (an incident is due).
+    async fn record_breaker(
+        &self,
+        subject: &str,
+        verdict: Verdict,
+        policy: &BreakerPolicy,
+        at: Timestamp,
+    ) -> Result<(Breaker, bool)>;
 
     /// Raises a budget's alert for one window, once: the first call for (budget, window, kind)
     /// creates an `alert` inbox item for `to` (with its event) and returns it; later calls
@@ -61,7 +72,7 @@ pub struct WindowUse {
 pub struct HoldFacts {
     pub windows: Vec<WindowUse>,
     pub parks: Vec<WorkerPark>,
-    /// Breakers by subject (`worker:NAME`), closed ones with failures included.
+    /// Breakers by subject (`worker:NAME`, `task:NAME`), closed ones with failures included.
     pub breakers: Vec<(String, Breaker)>,
 }
 
@@ -79,4 +90,9 @@ pub struct BudgetAlert {
 /// The breaker subject of a worker.
 pub fn worker_subject(worker: &str) -> String {
     format!("worker:{worker}")
+}
+
+/// The breaker subject of a scheduled task.
+pub fn task_subject(task: &str) -> String {
+    format!("task:{task}")
 }

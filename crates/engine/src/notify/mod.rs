@@ -6,7 +6,8 @@
 //! attempt kills the row and opens the `notify_dead:CHANNEL` incident in the same transaction.
 //!
 //! The sender runs on its own store connections and its own tasks: nothing the dispatcher waits
-//! for. It polls its channel every `notify.poll_interval` when idle (any process may queue a
+//! for; and it yields to the dispatcher: before each claim and each delivery it waits while a
+//! pass or a run's start is in flight (`foreground.rs`). It polls its channel every `notify.poll_interval` when idle (any process may queue a
 //! notification: the CLI, the HTTP side, runs' callbacks), and works through a backlog without
 //! pausing. Telegram's replies and button presses come back through `telegram::poll`.
 
@@ -34,6 +35,10 @@ pub const BATCH: u32 = 32;
 /// longest delay before a row claimed by a sender that died is delivered again. Webhooks with
 /// the default 10 s timeout take full batches; Telegram takes one message at a time.
 pub const BATCH_TIME: Duration = Duration::from_secs(320);
+
+/// The longest the sender waits for foreground work (a dispatch pass, runs starting) before a
+/// delivery.
+const YIELD_LIMIT: Duration = Duration::from_millis(500);
 
 /// The actor of the sender's records (a dead row's incident).
 pub fn actor() -> Actor {
@@ -127,6 +132,8 @@ pub async fn deliver_batch(
             });
             continue;
         }
+        // A pickup in flight goes first (`foreground.rs`).
+        crate::foreground::yield_to_foreground(YIELD_LIMIT).await;
         let started = Instant::now();
         let attempted = channel.deliver(item).await;
         let latency = started.elapsed();
@@ -172,6 +179,7 @@ pub async fn pass(
 ) -> Result<usize, mission_store::StoreError> {
     let size = channel.batch();
     let lease = channel.timeout().saturating_mul(size) + Duration::from_secs(1);
+    crate::foreground::yield_to_foreground(YIELD_LIMIT).await;
     let batch = store
         .claim_outbox(channel.name(), clock.now(), lease, size)
         .await?;
@@ -179,6 +187,7 @@ pub async fn pass(
         return Ok(0);
     }
     let results = deliver_batch(channel, settings, clock, &batch).await;
+    crate::foreground::yield_to_foreground(YIELD_LIMIT).await;
     store
         .record_deliveries(&results, &Change::new(actor(), clock.now()))
         .await?;

@@ -25,6 +25,7 @@ mod prepare;
 mod supervise;
 
 use crate::clock::Clock;
+use crate::foreground::Foreground;
 use crate::process;
 use crate::settings::Settings;
 use crate::workspace;
@@ -98,6 +99,19 @@ impl Runner {
 
     /// Runs `run` to its end. `shutdown` turning true stops it as orphaned (it is requeued).
     pub async fn run(&self, run: Run, token: String, shutdown: watch::Receiver<bool>) -> RunReport {
+        self.run_started_as(run, token, shutdown, Foreground::enter())
+            .await
+    }
+
+    /// `run`, with the foreground work of its start (`starting`, entered when it was claimed)
+    /// ending once its process is spawned and known.
+    pub async fn run_started_as(
+        &self,
+        run: Run,
+        token: String,
+        shutdown: watch::Receiver<bool>,
+        starting: Foreground,
+    ) -> RunReport {
         let mut report = RunReport {
             run: run.id,
             ticket: run.ticket.clone(),
@@ -109,7 +123,7 @@ impl Runner {
             recorded: false,
         };
         let _supervised = Supervised::register(run.id);
-        let end = self.supervise(&run, &token, shutdown).await;
+        let end = self.supervise(&run, &token, shutdown, starting).await;
         // The harness's own evidence: the commit the run left at HEAD, before the end is
         // recorded, so that a ticket reaching review has it.
         if end.head_after.is_some() {
@@ -184,7 +198,13 @@ impl Runner {
 
     /// Everything up to the end record: prepare, start (serving the run's callbacks), watch;
     /// then the check that the run left the repository's protected branch alone.
-    async fn supervise(&self, run: &Run, token: &str, shutdown: watch::Receiver<bool>) -> RunEnd {
+    async fn supervise(
+        &self,
+        run: &Run,
+        token: &str,
+        shutdown: watch::Receiver<bool>,
+        starting: Foreground,
+    ) -> RunEnd {
         // Crash points between the claim and a watched process (`FAILPOINTS=NAME=return`
         // aborts the whole process there, as a kill -9 would; a test build only).
         crash_point("run-claimed");
@@ -206,6 +226,7 @@ impl Runner {
             Ok(started) => started,
             Err(end) => return end,
         };
+        drop(starting);
         let _leader = process::register_leader(pid);
         crash_point("run-started");
         let protected = prepared.protected.clone();

@@ -6,7 +6,7 @@ use crate::{
     BudgetAlert, Change, HoldFacts, Result, UsageStore, WindowQuery, WindowUse, worker_subject,
 };
 use async_trait::async_trait;
-use mission_core::breaker::Breaker;
+use mission_core::breaker::{Breaker, BreakerPolicy, Verdict};
 use mission_core::usage::{
     Accounting, Figures, LedgerKey, RunEndFacts, ScopeKind, Usage, WorkerPark, account, bucket_of,
     ledger_keys,
@@ -159,6 +159,27 @@ async fn breaker_of(conn: &mut SqliteConnection, subject: &str) -> Result<Breake
     })
 }
 
+/// Stores `subject`'s breaker as it is now.
+async fn upsert_breaker(
+    conn: &mut SqliteConnection,
+    subject: &str,
+    breaker: &Breaker,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO breakers (subject, failures, opened_at, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (subject) DO UPDATE SET failures = excluded.failures, \
+         opened_at = excluded.opened_at, updated_at = excluded.updated_at",
+    )
+    .bind(subject)
+    .bind(i64::from(breaker.failures))
+    .bind(breaker.opened_at.map(|t| t.as_millis()))
+    .bind(at.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The accounting of a run's end, in the ending transaction: `before` is what `run_figures` said
 /// before the end was recorded, `run` the run after it.
 pub(super) async fn account_run_end(
@@ -219,17 +240,7 @@ pub(super) async fn account_run_end(
         .await?;
     }
     if let Some((breaker, _)) = &accounting.breaker {
-        sqlx::query(
-            "INSERT INTO breakers (subject, failures, opened_at, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (subject) DO UPDATE SET failures = excluded.failures, \
-             opened_at = excluded.opened_at, updated_at = excluded.updated_at",
-        )
-        .bind(&subject)
-        .bind(i64::from(breaker.failures))
-        .bind(breaker.opened_at.map(|t| t.as_millis()))
-        .bind(change.at.as_millis())
-        .execute(&mut *conn)
-        .await?;
+        upsert_breaker(conn, &subject, breaker, change.at).await?;
     }
     Ok(accounting)
 }
@@ -361,6 +372,23 @@ impl UsageStore for SqliteStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
             .collect()
+    }
+
+    async fn record_breaker(
+        &self,
+        subject: &str,
+        verdict: Verdict,
+        policy: &BreakerPolicy,
+        at: Timestamp,
+    ) -> Result<(Breaker, bool)> {
+        let mut tx = self.write_tx().await?;
+        let before = breaker_of(&mut tx, subject).await?;
+        let (after, opened) = before.after(verdict, at, policy);
+        if after != before {
+            upsert_breaker(&mut tx, subject, &after, at).await?;
+        }
+        tx.commit().await?;
+        Ok((after, opened))
     }
 
     async fn raise_budget_alert(

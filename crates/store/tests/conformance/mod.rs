@@ -112,6 +112,7 @@ macro_rules! conformance_suite {
                 usage::the_ledger_counts_each_run_once_and_answers_windows,
                 usage::a_rate_limit_parks_the_worker_and_charges_no_attempt,
                 usage::a_worker_breaker_opens_after_failures_in_a_row_and_closes_on_success,
+                usage::a_task_breaker_records_its_runs_verdicts,
                 usage::a_budget_alert_is_raised_once_per_window,
             );
 

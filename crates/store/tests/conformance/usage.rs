@@ -366,6 +366,51 @@ pub async fn a_worker_breaker_opens_after_failures_in_a_row_and_closes_on_succes
     assert_eq!((closed[0].1.failures, closed[0].1.opened_at), (0, None));
 }
 
+/// A task's breaker (kept apart from any worker's): failures in a row open it, a neutral end
+/// leaves it, a success closes it; each call reads and writes in one transaction.
+pub async fn a_task_breaker_records_its_runs_verdicts<B: Backend>() {
+    use mission_core::breaker::Verdict;
+    let t = B::fresh().await;
+    let store = t.store();
+    let policy = BreakerPolicy {
+        failures: 2,
+        cooldown: Duration::from_secs(60),
+    };
+    let subject = mission_store::task_subject("nightly");
+    let record = |verdict, at| {
+        let (store, subject) = (store.clone(), subject.clone());
+        async move {
+            store
+                .record_breaker(&subject, verdict, &policy, Timestamp::from_millis(at))
+                .await
+                .unwrap()
+        }
+    };
+    let (first, opened) = record(Verdict::Failure, 10).await;
+    assert_eq!((first.failures, first.opened_at, opened), (1, None, false));
+    let (_, opened) = record(Verdict::Neutral, 15).await;
+    assert!(!opened);
+    let (second, opened) = record(Verdict::Failure, 20).await;
+    assert_eq!(
+        (second.failures, second.opened_at, opened),
+        (2, Some(Timestamp::from_millis(20)), true)
+    );
+    let stored = store.holds(&[]).await.unwrap().breakers;
+    assert_eq!(stored, vec![("task:nightly".to_owned(), second)]);
+    // A failed probe opens it again, without a second "opened".
+    let (again, opened) = record(Verdict::Failure, 70_000).await;
+    assert_eq!(
+        (again.opened_at, opened),
+        (Some(Timestamp::from_millis(70_000)), false)
+    );
+    let (closed, _) = record(Verdict::Success, 140_000).await;
+    assert_eq!(closed, mission_core::breaker::Breaker::default());
+    assert_eq!(
+        store.holds(&[]).await.unwrap().breakers,
+        vec![("task:nightly".to_owned(), closed)]
+    );
+}
+
 pub async fn a_budget_alert_is_raised_once_per_window<B: Backend>() {
     let t = B::fresh().await;
     let store = t.store();
