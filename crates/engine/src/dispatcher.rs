@@ -343,6 +343,11 @@ impl Dispatcher {
             .max_workers()
             .saturating_sub(counts.total)
             .min(CLAIMS_PER_PASS);
+        if slots == 0 || free.is_empty() {
+            // Nothing can be claimed: no need to rank the board's candidates (on a board with
+            // thousands waiting, that was most of a full pass).
+            return Ok(());
+        }
         let candidates = self
             .store
             .dispatch_candidates(lane, &free, self.clock.now(), slots)
