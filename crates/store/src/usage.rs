@@ -96,3 +96,48 @@ pub fn worker_subject(worker: &str) -> String {
 pub fn task_subject(task: &str) -> String {
     format!("task:{task}")
 }
+
+/// The ledger's amounts per bucket, as stored (both backends).
+pub(crate) const AMOUNTS: &str =
+    "runs, input_tokens, output_tokens, cached_tokens, cost_micros, run_ms";
+/// The ledger's running totals, as stored (both backends).
+pub(crate) const TOTALS: &str =
+    "cum_runs, cum_input_tokens, cum_output_tokens, cum_cached_tokens, cum_cost_micros, cum_run_ms";
+
+/// The one statement that reads every window of a dispatch pass (`holds`): per window, the
+/// running totals at the series' last bucket (columns 0-5) and at its last bucket before the
+/// window (6-11; their difference is the window's use), the window's first bucket with usage
+/// when asked (12), and the series' live runs (13). `values` are the windows' rows
+/// `(i, scope, key, since, want_first)`, `cast` what makes a total a 64-bit integer, `has_label`
+/// the backend's test that ticket `t`'s labels hold `q.key`.
+pub(crate) fn windows_use_sql(values: &str, cast: &str, has_label: &str) -> String {
+    let totals = |alias: &str| {
+        TOTALS
+            .split(", ")
+            .map(|c| format!("COALESCE({alias}.{c}, 0){cast}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "WITH q (i, scope, key, since, want_first) AS (VALUES {values}) \
+         SELECT {latest}, {before}, \
+           CASE WHEN q.want_first THEN (SELECT MIN(u.bucket) FROM usage_ledger u \
+             WHERE u.scope = q.scope AND u.key = q.key AND u.bucket >= q.since) END, \
+           CASE q.scope \
+             WHEN 'instance' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL) \
+             WHEN 'worker' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.worker = q.key) \
+             WHEN 'pool' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.pool = q.key) \
+             WHEN 'label' THEN (SELECT COUNT(*) FROM runs r JOIN tickets t ON t.id = r.ticket \
+               WHERE r.ended_at IS NULL AND {has_label}) \
+             ELSE (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.ticket = q.key) END \
+         FROM q \
+         LEFT JOIN usage_ledger l ON l.scope = q.scope AND l.key = q.key AND l.bucket = \
+           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key) \
+         LEFT JOIN usage_ledger b ON b.scope = q.scope AND b.key = q.key AND b.bucket = \
+           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key \
+            AND m.bucket < q.since) \
+         ORDER BY q.i",
+        latest = totals("l"),
+        before = totals("b"),
+    )
+}

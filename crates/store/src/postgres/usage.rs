@@ -3,6 +3,7 @@
 use super::PgStore;
 use super::inbox::insert_item;
 use super::rows::text;
+use crate::usage::{AMOUNTS, TOTALS, windows_use_sql};
 use crate::{
     BudgetAlert, Change, HoldFacts, Result, UsageStore, WindowQuery, WindowUse, worker_subject,
 };
@@ -17,10 +18,6 @@ use mission_core::{
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-
-const AMOUNTS: &str = "runs, input_tokens, output_tokens, cached_tokens, cost_micros, run_ms";
-const TOTALS: &str =
-    "cum_runs, cum_input_tokens, cum_output_tokens, cum_cached_tokens, cum_cost_micros, cum_run_ms";
 
 fn usage_at(row: &PgRow, at: usize) -> Result<Usage> {
     Ok(Usage {
@@ -251,13 +248,6 @@ async fn windows_use(conn: &mut PgConnection, windows: &[WindowQuery]) -> Result
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let totals = |alias: &str| {
-        TOTALS
-            .split(", ")
-            .map(|c| format!("COALESCE({alias}.{c}, 0)::BIGINT"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let values = (0..windows.len())
         .map(|i| {
             let n = i * 5;
@@ -272,28 +262,7 @@ async fn windows_use(conn: &mut PgConnection, windows: &[WindowQuery]) -> Result
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH q (i, scope, key, since, want_first) AS (VALUES {values}) \
-         SELECT {latest}, {before}, \
-           CASE WHEN q.want_first THEN (SELECT MIN(u.bucket) FROM usage_ledger u \
-             WHERE u.scope = q.scope AND u.key = q.key AND u.bucket >= q.since) END, \
-           CASE q.scope \
-             WHEN 'instance' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL) \
-             WHEN 'worker' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.worker = q.key) \
-             WHEN 'pool' THEN (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.pool = q.key) \
-             WHEN 'label' THEN (SELECT COUNT(*) FROM runs r JOIN tickets t ON t.id = r.ticket \
-               WHERE r.ended_at IS NULL AND jsonb_exists(t.labels::jsonb, q.key)) \
-             ELSE (SELECT COUNT(*) FROM runs r WHERE r.ended_at IS NULL AND r.ticket = q.key) END \
-         FROM q \
-         LEFT JOIN usage_ledger l ON l.scope = q.scope AND l.key = q.key AND l.bucket = \
-           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key) \
-         LEFT JOIN usage_ledger b ON b.scope = q.scope AND b.key = q.key AND b.bucket = \
-           (SELECT MAX(m.bucket) FROM usage_ledger m WHERE m.scope = q.scope AND m.key = q.key \
-            AND m.bucket < q.since) \
-         ORDER BY q.i",
-        latest = totals("l"),
-        before = totals("b"),
-    );
+    let sql = windows_use_sql(&values, "::BIGINT", "jsonb_exists(t.labels::jsonb, q.key)");
     let mut query = sqlx::query(&sql);
     for (i, window) in windows.iter().enumerate() {
         query = query
