@@ -135,21 +135,28 @@ async fn run(tickets: usize, runs: usize) {
         with.dispatch_once(Lane::Normal).await.unwrap();
     }
     let (mut a, mut b, mut gather) = (Vec::new(), Vec::new(), Vec::new());
+    let mut decisions = (0, 0);
     for _ in 0..2000 {
         let t = Instant::now();
         let report = without.dispatch_once(Lane::Normal).await.unwrap();
         a.push(t.elapsed());
         assert!(report.claimed.is_empty(), "capacity is full");
+        decisions.0 += report.decisions_recorded;
         let t = Instant::now();
         let report = with.dispatch_once(Lane::Normal).await.unwrap();
         b.push(t.elapsed());
         assert!(report.claimed.is_empty(), "capacity is full");
+        decisions.1 += report.decisions_recorded;
         let t = Instant::now();
         mission_engine::holds::gather(store.as_ref(), &budgeted.workforce, Timestamp::now())
             .await
             .unwrap();
         gather.push(t.elapsed());
     }
+    println!(
+        "decisions recorded by the measured passes: {} without budgets, {} with",
+        decisions.0, decisions.1
+    );
     let (a, b, gather) = (Stats::new(a), Stats::new(b), Stats::new(gather));
     println!("{}", a.line("dispatch pass, capacity full, no budget"));
     println!("{}", b.line("dispatch pass, capacity full, 4 budgets"));
