@@ -68,7 +68,8 @@ pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
 pub use usage::{BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, worker_subject};
 pub use web::{
-    ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
+    ApiToken, IdempotencyKey, InboxCount, NewApiToken, Reservation, RunCount, TaskOutcomeCount,
+    WebStore,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -206,6 +206,8 @@ impl Runner {
             Ok(started) => started,
             Err(end) => return end,
         };
+        // The pickup: from the claim's commit (the run's start time) to the agent's start.
+        crate::stats::PICKUPS.record(self.clock.now().since(run.started_at));
         let _leader = process::register_leader(pid);
         crash_point("run-started");
         let protected = prepared.protected.clone();
