@@ -16,7 +16,10 @@ fn a_ticket_created_over_http_is_picked_up_at_once() {
     // The reconcile interval is long: only the in-process wake-up explains a quick pickup.
     let instance = Instance::with_fake_workers(&format!(
         "{}\n[[audit.probes]]\nname = \"flag\"\nkind = \"command\"\ncommand = [\"false\"]\n",
-        FAST.replace("reconcile_interval = \"100ms\"", "reconcile_interval = \"1h\"")
+        FAST.replace(
+            "reconcile_interval = \"100ms\"",
+            "reconcile_interval = \"1h\""
+        )
     ));
     let server = Served::start(&instance, &[]);
     let started = Instant::now();
@@ -92,7 +95,11 @@ fn a_ticket_created_over_http_is_picked_up_at_once() {
         0.0
     );
     // Two pickups by this server (the ticket over HTTP, the question), each in a bucket.
-    assert_eq!(value("mission_pickup_latency_seconds_count "), 2.0, "{metrics}");
+    assert_eq!(
+        value("mission_pickup_latency_seconds_count "),
+        2.0,
+        "{metrics}"
+    );
     assert_eq!(
         value("mission_pickup_latency_seconds_bucket{le=\"+Inf\"} "),
         2.0
@@ -332,10 +339,7 @@ fn schemathesis_finds_no_server_error_and_no_response_off_the_document() {
     // Everything but the streams, which never end (they are tested over a socket), and the
     // revocation of tokens, which would revoke the token the run uses: it runs last, alone.
     let mut first = common.to_vec();
-    first.extend([
-        "--exclude-path-regex",
-        "(/stream$|/tokens/\\{id\\}$)",
-    ]);
+    first.extend(["--exclude-path-regex", "(/stream$|/tokens/\\{id\\}$)"]);
     let started = Instant::now();
     let (passed, output) = schemathesis(&python, &server, &first);
     std::fs::write(

@@ -59,6 +59,25 @@ where
     }
 }
 
+/// Waits until `expression` is true on the page, for at most `limit`; on failure, says what
+/// the page shows.
+async fn until_page(page: &chromiumoxide::Page, what: &str, limit: Duration, expression: &str) {
+    let start = Instant::now();
+    while !evaluate_bool(page, expression).await {
+        if start.elapsed() > limit {
+            let text = match page
+                .evaluate("location.href + '\\n' + document.body.innerText")
+                .await
+            {
+                Ok(v) => v.into_value::<String>().unwrap_or_default(),
+                Err(e) => format!("(no page: {e})"),
+            };
+            panic!("{what}: not within {limit:?}; the page shows:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn evaluate_bool(page: &chromiumoxide::Page, expression: &str) -> bool {
     match page.evaluate(expression).await {
         Ok(result) => result.into_value::<bool>().unwrap_or(false),
@@ -111,8 +130,10 @@ async fn the_dashboard_in_a_real_browser() {
             return;
         }
     };
-    // Authentication on: the browser signs in through the login form with a token.
-    let instance = Instance::with_fake_workers(FAST);
+    // Authentication on: the browser signs in through the login form with a token. No
+    // evidence is asked for: a person's approval is all the gate needs.
+    let instance =
+        Instance::with_fake_workers(&format!("{FAST}\n[evidence]\ndefault = \"none\"\n"));
     let token = instance
         .ok(&["token", "create", "--scope", "write"])
         .trim()
@@ -190,9 +211,11 @@ async fn the_dashboard_in_a_real_browser() {
         .unwrap()
         .to_owned();
     assert_eq!(before, "working", "{}", instance.ok(&["status"]));
-    eventually("the banner shows the verdict", Duration::from_secs(20), || async {
-        evaluate_string(&page, verdict).await == before
-    })
+    eventually(
+        "the banner shows the verdict",
+        Duration::from_secs(20),
+        || async { evaluate_string(&page, verdict).await == before },
+    )
     .await;
 
     // A ticket created through the board's form. Its agent works a moment, asks, and after the
@@ -233,13 +256,14 @@ async fn the_dashboard_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    eventually("the new ticket on the board", Duration::from_secs(20), || {
-        evaluate_bool(
-            &page,
-            "document.querySelector('[data-ticket=\"MC-1\"]') !== null \
-             && document.body.getAttribute('data-live-connected') === 'true'",
-        )
-    })
+    // The form leads to the new ticket's page, which follows it without a reload.
+    until_page(
+        &page,
+        "the new ticket's page",
+        Duration::from_secs(20),
+        "location.pathname === '/tickets/MC-1' \
+         && document.body.getAttribute('data-live-connected') === 'true'",
+    )
     .await;
     let shown = instance.show("MC-1");
     assert_eq!(shown["title"], "Seen live in the browser", "{shown}");
@@ -248,24 +272,40 @@ async fn the_dashboard_in_a_real_browser() {
     page.evaluate("window.missionMark = 'still here'; true")
         .await
         .unwrap();
-    let card_state = "(document.querySelector('[data-ticket=\"MC-1\"] .state') || {}).textContent";
+    let ticket_state = "(document.querySelector('#ticket-state') || {}).textContent";
 
-    // It runs, then its agent asks: the board follows without a reload.
-    eventually("the board shows MC-1 running", Duration::from_secs(20), || async {
-        let state = evaluate_string(&page, card_state).await;
-        state == "running" || state == "needs_input"
-    })
+    // It runs, then its agent asks: the page follows without a reload.
+    eventually(
+        "the page shows MC-1 running",
+        Duration::from_secs(20),
+        || async {
+            let state = evaluate_string(&page, ticket_state).await;
+            state == "running" || state == "needs_input"
+        },
+    )
     .await;
-    eventually("the board shows needs_input", Duration::from_secs(30), || async {
-        evaluate_string(&page, card_state).await == "needs_input"
-    })
+    until_page(
+        &page,
+        "the page shows needs_input",
+        Duration::from_secs(30),
+        &format!("{ticket_state} === 'needs_input'"),
+    )
     .await;
     assert_eq!(instance.state("MC-1"), "needs_input");
     assert_eq!(
         evaluate_string(&page, "window.missionMark").await,
         "still here",
-        "the board changed without a reload"
+        "the page changed without a reload"
     );
+    page.goto(format!("{base}/")).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    until_page(
+        &page,
+        "the board shows needs_input",
+        Duration::from_secs(20),
+        "(document.querySelector('[data-ticket=\"MC-1\"] .state') || {}).textContent === 'needs_input'",
+    )
+    .await;
     screenshot(&page, "board.png").await;
 
     // The inbox answers the question through its form.
@@ -330,10 +370,11 @@ async fn the_dashboard_in_a_real_browser() {
     page.evaluate("window.missionMark = 'still here'; true")
         .await
         .unwrap();
-    let ticket_state = "(document.querySelector('#ticket-state') || {}).textContent";
-    eventually("the ticket page shows review", Duration::from_secs(30), || async {
-        evaluate_string(&page, ticket_state).await == "review"
-    })
+    eventually(
+        "the ticket page shows review",
+        Duration::from_secs(30),
+        || async { evaluate_string(&page, ticket_state).await == "review" },
+    )
     .await;
     assert_eq!(
         evaluate_string(&page, "window.missionMark").await,
@@ -377,9 +418,22 @@ async fn the_dashboard_in_a_real_browser() {
         instance.state("MC-1") == "done"
     })
     .await;
-    eventually("the ticket page shows done", Duration::from_secs(20), || async {
-        evaluate_string(&page, ticket_state).await == "done"
-    })
+    let shown = instance.show("MC-1");
+    let approved = shown["timeline"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "review.approved"
+            && e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("dashboard"))
+    });
+    assert!(
+        approved,
+        "the dashboard's approval is in the timeline: {shown}"
+    );
+    eventually(
+        "the ticket page shows done",
+        Duration::from_secs(20),
+        || async { evaluate_string(&page, ticket_state).await == "done" },
+    )
     .await;
 
     // The verdict changes on the open board: a worker parked by a rate limit degrades it.
@@ -396,7 +450,14 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(evaluate_string(&page, verdict).await, "working");
-    instance.add_with_body("limited", "codex", b"fake-agent: rate-limit\n");
+    let limited = instance.add_with_body("limited", "codex", b"fake-agent: rate-limit\n");
+    until_page(
+        &page,
+        "a ticket added from the CLI appears on the board",
+        Duration::from_secs(20),
+        &format!("document.querySelector('[data-ticket=\"{limited}\"]') !== null"),
+    )
+    .await;
     eventually("the banner shows degraded", Duration::from_secs(30), || {
         evaluate_bool(
             &page,

@@ -13,8 +13,8 @@ use mission_core::health::Verdict;
 use mission_core::incident::Severity;
 use mission_core::{InboxKind, State};
 use mission_engine::stats::HistogramFigures;
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -172,11 +172,7 @@ pub async fn render(web: &Web) -> Result<String, ApiError> {
         open.get_or_create(&vec![("severity".to_owned(), severity.as_str().to_owned())])
             .set(count);
     }
-    registry.register(
-        "incidents_open",
-        "Open incidents by severity",
-        open,
-    );
+    registry.register("incidents_open", "Open incidents by severity", open);
 
     let report = web.verdict.get(web).await?;
     let verdict = Family::<Labels, Gauge>::default();
@@ -192,11 +188,7 @@ pub async fn render(web: &Web) -> Result<String, ApiError> {
     );
     let reasons = Gauge::<i64>::default();
     reasons.set(i64::try_from(report.reasons.len()).unwrap_or(i64::MAX));
-    registry.register(
-        "verdict_reasons",
-        "Reasons behind the verdict",
-        reasons,
-    );
+    registry.register("verdict_reasons", "Reasons behind the verdict", reasons);
 
     registry.register(
         "pickup_latency_seconds",

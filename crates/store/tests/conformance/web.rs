@@ -191,6 +191,11 @@ pub async fn unsettled_inbox_items_and_open_incidents_are_counted<B: Backend>() 
     assert!(store.inbox_counts().await.unwrap().is_empty());
     assert!(store.open_incident_counts().await.unwrap().is_empty());
 
+    store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let ticket = mission_core::TicketId::new(&key(), 1);
     let ops = Addressee::Channel(Name::parse("ops").unwrap());
     let mut items = Vec::new();
     for (kind, at_ms) in [
@@ -199,8 +204,13 @@ pub async fn unsettled_inbox_items_and_open_incidents_are_counted<B: Backend>() 
         (InboxKind::Alert, 8),
         (InboxKind::FailedTicket, 9),
     ] {
-        let item = NewInboxItem::new(kind, None, ops.clone(), "look").unwrap();
-        items.push(store.create_inbox_item(&item, &change(at_ms)).await.unwrap());
+        let item = NewInboxItem::new(kind, Some(ticket.clone()), ops.clone(), "look").unwrap();
+        items.push(
+            store
+                .create_inbox_item(&item, &change(at_ms))
+                .await
+                .unwrap(),
+        );
     }
     // The oldest alert is delivered, the newest fails: delivered and pending are counted
     // apart, a settled item not at all.

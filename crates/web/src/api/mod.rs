@@ -174,13 +174,11 @@ fn document_guards(openapi: &mut utoipa::openapi::OpenApi) {
             // `security(())`: open to anyone (liveness).
             let open = operation.security.as_ref().is_some_and(|requirements| {
                 requirements.iter().all(|r| {
-                    serde_json::to_value(r).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
+                    serde_json::to_value(r)
+                        .is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
                 })
             });
-            let parameters = operation
-                .parameters
-                .as_ref()
-                .is_some_and(|p| !p.is_empty());
+            let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let responses = &mut operation.responses.responses;
             // Every path and query parameter is parsed by its handler, a bad one refused so.
             if parameters {
@@ -189,16 +187,16 @@ fn document_guards(openapi: &mut utoipa::openapi::OpenApi) {
                     .or_insert_with(|| error("a parameter that does not parse"));
             }
             if !open {
-                responses
-                    .entry("401".to_owned())
-                    .or_insert_with(|| error("no valid API token (missing, unknown, expired or revoked)"));
+                responses.entry("401".to_owned()).or_insert_with(|| {
+                    error("no valid API token (missing, unknown, expired or revoked)")
+                });
             }
             responses.entry("403".to_owned()).or_insert_with(|| {
                 error("the token's scope does not allow this, or a foreign Host or Origin")
             });
-            responses
-                .entry("503".to_owned())
-                .or_insert_with(|| error("too many requests at once, or the request took too long"));
+            responses.entry("503".to_owned()).or_insert_with(|| {
+                error("too many requests at once, or the request took too long")
+            });
         }
     }
 }
