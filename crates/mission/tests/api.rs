@@ -113,6 +113,12 @@ fn a_ticket_created_over_http_is_picked_up_at_once() {
         .parse()
         .unwrap();
     assert!(passes >= 2, "{metrics}");
+    // Every dispatch pass is in the duration histogram too (the same scrape).
+    assert_eq!(
+        value("mission_dispatch_pass_duration_seconds_count "),
+        passes as f64,
+        "{metrics}"
+    );
     server.stop();
 }
 

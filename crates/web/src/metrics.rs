@@ -193,7 +193,12 @@ pub async fn render(web: &Web) -> Result<String, ApiError> {
     registry.register(
         "pickup_latency_seconds",
         "Pickups by this process: from the commit of a run's claim to its agent's start",
-        Pickups(mission_engine::stats::PICKUPS.figures()),
+        EngineHistogram(mission_engine::stats::PICKUPS.figures()),
+    );
+    registry.register(
+        "dispatch_pass_duration_seconds",
+        "Dispatch passes run by this process, by duration",
+        EngineHistogram(mission_engine::stats::PASS_DURATIONS.figures()),
     );
 
     let passes = mission_engine::stats::DISPATCH_PASSES.figures();
@@ -238,13 +243,13 @@ pub async fn render(web: &Web) -> Result<String, ApiError> {
 
 /// A histogram the engine keeps (bucket counts of its own), exported as it stands.
 #[derive(Debug)]
-struct Pickups(HistogramFigures);
+struct EngineHistogram(HistogramFigures);
 
-impl TypedMetric for Pickups {
+impl TypedMetric for EngineHistogram {
     const TYPE: MetricType = MetricType::Histogram;
 }
 
-impl EncodeMetric for Pickups {
+impl EncodeMetric for EngineHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         encoder.encode_histogram::<NoLabelSet>(
             self.0.sum.as_secs_f64(),
