@@ -1,5 +1,8 @@
 //! The HTTP API through the real binary: `mission serve` with its HTTP side, `mission token`,
-//! the bind rule, and a ticket created over HTTP picked up by the server's own dispatcher.
+//! the bind rule, a ticket created over HTTP picked up by the server's own dispatcher, `/metrics`
+//! with real values (pickups, inbox, incidents, the verdict of `mission status`), and
+//! Schemathesis (from `scripts/ensure-pytools.sh`) against the running server's own OpenAPI
+//! document: no 5xx, and every status, content type, header and body as documented.
 
 mod common;
 
