@@ -1,8 +1,11 @@
-//! The dashboard through the real binary: `mission serve` on a port of its own, driven by a
-//! real headless Chromium over the DevTools protocol (chromiumoxide). The board shows a ticket
-//! created from the CLI without a reload (the event stream), the inbox answers the ticket's
-//! question through its form, and the ticket's state changes; screenshots of the board and the
-//! ticket page are saved (and checked not blank). And a secret canary: a worker's API key that
+//! The dashboard through the real binary: `mission serve` on a port of its own with
+//! authentication on, driven by a real headless Chromium over the DevTools protocol
+//! (chromiumoxide). The browser signs in through the login form with a token, creates a ticket
+//! through the board's form and watches it run and ask without a reload (the event stream),
+//! answers the question through the inbox's form, watches the resumed run reach review on the
+//! ticket page, approves it there (the gate closes it), and sees the verdict banner turn
+//! degraded when a worker is rate limited; screenshots of the board and the ticket page are
+//! saved (and checked not blank). And a secret canary: a worker's API key that
 //! its agent prints never shows in any page, API answer or the server's own log.
 //!
 //! Chromium is Debian's `chromium` (`scripts/ensure-chromium.sh` installs it; `.ci/run` calls
@@ -52,6 +55,25 @@ where
     let start = Instant::now();
     while !check().await {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `expression` is true on the page, for at most `limit`; on failure, says what
+/// the page shows.
+async fn until_page(page: &chromiumoxide::Page, what: &str, limit: Duration, expression: &str) {
+    let start = Instant::now();
+    while !evaluate_bool(page, expression).await {
+        if start.elapsed() > limit {
+            let text = match page
+                .evaluate("location.href + '\\n' + document.body.innerText")
+                .await
+            {
+                Ok(v) => v.into_value::<String>().unwrap_or_default(),
+                Err(e) => format!("(no page: {e})"),
+            };
+            panic!("{what}: not within {limit:?}; the page shows:\n{text}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -108,8 +130,19 @@ async fn the_dashboard_in_a_real_browser() {
             return;
         }
     };
-    let instance = Instance::with_fake_workers(FAST);
-    let served = Served::start(&instance, &[]);
+    // Authentication on: the browser signs in through the login form with a token. No
+    // evidence is asked for: a person's approval is all the gate needs.
+    let instance =
+        Instance::with_fake_workers(&format!("{FAST}\n[evidence]\ndefault = \"none\"\n"));
+    // No example task: auto-review would pass the gate before the person approves.
+    for task in std::fs::read_dir(instance.path().join("tasks")).unwrap() {
+        std::fs::remove_file(task.unwrap().path()).unwrap();
+    }
+    let token = instance
+        .ok(&["token", "create", "--scope", "write"])
+        .trim()
+        .to_owned();
+    let served = Served::start(&instance, &[("MISSION_SERVER__AUTH", "true")]);
     let base = format!("http://{}", served.addr);
 
     let profile = tempfile::tempdir().unwrap();
@@ -143,61 +176,139 @@ async fn the_dashboard_in_a_real_browser() {
         }
     });
 
-    // The board, connected to the event stream.
+    // The board sends a stranger to the login form; the token opens a session.
     let page = browser.new_page(format!("{base}/")).await.unwrap();
     page.wait_for_navigation().await.unwrap();
-    assert!(evaluate_bool(&page, "document.querySelector('#verdict') !== null").await);
+    eventually("the login form", Duration::from_secs(20), || {
+        evaluate_bool(
+            &page,
+            "location.pathname === '/login' && document.querySelector('input[name=token]') !== null",
+        )
+    })
+    .await;
+    page.find_element("input[name=token]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str(&token)
+        .await
+        .unwrap();
+    page.find_element("form[action='/login'] button")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("signed in, on the board", Duration::from_secs(20), || {
+        evaluate_bool(
+            &page,
+            "location.pathname === '/' && document.querySelector('#verdict') !== null \
+             && document.querySelector('details.new-ticket') !== null",
+        )
+    })
+    .await;
+    let verdict = "(document.querySelector('#verdict strong') || {}).textContent";
+    let before = instance.json(&["status"])["verdict"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(before, "working", "{}", instance.ok(&["status"]));
     eventually(
-        "the page follows the event stream",
+        "the banner shows the verdict",
         Duration::from_secs(20),
-        || {
-            evaluate_bool(
-                &page,
-                "document.body.getAttribute('data-live-connected') === 'true'",
-            )
-        },
+        || async { evaluate_string(&page, verdict).await == before },
     )
     .await;
+
+    // A ticket created through the board's form. Its agent works a moment, asks, and after the
+    // answer works a moment more and submits.
+    page.find_element("details.new-ticket summary")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page.find_element("details.new-ticket input[name=title]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("Seen live in the browser")
+        .await
+        .unwrap();
+    page.find_element("details.new-ticket input[name=assignee]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("luci")
+        .await
+        .unwrap();
+    page.evaluate(
+        "document.querySelector('details.new-ticket textarea[name=body]').value = \
+         'fake-agent: sleep 3\\nfake-agent: ask Which branch should I use?\\nfake-agent: sleep 3\\n'; true",
+    )
+    .await
+    .unwrap();
+    page.find_element("details.new-ticket button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The form leads to the new ticket's page, which follows it without a reload.
+    until_page(
+        &page,
+        "the new ticket's page",
+        Duration::from_secs(20),
+        "location.pathname === '/tickets/MC-1' \
+         && document.body.getAttribute('data-live-connected') === 'true'",
+    )
+    .await;
+    let shown = instance.show("MC-1");
+    assert_eq!(shown["title"], "Seen live in the browser", "{shown}");
+    assert_eq!(shown["assignee"], "luci", "{shown}");
     // A mark that a reload would wipe out.
     page.evaluate("window.missionMark = 'still here'; true")
         .await
         .unwrap();
+    let ticket_state = "(document.querySelector('#ticket-state') || {}).textContent";
 
-    // A ticket created from the CLI appears on the board without a reload.
-    let id = instance.add_with_body(
-        "Seen live in the browser",
-        "luci",
-        b"fake-agent: ask Which branch should I use?\n",
-    );
-    assert_eq!(id, "MC-1");
+    // It runs, then its agent asks: the page follows without a reload.
     eventually(
-        "the new ticket on the board",
+        "the page shows MC-1 running",
         Duration::from_secs(20),
-        || {
-            evaluate_bool(
-                &page,
-                "document.querySelector('[data-ticket=\"MC-1\"]') !== null",
-            )
+        || async {
+            let state = evaluate_string(&page, ticket_state).await;
+            state == "running" || state == "needs_input"
         },
     )
     .await;
+    until_page(
+        &page,
+        "the page shows needs_input",
+        Duration::from_secs(30),
+        &format!("{ticket_state} === 'needs_input'"),
+    )
+    .await;
+    assert_eq!(instance.state("MC-1"), "needs_input");
     assert_eq!(
         evaluate_string(&page, "window.missionMark").await,
         "still here",
-        "the board changed without a reload"
+        "the page changed without a reload"
     );
-
-    // Its agent asks; the board shows it waiting for input, still without a reload.
-    eventually("MC-1 in needs_input", Duration::from_secs(30), || async {
-        instance.state("MC-1") == "needs_input"
-    })
-    .await;
-    eventually("the board shows needs_input", Duration::from_secs(20), || {
-        evaluate_bool(
-            &page,
-            "(document.querySelector('[data-ticket=\"MC-1\"] .state') || {}).textContent === 'needs_input'",
-        )
-    })
+    page.goto(format!("{base}/")).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    until_page(
+        &page,
+        "the board shows needs_input",
+        Duration::from_secs(20),
+        "(document.querySelector('[data-ticket=\"MC-1\"] .state') || {}).textContent === 'needs_input'",
+    )
     .await;
     screenshot(&page, "board.png").await;
 
@@ -238,33 +349,44 @@ async fn the_dashboard_in_a_real_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    // The ticket's state changes: answered, it goes back for its session to resume, and on.
-    eventually(
-        "MC-1 leaves needs_input",
-        Duration::from_secs(20),
-        || async { instance.state("MC-1") != "needs_input" },
-    )
-    .await;
     let shown = instance.show("MC-1");
-    let answered = shown["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["kind"] == "inbox.acted" && e["actor"] == "dashboard");
+    let answered = shown["timeline"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "inbox.acted"
+            && e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("dashboard"))
+    });
     assert!(
         answered,
         "the dashboard's action is in the timeline: {shown}"
     );
+
+    // The ticket page follows the resumed run to review without a reload.
     page.goto(format!("{base}/tickets/MC-1")).await.unwrap();
     page.wait_for_navigation().await.unwrap();
-    eventually("the ticket page shows the new state", Duration::from_secs(30), || {
+    eventually("the ticket page is live", Duration::from_secs(20), || {
         evaluate_bool(
             &page,
-            "['todo', 'running', 'review'].includes(document.querySelector('#ticket-state').textContent)",
+            "document.body.getAttribute('data-live-connected') === 'true'",
         )
     })
     .await;
+    page.evaluate("window.missionMark = 'still here'; true")
+        .await
+        .unwrap();
+    eventually(
+        "the ticket page shows review",
+        Duration::from_secs(30),
+        || async { evaluate_string(&page, ticket_state).await == "review" },
+    )
+    .await;
+    assert_eq!(
+        evaluate_string(&page, "window.missionMark").await,
+        "still here",
+        "the ticket page changed without a reload"
+    );
+    let runs = instance.show("MC-1")["runs"].as_array().unwrap().len();
+    assert_eq!(runs, 2, "asked, then resumed to submit");
     eventually(
         "the ticket page shows its log",
         Duration::from_secs(30),
@@ -272,6 +394,89 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     screenshot(&page, "ticket.png").await;
+
+    // A person approves the review through the ticket page's form: the gate closes it.
+    eventually("the review form", Duration::from_secs(20), || {
+        evaluate_bool(
+            &page,
+            "document.querySelector('form[action=\"/tickets/MC-1/review\"] input[name=reason]') !== null",
+        )
+    })
+    .await;
+    page.find_element("form[action='/tickets/MC-1/review'] input[name=reason]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("looks right")
+        .await
+        .unwrap();
+    page.find_element("form[action='/tickets/MC-1/review'] button[value=approve]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("MC-1 done", Duration::from_secs(20), || async {
+        instance.state("MC-1") == "done"
+    })
+    .await;
+    let shown = instance.show("MC-1");
+    let approved = shown["timeline"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "review.approved"
+            && e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("dashboard"))
+    });
+    assert!(
+        approved,
+        "the dashboard's approval is in the timeline: {shown}"
+    );
+    eventually(
+        "the ticket page shows done",
+        Duration::from_secs(20),
+        || async { evaluate_string(&page, ticket_state).await == "done" },
+    )
+    .await;
+
+    // The verdict changes on the open board: a worker parked by a rate limit degrades it.
+    page.goto(format!("{base}/")).await.unwrap();
+    page.wait_for_navigation().await.unwrap();
+    eventually("the board is live", Duration::from_secs(20), || {
+        evaluate_bool(
+            &page,
+            "document.body.getAttribute('data-live-connected') === 'true'",
+        )
+    })
+    .await;
+    page.evaluate("window.missionMark = 'still here'; true")
+        .await
+        .unwrap();
+    assert_eq!(evaluate_string(&page, verdict).await, "working");
+    let limited = instance.add_with_body("limited", "codex", b"fake-agent: rate-limit\n");
+    until_page(
+        &page,
+        "a ticket added from the CLI appears on the board",
+        Duration::from_secs(20),
+        &format!("document.querySelector('[data-ticket=\"{limited}\"]') !== null"),
+    )
+    .await;
+    // The page is not helped by anyone asking for the verdict: only the server assesses it.
+    until_page(
+        &page,
+        "the banner shows degraded",
+        Duration::from_secs(30),
+        "document.querySelector('#verdict strong').textContent === 'degraded' \
+         && document.querySelector('#verdict').innerText.includes('worker_rate_limited')",
+    )
+    .await;
+    assert_eq!(
+        evaluate_string(&page, "window.missionMark").await,
+        "still here",
+        "the verdict changed without a reload"
+    );
+    assert_eq!(instance.json(&["status"])["verdict"], "degraded");
 
     browser.close().await.ok();
     browser.wait().await.ok();

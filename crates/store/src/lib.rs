@@ -70,7 +70,8 @@ pub use usage::{
     BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, task_subject, worker_subject,
 };
 pub use web::{
-    ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
+    ApiToken, IdempotencyKey, InboxCount, NewApiToken, Reservation, RunCount, TaskOutcomeCount,
+    WebStore,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -51,6 +51,21 @@ pub trait WebStore: Send + Sync {
 
     /// Ended task runs counted by task and outcome.
     async fn task_outcome_counts(&self) -> Result<Vec<TaskOutcomeCount>>;
+
+    /// Unsettled inbox items (pending, delivered) counted by kind and status, each group with
+    /// its oldest item's creation time; by kind, then status.
+    async fn inbox_counts(&self) -> Result<Vec<InboxCount>>;
+
+    /// Open incidents counted by severity (severities without one are left out).
+    async fn open_incident_counts(&self) -> Result<Vec<(String, i64)>>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxCount {
+    pub kind: String,
+    pub status: String,
+    pub count: i64,
+    pub oldest: Timestamp,
 }
 
 /// A token to store: its hash, never the token.

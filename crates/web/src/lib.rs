@@ -86,7 +86,7 @@ pub struct WebInner {
     pub feed: EventFeed,
     pub metrics: Metrics,
     pub sessions: session::Sessions,
-    /// The verdict the pages show, assessed at most once per `dashboard::VERDICT_TTL`.
+    /// The verdict the pages show, assessed again after an event or `dashboard::VERDICT_TTL`.
     pub(crate) verdict: dashboard::VerdictCache,
     requests: Arc<Semaphore>,
     streams: Arc<Semaphore>,

@@ -622,6 +622,34 @@ async fn every_route_is_in_the_openapi_document() {
             route.method,
             route.path
         );
+        // What the guards may answer on any route is documented on each (liveness needs no
+        // token), and 422 wherever a parameter is parsed.
+        let open = route.path == "/healthz";
+        let mut expected = vec!["403", "503"];
+        if !open {
+            expected.push("401");
+        }
+        if operation["parameters"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
+            expected.push("422");
+        }
+        for status in expected {
+            assert!(
+                operation["responses"][status]["content"]["application/json"].is_object(),
+                "{} {} does not document {status}",
+                route.method,
+                route.path
+            );
+        }
+        assert_eq!(
+            operation["responses"]["401"].is_null(),
+            open,
+            "{} {}",
+            route.method,
+            route.path
+        );
     }
     // And nothing is documented that the router does not have.
     for (path, item) in document["paths"].as_object().unwrap() {

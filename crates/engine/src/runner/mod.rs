@@ -227,6 +227,8 @@ impl Runner {
             Err(end) => return end,
         };
         drop(starting);
+        // The pickup: from the claim's commit (the run's start time) to the agent's start.
+        crate::stats::PICKUPS.record(self.clock.now().since(run.started_at));
         let _leader = process::register_leader(pid);
         crash_point("run-started");
         let protected = prepared.protected.clone();

@@ -6,7 +6,8 @@
 use super::PgStore;
 use super::rows::text;
 use crate::web::{
-    ApiToken, IdempotencyKey, NewApiToken, Reservation, RunCount, TaskOutcomeCount, WebStore,
+    ApiToken, IdempotencyKey, InboxCount, NewApiToken, Reservation, RunCount, TaskOutcomeCount,
+    WebStore,
 };
 use crate::{Result, StoreError};
 use async_trait::async_trait;
@@ -249,6 +250,38 @@ impl WebStore for PgStore {
                     count: row.try_get(2)?,
                 })
             })
+            .collect()
+    }
+
+    async fn inbox_counts(&self) -> Result<Vec<InboxCount>> {
+        let rows = sqlx::query(
+            "SELECT kind, status, COUNT(*), MIN(created_at) FROM inbox_items \
+             WHERE status IN ('pending', 'delivered') \
+             GROUP BY kind, status ORDER BY kind, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxCount {
+                    kind: row.try_get(0)?,
+                    status: row.try_get(1)?,
+                    count: row.try_get(2)?,
+                    oldest: Timestamp::from_millis(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn open_incident_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT severity, COUNT(*) FROM incidents WHERE status = 'open' \
+             GROUP BY severity ORDER BY severity",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
     }
 }

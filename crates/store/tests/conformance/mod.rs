@@ -101,6 +101,7 @@ macro_rules! conformance_suite {
                 web::tokens_are_found_by_hash_revoked_once_and_touched,
                 web::an_idempotency_key_holds_its_first_response,
                 web::counts_and_pages_of_the_board,
+                web::unsettled_inbox_items_and_open_incidents_are_counted,
                 web::racing_senders_reserve_a_key_once,
                 inbox::the_health_snapshot_reads_unsettled_and_failed_items,
                 runs::orphaned_attempts_are_not_charged_but_bounded,

@@ -181,3 +181,103 @@ pub async fn racing_senders_reserve_a_key_once<B: Backend>() {
     }
     assert_eq!(reserved, 1);
 }
+
+pub async fn unsettled_inbox_items_and_open_incidents_are_counted<B: Backend>() {
+    use mission_core::incident::{AutoResolve, Finding, Severity};
+    use mission_core::{Addressee, Fingerprint, InboxKind, InboxPolicy, Name, NewInboxItem};
+    use mission_store::{AuditPass, InboxCount};
+    let t = B::fresh().await;
+    let store = t.store();
+    assert!(store.inbox_counts().await.unwrap().is_empty());
+    assert!(store.open_incident_counts().await.unwrap().is_empty());
+
+    store
+        .create_tickets(&key(), vec![new_ticket("t", Some("luci"))], &change(1))
+        .await
+        .unwrap();
+    let ticket = mission_core::TicketId::new(&key(), 1);
+    let ops = Addressee::Channel(Name::parse("ops").unwrap());
+    let mut items = Vec::new();
+    for (kind, at_ms) in [
+        (InboxKind::Alert, 5),
+        (InboxKind::Alert, 7),
+        (InboxKind::Alert, 8),
+        (InboxKind::FailedTicket, 9),
+    ] {
+        let item = NewInboxItem::new(kind, Some(ticket.clone()), ops.clone(), "look").unwrap();
+        items.push(
+            store
+                .create_inbox_item(&item, &change(at_ms))
+                .await
+                .unwrap(),
+        );
+    }
+    // The oldest alert is delivered, the newest fails: delivered and pending are counted
+    // apart, a settled item not at all.
+    store
+        .deliver_inbox_item(items[0].id, &InboxPolicy::default(), None, &change(10))
+        .await
+        .unwrap();
+    let failed = store
+        .fail_inbox_item(items[2].id, "gone", &InboxPolicy::default(), &change(11))
+        .await
+        .unwrap();
+    // The failure may raise an alert of its own (created at 11): one more pending alert.
+    let raised = i64::from(failed.alert.is_some());
+    let count = |kind: &str, status: &str, count, oldest| InboxCount {
+        kind: kind.to_owned(),
+        status: status.to_owned(),
+        count,
+        oldest: at(oldest),
+    };
+    let counted = store.inbox_counts().await.unwrap();
+    assert!(
+        counted.contains(&count("alert", "delivered", 1, 5))
+            && counted.contains(&count("alert", "pending", 1 + raised, 7))
+            && counted.contains(&count("failed_ticket", "pending", 1, 9))
+            && counted.len() == 3,
+        "{counted:?}"
+    );
+
+    let finding = |fingerprint: &str, severity| Finding {
+        fingerprint: Fingerprint::parse(fingerprint).unwrap(),
+        severity,
+        detail: fingerprint.to_owned(),
+        evidence: serde_json::json!({}),
+        ticket: None,
+    };
+    let pass = AuditPass {
+        findings: vec![
+            finding("disk:data", Severity::Warning),
+            finding("disk:logs", Severity::Warning),
+            finding("stuck_run:MC-1", Severity::Critical),
+        ],
+        checked: Default::default(),
+        auto_resolve: AutoResolve::default(),
+    };
+    store.record_audit(&pass, &change(20)).await.unwrap();
+    assert_eq!(
+        store.open_incident_counts().await.unwrap(),
+        vec![("critical".to_owned(), 1), ("warning".to_owned(), 2)]
+    );
+    // A resolved incident is no longer counted.
+    let open = store
+        .incidents(&mission_store::IncidentFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let critical = open
+        .iter()
+        .find(|i| i.severity == Severity::Critical)
+        .unwrap();
+    store
+        .resolve_incident(critical.id, "fixed", &change(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_incident_counts().await.unwrap(),
+        vec![("warning".to_owned(), 2)]
+    );
+}

@@ -102,7 +102,7 @@ pub async fn list(
 
 /// An item, with its action once acted on.
 #[utoipa::path(get, path = "/api/v1/inbox/{id}", tag = "inbox",
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = InboxItemBody),
         (status = 404, body = ErrorBody),
@@ -120,7 +120,7 @@ pub async fn show(
 /// and its effect on the ticket (an answer requeues it, an approval asks the gate, a rejection
 /// sends it back). A settled item, or an action its kind does not allow, is refused (409).
 #[utoipa::path(post, path = "/api/v1/inbox/{id}/act", tag = "inbox", request_body = ActOnItem,
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = ActedBody),
         (status = 404, body = ErrorBody),

@@ -50,7 +50,7 @@ pub async fn list(
 
 /// An incident with its latest occurrences and the evidence each one recorded.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = IncidentDetail),
         (status = 404, body = ErrorBody),
@@ -67,7 +67,7 @@ pub async fn show(
 /// Resolves an open incident with a reason. If its condition persists, the next audit reopens
 /// it.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/resolve", tag = "incidents",
-    request_body = ResolveIncident, params(("id" = i64, Path)),
+    request_body = ResolveIncident, params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = IncidentBody),
         (status = 404, body = ErrorBody),

@@ -140,6 +140,67 @@ fn methods(item: &PathItem) -> Vec<Method> {
     .collect()
 }
 
+/// Documents on every operation what the guards in front of every route may answer, in the
+/// error shape: 401 (no valid token, where one is needed), 403 (a scope too small, a foreign
+/// Host or Origin), 503 (too many requests at once, or one too slow); and 422 where there are
+/// parameters (each parsed by its handler, a bad one refused in the error shape).
+fn document_guards(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            // `security(())`: open to anyone (liveness).
+            let open = operation.security.as_ref().is_some_and(|requirements| {
+                requirements.iter().all(|r| {
+                    serde_json::to_value(r)
+                        .is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
+                })
+            });
+            let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let responses = &mut operation.responses.responses;
+            // Every path and query parameter is parsed by its handler, a bad one refused so.
+            if parameters {
+                responses
+                    .entry("422".to_owned())
+                    .or_insert_with(|| error("a parameter that does not parse"));
+            }
+            if !open {
+                responses.entry("401".to_owned()).or_insert_with(|| {
+                    error("no valid API token (missing, unknown, expired or revoked)")
+                });
+            }
+            responses.entry("403".to_owned()).or_insert_with(|| {
+                error("the token's scope does not allow this, or a foreign Host or Origin")
+            });
+            responses.entry("503".to_owned()).or_insert_with(|| {
+                error("too many requests at once, or the request took too long")
+            });
+        }
+    }
+}
+
 /// Builds the router over `web`.
 pub fn build(web: Web) -> Server {
     let routes = Routes::new()
@@ -175,10 +236,11 @@ pub fn build(web: Web) -> Server {
         list,
     } = routes;
     let bounded = bounded.route_layer(from_fn_with_state(web.clone(), guard::limit));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(bounded)
         .merge(streams)
         .split_for_parts();
+    document_guards(&mut openapi);
     let document = ops::Document(std::sync::Arc::new(
         openapi.to_json().unwrap_or_else(|_| "{}".to_owned()),
     ));

@@ -39,7 +39,7 @@ fn attempt_number(text: &str) -> ApiResult<i64> {
 /// The tail of a run's log, or what follows `from`; secrets redacted. Reads stop at a line end
 /// while the run may still write.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/runs/{attempt}/log", tag = "runs",
-    params(("id" = String, Path), ("attempt" = i64, Path), RunLogQuery),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$"), ("attempt" = i64, Path, minimum = 1), RunLogQuery),
     responses(
         (status = 200, body = RunLogBody),
         (status = 404, body = ErrorBody, description = "no such ticket or attempt"),
@@ -71,7 +71,7 @@ pub async fn log(
 /// with `Last-Event-ID` goes on from that offset.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/runs/{attempt}/log/stream", tag = "runs",
     params(
-        ("id" = String, Path), ("attempt" = i64, Path), RunLogStreamParams,
+        ("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$"), ("attempt" = i64, Path, minimum = 1), RunLogStreamParams,
         ("Last-Event-ID" = Option<u64>, Header, description = "Go on from this byte offset"),
     ),
     responses(

@@ -73,6 +73,7 @@ pub async fn list(
 /// the same key with another request is refused.
 #[utoipa::path(post, path = "/api/v1/tickets", tag = "tickets", request_body = CreateTicket,
     params(("Idempotency-Key" = Option<String>, Header,
+        pattern = "^[\\x21-\\x7e]([\\x20-\\x7e]{0,253}[\\x21-\\x7e])?$",
         description = "Makes retries safe: the same key returns the first result")),
     responses(
         (status = 201, body = TicketBody, headers(("Location" = String))),
@@ -229,7 +230,7 @@ pub(crate) fn ticket_id(app: &App, text: &str) -> ApiResult<TicketId> {
 
 /// A ticket with its runs and its timeline.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets",
-    params(("id" = String, Path, description = "`MC-12`, or `12` for this instance's key")),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$", description = "`MC-12`, or `12` for this instance's key")),
     responses(
         (status = 200, body = TicketDetail),
         (status = 404, body = ErrorBody),
@@ -243,7 +244,7 @@ pub async fn show(State(web): State<Web>, Path(id): Path<String>) -> ApiResult<J
 /// Changes fields: an absent field is kept, `null` clears the assignee, owner or repo. A
 /// dependency cycle is refused.
 #[utoipa::path(patch, path = "/api/v1/tickets/{id}", tag = "tickets", request_body = EditTicket,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = TicketBody),
         (status = 404, body = ErrorBody),
@@ -293,7 +294,7 @@ pub async fn edit(
 /// An operator's move. `running`, `review`, `needs_input` and `done` are reached only through
 /// the dispatcher, runs, answers and the gate: asking for them is a conflict.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/move", tag = "tickets", request_body = MoveTicket,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = TicketBody),
         (status = 404, body = ErrorBody),
@@ -323,7 +324,7 @@ pub async fn move_ticket(
 /// Answers the ticket's open question; the ticket is requeued for the needs-input lane, which
 /// resumes the same agent session.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/answer", tag = "tickets",
-    request_body = AnswerTicket, params(("id" = String, Path)),
+    request_body = AnswerTicket, params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = TicketBody),
         (status = 404, body = ErrorBody, description = "no such ticket, or no open question"),
@@ -348,7 +349,7 @@ pub async fn answer(
 /// Whether the ticket may be dispatched now, and every reason why not (the runnability
 /// policy, with the dispatcher's own inputs). Not runnable is an answer, not an error: 200.
 #[utoipa::path(get, path = "/api/v1/tickets/{id}/explain", tag = "tickets",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = ExplanationBody),
         (status = 404, body = ErrorBody),
@@ -364,7 +365,7 @@ pub async fn explain(
 /// `done`: asks the gate now. The ticket is done when its evidence verifies (again, now) and
 /// its review allows; otherwise a refusal (409) names every gap.
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/done", tag = "tickets",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = GateBody, description = "done"),
         (status = 404, body = ErrorBody),
@@ -384,7 +385,7 @@ pub async fn done(
 /// A person's verdict on a ticket in review. An approval asks the gate at once; a rejection
 /// sends the ticket back to todo with the reason. An author's own verdict is refused (409).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/review", tag = "tickets",
-    request_body = ReviewTicket, params(("id" = String, Path)),
+    request_body = ReviewTicket, params(("id" = String, Path, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")),
     responses(
         (status = 200, body = ReviewedBody),
         (status = 404, body = ErrorBody),

@@ -52,7 +52,7 @@ pub async fn create(
 
 /// Revokes a token at once; revoking it again changes nothing.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, body = TokenBody),
         (status = 404, body = ErrorBody),

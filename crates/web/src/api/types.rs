@@ -179,8 +179,10 @@ pub struct TicketQuery {
     /// Only tickets in this state.
     pub state: Option<TicketState>,
     /// Only tickets assigned to this name.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub assignee: Option<String>,
     /// Tickets per page: 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Tickets to skip (the previous page's `next_offset`).
     pub offset: Option<u32>,
@@ -190,43 +192,82 @@ pub struct TicketQuery {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTicket {
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub title: String,
     #[serde(default)]
     pub body: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub assignee: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub owner: Option<String>,
     #[serde(default)]
+    #[schema(max_items = 20, inline, value_type = Vec<Label>)]
     pub labels: Vec<String>,
     /// -1000..=1000, higher first; default 0.
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i64>,
     /// Ticket ids (`MC-3`, or `3` for this instance's key).
     #[serde(default)]
+    #[schema(max_items = 50, value_type = Vec<TicketRef>)]
     pub depends_on: Vec<String>,
+    #[schema(
+        max_length = 4096,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub repo: Option<String>,
     /// `none`, or `commit`, `test`, `route`, `artifact` joined by `+`.
+    #[schema(
+        pattern = "^(none|(commit|(test|route)(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?|artifact(:[^+]+)?)(\\+(commit|(test|route)(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?|artifact(:[^+]+)?))*)$"
+    )]
     pub evidence_policy: Option<String>,
 }
 
-/// Fields to change; an absent field is kept, `null` clears a clearable one.
+/// A label: letters, digits, `.`, `_`, `:`, `-`; lowercased when stored.
+#[derive(ToSchema)]
+#[schema(as = Label, value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,49}$")]
+#[allow(dead_code)]
+pub struct Label(String);
+
+/// A ticket id: `MC-12`, or `12` for this instance's key.
+#[derive(ToSchema)]
+#[schema(as = TicketRef, value_type = String, pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")]
+#[allow(dead_code)]
+pub struct TicketRef(String);
+
+/// Fields to change (at least one); an absent field is kept, `null` clears a clearable one.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct EditTicket {
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub title: Option<String>,
     pub body: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub assignee: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub owner: Option<Option<String>>,
     /// Replaces the labels.
+    #[schema(max_items = 20, value_type = Option<Vec<Label>>)]
     pub labels: Option<Vec<String>>,
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i64>,
     /// Replaces the dependencies.
+    #[schema(max_items = 50, value_type = Option<Vec<TicketRef>>)]
     pub depends_on: Option<Vec<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 4096, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub repo: Option<Option<String>>,
+    #[schema(
+        pattern = "^(none|(commit|(test|route)(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?|artifact(:[^+]+)?)(\\+(commit|(test|route)(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?|artifact(:[^+]+)?))*)$"
+    )]
     pub evidence_policy: Option<String>,
 }
 
@@ -246,6 +287,7 @@ pub struct MoveTicket {
     /// `triage`, `todo`, `blocked`, `cancelled`, …; `running`, `review`, `needs_input` and `done`
     /// are reached only through the dispatcher, runs, answers and the gate.
     pub state: TicketState,
+    #[schema(pattern = "\\S")]
     pub reason: Option<String>,
 }
 
@@ -253,6 +295,7 @@ pub struct MoveTicket {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerTicket {
+    #[schema(pattern = "\\S")]
     pub text: String,
 }
 
@@ -445,10 +488,13 @@ pub struct EventPage {
 #[into_params(parameter_in = Query)]
 pub struct EventQueryParams {
     /// Only events after this sequence number; default 0.
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Events per page: 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only events of this ticket.
+    #[param(pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")]
     pub ticket: Option<String>,
 }
 
@@ -457,8 +503,10 @@ pub struct EventQueryParams {
 pub struct EventStreamParams {
     /// Start after this sequence number (a `Last-Event-ID` header takes precedence); default:
     /// the newest event, so that only new events follow.
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Only events of this ticket.
+    #[param(pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")]
     pub ticket: Option<String>,
 }
 
@@ -570,6 +618,7 @@ impl From<TaskRun> for TaskRunBody {
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Runs to return, newest first: 1..=500, default 20.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -645,6 +694,7 @@ pub struct StatusReason {
 pub struct TokenBody {
     pub id: i64,
     /// `read`, `write` or `admin`.
+    #[schema(pattern = "^(read|write|admin)$")]
     pub scope: String,
     pub label: Option<String>,
     pub created_at: Time,
@@ -675,9 +725,14 @@ impl TokenBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// `read`, `write` or `admin`.
+    #[schema(pattern = "^(read|write|admin)$")]
     pub scope: String,
-    /// How long it is valid, e.g. `30d`, `12h`; default: until revoked.
+    /// How long it is valid, e.g. `30d`, `12h`; default: until revoked. (Any duration of
+    /// up to 10 years is taken; the document describes the simple ones.)
+    #[schema(pattern = "^[1-9][0-9]{0,2}(s|m|h|d)$")]
     pub expires: Option<String>,
+    /// At most 100 characters on one line.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub label: Option<String>,
 }
 
@@ -781,8 +836,10 @@ impl From<Decision> for ReviewDecision {
 #[serde(deny_unknown_fields)]
 pub struct ReviewTicket {
     pub decision: Decision,
+    #[schema(pattern = "\\S")]
     pub reason: String,
     /// The reviewer's name; default `operator`. An author of the ticket is refused.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub reviewer: Option<String>,
 }
 
@@ -935,10 +992,13 @@ impl From<StoredInboxItem> for InboxItemBody {
 pub struct InboxQuery {
     /// `open` (pending or delivered: the default), `pending`, `delivered`, `acted`, `failed`
     /// or `all`.
+    #[param(pattern = "^(open|pending|delivered|acted|failed|all)$")]
     pub status: Option<String>,
     /// Only items about this ticket.
+    #[param(pattern = "^([A-Z][A-Z0-9]{0,9}-)?[1-9][0-9]{0,17}$")]
     pub ticket: Option<String>,
     /// Items per page: 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only items after this id (the previous page's `next_after`).
     pub after: Option<i64>,
@@ -958,10 +1018,13 @@ pub struct InboxPage {
 pub struct ActOnItem {
     /// `answered`, `approved`, `rejected`, `requeued`, `escalated` or `dismissed`; the item's
     /// kind decides which are allowed (its `actions`).
+    #[schema(pattern = "^(answered|approved|rejected|requeued|escalated|dismissed)$")]
     pub action: String,
     /// The answer (needed to answer), the reason (needed to reject).
+    #[schema(pattern = "\\S")]
     pub text: Option<String>,
     /// Who acts; default `operator`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub by: Option<String>,
 }
 
@@ -1096,8 +1159,10 @@ pub struct IncidentQuery {
     /// Resolved incidents too; default only open ones.
     pub all: Option<bool>,
     /// Only `warning` or only `critical` incidents.
+    #[param(pattern = "^(warning|critical)$")]
     pub severity: Option<String>,
     /// At most this many, newest first: 1..=500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -1106,6 +1171,7 @@ pub struct IncidentQuery {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveIncident {
+    #[schema(pattern = "\\S")]
     pub reason: String,
 }
 
@@ -1148,6 +1214,7 @@ pub struct RunLogQuery {
     /// Read from this byte offset on (a previous read's `end`); default: the tail.
     pub from: Option<u64>,
     /// At most this many bytes: 1..=262144, default 65536.
+    #[param(minimum = 1, maximum = 262144)]
     pub bytes: Option<u64>,
 }
 

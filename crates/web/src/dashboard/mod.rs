@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 
 pub use view::Shell;
 
-/// How long the verdict shown on pages is reused: a page refreshed by every event does not
-/// assess the board every time.
+/// How long the verdict shown on pages is reused while no event is written: a page refreshed
+/// by every event does not assess the board for each of its fetches at one event, and the facts
+/// that change without an event (heartbeats, the time) are looked at again this often.
 pub const VERDICT_TTL: Duration = Duration::from_secs(2);
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -54,14 +55,18 @@ pub fn is_page(path: &str) -> bool {
     !(path == "/api" || path.starts_with("/api/") || path == "/metrics" || path == "/healthz")
 }
 
-/// The verdict last assessed for the pages.
+/// The verdict last assessed for the pages, with the newest event then.
 #[derive(Default)]
-pub struct VerdictCache(Mutex<Option<(Instant, Arc<StatusReport>)>>);
+pub struct VerdictCache(Mutex<Option<(Instant, i64, Arc<StatusReport>)>>);
 
 impl VerdictCache {
-    /// The verdict, assessed again when the last one is older than `VERDICT_TTL`.
+    /// The verdict, assessed again when an event was written since the last one (a page that
+    /// refreshes for an event — a run's end, `health.changed` — shows what followed it) or when
+    /// the last one is older than `VERDICT_TTL`.
     pub(crate) async fn get(&self, web: &Web) -> Result<Arc<StatusReport>, AppError> {
-        if let Some((at, report)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        let seq = web.app.store().last_event_seq().await?;
+        if let Some((at, seen, report)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && *seen == seq
             && at.elapsed() < VERDICT_TTL
         {
             return Ok(report.clone());
@@ -71,7 +76,10 @@ impl VerdictCache {
                 .status(&mission_core::Actor::new("dashboard"))
                 .await?,
         );
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), report.clone()));
+        // The assessment may have written `health.changed` itself: keyed by the seq read
+        // before it, the next page looks again, and then reuses it.
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), seq, report.clone()));
         Ok(report)
     }
 }
