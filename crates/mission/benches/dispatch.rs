@@ -375,24 +375,6 @@ fn log_time_ns(line: &str) -> Option<u128> {
     u128::try_from(time.timestamp_nanos_opt()?).ok()
 }
 
-/// Waits for the fake agent's own start stamp of `ticket`'s first attempt.
-fn agent_started_ns(dir: &Path, ticket: &str) -> u128 {
-    let stamp = dir.join("data/runs").join(ticket).join("1/started.ns");
-    let waited = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&stamp)
-            && let Ok(ns) = text.trim().parse()
-        {
-            return ns;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "{ticket} was not picked up"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// Waits until the ticket's run is over, so that each pickup is measured alone.
 async fn settled(store: &SqliteStore, ticket: &TicketId) {
     loop {
@@ -476,7 +458,7 @@ async fn sandbox_on_and_off() {
             (off_dir.path(), &off_store, &mut off),
         ] {
             let (id, committed) = add_through_cli(dir, i);
-            let started = agent_started_ns(dir, &id.to_string());
+            let started = mission_testkit::agent_started_ns(dir, &id.to_string());
             samples.push(Duration::from_nanos(
                 started.saturating_sub(committed) as u64
             ));
@@ -545,7 +527,7 @@ async fn serve(fake: &Path) {
     let mut cli = Vec::new();
     for i in 0..PICKUPS {
         let (id, committed) = add_through_cli(dir.path(), i);
-        let started = agent_started_ns(dir.path(), &id.to_string());
+        let started = mission_testkit::agent_started_ns(dir.path(), &id.to_string());
         cli.push(Duration::from_nanos(
             started.saturating_sub(committed) as u64
         ));
@@ -568,7 +550,7 @@ async fn serve(fake: &Path) {
             .remove(0);
         let committed = now_ns();
         mission_engine::wake::Waker::wake(&mission_engine::wake::SocketWaker::new(&socket));
-        let started = agent_started_ns(dir.path(), &ticket.id.to_string());
+        let started = mission_testkit::agent_started_ns(dir.path(), &ticket.id.to_string());
         direct.push(Duration::from_nanos(
             started.saturating_sub(committed) as u64
         ));
@@ -607,7 +589,7 @@ async fn serve(fake: &Path) {
     let mut picks = Vec::new();
     for i in 0..PICKUPS / 2 {
         let (id, committed) = add_through_cli(dir.path(), i);
-        let started = agent_started_ns(dir.path(), &id.to_string());
+        let started = mission_testkit::agent_started_ns(dir.path(), &id.to_string());
         picks.push((id.clone(), committed, started));
         settled(&store, &id).await;
     }

@@ -145,23 +145,6 @@ fn start(dir: &Path) -> Guard {
     server
 }
 
-fn agent_started_ns(dir: &Path, ticket: &str) -> u128 {
-    let stamp = dir.join("data/runs").join(ticket).join("1/started.ns");
-    let waited = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&stamp)
-            && let Ok(ns) = text.trim().parse()
-        {
-            return ns;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "{ticket} was not picked up"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 async fn settled(store: &SqliteStore, ticket: &TicketId) {
     loop {
         let state = store.ticket(ticket).await.unwrap().state;
@@ -207,7 +190,7 @@ async fn pickups(
             .remove(0);
         let committed = now_ns();
         mission_engine::wake::Waker::wake(&mission_engine::wake::SocketWaker::new(&socket));
-        let started = agent_started_ns(dir, &ticket.id.to_string());
+        let started = mission_testkit::agent_started_ns(dir, &ticket.id.to_string());
         out.push((
             Duration::from_nanos(started.saturating_sub(committed) as u64),
             started,

@@ -385,24 +385,6 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// Waits for the fake agent's own start stamp of `ticket`'s first attempt.
-fn agent_started_ns(dir: &Path, ticket: &str) -> u128 {
-    let stamp = dir.join("data/runs").join(ticket).join("1/started.ns");
-    let waited = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&stamp)
-            && let Ok(ns) = text.trim().parse()
-        {
-            return ns;
-        }
-        assert!(
-            waited.elapsed() < Duration::from_secs(10),
-            "{ticket} was not picked up"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// Waits until the ticket's run is over, so that each pickup is measured alone.
 async fn settled(store: &SqliteStore, ticket: &str) {
     let id = mission_core::TicketId::parse(ticket).unwrap();
@@ -431,7 +413,7 @@ async fn pickups(bin: &Path) {
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
         let ticket: serde_json::Value = serde_json::from_slice(&reply).unwrap();
         let id = ticket["id"].as_str().unwrap().to_owned();
-        let started = agent_started_ns(dir.path(), &id);
+        let started = mission_testkit::agent_started_ns(dir.path(), &id);
         http.push(Duration::from_nanos(started.saturating_sub(sent) as u64));
         settled(&store, &id).await;
 
@@ -453,7 +435,7 @@ async fn pickups(bin: &Path) {
             .find(|l| l.contains("ticket created"))
             .and_then(log_time_ns)
             .expect("the CLI logs its commit");
-        let started = agent_started_ns(dir.path(), &id);
+        let started = mission_testkit::agent_started_ns(dir.path(), &id);
         cli.push(Duration::from_nanos(started.saturating_sub(spawned) as u64));
         cli_commit.push(Duration::from_nanos(
             started.saturating_sub(committed) as u64

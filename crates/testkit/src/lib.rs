@@ -121,3 +121,23 @@ fn locate_or_build() -> PathBuf {
     assert!(binary.is_file(), "{} was not built", binary.display());
     binary
 }
+
+/// The time (nanoseconds since the epoch) the fake agent stamped at its start, for `ticket`'s
+/// first attempt in the instance `dir` (`data/runs/TICKET/1/started.ns`), waiting for it up to
+/// 10 s: the end of a pickup, as the benchmarks measure it.
+pub fn agent_started_ns(dir: &Path, ticket: &str) -> u128 {
+    let stamp = dir.join("data/runs").join(ticket).join("1/started.ns");
+    let waited = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&stamp)
+            && let Ok(ns) = text.trim().parse()
+        {
+            return ns;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "{ticket} was not picked up"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
