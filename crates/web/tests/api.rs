@@ -446,6 +446,12 @@ async fn errors_have_one_shape_and_the_use_cases_status() {
     assert_error(&t.send(request).await, 415, "unsupported_media_type");
     let reply = t.post("/api/v1/tickets", json!("just a string")).await;
     assert_error(&reply, 422, "invalid");
+    // A body over the limit, on the create (which reads its body itself, for the idempotency
+    // key's hash) and on an action: the same shape.
+    for path in ["/api/v1/tickets", "/api/v1/incidents/1/resolve"] {
+        let huge = json!({ "title": "x".repeat(6 * 1024 * 1024), "reason": "x" });
+        assert_error(&t.post(path, huge).await, 413, "payload_too_large");
+    }
 }
 
 #[tokio::test]

@@ -179,7 +179,14 @@ fn document_guards(openapi: &mut utoipa::openapi::OpenApi) {
                 })
             });
             let parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
+            // A body is read up to `MAX_BODY_BYTES`.
+            if body {
+                responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| error("a body over the size limit"));
+            }
             // Every path and query parameter is parsed by its handler, a bad one refused so.
             if parameters {
                 responses
@@ -280,7 +287,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 }
 
 /// A JSON body (`Content-Type: application/json`), its problems answered in the API's error
-/// shape: 415 for another content type, 422 for JSON that does not fit.
+/// shape: 415 for another content type, 413 for a body over the limit, 422 for JSON that does
+/// not fit.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -290,8 +298,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         check_json(request.headers())?;
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
-            .map_err(|e| ApiError::invalid(e.body_text()))?;
+            .map_err(body_rejected)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A body that could not be read, in the API's error shape: 413 over `MAX_BODY_BYTES`, 422
+/// otherwise.
+pub(crate) fn body_rejected(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over the limit of {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::invalid(rejection.body_text())
     }
 }
 

@@ -85,9 +85,10 @@ pub async fn create(
     State(web): State<Web>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_json(&headers)?;
+    let body = body.map_err(super::body_rejected)?;
     let request: CreateTicket = parse_json(&body)?;
     let Some(key) = headers.get("idempotency-key") else {
         let ticket = add(&web.app, request, &principal).await?;
