@@ -85,12 +85,14 @@ async fn evaluate_bool(page: &chromiumoxide::Page, expression: &str) -> bool {
     }
 }
 
+/// The expression's string value; empty when the page could not answer — e.g. "Cannot find
+/// context with specified id" while a live update or a navigation replaces the document — so
+/// that `eventually` asks again instead of failing on the page's own timing.
 async fn evaluate_string(page: &chromiumoxide::Page, expression: &str) -> String {
-    page.evaluate(expression)
-        .await
-        .unwrap()
-        .into_value::<String>()
-        .unwrap_or_default()
+    match page.evaluate(expression).await {
+        Ok(result) => result.into_value::<String>().unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Saves a screenshot as a test artifact and checks that it shows something.
