@@ -27,6 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The largest Bot API answer read (a `getUpdates` page of 100 updates is far smaller).
+const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
 /// How long an acknowledgement (a reply, a button's answer) may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -123,9 +126,20 @@ impl Bot {
                 }
             })?;
         let status = response.status().as_u16();
-        let body = response
-            .json::<Value>()
+        // Read up to MAX_ANSWER bytes: the API's answer is not trusted to be small.
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
+            .map_err(|e| format!("{method}: {}", e.without_url()))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(format!("{method}: an answer over {MAX_ANSWER} bytes"));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| json!({ "ok": false, "description": "not a Bot API answer" }));
         Ok(Answer { status, body })
     }
