@@ -433,14 +433,17 @@ impl Gatekeeper {
         {
             return Vec::new();
         }
-        let removed = match &place.repo {
-            Some(repo) => git::remove_worktree(repo, &place.workspace)
-                .await
-                .map_err(|e| e.to_string()),
-            None => tokio::fs::remove_dir_all(&place.workspace)
-                .await
-                .map_err(|e| e.to_string()),
+        let workspace = crate::workspace::Workspace {
+            path: place.workspace.clone(),
+            repo: place.repo.clone(),
         };
+        let removed = crate::workspace::Workspaces::new(
+            &self.settings.workspaces_dir,
+            &self.settings.instance_dir,
+        )
+        .remove(&workspace)
+        .await
+        .map_err(|e| e.to_string());
         match removed {
             Ok(()) => Vec::new(),
             Err(error) => {

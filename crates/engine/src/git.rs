@@ -380,11 +380,3 @@ async fn checked_out(repo: &Path, reference: &str) -> Result<Option<std::path::P
     }
     Ok(None)
 }
-
-/// Removes a ticket's worktree through git; the branch and its commits stay.
-pub async fn remove_worktree(repo: &Path, worktree: &Path) -> Result<(), GitError> {
-    let target = worktree.to_string_lossy().into_owned();
-    text(repo, &["worktree", "remove", "--force", &target])
-        .await
-        .map(|_| ())
-}

@@ -30,6 +30,9 @@ pub struct Workspace {
     pub repo: Option<PathBuf>,
 }
 
+/// A held lock of one repository's worktree list (see [`Workspaces::lock_worktrees`]).
+struct WorktreeLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
 #[derive(Clone, Debug)]
 pub struct Workspaces {
     root: PathBuf,
@@ -112,6 +115,9 @@ impl Workspaces {
         )
         .await
         .is_ok();
+        // Git does not guard a repository's worktree list against itself: an `add` reading the
+        // list while another `add` writes it fails ("failed to read .git/worktrees/…/commondir").
+        let _lock = self.lock_worktrees(&repo).await?;
         // Drop the registration of a worktree whose folder was deleted by hand.
         let _ = git(&repo, &["worktree", "prune"]).await;
         if exists {
@@ -125,12 +131,52 @@ impl Workspaces {
         })
     }
 
+    /// Takes the lock of `repo`'s worktree list: an exclusive `flock` on a file of this
+    /// workspaces folder named from the repository's path, so that every process of the instance
+    /// (the server, `dispatch --once`, `ticket done`) adds and removes worktrees one at a time.
+    /// Released when dropped.
+    async fn lock_worktrees(&self, repo: &Path) -> Result<WorktreeLock, WorkspaceError> {
+        use sha2::{Digest, Sha256};
+        let dir = self.root.join(".locks");
+        let canonical = tokio::fs::canonicalize(repo)
+            .await
+            .unwrap_or_else(|_| repo.to_owned());
+        let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!("{name}.lock"));
+        tokio::task::spawn_blocking(move || {
+            use nix::fcntl::{Flock, FlockArg};
+            use std::os::unix::fs::OpenOptionsExt;
+            let io = |source| WorkspaceError::Io {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            Flock::lock(file, FlockArg::LockExclusive)
+                .map(WorktreeLock)
+                .map_err(|(_, errno)| io(std::io::Error::from(errno)))
+        })
+        .await
+        .map_err(|join| WorkspaceError::Io {
+            path: repo.to_owned(),
+            source: std::io::Error::other(join.to_string()),
+        })?
+    }
+
     /// Removes a ticket's worktree through git (the branch and every object stay in the
     /// repository), or its plain folder.
     pub async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
         match &workspace.repo {
             Some(repo) => {
                 let target = workspace.path.to_string_lossy().into_owned();
+                let _lock = self.lock_worktrees(repo).await?;
                 git(repo, &["worktree", "remove", "--force", &target]).await?;
                 Ok(())
             }

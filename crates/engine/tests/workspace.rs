@@ -75,3 +75,50 @@ async fn a_ticket_without_a_repository_gets_a_plain_folder_and_a_bad_repository_
         .unwrap_err();
     assert!(err.to_string().contains("is not a git repository"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worktrees_of_one_repository_are_added_and_removed_concurrently_without_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "x\n").unwrap();
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+    // Git reads the worktree list while adding one; without a lock, a second `add` meanwhile
+    // fails now and then ("failed to read .git/worktrees/…/commondir").
+    for round in 0..5 {
+        let mut adds = tokio::task::JoinSet::new();
+        for n in 1..=16 {
+            let workspaces = workspaces.clone();
+            let ticket = TicketId::new(&TicketKey::default(), round * 100 + n);
+            adds.spawn(async move { workspaces.prepare(&ticket, Some("repo")).await });
+        }
+        let mut made = Vec::new();
+        while let Some(result) = adds.join_next().await {
+            made.push(
+                result
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}")),
+            );
+        }
+        let mut removals = tokio::task::JoinSet::new();
+        for ws in made {
+            let workspaces = workspaces.clone();
+            removals.spawn(async move { workspaces.remove(&ws).await });
+        }
+        while let Some(result) = removals.join_next().await {
+            result
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+    assert_eq!(
+        git(&repo, &["worktree", "list", "--porcelain"])
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count(),
+        1
+    );
+}

@@ -404,7 +404,11 @@ command = ["{worker}"]
         .to_owned();
     assert!(
         body.contains("Review of attempt 1 rejected by larry: there are no tests"),
-        "{body}"
+        "{body}\n{:#?}",
+        events
+            .iter()
+            .filter(|e| e["ticket"] == rejected.as_str())
+            .collect::<Vec<_>>()
     );
 
     // The author cannot approve its own ticket; a worker's approval would not count either.
