@@ -66,6 +66,8 @@ pub struct Dispatcher {
     /// Budget alerts this process raised (budget, window, kind): the store raises each once per
     /// window anyway; this spares a write per pass.
     alerts: Arc<std::sync::Mutex<std::collections::HashSet<AlertKey>>>,
+    /// The holds' facts of the last pass, judged by again while the store's version holds.
+    holds_cache: Arc<crate::holds::HoldsCache>,
 }
 
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
@@ -101,6 +103,7 @@ impl Dispatcher {
             settings,
             clock,
             alerts: Arc::default(),
+            holds_cache: Arc::default(),
         }
     }
 
@@ -141,10 +144,11 @@ impl Dispatcher {
                 return Ok(report);
             }
         };
-        let mut holds = crate::holds::gather(
+        let mut holds = crate::holds::gather_with(
             self.store.as_ref(),
             &self.settings.workforce,
             self.clock.now(),
+            Some(&self.holds_cache),
         )
         .await?;
         self.raise_budget_alerts(&holds).await;
@@ -240,10 +244,11 @@ impl Dispatcher {
         let holds = match report.holds.take() {
             Some(holds) => holds,
             None => {
-                crate::holds::gather(
+                crate::holds::gather_with(
                     self.store.as_ref(),
                     &self.settings.workforce,
                     self.clock.now(),
+                    Some(&self.holds_cache),
                 )
                 .await?
             }

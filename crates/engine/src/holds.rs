@@ -8,7 +8,7 @@ use mission_core::usage::{
     Budget, BudgetUse, Exhausted, LimitKind, Standing, Window, bucket_of, bucket_start,
 };
 use mission_core::{Name, Timestamp, Workforce};
-use mission_store::{Store, StoreError, WindowQuery};
+use mission_store::{HoldFacts, Store, StoreError, WindowQuery};
 
 /// A budget as judged now.
 #[derive(Clone, Debug)]
@@ -31,12 +31,51 @@ pub struct HoldsView {
     pub task_breakers: std::collections::BTreeMap<String, mission_core::breaker::Breaker>,
 }
 
+/// The facts a dispatcher read last, kept between its passes: a pass whose store reports the
+/// same holds' version (`UsageStore::holds_version`, moved by every write the facts depend on)
+/// and asks the same windows judges by them again instead of reading them. Where the backend
+/// keeps no version, every pass reads.
+#[derive(Debug, Default)]
+pub struct HoldsCache(std::sync::Mutex<Option<(Vec<WindowQuery>, HoldFacts)>>);
+
+impl HoldsCache {
+    async fn facts(
+        &self,
+        store: &dyn Store,
+        queries: Vec<WindowQuery>,
+    ) -> Result<HoldFacts, StoreError> {
+        if let Some(version) = store.holds_version().await? {
+            let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((asked, facts)) = kept.as_ref()
+                && *asked == queries
+                && facts.version == Some(version)
+            {
+                return Ok(facts.clone());
+            }
+        }
+        let facts = store.holds(&queries).await?;
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *kept = facts.version.map(|_| (queries, facts.clone()));
+        Ok(facts)
+    }
+}
+
 /// Reads the holds at `now`: one read transaction of the store (two running totals per budget,
 /// the parks, the breakers).
 pub async fn gather(
     store: &dyn Store,
     workforce: &Workforce,
     now: Timestamp,
+) -> Result<HoldsView, StoreError> {
+    gather_with(store, workforce, now, None).await
+}
+
+/// [`gather`], judging by `cache`'s facts while the store's holds' version has not moved.
+pub async fn gather_with(
+    store: &dyn Store,
+    workforce: &Workforce,
+    now: Timestamp,
+    cache: Option<&HoldsCache>,
 ) -> Result<HoldsView, StoreError> {
     let zone = workforce.zone();
     let budgets = workforce.budgets();
@@ -50,7 +89,10 @@ pub async fn gather(
             first_bucket: matches!(budget.window, Window::Rolling(_)),
         })
         .collect();
-    let facts = store.holds(&queries).await?;
+    let facts = match cache {
+        Some(cache) => cache.facts(store, queries).await?,
+        None => store.holds(&queries).await?,
+    };
     let mut view = HoldsView::default();
     for ((budget, (start, end)), window) in budgets.iter().zip(bounds).zip(facts.windows) {
         let usage = BudgetUse {

@@ -14,6 +14,12 @@ pub trait UsageStore: Send + Sync {
     /// runs of its series), the parks and the breakers.
     async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts>;
 
+    /// The holds' version: a number that moves in the same transaction as every write to what
+    /// `holds` reads (the ledger, runs claimed or ended, tickets' labels, parks, breakers), so
+    /// that facts read at a version still hold while it has not moved. `None` where the backend
+    /// keeps no such number (the caller reads the holds every time).
+    async fn holds_version(&self) -> Result<Option<i64>>;
+
     /// Usage per key of `scope` in buckets `since..until` (all when `None`), largest cost, then
     /// most tokens, first.
     async fn usage_by(
@@ -70,6 +76,8 @@ pub struct WindowUse {
 /// The answer of `holds`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HoldFacts {
+    /// The holds' version these facts were read at (`holds_version`), in the same snapshot.
+    pub version: Option<i64>,
     pub windows: Vec<WindowUse>,
     pub parks: Vec<WorkerPark>,
     /// Breakers by subject (`worker:NAME`, `task:NAME`), closed ones with failures included.

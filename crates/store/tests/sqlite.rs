@@ -73,7 +73,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 10
+                supported: 11
             }
         ),
         "{err:?}"
@@ -205,7 +205,7 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
         (report.from_version, report.to_version, report.applied),
         (
             3,
-            10,
+            11,
             vec![
                 "0004_counters".to_owned(),
                 "0005_web".to_owned(),
@@ -213,7 +213,8 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
                 "0007_evidence_inbox".to_owned(),
                 "0008_health_reads".to_owned(),
                 "0009_outbox".to_owned(),
-                "0010_usage".to_owned()
+                "0010_usage".to_owned(),
+                "0011_holds_version".to_owned()
             ]
         )
     );

@@ -314,6 +314,12 @@ impl UsageStore for PgStore {
         Ok(facts)
     }
 
+    /// Not kept on PostgreSQL: one row every claim and run end would update is a lock that
+    /// several nodes' writers would queue on (and take in varying order with the event counter).
+    async fn holds_version(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     async fn usage_by(
         &self,
         scope: ScopeKind,

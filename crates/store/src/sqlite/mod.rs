@@ -87,6 +87,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0010_usage",
         sql: include_str!("../../migrations/sqlite/0010_usage.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_holds_version",
+        sql: include_str!("../../migrations/sqlite/0011_holds_version.sql"),
+    },
 ];
 
 /// How to open the database file.

@@ -127,6 +127,15 @@ pub(super) async fn run_figures(
     ))
 }
 
+/// The holds' version (migration 0011: moved by triggers on every table `holds` reads).
+async fn holds_version_in(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM holds_version WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
 fn decode_park(row: &SqliteRow) -> Result<WorkerPark> {
     let worker: String = row.try_get(0)?;
     Ok(WorkerPark {
@@ -285,6 +294,7 @@ impl UsageStore for SqliteStore {
     async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts> {
         let mut tx = self.read_tx().await?;
         let mut facts = HoldFacts {
+            version: Some(holds_version_in(&mut tx).await?),
             windows: windows_use(&mut tx, windows).await?,
             ..HoldFacts::default()
         };
@@ -308,6 +318,11 @@ impl UsageStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(facts)
+    }
+
+    async fn holds_version(&self) -> Result<Option<i64>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(Some(holds_version_in(&mut conn).await?))
     }
 
     async fn usage_by(

@@ -115,6 +115,7 @@ macro_rules! conformance_suite {
                 usage::a_worker_breaker_opens_after_failures_in_a_row_and_closes_on_success,
                 usage::a_task_breaker_records_its_runs_verdicts,
                 usage::a_budget_alert_is_raised_once_per_window,
+                usage::the_holds_version_moves_with_every_write_the_holds_read,
             );
 
             #[test]

@@ -609,3 +609,99 @@ pub fn the_ledger_matches_hand_computed_sums<B: Backend>() {
         panic!("{failure}\n{runner}");
     }
 }
+
+/// The holds' version moves with every write the holds are read from — a claim, a run's end
+/// (the ledger), a park, a breaker, a ticket's labels — and not with writes they do not depend
+/// on; `holds` reports the version its facts were read at. A backend without one says `None`
+/// both ways (its dispatcher reads the holds every pass).
+pub async fn the_holds_version_moves_with_every_write_the_holds_read<B: Backend>() {
+    use mission_core::TicketPatch;
+    use mission_core::breaker::Verdict;
+    use mission_core::transition::Via;
+    let t = B::fresh().await;
+    let store = t.store();
+    let Some(start) = store.holds_version().await.unwrap() else {
+        assert_eq!(store.holds(&[]).await.unwrap().version, None);
+        return;
+    };
+    assert_eq!(store.holds(&[]).await.unwrap().version, Some(start));
+    let version = || async { store.holds_version().await.unwrap().unwrap() };
+    let mut last = start;
+    fn moved(last: &mut i64, now: i64, what: &str) {
+        assert!(now > *last, "{what} did not move the holds' version");
+        *last = now;
+    }
+    // Not read by the holds: new tickets, a move, an edit of anything but labels.
+    store
+        .create_tickets(
+            &key(),
+            vec![ticket("a", &["docs"]), ticket("b", &[])],
+            &change(1),
+        )
+        .await
+        .unwrap();
+    store
+        .move_ticket(
+            &id(2),
+            &mission_store::Move {
+                to: State::Blocked,
+                via: Via::Operator,
+                reason: Some("later".to_owned()),
+            },
+            &change(2),
+        )
+        .await
+        .unwrap();
+    let retitle = TicketPatch {
+        title: Some("a, renamed".to_owned()),
+        ..TicketPatch::default()
+    };
+    store
+        .edit_ticket(&id(1), &retitle, &change(3))
+        .await
+        .unwrap();
+    assert_eq!(version().await, last, "writes the holds do not read");
+
+    let run = claim(&store, 1, 10).await;
+    moved(&mut last, version().await, "a claim");
+    let relabel = TicketPatch {
+        labels: Some(vec!["ui".to_owned()]),
+        ..TicketPatch::default()
+    };
+    store
+        .edit_ticket(&id(1), &relabel, &change(11))
+        .await
+        .unwrap();
+    moved(&mut last, version().await, "a ticket's labels");
+    let end = RunEnd {
+        failure: Some(FailureClass::RateLimited),
+        input_tokens: Some(5),
+        ..RunEnd::default()
+    };
+    store
+        .end_run(run.id, run.attempt, &end, &retry(), &routes(), &change(20))
+        .await
+        .unwrap();
+    let now = version().await;
+    moved(
+        &mut last,
+        now,
+        "a run's end, its usage and its worker's park",
+    );
+    // Facts read now carry the version they were read at.
+    assert_eq!(store.holds(&[]).await.unwrap().version, Some(now));
+    let policy = BreakerPolicy {
+        failures: 3,
+        cooldown: Duration::from_secs(60),
+    };
+    store
+        .record_breaker(
+            &mission_store::task_subject("nightly"),
+            Verdict::Failure,
+            &policy,
+            Timestamp::from_millis(30),
+        )
+        .await
+        .unwrap();
+    moved(&mut last, version().await, "a breaker");
+}
