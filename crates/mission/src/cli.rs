@@ -538,6 +538,10 @@ pub struct UsageArgs {
     /// start of the local month.
     #[arg(long)]
     pub since: Option<String>,
+    /// Show the first N groups by cost (0: all). Default: 50 with `--by ticket`, all otherwise;
+    /// not with `--by day`.
+    #[arg(long)]
+    pub limit: Option<u32>,
     #[arg(long)]
     pub json: bool,
 }

@@ -167,6 +167,13 @@ fn usage_by_day_label_and_ticket_and_bad_input() {
             "{by}: {usage}"
         );
     }
+    // The first by cost, and how many groups used anything.
+    let first = instance.json(&["usage", "--by", "ticket", "--since", "1d", "--limit", "1"]);
+    assert_eq!(
+        (first["rows"].as_array().unwrap().len(), &first["groups"]),
+        (1, &Value::from(1)),
+        "{first}"
+    );
     let text = instance.ok(&["usage"]);
     assert!(
         text.contains("budget codex-daily (worker codex, day): exhausted"),
@@ -177,6 +184,10 @@ fn usage_by_day_label_and_ticket_and_bad_input() {
         (
             vec!["usage", "--since", "yesterday-ish"],
             "--since \"yesterday-ish\"",
+        ),
+        (
+            vec!["usage", "--by", "day", "--limit", "3"],
+            "--limit: applies to --by worker, pool, ticket or label",
         ),
     ] {
         let out = instance.run(&args);

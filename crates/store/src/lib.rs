@@ -67,7 +67,8 @@ pub use sqlite::SqliteStore;
 pub use tasks::{TaskRun, TaskRunStart, TaskRunStore};
 pub use tickets::{Move, TicketFilter, TicketStore, TicketSummary};
 pub use usage::{
-    BudgetAlert, HoldFacts, UsageStore, WindowQuery, WindowUse, task_subject, worker_subject,
+    BudgetAlert, HoldFacts, UsageGroups, UsageStore, WindowQuery, WindowUse, task_subject,
+    worker_subject,
 };
 pub use web::{
     ApiToken, IdempotencyKey, InboxCount, NewApiToken, Reservation, RunCount, TaskOutcomeCount,

@@ -21,13 +21,16 @@ pub trait UsageStore: Send + Sync {
     async fn holds_version(&self) -> Result<Option<i64>>;
 
     /// Usage per key of `scope` in buckets `since..until` (all when `None`), largest cost, then
-    /// most tokens, first.
+    /// most tokens, first: the first `limit` keys (all when `None`), and how many keys used
+    /// anything in the window. Read from each series' totals (`usage_totals`), looking a running
+    /// total up only for a series whose history the window's ends cut through.
     async fn usage_by(
         &self,
         scope: ScopeKind,
         since: i64,
         until: Option<i64>,
-    ) -> Result<Vec<(String, Usage)>>;
+        limit: Option<u32>,
+    ) -> Result<UsageGroups>;
 
     /// The instance's usage per bucket in `since..until`, in bucket order.
     async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>>;
@@ -82,6 +85,15 @@ pub struct HoldFacts {
     pub parks: Vec<WorkerPark>,
     /// Breakers by subject (`worker:NAME`, `task:NAME`), closed ones with failures included.
     pub breakers: Vec<(String, Breaker)>,
+}
+
+/// The answer of `usage_by`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageGroups {
+    /// The first keys by usage, with their usage in the window.
+    pub rows: Vec<(String, Usage)>,
+    /// How many keys used anything in the window (`rows` holds the first `limit` of them).
+    pub groups: i64,
 }
 
 /// A budget's alert for one window.
@@ -147,5 +159,82 @@ pub(crate) fn windows_use_sql(values: &str, cast: &str, has_label: &str) -> Stri
          ORDER BY q.i",
         latest = totals("l"),
         before = totals("b"),
+    )
+}
+
+/// The ledger's amount columns, one by one.
+const AMOUNT_COLUMNS: [&str; 6] = [
+    "runs",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_micros",
+    "run_ms",
+];
+
+/// The statement that adds a run's amounts (parameters 4-9) to a series' totals (1: scope,
+/// 2: key, 3: the bucket), both backends: `p(n)` is the backend's n-th parameter, `least` and
+/// `greatest` its two-argument minimum and maximum.
+pub(crate) fn totals_add_sql(p: impl Fn(usize) -> String, least: &str, greatest: &str) -> String {
+    let values: Vec<String> = (4..10).map(&p).collect();
+    let sums: Vec<String> = AMOUNT_COLUMNS
+        .iter()
+        .map(|c| format!("cum_{c} = usage_totals.cum_{c} + excluded.cum_{c}"))
+        .collect();
+    format!(
+        "INSERT INTO usage_totals (scope, key, first_bucket, last_bucket, {TOTALS}) \
+         VALUES ({scope}, {key}, {bucket}, {bucket}, {values}) \
+         ON CONFLICT (scope, key) DO UPDATE SET \
+         first_bucket = {least}(usage_totals.first_bucket, excluded.first_bucket), \
+         last_bucket = {greatest}(usage_totals.last_bucket, excluded.last_bucket), {sums}",
+        scope = p(1),
+        key = p(2),
+        bucket = p(3),
+        values = values.join(", "),
+        sums = sums.join(", "),
+    )
+}
+
+/// The statement of `usage_by`, both backends (`p(n)` the n-th parameter: 1 scope, 2 since,
+/// 3 until, 4 limit). Per series of the scope that has a bucket in the window: the running total
+/// at its last bucket before `until` (its totals when that is its last bucket at all) less the
+/// one at its last bucket before `since` (none when the series starts inside the window); then
+/// the keys that used anything, largest cost first, and their count.
+pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String) -> String {
+    let (scope, since, until, limit) = (p(1), p(2), p(3), p(4));
+    let totals: Vec<String> = AMOUNT_COLUMNS
+        .iter()
+        .map(|c| format!("t.cum_{c}"))
+        .collect();
+    let differences: Vec<String> = AMOUNT_COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "CASE WHEN w.last_bucket < {until} THEN w.cum_{c} ELSE u.cum_{c} END \
+                 - COALESCE(b.cum_{c}, 0) AS {c}"
+            )
+        })
+        .collect();
+    let last_before = |bound: &str| {
+        format!(
+            "(SELECT MAX(m.bucket) FROM usage_ledger m \
+             WHERE m.scope = t.scope AND m.key = t.key AND m.bucket < {bound})"
+        )
+    };
+    format!(
+        "WITH w AS (SELECT t.key, t.last_bucket, {totals}, \
+           CASE WHEN t.first_bucket >= {since} THEN NULL ELSE {from_bucket} END AS from_bucket, \
+           CASE WHEN t.last_bucket < {until} THEN NULL ELSE {to_bucket} END AS to_bucket \
+           FROM usage_totals t \
+           WHERE t.scope = {scope} AND t.last_bucket >= {since} AND t.first_bucket < {until}), \
+         d AS (SELECT w.key, {differences} FROM w \
+           LEFT JOIN usage_ledger b ON b.scope = {scope} AND b.key = w.key AND b.bucket = w.from_bucket \
+           LEFT JOIN usage_ledger u ON u.scope = {scope} AND u.key = w.key AND u.bucket = w.to_bucket) \
+         SELECT key, {AMOUNTS}, COUNT(*) OVER () FROM d WHERE runs > 0 \
+         ORDER BY cost_micros DESC, input_tokens + output_tokens DESC, key LIMIT {limit}",
+        totals = totals.join(", "),
+        from_bucket = last_before(&since),
+        to_bucket = last_before(&until),
+        differences = differences.join(", "),
     )
 }

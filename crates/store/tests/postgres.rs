@@ -195,7 +195,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 8
+                supported: 9
             }
         ),
         "{err:?}"
@@ -250,7 +250,7 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
     let mut applied = Vec::new();
     while let Some(report) = migrations.join_next().await {
         let report = report.unwrap();
-        assert_eq!(report.to_version, 8);
+        assert_eq!(report.to_version, 9);
         applied.extend(report.applied);
     }
     assert_eq!(
@@ -263,7 +263,8 @@ async fn servers_migrating_at_once_apply_each_migration_once() {
             "0005_evidence_inbox",
             "0006_health_reads",
             "0007_outbox",
-            "0008_usage"
+            "0008_usage",
+            "0009_usage_totals"
         ]
     );
 }

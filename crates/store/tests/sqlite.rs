@@ -214,7 +214,7 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
                 "0008_health_reads".to_owned(),
                 "0009_outbox".to_owned(),
                 "0010_usage".to_owned(),
-                "0011_holds_version".to_owned()
+                "0011_usage_reads".to_owned()
             ]
         )
     );
@@ -504,4 +504,89 @@ async fn the_database_keeps_inbox_items_honest() {
         let refused = sqlx::query(sql).bind(item.id.get()).execute(&pool).await;
         assert!(refused.is_err(), "{sql}");
     }
+}
+
+/// A version-10 store's ledger gets its series' totals when migrated: `usage_by`, which reads
+/// them, answers what the ledger held.
+#[tokio::test]
+async fn a_version_10_ledger_gets_its_totals_when_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mission.db");
+    let pool = raw_pool(&path).await;
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    macro_rules! migration {
+        ($name:literal) => {
+            (
+                $name,
+                include_str!(concat!("../migrations/sqlite/", $name, ".sql")),
+            )
+        };
+    }
+    let version_10 = [
+        migration!("0001_tickets_and_events"),
+        migration!("0002_runs"),
+        migration!("0003_task_runs"),
+        migration!("0004_counters"),
+        migration!("0005_web"),
+        migration!("0006_incidents_health"),
+        migration!("0007_evidence_inbox"),
+        migration!("0008_health_reads"),
+        migration!("0009_outbox"),
+        migration!("0010_usage"),
+    ];
+    for (version, (name, sql)) in version_10.iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
+            .bind(version as i64 + 1)
+            .bind(name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // Ticket MC-1: two buckets (1 run, then 2); MC-2: one bucket.
+    for (key, bucket, runs, cum) in [("MC-1", 10, 1, 1), ("MC-1", 20, 2, 3), ("MC-2", 15, 1, 1)] {
+        sqlx::query(
+            "INSERT INTO usage_ledger VALUES ('ticket', ?, ?, ?, ?, 0, 0, ?, 0, ?, ?, 0, 0, ?, 0)",
+        )
+        .bind(key)
+        .bind(bucket)
+        .bind(runs)
+        .bind(runs * 100)
+        .bind(runs * 7)
+        .bind(cum)
+        .bind(cum * 100)
+        .bind(cum * 7)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let report = store.migrate().await.unwrap();
+    assert_eq!(report.from_version, 10);
+    let all = store
+        .usage_by(mission_core::usage::ScopeKind::Ticket, 0, None, None)
+        .await
+        .unwrap();
+    let got: Vec<_> = all
+        .rows
+        .iter()
+        .map(|(k, u)| (k.as_str(), u.runs, u.input_tokens, u.cost_micros))
+        .collect();
+    assert_eq!(got, vec![("MC-1", 3, 300, 21), ("MC-2", 1, 100, 7)]);
+    // From bucket 20 on: only MC-1's second bucket.
+    let later = store
+        .usage_by(mission_core::usage::ScopeKind::Ticket, 20, None, None)
+        .await
+        .unwrap();
+    assert_eq!(later.groups, 1);
+    assert_eq!(later.rows[0].1.runs, 2);
 }

@@ -19,6 +19,21 @@ pub enum UsageBy {
     Day,
 }
 
+impl UsageBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageBy::Worker => "worker",
+            UsageBy::Pool => "pool",
+            UsageBy::Ticket => "ticket",
+            UsageBy::Label => "label",
+            UsageBy::Day => "day",
+        }
+    }
+}
+
+/// How many tickets `usage --by ticket` shows when not told.
+pub const TICKETS_SHOWN: u32 = 50;
+
 impl FromStr for UsageBy {
     type Err = AppError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -89,6 +104,9 @@ pub struct UsageReport {
     pub since: String,
     pub time_zone: String,
     pub rows: Vec<UsageRow>,
+    /// How many groups used anything since `since` (`rows` shows the first of them by cost when
+    /// limited).
+    pub groups: i64,
     pub total: UsageRow,
     pub budgets: Vec<BudgetView>,
     pub parked: Vec<ParkView>,
@@ -96,8 +114,24 @@ pub struct UsageReport {
 
 impl App {
     /// Usage since `since` (an RFC 3339 time, a local date `YYYY-MM-DD`, or a duration back from
-    /// now such as `7d`; default: the start of the local month), grouped `by`.
-    pub async fn usage(&self, by: UsageBy, since: Option<&str>) -> AppResult<UsageReport> {
+    /// now such as `7d`; default: the start of the local month), grouped `by`: the first `limit`
+    /// groups by cost (0: all; default: [`TICKETS_SHOWN`] tickets, every other group).
+    pub async fn usage(
+        &self,
+        by: UsageBy,
+        since: Option<&str>,
+        limit: Option<u32>,
+    ) -> AppResult<UsageReport> {
+        let limit = match (by, limit) {
+            (UsageBy::Day, Some(_)) => {
+                return Err(AppError::invalid(
+                    "--limit: applies to --by worker, pool, ticket or label, not day",
+                ));
+            }
+            (_, Some(0)) => None,
+            (UsageBy::Ticket, None) => Some(TICKETS_SHOWN),
+            (_, limit) => limit,
+        };
         let workforce = &self.settings.workforce;
         let zone = workforce.zone();
         let now = self.clock.now();
@@ -106,7 +140,7 @@ impl App {
             Some(text) => parse_since(text, now, zone)?,
         };
         let from = bucket_of(since);
-        let rows: Vec<UsageRow> = match by {
+        let (groups, rows): (i64, Vec<UsageRow>) = match by {
             UsageBy::Day => {
                 let mut days: Vec<(String, Usage)> = Vec::new();
                 for (bucket, usage) in self.store.usage_buckets(from, None).await? {
@@ -116,9 +150,11 @@ impl App {
                         _ => days.push((day, usage)),
                     }
                 }
-                days.into_iter()
+                let rows: Vec<UsageRow> = days
+                    .into_iter()
                     .map(|(day, usage)| UsageRow::of(day, &usage))
-                    .collect()
+                    .collect();
+                (rows.len() as i64, rows)
             }
             other => {
                 let scope = match other {
@@ -127,18 +163,20 @@ impl App {
                     UsageBy::Ticket => ScopeKind::Ticket,
                     _ => ScopeKind::Label,
                 };
-                self.store
-                    .usage_by(scope, from, None)
-                    .await?
+                let groups = self.store.usage_by(scope, from, None, limit).await?;
+                let rows = groups
+                    .rows
                     .into_iter()
                     .map(|(key, usage)| UsageRow::of(key, &usage))
-                    .collect()
+                    .collect();
+                (groups.groups, rows)
             }
         };
         let total = self
             .store
-            .usage_by(ScopeKind::Instance, from, None)
+            .usage_by(ScopeKind::Instance, from, None, None)
             .await?
+            .rows
             .into_iter()
             .fold(Usage::default(), |sum, (_, usage)| sum.plus(usage));
         let view = crate::holds::gather(self.store.as_ref(), workforce, now).await?;
@@ -174,6 +212,7 @@ impl App {
             since: zone.show(since),
             time_zone: zone.name().to_owned(),
             rows,
+            groups,
             total: UsageRow::of("total".to_owned(), &total),
             budgets,
             parked,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub async fn run(config: Option<&Path>, args: UsageArgs) -> Result<ExitCode, CliError> {
     let by: UsageBy = args.by.parse()?;
     let (_, app) = app(config).await?;
-    let report = app.usage(by, args.since.as_deref()).await?;
+    let report = app.usage(by, args.since.as_deref(), args.limit).await?;
     app.close().await;
     if args.json {
         output::json_line(&report)?;
@@ -31,6 +31,13 @@ pub async fn run(config: Option<&Path>, args: UsageArgs) -> Result<ExitCode, Cli
             row.output_tokens,
             row.cost_usd,
             row.run_hours
+        ));
+    }
+    let hidden = report.groups - report.rows.len() as i64;
+    if hidden > 0 && report.by != UsageBy::Day {
+        text.push_str(&format!(
+            "… and {hidden} more {}s (--limit 0 shows all)\n",
+            report.by.as_str()
         ));
     }
     for budget in &report.budgets {

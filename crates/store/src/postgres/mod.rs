@@ -101,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "0008_usage",
         sql: include_str!("../../migrations/postgres/0008_usage.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_usage_totals",
+        sql: include_str!("../../migrations/postgres/0009_usage_totals.sql"),
+    },
 ];
 
 /// The first half of the key of the advisory lock that serializes migrations of one store

@@ -3,9 +3,10 @@
 use super::PgStore;
 use super::inbox::insert_item;
 use super::rows::text;
-use crate::usage::{AMOUNTS, TOTALS, windows_use_sql};
+use crate::usage::{AMOUNTS, TOTALS, totals_add_sql, usage_by_sql, windows_use_sql};
 use crate::{
-    BudgetAlert, Change, HoldFacts, Result, UsageStore, WindowQuery, WindowUse, worker_subject,
+    BudgetAlert, Change, HoldFacts, Result, UsageGroups, UsageStore, WindowQuery, WindowUse,
+    worker_subject,
 };
 use async_trait::async_trait;
 use mission_core::breaker::{Breaker, BreakerPolicy, Verdict};
@@ -101,6 +102,18 @@ pub(super) async fn ledger_add(
         .bind(bucket)
         .execute(&mut *conn)
         .await?;
+        sqlx::query(&totals_add_sql(|n| format!("${n}"), "LEAST", "GREATEST"))
+            .bind(key.scope.as_str())
+            .bind(&key.key)
+            .bind(bucket)
+            .bind(delta.runs)
+            .bind(delta.input_tokens)
+            .bind(delta.output_tokens)
+            .bind(delta.cached_tokens)
+            .bind(delta.cost_micros)
+            .bind(delta.run_ms)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -325,21 +338,21 @@ impl UsageStore for PgStore {
         scope: ScopeKind,
         since: i64,
         until: Option<i64>,
-    ) -> Result<Vec<(String, Usage)>> {
-        let rows = sqlx::query(
-            "SELECT key, SUM(runs)::BIGINT, SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT, \
-             SUM(cached_tokens)::BIGINT, SUM(cost_micros)::BIGINT, SUM(run_ms)::BIGINT FROM usage_ledger WHERE scope = $1 AND bucket >= $2 \
-             AND bucket < $3 GROUP BY key \
-             ORDER BY SUM(cost_micros) DESC, SUM(input_tokens) + SUM(output_tokens) DESC, key",
-        )
-        .bind(scope.as_str())
-        .bind(since)
-        .bind(until.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
-            .collect()
+        limit: Option<u32>,
+    ) -> Result<UsageGroups> {
+        let rows = sqlx::query(&usage_by_sql(|n| format!("${n}")))
+            .bind(scope.as_str())
+            .bind(since)
+            .bind(until.unwrap_or(i64::MAX))
+            .bind(limit.map_or(i64::MAX, i64::from))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut groups = UsageGroups::default();
+        for row in &rows {
+            groups.groups = row.try_get(7)?;
+            groups.rows.push((row.try_get(0)?, usage_at(row, 1)?));
+        }
+        Ok(groups)
     }
 
     async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>> {

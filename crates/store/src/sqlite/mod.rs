@@ -89,8 +89,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
-        name: "0011_holds_version",
-        sql: include_str!("../../migrations/sqlite/0011_holds_version.sql"),
+        name: "0011_usage_reads",
+        sql: include_str!("../../migrations/sqlite/0011_usage_reads.sql"),
     },
 ];
 

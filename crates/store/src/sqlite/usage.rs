@@ -2,9 +2,10 @@
 
 use super::SqliteStore;
 use super::inbox::insert_item;
-use crate::usage::{AMOUNTS, TOTALS, windows_use_sql};
+use crate::usage::{AMOUNTS, TOTALS, totals_add_sql, usage_by_sql, windows_use_sql};
 use crate::{
-    BudgetAlert, Change, HoldFacts, Result, UsageStore, WindowQuery, WindowUse, worker_subject,
+    BudgetAlert, Change, HoldFacts, Result, UsageGroups, UsageStore, WindowQuery, WindowUse,
+    worker_subject,
 };
 use async_trait::async_trait;
 use mission_core::breaker::{Breaker, BreakerPolicy, Verdict};
@@ -100,6 +101,18 @@ pub(super) async fn ledger_add(
         .bind(bucket)
         .execute(&mut *conn)
         .await?;
+        sqlx::query(&totals_add_sql(|n| format!("?{n}"), "MIN", "MAX"))
+            .bind(key.scope.as_str())
+            .bind(&key.key)
+            .bind(bucket)
+            .bind(delta.runs)
+            .bind(delta.input_tokens)
+            .bind(delta.output_tokens)
+            .bind(delta.cached_tokens)
+            .bind(delta.cost_micros)
+            .bind(delta.run_ms)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -330,21 +343,21 @@ impl UsageStore for SqliteStore {
         scope: ScopeKind,
         since: i64,
         until: Option<i64>,
-    ) -> Result<Vec<(String, Usage)>> {
-        let rows = sqlx::query(
-            "SELECT key, SUM(runs), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), \
-             SUM(cost_micros), SUM(run_ms) FROM usage_ledger WHERE scope = ? AND bucket >= ? \
-             AND bucket < ? GROUP BY key \
-             ORDER BY SUM(cost_micros) DESC, SUM(input_tokens) + SUM(output_tokens) DESC, key",
-        )
-        .bind(scope.as_str())
-        .bind(since)
-        .bind(until.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
-            .collect()
+        limit: Option<u32>,
+    ) -> Result<UsageGroups> {
+        let rows = sqlx::query(&usage_by_sql(|n| format!("?{n}")))
+            .bind(scope.as_str())
+            .bind(since)
+            .bind(until.unwrap_or(i64::MAX))
+            .bind(limit.map_or(i64::MAX, i64::from))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut groups = UsageGroups::default();
+        for row in &rows {
+            groups.groups = row.try_get(7)?;
+            groups.rows.push((row.try_get(0)?, usage_at(row, 1)?));
+        }
+        Ok(groups)
     }
 
     async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>> {

@@ -189,21 +189,29 @@ pub async fn the_ledger_counts_each_run_once_and_answers_windows<B: Backend>() {
     }
     // Grouped by key, one query.
     let by_label = store
-        .usage_by(ScopeKind::Label, since_all, None)
+        .usage_by(ScopeKind::Label, since_all, None, None)
         .await
         .unwrap();
+    assert_eq!(by_label.groups, 2);
     assert_eq!(
-        by_label,
+        by_label.rows,
         vec![
             ("docs".to_owned(), usage(2, 1100, 11, 40, 0.5, 2 * HOUR)),
             ("ui".to_owned(), usage(1, 1000, 1, 0, 0.0, HOUR)),
         ]
     );
     let by_ticket = store
-        .usage_by(ScopeKind::Ticket, since_all, None)
+        .usage_by(ScopeKind::Ticket, since_all, None, None)
         .await
         .unwrap();
-    assert_eq!(by_ticket.len(), 2);
+    assert_eq!((by_ticket.rows.len(), by_ticket.groups), (2, 2));
+    // The first by cost only, still counting every key that used anything.
+    let first = store
+        .usage_by(ScopeKind::Label, since_all, None, Some(1))
+        .await
+        .unwrap();
+    assert_eq!((first.rows.len(), first.groups), (1, 2));
+    assert_eq!(first.rows[0].0, "docs");
     let buckets = store.usage_buckets(since_all, None).await.unwrap();
     assert_eq!(
         buckets
@@ -540,9 +548,15 @@ async fn ledger_matches_hand_sums<B: Backend>(
         let start = zone.start_of(date);
         let end = zone.start_of(next);
         let by_label = store
-            .usage_by(ScopeKind::Label, bucket_of(start), Some(bucket_of(end)))
+            .usage_by(
+                ScopeKind::Label,
+                bucket_of(start),
+                Some(bucket_of(end)),
+                None,
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .rows;
         for label in ["docs", "ui"] {
             let mut hand = Usage::default();
             for (r, at, ms) in &ended {
@@ -563,6 +577,34 @@ async fn ledger_matches_hand_sums<B: Backend>(
                 .map_or(Usage::default(), |(_, u)| *u);
             prop_assert_eq!(got, hand, "{} on {}", label, date);
         }
+        prop_assert!(by_label.iter().all(|(_, u)| u.runs > 0), "{:?}", by_label);
+        // From the day's start on, open-ended: per ticket, by the ledger and by hand.
+        let by_ticket = store
+            .usage_by(ScopeKind::Ticket, bucket_of(start), None, None)
+            .await
+            .unwrap();
+        for n in 0..3i64 {
+            let hand = ended
+                .iter()
+                .filter(|(r, at, _)| r.ticket == n && *at >= start)
+                .fold(Usage::default(), |sum, (r, _, ms)| {
+                    sum.plus(Usage {
+                        runs: 1,
+                        input_tokens: r.input,
+                        output_tokens: r.output,
+                        cached_tokens: 0,
+                        cost_micros: r.cents * 10_000,
+                        run_ms: *ms,
+                    })
+                });
+            let got = by_ticket
+                .rows
+                .iter()
+                .find(|(k, _)| *k == id(n + 1).to_string())
+                .map_or(Usage::default(), |(_, u)| *u);
+            prop_assert_eq!(got, hand, "MC-{} from {}", n + 1, date);
+        }
+        prop_assert_eq!(by_ticket.groups, by_ticket.rows.len() as i64);
         // The running totals give the same window from its start on.
         let facts = store
             .holds(&[window(ScopeKind::Instance, "", bucket_of(start))])

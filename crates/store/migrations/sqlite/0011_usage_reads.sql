@@ -41,3 +41,28 @@ CREATE TRIGGER holds_version_breaker_update AFTER UPDATE ON breakers
 BEGIN UPDATE holds_version SET version = version + 1 WHERE id = 1; END;
 CREATE TRIGGER holds_version_breaker_delete AFTER DELETE ON breakers
 BEGIN UPDATE holds_version SET version = version + 1 WHERE id = 1; END;
+
+-- Each series' totals: its first and last bucket and its running totals at the last one, kept
+-- in the transaction that adds to the ledger. A window that starts at or before a series' first
+-- bucket (the usual case for a ticket) takes its totals as they are; only a window starting
+-- inside a series' history looks up the running total before it.
+CREATE TABLE usage_totals (
+    scope             TEXT    NOT NULL,
+    key               TEXT    NOT NULL,
+    first_bucket      INTEGER NOT NULL,
+    last_bucket       INTEGER NOT NULL,
+    cum_runs          INTEGER NOT NULL,
+    cum_input_tokens  INTEGER NOT NULL,
+    cum_output_tokens INTEGER NOT NULL,
+    cum_cached_tokens INTEGER NOT NULL,
+    cum_cost_micros   INTEGER NOT NULL,
+    cum_run_ms        INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+
+CREATE INDEX usage_totals_by_last ON usage_totals (scope, last_bucket);
+
+INSERT INTO usage_totals
+SELECT scope, key, MIN(bucket), MAX(bucket), SUM(runs), SUM(input_tokens), SUM(output_tokens),
+       SUM(cached_tokens), SUM(cost_micros), SUM(run_ms)
+FROM usage_ledger GROUP BY scope, key;
