@@ -129,6 +129,9 @@ pub enum FailureClass {
     RuntimeMissing,
     /// The agent's provider refused for rate limits.
     RateLimited,
+    /// Stopped by the runner: a budget covering the run was spent while it ran, and the budget
+    /// says `on_exhaust = "stop"`. Not charged; the budget holds the ticket back.
+    BudgetStopped,
     /// An operator cancelled the ticket while it ran.
     Cancelled,
     /// The process vanished with its supervisor (crash, lease expiry).
@@ -143,6 +146,7 @@ impl FailureClass {
             FailureClass::Stalled => "stalled",
             FailureClass::RuntimeMissing => "runtime_missing",
             FailureClass::RateLimited => "rate_limited",
+            FailureClass::BudgetStopped => "budget_stopped",
             FailureClass::Cancelled => "cancelled",
             FailureClass::Orphaned => "orphaned",
         }
@@ -242,8 +246,9 @@ impl Run {
 /// server crash) is not the ticket's fault: it is not charged against `max_attempts`, only
 /// against `max_orphaned`, so that a ticket that crashes the server every time still stops.
 ///
-/// An attempt that ended `rate_limited` is not the ticket's fault either: it is not charged at
-/// all, the ticket goes back to todo without a backoff, and its WORKER is parked instead
+/// An attempt that ended `rate_limited` (or `budget_stopped`) is not the ticket's fault either: it
+/// is not charged at all, the ticket goes back to todo without a backoff, and its WORKER is
+/// parked instead (a budget's stop: the spent budget holds it)
 /// ([`RetryPolicy::park_until`]) — until the reset time the runtime gave, else for a backoff that
 /// doubles with each rate limit in a row, capped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,15 +287,15 @@ pub const MAX_PARK: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct Uncharged {
     /// Orphaned by a server crash (bounded apart by `max_orphaned`).
     pub orphaned: u32,
-    /// Ended by a runtime's rate or usage limit.
-    pub rate_limited: u32,
+    /// Ended by a limit: a runtime's rate or usage limit, or a budget's stop.
+    pub limited: u32,
 }
 
 impl Uncharged {
     pub fn orphaned(orphaned: u32) -> Self {
         Uncharged {
             orphaned,
-            rate_limited: 0,
+            limited: 0,
         }
     }
 }
@@ -351,14 +356,17 @@ impl RetryPolicy {
         if class == FailureClass::Cancelled {
             return AfterFailure::StayCancelled;
         }
-        if class == FailureClass::RateLimited {
+        if matches!(
+            class,
+            FailureClass::RateLimited | FailureClass::BudgetStopped
+        ) {
             // Not the ticket's fault and not charged: back to todo at once; the worker's park
-            // decides when it runs again.
+            // or the spent budget decides when it runs again.
             return AfterFailure::Retry { not_before: now };
         }
         let orphaned_before = uncharged.orphaned;
         let charged = Attempt::new(
-            (attempt.get() - i64::from(orphaned_before) - i64::from(uncharged.rate_limited)).max(1),
+            (attempt.get() - i64::from(orphaned_before) - i64::from(uncharged.limited)).max(1),
         );
         let exhausted = if class == FailureClass::Orphaned {
             orphaned_before + 1 >= self.max_orphaned
@@ -538,8 +546,9 @@ mod tests {
         }
     }
 
-    /// A rate-limited attempt is never charged: the ticket goes back at once (the worker is
-    /// parked instead), and later failures are charged as if it had not happened.
+    /// A rate-limited or budget-stopped attempt is never charged: the ticket goes back at once
+    /// (the worker is parked, or the budget holds it, instead), and later failures are charged
+    /// as if it had not happened.
     #[test]
     fn rate_limited_attempts_are_not_charged() {
         let policy = RetryPolicy {
@@ -550,15 +559,18 @@ mod tests {
         let now = Timestamp::from_millis(0);
         let limited = |n| Uncharged {
             orphaned: 0,
-            rate_limited: n,
+            limited: n,
         };
         use FailureClass::*;
         // However many limits came before, a limit requeues at once.
-        for (attempt, before) in [(1, 0), (2, 1), (9, 8)] {
-            assert_eq!(
-                policy.after_failure(RateLimited, Attempt::new(attempt), limited(before), now),
-                AfterFailure::Retry { not_before: now }
-            );
+        for class in [RateLimited, BudgetStopped] {
+            for (attempt, before) in [(1, 0), (2, 1), (9, 8)] {
+                assert_eq!(
+                    policy.after_failure(class, Attempt::new(attempt), limited(before), now),
+                    AfterFailure::Retry { not_before: now },
+                    "{class}"
+                );
+            }
         }
         // Attempt 5 after four limits is the ticket's first charged attempt; 6 its second.
         assert_eq!(
@@ -657,6 +669,7 @@ mod tests {
         for class in [
             FailureClass::AgentError,
             FailureClass::RateLimited,
+            FailureClass::BudgetStopped,
             FailureClass::Orphaned,
         ] {
             assert_eq!(class.as_str().parse::<FailureClass>().unwrap(), class);

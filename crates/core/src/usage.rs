@@ -490,6 +490,31 @@ impl Standing {
 }
 
 impl Budget {
+    /// Whether the runs in progress under this budget are to be stopped now: it says
+    /// `on_exhaust = "stop"` and the runs that ENDED in its window reached a USD, token or
+    /// run-hour limit. A runs limit stops nothing: the dispatcher never starts the run that would
+    /// pass it, so the live runs are within it. Returns what was reached.
+    pub fn stops_runs(&self, usage: &BudgetUse) -> Option<String> {
+        if self.on_exhaust != OnExhaust::Stop {
+            return None;
+        }
+        self.limits
+            .iter()
+            .filter(|(kind, _)| *kind != LimitKind::Runs)
+            .find(|(kind, limit)| kind.amount(&usage.used) >= *limit)
+            .map(|&(kind, limit)| {
+                format!(
+                    "budget {} ({}, {}) is spent: {} {} of {}",
+                    self.name,
+                    self.scope,
+                    self.window,
+                    kind.as_str(),
+                    kind.show(kind.amount(&usage.used)),
+                    kind.show(limit)
+                )
+            })
+    }
+
     /// The judgement: exhausted when any hard limit is reached (a runs limit counts the live runs
     /// too, so that the run that would pass it is never started), else soft when any amount is
     /// at or past its soft fraction.
@@ -598,12 +623,13 @@ pub fn budgets(
                 "the soft limit is a fraction of the hard ones, between 0 and 1 (e.g. 0.8)",
             ));
         }
-        if config.on_exhaust == OnExhaust::Stop {
-            // Stopping runs in progress needs a way to stop a run that is not a cancellation of
-            // its ticket; until then the setting is refused rather than ignored.
+        if config.on_exhaust == OnExhaust::Stop && limits.iter().all(|(k, _)| *k == LimitKind::Runs)
+        {
+            // A runs limit is never passed by a run in progress (see `Budget::stops_runs`): a
+            // "stop" that could never act is refused rather than ignored.
             return Err(ConfigError::new(
                 key("on_exhaust"),
-                "\"stop\" is not supported yet; runs in progress under an exhausted budget finish (\"finish\")",
+                "\"stop\" needs a usd, tokens or run_hours limit: a runs limit never stops a run in progress",
             ));
         }
         let name = match &config.name {
@@ -880,6 +906,56 @@ mod tests {
         }
     }
 
+    /// `stop` stops runs in progress once the ended runs reached a USD, token or run-hour
+    /// limit — never for a runs limit, and never under `finish`.
+    #[test]
+    fn a_stopping_budget_stops_runs_only_past_a_spent_amount() {
+        use LimitKind::*;
+        let used = |runs, tokens, micros, ms, live| BudgetUse {
+            used: Usage {
+                runs,
+                input_tokens: tokens,
+                output_tokens: 0,
+                cached_tokens: 0,
+                cost_micros: micros,
+                run_ms: ms,
+            },
+            live_runs: live,
+        };
+        let stopping = |limits: &[(LimitKind, i64)]| Budget {
+            on_exhaust: OnExhaust::Stop,
+            ..budget(limits, None)
+        };
+        for (budget, usage, stops) in [
+            (stopping(&[(Tokens, 100)]), used(1, 99, 0, 0, 1), false),
+            (stopping(&[(Tokens, 100)]), used(1, 100, 0, 0, 1), true),
+            (stopping(&[(Usd, 5)]), used(1, 0, 5, 0, 1), true),
+            (stopping(&[(RunHours, 10)]), used(1, 0, 0, 11, 1), true),
+            // A runs limit reached by the live runs themselves stops nothing.
+            (stopping(&[(Runs, 2)]), used(1, 0, 0, 0, 5), false),
+            (
+                stopping(&[(Runs, 2), (Tokens, 10)]),
+                used(3, 0, 0, 0, 1),
+                false,
+            ),
+            (budget(&[(Tokens, 100)], None), used(1, 500, 0, 0, 1), false),
+        ] {
+            assert_eq!(
+                budget.stops_runs(&usage).is_some(),
+                stops,
+                "{:?} {usage:?}",
+                budget.limits
+            );
+        }
+        let detail = stopping(&[(Tokens, 100)])
+            .stops_runs(&used(1, 150, 0, 0, 0))
+            .unwrap();
+        assert_eq!(
+            detail,
+            "budget b (the instance, day) is spent: tokens 150 tokens of 100 tokens"
+        );
+    }
+
     #[test]
     fn standing_per_limit_kind() {
         use LimitKind::*;
@@ -1021,7 +1097,7 @@ mod tests {
             ),
             (
                 "[[budgets]]\nwindow = \"day\"\nruns = 1\non_exhaust = \"stop\"\n",
-                "key `budgets[0].on_exhaust`: \"stop\" is not supported yet",
+                "key `budgets[0].on_exhaust`: \"stop\" needs a usd, tokens or run_hours limit",
             ),
             (
                 "[[budgets]]\nwindow = \"day\"\nruns = 1\n[[budgets]]\nwindow = \"day\"\nruns = 2\n",

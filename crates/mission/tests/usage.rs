@@ -199,3 +199,51 @@ fn usage_by_day_label_and_ticket_and_bad_input() {
         );
     }
 }
+
+/// A budget that says `on_exhaust = "stop"` stops the runs in progress under it once the runs
+/// that ended spent it: the stopped attempt is `budget_stopped`, not charged (one attempt only,
+/// and the ticket is back in todo, not failed), and the budget then holds it.
+#[test]
+fn a_spent_stopping_budget_stops_the_runs_in_progress_without_charging_them() {
+    let instance = Instance::with_fake_workers(&format!(
+        "{}\n[[budgets]]\nname = \"codex-hard\"\nworker = \"codex\"\nwindow = \"day\"\ntokens = 1000\non_exhaust = \"stop\"\n",
+        FAST.replace("max_attempts = 3", "max_attempts = 1")
+            .replace("stall_timeout = \"3s\"", "stall_timeout = \"60s\"")
+            .replace("run_timeout = \"30s\"", "run_timeout = \"60s\"")
+    ));
+    // Codex reports 2080 tokens for the quick one: the budget is spent when it ends, while the
+    // slow one still runs.
+    let quick = instance.add_with_body("quick", "codex", b"fake-agent: succeed\n");
+    let slow = instance.add_with_body("slow", "codex", b"fake-agent: sleep 40\n");
+    let report = instance.dispatch(&["--lane", "normal"]);
+    let runs = report["runs"].as_array().unwrap();
+    let of = |id: &str| runs.iter().find(|r| r["ticket"] == id).unwrap().clone();
+    assert_eq!(of(&quick)["failure_class"], Value::Null, "{report}");
+    let stopped = of(&slow);
+    assert_eq!(stopped["failure_class"], "budget_stopped", "{report}");
+    assert!(
+        stopped["detail"]
+            .as_str()
+            .unwrap()
+            .contains("budget codex-hard (worker codex, day) is spent: tokens"),
+        "{report}"
+    );
+    // Not charged: with one attempt allowed the ticket is back in todo, held by the budget.
+    assert_eq!(instance.state(&slow), "todo");
+    let why = reasons(&instance, &slow);
+    assert_eq!(why[0].0, "budget_exhausted", "{why:?}");
+    // A runs limit alone never stops a run in progress: "stop" there is refused.
+    std::fs::write(
+        instance.config(),
+        std::fs::read_to_string(instance.config())
+            .unwrap()
+            .replace("tokens = 1000", "runs = 1"),
+    )
+    .unwrap();
+    let out = instance.run(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("budgets[0].on_exhaust") && stderr.contains("a runs limit never stops"),
+        "{stderr}"
+    );
+}

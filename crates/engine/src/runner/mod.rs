@@ -70,6 +70,8 @@ pub struct Runner {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     workspaces: Workspaces,
+    /// The holds' facts the supervisors last read (for budgets that stop runs in progress).
+    holds_cache: Arc<crate::holds::HoldsCache>,
 }
 
 /// Why the runner stopped the process itself.
@@ -87,6 +89,7 @@ impl Runner {
             settings,
             clock,
             workspaces,
+            holds_cache: Arc::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use super::{Runner, Stop, classify};
 use crate::process;
 use crate::workspace;
 use mission_agents::{AgentEvent, OutputParser, RunSummary};
+use mission_core::usage::OnExhaust;
 use mission_core::{FailureClass, Run, State, Timestamp};
 use mission_store::{RunEnd, StoreError};
 use std::process::ExitStatus;
@@ -58,6 +59,8 @@ struct Supervision<'a> {
     /// After the leader exits, its output is drained until then at the latest: a process that
     /// left the group may hold the pipes open forever.
     drain_until: Option<tokio::time::Instant>,
+    /// The ticket's labels, read at the first budget check (which budgets cover the run).
+    labels: Option<Vec<String>>,
 }
 
 impl Runner {
@@ -125,6 +128,7 @@ impl<'a> Supervision<'a> {
             session_recorded: false,
             reported_at: None,
             drain_until: None,
+            labels: None,
         }
     }
 
@@ -267,6 +271,9 @@ impl<'a> Supervision<'a> {
                 tracing::warn!(ticket.id = %run.ticket, run.id = %run.id, %error, "heartbeat failed");
             }
         }
+        if let Some(stop) = self.budget_stop(now).await {
+            return Check::Stop(stop);
+        }
         if reached(self.last_activity, now, dispatch.stall_timeout) {
             return Check::Stop(Stop {
                 class: FailureClass::Stalled,
@@ -283,6 +290,59 @@ impl<'a> Supervision<'a> {
             });
         }
         Check::Continue
+    }
+
+    /// A budget that covers this run, says `on_exhaust = "stop"` and is spent
+    /// (`Budget::stops_runs`): the run is stopped, uncharged. Checked only when some budget says
+    /// so; the holds are read through the runner's cache (one version read while nothing
+    /// changed). When they cannot be read, the run goes on: the dispatcher, which fails closed,
+    /// starts nothing new meanwhile.
+    async fn budget_stop(&mut self, now: Timestamp) -> Option<Stop> {
+        let (runner, run) = (self.runner, self.run);
+        let workforce = &runner.settings.workforce;
+        if !workforce
+            .budgets()
+            .iter()
+            .any(|b| b.on_exhaust == OnExhaust::Stop)
+        {
+            return None;
+        }
+        if self.labels.is_none() {
+            match runner.store.ticket(&run.ticket).await {
+                Ok(ticket) => self.labels = Some(ticket.labels),
+                Err(error) => {
+                    tracing::warn!(ticket.id = %run.ticket, %error, "the ticket's labels could not be read for the budget check");
+                    return None;
+                }
+            }
+        }
+        let view = match crate::holds::gather_with(
+            runner.store.as_ref(),
+            workforce,
+            now,
+            Some(&runner.holds_cache),
+        )
+        .await
+        {
+            Ok(view) => view,
+            Err(error) => {
+                tracing::warn!(run.id = %run.id, %error, "the budgets could not be read for the budget check");
+                return None;
+            }
+        };
+        let labels = self.labels.as_deref().unwrap_or_default();
+        view.standings
+            .iter()
+            .filter(|s| {
+                s.budget
+                    .scope
+                    .covers(run.worker.as_str(), &run.pool, labels)
+            })
+            .find_map(|s| s.budget.stops_runs(&s.usage))
+            .map(|detail| Stop {
+                class: FailureClass::BudgetStopped,
+                detail,
+            })
     }
 
     /// The end of the run: whatever is left of it killed (also outside its group), the log

@@ -437,7 +437,7 @@ impl RunStore for PgStore {
             // (`RetryPolicy`).
             let row = sqlx::query(
                 "SELECT COUNT(*) FILTER (WHERE failure_class = 'orphaned'), \
-                 COUNT(*) FILTER (WHERE failure_class = 'rate_limited') \
+                 COUNT(*) FILTER (WHERE failure_class IN ('rate_limited', 'budget_stopped')) \
                  FROM runs WHERE ticket = $1 AND id <> $2",
             )
             .bind(run.ticket.to_string())
@@ -449,7 +449,7 @@ impl RunStore for PgStore {
             };
             let uncharged = Uncharged {
                 orphaned: count(0)?,
-                rate_limited: count(1)?,
+                limited: count(1)?,
             };
             let settlement = settle(
                 RunEnding::Exited(end.failure),

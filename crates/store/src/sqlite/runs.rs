@@ -431,7 +431,7 @@ impl RunStore for SqliteStore {
             // (`RetryPolicy`).
             let row = sqlx::query(
                 "SELECT COALESCE(SUM(failure_class = 'orphaned'), 0), \
-                 COALESCE(SUM(failure_class = 'rate_limited'), 0) FROM runs WHERE ticket = ? AND id != ?",
+                 COALESCE(SUM(failure_class IN ('rate_limited', 'budget_stopped')), 0) FROM runs WHERE ticket = ? AND id != ?",
             )
             .bind(run.ticket.to_string())
             .bind(id.get())
@@ -442,7 +442,7 @@ impl RunStore for SqliteStore {
             };
             let uncharged = Uncharged {
                 orphaned: count(0)?,
-                rate_limited: count(1)?,
+                limited: count(1)?,
             };
             let settlement = settle(
                 RunEnding::Exited(end.failure),

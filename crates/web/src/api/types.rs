@@ -321,8 +321,8 @@ pub struct RunBody {
     pub ended_at: Option<Time>,
     /// `submitted`, `asked` or `failed`; absent while the run is live.
     pub outcome: Option<String>,
-    /// `agent_error`, `timeout`, `stalled`, `runtime_missing`, `rate_limited`, `cancelled`,
-    /// `orphaned`.
+    /// `agent_error`, `timeout`, `stalled`, `runtime_missing`, `rate_limited`,
+    /// `budget_stopped`, `cancelled`, `orphaned`.
     pub failure_class: Option<String>,
     pub detail: Option<String>,
     pub exit_code: Option<i64>,
@@ -347,15 +347,7 @@ pub fn outcome_str(outcome: RunOutcome) -> &'static str {
 }
 
 pub fn failure_str(class: FailureClass) -> &'static str {
-    match class {
-        FailureClass::AgentError => "agent_error",
-        FailureClass::Timeout => "timeout",
-        FailureClass::Stalled => "stalled",
-        FailureClass::RuntimeMissing => "runtime_missing",
-        FailureClass::RateLimited => "rate_limited",
-        FailureClass::Cancelled => "cancelled",
-        FailureClass::Orphaned => "orphaned",
-    }
+    class.as_str()
 }
 
 impl From<Run> for RunBody {
