@@ -138,6 +138,27 @@ async fn a_missing_file_is_not_created_unless_asked() {
     assert!(!path.exists());
 }
 
+/// Creates the migrations table and applies `migrations` (name, SQL) as versions 1, 2, …, the
+/// way an older binary would have left the store.
+async fn apply_raw(pool: &sqlx::SqlitePool, migrations: &[(&str, &str)]) {
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for (version, (name, sql)) in migrations.iter().enumerate() {
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
+            .bind(version as i64 + 1)
+            .bind(name)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
 async fn raw_pool(path: &std::path::Path) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=rwc", path.display()))
         .await
@@ -152,13 +173,6 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mission.db");
     let pool = raw_pool(&path).await;
-    sqlx::query(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-         applied_at INTEGER NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
     let version_3 = [
         (
             "0001_tickets_and_events",
@@ -173,15 +187,7 @@ async fn numbers_continue_after_migrating_a_version_3_store() {
             include_str!("../migrations/sqlite/0003_task_runs.sql"),
         ),
     ];
-    for (version, (name, sql)) in version_3.iter().enumerate() {
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
-            .bind(version as i64 + 1)
-            .bind(name)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    apply_raw(&pool, &version_3).await;
     for number in [1, 2, 7] {
         sqlx::query(
             "INSERT INTO tickets (number, id, title, body, state, evidence_policy, created_at, \
@@ -513,13 +519,6 @@ async fn a_version_10_ledger_gets_its_totals_when_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mission.db");
     let pool = raw_pool(&path).await;
-    sqlx::query(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-         applied_at INTEGER NOT NULL)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
     macro_rules! migration {
         ($name:literal) => {
             (
@@ -540,15 +539,7 @@ async fn a_version_10_ledger_gets_its_totals_when_migrated() {
         migration!("0009_outbox"),
         migration!("0010_usage"),
     ];
-    for (version, (name, sql)) in version_10.iter().enumerate() {
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)")
-            .bind(version as i64 + 1)
-            .bind(name)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    apply_raw(&pool, &version_10).await;
     // Ticket MC-1: two buckets (1 run, then 2); MC-2: one bucket.
     for (key, bucket, runs, cum) in [("MC-1", 10, 1, 1), ("MC-1", 20, 2, 3), ("MC-2", 15, 1, 1)] {
         sqlx::query(

@@ -46,6 +46,22 @@ async fn total(conn: &mut PgConnection, key: &LedgerKey, before: Option<i64>) ->
     row.map_or(Ok(Usage::default()), |row| usage_at(&row, 0))
 }
 
+/// Binds a usage's six amounts, in the ledger's column order.
+trait BindUsage {
+    fn bind_usage(self, usage: Usage) -> Self;
+}
+
+impl<'q> BindUsage for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_usage(self, usage: Usage) -> Self {
+        self.bind(usage.runs)
+            .bind(usage.input_tokens)
+            .bind(usage.output_tokens)
+            .bind(usage.cached_tokens)
+            .bind(usage.cost_micros)
+            .bind(usage.run_ms)
+    }
+}
+
 /// Adds `delta` to `keys`' series at `bucket`: the bucket's amounts, its running totals and those
 /// of any later bucket (a run accounted out of order).
 pub(super) async fn ledger_add(
@@ -71,18 +87,8 @@ pub(super) async fn ledger_add(
             .bind(key.scope.as_str())
             .bind(&key.key)
             .bind(bucket)
-            .bind(delta.runs)
-            .bind(delta.input_tokens)
-            .bind(delta.output_tokens)
-            .bind(delta.cached_tokens)
-            .bind(delta.cost_micros)
-            .bind(delta.run_ms)
-            .bind(cum.runs)
-            .bind(cum.input_tokens)
-            .bind(cum.output_tokens)
-            .bind(cum.cached_tokens)
-            .bind(cum.cost_micros)
-            .bind(cum.run_ms)
+            .bind_usage(delta)
+            .bind_usage(cum)
             .execute(&mut *conn)
             .await?;
         sqlx::query(
@@ -91,12 +97,7 @@ pub(super) async fn ledger_add(
              cum_cost_micros = cum_cost_micros + $5, cum_run_ms = cum_run_ms + $6 \
              WHERE scope = $7 AND key = $8 AND bucket > $9",
         )
-        .bind(delta.runs)
-        .bind(delta.input_tokens)
-        .bind(delta.output_tokens)
-        .bind(delta.cached_tokens)
-        .bind(delta.cost_micros)
-        .bind(delta.run_ms)
+        .bind_usage(delta)
         .bind(key.scope.as_str())
         .bind(&key.key)
         .bind(bucket)
@@ -106,12 +107,7 @@ pub(super) async fn ledger_add(
             .bind(key.scope.as_str())
             .bind(&key.key)
             .bind(bucket)
-            .bind(delta.runs)
-            .bind(delta.input_tokens)
-            .bind(delta.output_tokens)
-            .bind(delta.cached_tokens)
-            .bind(delta.cost_micros)
-            .bind(delta.run_ms)
+            .bind_usage(delta)
             .execute(&mut *conn)
             .await?;
     }

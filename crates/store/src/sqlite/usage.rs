@@ -45,6 +45,22 @@ async fn total(conn: &mut SqliteConnection, key: &LedgerKey, before: Option<i64>
     row.map_or(Ok(Usage::default()), |row| usage_at(&row, 0))
 }
 
+/// Binds a usage's six amounts, in the ledger's column order.
+trait BindUsage {
+    fn bind_usage(self, usage: Usage) -> Self;
+}
+
+impl<'q> BindUsage for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn bind_usage(self, usage: Usage) -> Self {
+        self.bind(usage.runs)
+            .bind(usage.input_tokens)
+            .bind(usage.output_tokens)
+            .bind(usage.cached_tokens)
+            .bind(usage.cost_micros)
+            .bind(usage.run_ms)
+    }
+}
+
 /// Adds `delta` to `keys`' series at `bucket`: the bucket's amounts, its running totals and those
 /// of any later bucket (a run accounted out of order).
 pub(super) async fn ledger_add(
@@ -70,18 +86,8 @@ pub(super) async fn ledger_add(
             .bind(key.scope.as_str())
             .bind(&key.key)
             .bind(bucket)
-            .bind(delta.runs)
-            .bind(delta.input_tokens)
-            .bind(delta.output_tokens)
-            .bind(delta.cached_tokens)
-            .bind(delta.cost_micros)
-            .bind(delta.run_ms)
-            .bind(cum.runs)
-            .bind(cum.input_tokens)
-            .bind(cum.output_tokens)
-            .bind(cum.cached_tokens)
-            .bind(cum.cost_micros)
-            .bind(cum.run_ms)
+            .bind_usage(delta)
+            .bind_usage(cum)
             .execute(&mut *conn)
             .await?;
         sqlx::query(
@@ -90,12 +96,7 @@ pub(super) async fn ledger_add(
              cum_cost_micros = cum_cost_micros + ?, cum_run_ms = cum_run_ms + ? \
              WHERE scope = ? AND key = ? AND bucket > ?",
         )
-        .bind(delta.runs)
-        .bind(delta.input_tokens)
-        .bind(delta.output_tokens)
-        .bind(delta.cached_tokens)
-        .bind(delta.cost_micros)
-        .bind(delta.run_ms)
+        .bind_usage(delta)
         .bind(key.scope.as_str())
         .bind(&key.key)
         .bind(bucket)
@@ -105,12 +106,7 @@ pub(super) async fn ledger_add(
             .bind(key.scope.as_str())
             .bind(&key.key)
             .bind(bucket)
-            .bind(delta.runs)
-            .bind(delta.input_tokens)
-            .bind(delta.output_tokens)
-            .bind(delta.cached_tokens)
-            .bind(delta.cost_micros)
-            .bind(delta.run_ms)
+            .bind_usage(delta)
             .execute(&mut *conn)
             .await?;
     }
