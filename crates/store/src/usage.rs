@@ -35,6 +35,11 @@ pub trait UsageStore: Send + Sync {
     /// The instance's usage per bucket in `since..until`, in bucket order.
     async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>>;
 
+    /// `key`'s usage between each two consecutive `bounds` (buckets, ascending): one answer per
+    /// span, from the running totals at each bound (one lookup per bound, whatever the spans'
+    /// length) — a year of local days is 366 lookups, not 35,000 buckets.
+    async fn usage_between(&self, key: &LedgerKey, bounds: &[i64]) -> Result<Vec<Usage>>;
+
     /// Records what an end with `verdict` did to `subject`'s breaker (a task's: `task_subject`;
     /// a worker's is kept by `end_run` itself), read and written in one transaction. Returns the
     /// breaker after, and whether this end opened it (an incident is due).
@@ -199,8 +204,17 @@ pub(crate) fn totals_add_sql(p: impl Fn(usize) -> String, least: &str, greatest:
 /// 3 until, 4 limit). Per series of the scope that has a bucket in the window: the running total
 /// at its last bucket before `until` (its totals when that is its last bucket at all) less the
 /// one at its last bucket before `since` (none when the series starts inside the window); then
-/// the keys that used anything, largest cost first, and their count.
-pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String) -> String {
+/// the keys that used anything, largest cost first — or, with `count`, how many keys that is
+/// (an open-ended window counts its keys from the totals alone: every series with a bucket in
+/// it used something there).
+pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String, count: UsageCount) -> String {
+    if count == UsageCount::OpenEnded {
+        return format!(
+            "SELECT COUNT(*) FROM usage_totals WHERE scope = {} AND last_bucket >= {}",
+            p(1),
+            p(2)
+        );
+    }
     let (scope, since, until, limit) = (p(1), p(2), p(3), p(4));
     let totals: Vec<String> = AMOUNT_COLUMNS
         .iter()
@@ -230,11 +244,68 @@ pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String) -> String {
          d AS (SELECT w.key, {differences} FROM w \
            LEFT JOIN usage_ledger b ON b.scope = {scope} AND b.key = w.key AND b.bucket = w.from_bucket \
            LEFT JOIN usage_ledger u ON u.scope = {scope} AND u.key = w.key AND u.bucket = w.to_bucket) \
-         SELECT key, {AMOUNTS}, COUNT(*) OVER () FROM d WHERE runs > 0 \
-         ORDER BY cost_micros DESC, input_tokens + output_tokens DESC, key LIMIT {limit}",
+         {select}",
         totals = totals.join(", "),
         from_bucket = last_before(&since),
         to_bucket = last_before(&until),
         differences = differences.join(", "),
+        select = match count {
+            UsageCount::Rows => format!(
+                "SELECT key, {AMOUNTS} FROM d WHERE runs > 0 \
+                 ORDER BY cost_micros DESC, input_tokens + output_tokens DESC, key LIMIT {limit}"
+            ),
+            _ => "SELECT COUNT(*) FROM d WHERE runs > 0".to_owned(),
+        },
     )
+}
+
+/// What `usage_by_sql` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UsageCount {
+    /// The keys and their usage (parameter 4: how many).
+    Rows,
+    /// How many keys used anything in a window with an end.
+    Bounded,
+    /// How many keys used anything from `since` on.
+    OpenEnded,
+}
+
+impl UsageCount {
+    /// The count for a window ending at `until`.
+    pub(crate) fn of(until: Option<i64>) -> Self {
+        match until {
+            Some(_) => UsageCount::Bounded,
+            None => UsageCount::OpenEnded,
+        }
+    }
+}
+
+/// The statement of `usage_between`, both backends (`p(1)` the scope's parameter, `p(2)` the
+/// key's; `cast` what makes a total a 64-bit integer): per bound, in order, the series' running
+/// totals at its last bucket before it (zeros before its first).
+pub(crate) fn totals_before_sql(p: impl Fn(usize) -> String, bounds: &[i64], cast: &str) -> String {
+    let values: Vec<String> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, bound)| format!("({i}, {bound})"))
+        .collect();
+    let totals: Vec<String> = TOTALS
+        .split(", ")
+        .map(|c| format!("COALESCE(l.{c}, 0){cast}"))
+        .collect();
+    let (scope, key) = (p(1), p(2));
+    format!(
+        "WITH q (i, b) AS (VALUES {values}) SELECT {totals} FROM q \
+         LEFT JOIN usage_ledger l ON l.scope = {scope} AND l.key = {key} AND l.bucket = \
+           (SELECT MAX(m.bucket) FROM usage_ledger m \
+            WHERE m.scope = {scope} AND m.key = {key} AND m.bucket < q.b) \
+         ORDER BY q.i",
+        values = values.join(", "),
+        totals = totals.join(", "),
+    )
+}
+
+/// The spans' usages from the running totals at their bounds (`totals_before_sql`'s rows).
+pub(crate) fn spans(totals: &[Usage]) -> Vec<Usage> {
+    totals.windows(2).map(|w| w[1].minus(w[0])).collect()
 }

@@ -142,17 +142,27 @@ impl App {
         let from = bucket_of(since);
         let (groups, rows): (i64, Vec<UsageRow>) = match by {
             UsageBy::Day => {
-                let mut days: Vec<(String, Usage)> = Vec::new();
-                for (bucket, usage) in self.store.usage_buckets(from, None).await? {
-                    let day = zone.date_of(bucket_start(bucket)).to_string();
-                    match days.last_mut() {
-                        Some((last, sum)) if *last == day => *sum = sum.plus(usage),
-                        _ => days.push((day, usage)),
-                    }
+                // Each local day's span of buckets from `since` to the end of today (a local day
+                // is whole buckets), read as two running totals per day.
+                let mut dates = Vec::new();
+                let mut bounds = vec![from];
+                let mut date = zone.date_of(bucket_start(from));
+                let today = zone.date_of(now);
+                while date <= today {
+                    let Some(next) = date.succ_opt() else { break };
+                    dates.push(date);
+                    bounds.push(bucket_of(zone.start_of(next)));
+                    date = next;
                 }
-                let rows: Vec<UsageRow> = days
+                let days = self
+                    .store
+                    .usage_between(&mission_core::usage::LedgerKey::instance(), &bounds)
+                    .await?;
+                let rows: Vec<UsageRow> = dates
                     .into_iter()
-                    .map(|(day, usage)| UsageRow::of(day, &usage))
+                    .zip(days)
+                    .filter(|(_, usage)| usage.runs > 0)
+                    .map(|(day, usage)| UsageRow::of(day.to_string(), &usage))
                     .collect();
                 (rows.len() as i64, rows)
             }

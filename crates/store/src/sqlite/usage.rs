@@ -2,7 +2,10 @@
 
 use super::SqliteStore;
 use super::inbox::insert_item;
-use crate::usage::{AMOUNTS, TOTALS, totals_add_sql, usage_by_sql, windows_use_sql};
+use crate::usage::{
+    AMOUNTS, TOTALS, UsageCount, spans, totals_add_sql, totals_before_sql, usage_by_sql,
+    windows_use_sql,
+};
 use crate::{
     BudgetAlert, Change, HoldFacts, Result, UsageGroups, UsageStore, WindowQuery, WindowUse,
     worker_subject,
@@ -341,17 +344,28 @@ impl UsageStore for SqliteStore {
         until: Option<i64>,
         limit: Option<u32>,
     ) -> Result<UsageGroups> {
-        let rows = sqlx::query(&usage_by_sql(|n| format!("?{n}")))
+        let limit = limit.map_or(i64::MAX, i64::from);
+        let rows = sqlx::query(&usage_by_sql(|n| format!("?{n}"), UsageCount::Rows))
             .bind(scope.as_str())
             .bind(since)
             .bind(until.unwrap_or(i64::MAX))
-            .bind(limit.map_or(i64::MAX, i64::from))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         let mut groups = UsageGroups::default();
         for row in &rows {
-            groups.groups = row.try_get(7)?;
             groups.rows.push((row.try_get(0)?, usage_at(row, 1)?));
+        }
+        groups.groups = groups.rows.len() as i64;
+        if groups.groups == limit {
+            // There may be more: count them.
+            let count = UsageCount::of(until);
+            let sql = usage_by_sql(|n| format!("?{n}"), count);
+            let mut query = sqlx::query_scalar(&sql).bind(scope.as_str()).bind(since);
+            if let Some(until) = until {
+                query = query.bind(until);
+            }
+            groups.groups = query.fetch_one(&self.pool).await?;
         }
         Ok(groups)
     }
@@ -369,6 +383,23 @@ impl UsageStore for SqliteStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
             .collect()
+    }
+
+    async fn usage_between(&self, key: &LedgerKey, bounds: &[i64]) -> Result<Vec<Usage>> {
+        if bounds.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let sql = totals_before_sql(|n| format!("?{n}"), bounds, "");
+        let rows = sqlx::query(&sql)
+            .bind(key.scope.as_str())
+            .bind(&key.key)
+            .fetch_all(&self.pool)
+            .await?;
+        let totals = rows
+            .iter()
+            .map(|row| usage_at(row, 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(spans(&totals))
     }
 
     async fn record_breaker(

@@ -212,6 +212,25 @@ pub async fn the_ledger_counts_each_run_once_and_answers_windows<B: Backend>() {
         .unwrap();
     assert_eq!((first.rows.len(), first.groups), (1, 2));
     assert_eq!(first.rows[0].0, "docs");
+    // A window with an end counts its keys the long way.
+    let bounded = store
+        .usage_by(ScopeKind::Label, since_all, Some(i64::MAX - 1), Some(1))
+        .await
+        .unwrap();
+    assert_eq!((bounded.rows.len(), bounded.groups), (1, 2));
+    // Spans between bounds: the first run's hour, then the second's.
+    let spans = store
+        .usage_between(
+            &LedgerKey::instance(),
+            &[
+                since_all,
+                bucket_of(Timestamp::from_millis(base + 2 * HOUR)),
+                bucket_of(Timestamp::from_millis(base + 10 * HOUR)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(spans.iter().map(|u| u.runs).collect::<Vec<_>>(), vec![1, 1]);
     let buckets = store.usage_buckets(since_all, None).await.unwrap();
     assert_eq!(
         buckets
@@ -578,6 +597,25 @@ async fn ledger_matches_hand_sums<B: Backend>(
             prop_assert_eq!(got, hand, "{} on {}", label, date);
         }
         prop_assert!(by_label.iter().all(|(_, u)| u.runs > 0), "{:?}", by_label);
+        // The instance's day, as two running totals.
+        let day = store
+            .usage_between(&LedgerKey::instance(), &[bucket_of(start), bucket_of(end)])
+            .await
+            .unwrap();
+        let hand_day = ended
+            .iter()
+            .filter(|(_, at, _)| zone.date_of(*at) == date)
+            .fold(Usage::default(), |sum, (r, _, ms)| {
+                sum.plus(Usage {
+                    runs: 1,
+                    input_tokens: r.input,
+                    output_tokens: r.output,
+                    cached_tokens: 0,
+                    cost_micros: r.cents * 10_000,
+                    run_ms: *ms,
+                })
+            });
+        prop_assert_eq!(day, vec![hand_day], "the instance on {}", date);
         // From the day's start on, open-ended: per ticket, by the ledger and by hand.
         let by_ticket = store
             .usage_by(ScopeKind::Ticket, bucket_of(start), None, None)
