@@ -170,15 +170,57 @@ impl Workspaces {
         })?
     }
 
-    /// Removes a ticket's worktree through git (the branch and every object stay in the
-    /// repository), or its plain folder.
+    /// Removes a ticket's worktree (the branch and every object stay in the repository), or its
+    /// plain folder. A worktree registered the usual way ([`registration`]) is removed without
+    /// git: its folder, then its admin folder `COMMON/worktrees/NAME` — what `git worktree
+    /// remove --force` deletes. Anything else is left to git: `git worktree remove --force`,
+    /// and when git refuses (a `.git` file that does not point back, say), the folder deleted
+    /// here and `git worktree prune` dropping its registration. A locked worktree stays.
     pub async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| WorkspaceError::Io { path, source }
+        };
         match &workspace.repo {
             Some(repo) => {
                 let target = workspace.path.to_string_lossy().into_owned();
                 let _lock = self.lock_worktrees(repo).await?;
-                git(repo, &["worktree", "remove", "--force", &target]).await?;
-                Ok(())
+                let (dir, path) = (repo.clone(), workspace.path.clone());
+                let found = tokio::task::spawn_blocking(move || registration(&dir, &path))
+                    .await
+                    .unwrap_or(Registration::Unknown);
+                match found {
+                    Registration::Admin(admin) => {
+                        // `remove_dir_all` removes a symlink, never what it points at.
+                        tokio::fs::remove_dir_all(&workspace.path)
+                            .await
+                            .map_err(io(&workspace.path))?;
+                        if tokio::fs::remove_dir_all(&admin).await.is_err() {
+                            git(repo, &["worktree", "prune"]).await?;
+                        }
+                        Ok(())
+                    }
+                    Registration::Locked => {
+                        git(repo, &["worktree", "remove", "--force", &target]).await?;
+                        Ok(())
+                    }
+                    Registration::Unknown => {
+                        let Err(error) =
+                            git(repo, &["worktree", "remove", "--force", &target]).await
+                        else {
+                            return Ok(());
+                        };
+                        match tokio::fs::remove_dir_all(&workspace.path).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                return Err(error);
+                            }
+                            Err(source) => return Err(io(&workspace.path)(source)),
+                        }
+                        git(repo, &["worktree", "prune"]).await?;
+                        Ok(())
+                    }
+                }
             }
             None => tokio::fs::remove_dir_all(&workspace.path)
                 .await
@@ -187,6 +229,51 @@ impl Workspaces {
                     source,
                 }),
         }
+    }
+}
+
+/// How a worktree is registered in its repository, as far as its files say.
+enum Registration {
+    /// Registered the usual way: its admin folder, `COMMON/worktrees/NAME`.
+    Admin(PathBuf),
+    /// Registered, and locked (`git worktree lock`): git decides.
+    Locked,
+    /// Anything else: git decides.
+    Unknown,
+}
+
+/// The admin folder of the worktree at `workspace` of `repo`, when it can be trusted to be that
+/// worktree's: the worktree's `.git` file (which a run can write) names a folder that is a direct
+/// child of `COMMON/worktrees/` (COMMON the repository's common git dir, canonical), a folder
+/// itself and not a symlink, whose `gitdir` file points back at this worktree's `.git`.
+fn registration(repo: &Path, workspace: &Path) -> Registration {
+    use crate::git::local;
+    let found = || -> Option<(PathBuf, bool)> {
+        let common = local::common_dir(repo)?;
+        let workspace = workspace.canonicalize().ok()?;
+        let text = local::small_file(&workspace, ".git")?;
+        let named = workspace.join(text.strip_prefix("gitdir:")?.trim());
+        let name = named.file_name()?.to_str()?;
+        let worktrees = common.join("worktrees");
+        if name.starts_with('.') || named.parent()?.canonicalize().ok()? != worktrees {
+            return None;
+        }
+        let admin = worktrees.join(name);
+        if !std::fs::symlink_metadata(&admin).ok()?.is_dir() {
+            return None;
+        }
+        let back = local::small_file(&admin, "gitdir")?;
+        let back = admin.join(back.trim()).canonicalize().ok()?;
+        if back != workspace.join(".git") {
+            return None;
+        }
+        let locked = std::fs::symlink_metadata(admin.join("locked")).is_ok();
+        Some((admin, locked))
+    };
+    match found() {
+        Some((_, true)) => Registration::Locked,
+        Some((admin, false)) => Registration::Admin(admin),
+        None => Registration::Unknown,
     }
 }
 
@@ -295,5 +382,70 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
             args: args.join(" "),
             message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Registration, Workspaces, registration};
+    use mission_core::{TicketId, TicketKey};
+    use std::path::Path;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// The usual registration is found (and removed without git); a locked worktree and a
+    /// `.git` file naming anything but its own admin folder are left to git.
+    #[tokio::test]
+    async fn the_usual_registration_is_found_and_anything_else_is_left_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+        let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+        let ws = workspaces
+            .prepare(&TicketId::new(&TicketKey::default(), 1), Some("repo"))
+            .await
+            .unwrap();
+        let admin = repo.join(".git/worktrees/MC-1").canonicalize().unwrap();
+        assert!(matches!(registration(&repo, &ws.path), Registration::Admin(a) if a == admin));
+        std::fs::write(admin.join("locked"), "kept\n").unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Locked
+        ));
+        std::fs::remove_file(admin.join("locked")).unwrap();
+        // The admin folder's `gitdir` naming another worktree.
+        std::fs::write(admin.join("gitdir"), "/elsewhere/.git\n").unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Unknown
+        ));
+        std::fs::write(
+            admin.join("gitdir"),
+            format!("{}\n", ws.path.join(".git").display()),
+        )
+        .unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Admin(_)
+        ));
+        // The admin folder a symlink to a folder outside.
+        let outside = dir.path().join("outside");
+        std::fs::rename(&admin, &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, &admin).unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Unknown
+        ));
     }
 }
