@@ -136,38 +136,13 @@ impl Workspaces {
     /// (the server, `dispatch --once`, `ticket done`) adds and removes worktrees one at a time.
     /// Released when dropped.
     async fn lock_worktrees(&self, repo: &Path) -> Result<WorktreeLock, WorkspaceError> {
-        use sha2::{Digest, Sha256};
-        let dir = self.root.join(".locks");
-        let canonical = tokio::fs::canonicalize(repo)
+        let (root, dir) = (self.root.clone(), repo.to_owned());
+        tokio::task::spawn_blocking(move || lock_worktrees_blocking(&root, &dir))
             .await
-            .unwrap_or_else(|_| repo.to_owned());
-        let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!("{name}.lock"));
-        tokio::task::spawn_blocking(move || {
-            use nix::fcntl::{Flock, FlockArg};
-            use std::os::unix::fs::OpenOptionsExt;
-            let io = |source| WorkspaceError::Io {
-                path: path.clone(),
-                source,
-            };
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io)?;
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map(WorktreeLock)
-                .map_err(|(_, errno)| io(std::io::Error::from(errno)))
-        })
-        .await
-        .map_err(|join| WorkspaceError::Io {
-            path: repo.to_owned(),
-            source: std::io::Error::other(join.to_string()),
-        })?
+            .map_err(|join| WorkspaceError::Io {
+                path: repo.to_owned(),
+                source: std::io::Error::other(join.to_string()),
+            })?
     }
 
     /// Removes a ticket's worktree (the branch and every object stay in the repository), or its
@@ -184,27 +159,40 @@ impl Workspaces {
         match &workspace.repo {
             Some(repo) => {
                 let target = workspace.path.to_string_lossy().into_owned();
-                let _lock = self.lock_worktrees(repo).await?;
-                let (dir, path) = (repo.clone(), workspace.path.clone());
-                let found = tokio::task::spawn_blocking(move || registration(&dir, &path))
-                    .await
-                    .unwrap_or(Registration::Unknown);
-                match found {
-                    Registration::Admin(admin) => {
-                        // `remove_dir_all` removes a symlink, never what it points at.
-                        tokio::fs::remove_dir_all(&workspace.path)
-                            .await
-                            .map_err(io(&workspace.path))?;
-                        if tokio::fs::remove_dir_all(&admin).await.is_err() {
-                            git(repo, &["worktree", "prune"]).await?;
+                // The lock, the registration and the usual removal: one trip to the blocking
+                // pool.
+                let (root, dir, path) = (self.root.clone(), repo.clone(), workspace.path.clone());
+                let step = tokio::task::spawn_blocking(move || {
+                    let lock = lock_worktrees_blocking(&root, &dir)?;
+                    Ok::<_, WorkspaceError>(match registration(&dir, &path) {
+                        Registration::Admin(admin) => {
+                            // `remove_dir_all` removes a symlink, never what it points at.
+                            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                            match std::fs::remove_dir_all(&admin) {
+                                Ok(()) => Removal::Done,
+                                Err(_) => Removal::Prune(lock),
+                            }
                         }
+                        Registration::Locked => Removal::Git(lock, true),
+                        Registration::Unknown => Removal::Git(lock, false),
+                    })
+                })
+                .await
+                .map_err(|join| WorkspaceError::Io {
+                    path: workspace.path.clone(),
+                    source: std::io::Error::other(join.to_string()),
+                })??;
+                match step {
+                    Removal::Done => Ok(()),
+                    Removal::Prune(_lock) => {
+                        git(repo, &["worktree", "prune"]).await?;
                         Ok(())
                     }
-                    Registration::Locked => {
+                    Removal::Git(_lock, true) => {
                         git(repo, &["worktree", "remove", "--force", &target]).await?;
                         Ok(())
                     }
-                    Registration::Unknown => {
+                    Removal::Git(_lock, false) => {
                         let Err(error) =
                             git(repo, &["worktree", "remove", "--force", &target]).await
                         else {
@@ -230,6 +218,42 @@ impl Workspaces {
                 }),
         }
     }
+}
+
+/// Takes the lock of `repo`'s worktree list (see [`Workspaces::lock_worktrees`]), blocking.
+fn lock_worktrees_blocking(root: &Path, repo: &Path) -> Result<WorktreeLock, WorkspaceError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = root.join(".locks");
+    let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_owned());
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{name}.lock"));
+    let io = |source| WorkspaceError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map(WorktreeLock)
+        .map_err(|(_, errno)| io(std::io::Error::from(errno)))
+}
+
+/// What is left of a worktree's removal after the blocking part, under the held lock.
+enum Removal {
+    Done,
+    /// The folder is gone, its admin folder could not be removed: git drops it.
+    Prune(#[allow(dead_code)] WorktreeLock),
+    /// Git removes it (`true`: a locked worktree, whose refusal stands).
+    Git(#[allow(dead_code)] WorktreeLock, bool),
 }
 
 /// How a worktree is registered in its repository, as far as its files say.

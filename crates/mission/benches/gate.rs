@@ -58,6 +58,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
             "user.name=bench",
             "-c",
             "user.email=bench@example.invalid",
+            // The setup's commits start no detached maintenance that would run during the
+            // measured call.
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
         ])
         .args(args)
         .output()
