@@ -136,49 +136,79 @@ impl Workspaces {
     /// (the server, `dispatch --once`, `ticket done`) adds and removes worktrees one at a time.
     /// Released when dropped.
     async fn lock_worktrees(&self, repo: &Path) -> Result<WorktreeLock, WorkspaceError> {
-        use sha2::{Digest, Sha256};
-        let dir = self.root.join(".locks");
-        let canonical = tokio::fs::canonicalize(repo)
+        let (root, dir) = (self.root.clone(), repo.to_owned());
+        tokio::task::spawn_blocking(move || lock_worktrees_blocking(&root, &dir))
             .await
-            .unwrap_or_else(|_| repo.to_owned());
-        let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!("{name}.lock"));
-        tokio::task::spawn_blocking(move || {
-            use nix::fcntl::{Flock, FlockArg};
-            use std::os::unix::fs::OpenOptionsExt;
-            let io = |source| WorkspaceError::Io {
-                path: path.clone(),
-                source,
-            };
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io)?;
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map(WorktreeLock)
-                .map_err(|(_, errno)| io(std::io::Error::from(errno)))
-        })
-        .await
-        .map_err(|join| WorkspaceError::Io {
-            path: repo.to_owned(),
-            source: std::io::Error::other(join.to_string()),
-        })?
+            .map_err(|join| WorkspaceError::Io {
+                path: repo.to_owned(),
+                source: std::io::Error::other(join.to_string()),
+            })?
     }
 
-    /// Removes a ticket's worktree through git (the branch and every object stay in the
-    /// repository), or its plain folder.
+    /// Removes a ticket's worktree (the branch and every object stay in the repository), or its
+    /// plain folder. A worktree registered the usual way ([`registration`]) is removed without
+    /// git: its folder, then its admin folder `COMMON/worktrees/NAME` — what `git worktree
+    /// remove --force` deletes. Anything else is left to git: `git worktree remove --force`,
+    /// and when git refuses (a `.git` file that does not point back, say), the folder deleted
+    /// here and `git worktree prune` dropping its registration. A locked worktree stays.
     pub async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| WorkspaceError::Io { path, source }
+        };
         match &workspace.repo {
             Some(repo) => {
                 let target = workspace.path.to_string_lossy().into_owned();
-                let _lock = self.lock_worktrees(repo).await?;
-                git(repo, &["worktree", "remove", "--force", &target]).await?;
-                Ok(())
+                // The lock, the registration and the usual removal: one trip to the blocking
+                // pool.
+                let (root, dir, path) = (self.root.clone(), repo.clone(), workspace.path.clone());
+                let step = tokio::task::spawn_blocking(move || {
+                    let lock = lock_worktrees_blocking(&root, &dir)?;
+                    Ok::<_, WorkspaceError>(match registration(&dir, &path) {
+                        Registration::Admin(admin) => {
+                            // `remove_dir_all` removes a symlink, never what it points at.
+                            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                            match std::fs::remove_dir_all(&admin) {
+                                Ok(()) => Removal::Done,
+                                Err(_) => Removal::Prune(lock),
+                            }
+                        }
+                        Registration::Locked => Removal::Git(lock, true),
+                        Registration::Unknown => Removal::Git(lock, false),
+                    })
+                })
+                .await
+                .map_err(|join| WorkspaceError::Io {
+                    path: workspace.path.clone(),
+                    source: std::io::Error::other(join.to_string()),
+                })??;
+                match step {
+                    Removal::Done => Ok(()),
+                    Removal::Prune(_lock) => {
+                        git(repo, &["worktree", "prune"]).await?;
+                        Ok(())
+                    }
+                    Removal::Git(_lock, true) => {
+                        git(repo, &["worktree", "remove", "--force", &target]).await?;
+                        Ok(())
+                    }
+                    Removal::Git(_lock, false) => {
+                        let Err(error) =
+                            git(repo, &["worktree", "remove", "--force", &target]).await
+                        else {
+                            return Ok(());
+                        };
+                        match tokio::fs::remove_dir_all(&workspace.path).await {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                return Err(error);
+                            }
+                            Err(source) => return Err(io(&workspace.path)(source)),
+                        }
+                        git(repo, &["worktree", "prune"]).await?;
+                        Ok(())
+                    }
+                }
             }
             None => tokio::fs::remove_dir_all(&workspace.path)
                 .await
@@ -187,6 +217,87 @@ impl Workspaces {
                     source,
                 }),
         }
+    }
+}
+
+/// Takes the lock of `repo`'s worktree list (see [`Workspaces::lock_worktrees`]), blocking.
+fn lock_worktrees_blocking(root: &Path, repo: &Path) -> Result<WorktreeLock, WorkspaceError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = root.join(".locks");
+    let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_owned());
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{name}.lock"));
+    let io = |source| WorkspaceError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map(WorktreeLock)
+        .map_err(|(_, errno)| io(std::io::Error::from(errno)))
+}
+
+/// What is left of a worktree's removal after the blocking part, under the held lock.
+enum Removal {
+    Done,
+    /// The folder is gone, its admin folder could not be removed: git drops it.
+    Prune(#[allow(dead_code)] WorktreeLock),
+    /// Git removes it (`true`: a locked worktree, whose refusal stands).
+    Git(#[allow(dead_code)] WorktreeLock, bool),
+}
+
+/// How a worktree is registered in its repository, as far as its files say.
+enum Registration {
+    /// Registered the usual way: its admin folder, `COMMON/worktrees/NAME`.
+    Admin(PathBuf),
+    /// Registered, and locked (`git worktree lock`): git decides.
+    Locked,
+    /// Anything else: git decides.
+    Unknown,
+}
+
+/// The admin folder of the worktree at `workspace` of `repo`, when it can be trusted to be that
+/// worktree's: the worktree's `.git` file (which a run can write) names a folder that is a direct
+/// child of `COMMON/worktrees/` (COMMON the repository's common git dir, canonical), a folder
+/// itself and not a symlink, whose `gitdir` file points back at this worktree's `.git`.
+fn registration(repo: &Path, workspace: &Path) -> Registration {
+    use crate::git::local;
+    let found = || -> Option<(PathBuf, bool)> {
+        let common = local::common_dir(repo)?;
+        let workspace = workspace.canonicalize().ok()?;
+        let text = local::small_file(&workspace, ".git")?;
+        let named = workspace.join(text.strip_prefix("gitdir:")?.trim());
+        let name = named.file_name()?.to_str()?;
+        let worktrees = common.join("worktrees");
+        if name.starts_with('.') || named.parent()?.canonicalize().ok()? != worktrees {
+            return None;
+        }
+        let admin = worktrees.join(name);
+        if !std::fs::symlink_metadata(&admin).ok()?.is_dir() {
+            return None;
+        }
+        let back = local::small_file(&admin, "gitdir")?;
+        let back = admin.join(back.trim()).canonicalize().ok()?;
+        if back != workspace.join(".git") {
+            return None;
+        }
+        let locked = std::fs::symlink_metadata(admin.join("locked")).is_ok();
+        Some((admin, locked))
+    };
+    match found() {
+        Some((_, true)) => Registration::Locked,
+        Some((admin, false)) => Registration::Admin(admin),
+        None => Registration::Unknown,
     }
 }
 
@@ -295,5 +406,70 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
             args: args.join(" "),
             message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Registration, Workspaces, registration};
+    use mission_core::{TicketId, TicketKey};
+    use std::path::Path;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// The usual registration is found (and removed without git); a locked worktree and a
+    /// `.git` file naming anything but its own admin folder are left to git.
+    #[tokio::test]
+    async fn the_usual_registration_is_found_and_anything_else_is_left_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+        let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+        let ws = workspaces
+            .prepare(&TicketId::new(&TicketKey::default(), 1), Some("repo"))
+            .await
+            .unwrap();
+        let admin = repo.join(".git/worktrees/MC-1").canonicalize().unwrap();
+        assert!(matches!(registration(&repo, &ws.path), Registration::Admin(a) if a == admin));
+        std::fs::write(admin.join("locked"), "kept\n").unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Locked
+        ));
+        std::fs::remove_file(admin.join("locked")).unwrap();
+        // The admin folder's `gitdir` naming another worktree.
+        std::fs::write(admin.join("gitdir"), "/elsewhere/.git\n").unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Unknown
+        ));
+        std::fs::write(
+            admin.join("gitdir"),
+            format!("{}\n", ws.path.join(".git").display()),
+        )
+        .unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Admin(_)
+        ));
+        // The admin folder a symlink to a folder outside.
+        let outside = dir.path().join("outside");
+        std::fs::rename(&admin, &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, &admin).unwrap();
+        assert!(matches!(
+            registration(&repo, &ws.path),
+            Registration::Unknown
+        ));
     }
 }

@@ -122,3 +122,95 @@ async fn worktrees_of_one_repository_are_added_and_removed_concurrently_without_
         1
     );
 }
+
+fn worktrees(repo: &Path) -> Vec<String> {
+    git(repo, &["worktree", "list", "--porcelain"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree ").map(str::to_owned))
+        .collect()
+}
+
+fn init_repo(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "x\n").unwrap();
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    repo
+}
+
+#[tokio::test]
+async fn a_removed_worktree_leaves_no_registration_and_its_branch_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+    let ticket = TicketId::new(&TicketKey::default(), 7);
+    let ws = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    // Uncommitted and untracked files go with it (as with `--force`).
+    std::fs::write(ws.path.join("README"), "changed\n").unwrap();
+    std::fs::write(ws.path.join("new.txt"), "new\n").unwrap();
+    let admin = repo.join(".git/worktrees/MC-7");
+    assert!(admin.is_dir());
+    assert_eq!(worktrees(&repo).len(), 2);
+    workspaces.remove(&ws).await.unwrap();
+    assert!(!ws.path.exists());
+    assert!(!admin.exists());
+    assert_eq!(
+        worktrees(&repo),
+        vec![repo.canonicalize().unwrap().display().to_string()]
+    );
+    git(&repo, &["rev-parse", "--verify", "refs/heads/mission/MC-7"]);
+    // The same ticket can have its worktree again.
+    let again = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    assert_eq!(
+        git(&again.path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "mission/MC-7"
+    );
+}
+
+#[tokio::test]
+async fn a_hostile_git_file_deletes_nothing_outside_the_worktree() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
+    let other = workspaces
+        .prepare(&TicketId::new(&TicketKey::default(), 2), Some("repo"))
+        .await
+        .unwrap();
+    // A folder outside the repository that looks like an admin folder pointing back.
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "keep\n").unwrap();
+    let admin_other = repo.join(".git/worktrees/MC-2");
+    let cases = [
+        ("a folder outside the repository", victim.clone()),
+        ("another worktree's admin folder", admin_other.clone()),
+        (
+            "a path out of the worktrees folder",
+            repo.join(".git/worktrees/../../../victim"),
+        ),
+    ];
+    for (n, (case, target)) in cases.into_iter().enumerate() {
+        let ticket = TicketId::new(&TicketKey::default(), 10 + n as i64);
+        let ws = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+        let dot_git = ws.path.join(".git");
+        std::fs::write(victim.join("gitdir"), format!("{}\n", dot_git.display())).unwrap();
+        std::fs::write(&dot_git, format!("gitdir: {}\n", target.display())).unwrap();
+        workspaces.remove(&ws).await.unwrap();
+        assert!(!ws.path.exists(), "{case}");
+        assert!(victim.join("keep.txt").exists(), "{case}");
+        assert!(admin_other.join("gitdir").exists(), "{case}");
+        // Its own registration was dropped all the same; the other worktree is intact.
+        assert!(
+            !repo.join(format!(".git/worktrees/{ticket}")).exists(),
+            "{case}"
+        );
+        assert_eq!(worktrees(&repo).len(), 2, "{case}");
+        assert_eq!(
+            git(&other.path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+            "mission/MC-2",
+            "{case}"
+        );
+    }
+}
