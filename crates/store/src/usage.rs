@@ -200,26 +200,34 @@ pub(crate) fn totals_add_sql(p: impl Fn(usize) -> String, least: &str, greatest:
     )
 }
 
-/// The statement of `usage_by`, both backends (`p(n)` the n-th parameter: 1 scope, 2 since,
-/// 3 until, 4 limit). Per series of the scope that has a bucket in the window: the running total
-/// at its last bucket before `until` (its totals when that is its last bucket at all) less the
-/// one at its last bucket before `since` (none when the series starts inside the window); then
-/// the keys that used anything, largest cost first — or, with `count`, how many keys that is
-/// (an open-ended window counts its keys from the totals alone: every series with a bucket in
-/// it used something there).
-pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String, count: UsageCount) -> String {
-    if count == UsageCount::OpenEnded {
-        return format!(
-            "SELECT COUNT(*) FROM usage_totals WHERE scope = {} AND last_bucket >= {}",
-            p(1),
-            p(2)
-        );
-    }
+/// The statements of `usage_by`, both backends (`p(n)` the n-th parameter: 1 scope, 2 since,
+/// 3 until, 4 limit). A series whose buckets all lie in the window (the usual case: a ticket's
+/// runs within a report's months) used its totals there — read as they are, the first `limit` by
+/// cost, or counted. A series the window's ends cut through used the running total at its last
+/// bucket before `until` less the one at its last bucket before `since` — computed for each such
+/// series, by lookups (`UsageRead::Cut`). `usage_by` merges the two.
+pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String, read: UsageRead) -> String {
     let (scope, since, until, limit) = (p(1), p(2), p(3), p(4));
-    let totals: Vec<String> = AMOUNT_COLUMNS
-        .iter()
-        .map(|c| format!("t.cum_{c}"))
-        .collect();
+    let order = "ORDER BY cost_micros DESC, input_tokens + output_tokens DESC, key";
+    let whole =
+        format!("t.scope = {scope} AND t.first_bucket >= {since} AND t.last_bucket < {until}");
+    match read {
+        UsageRead::Whole => {
+            let totals: Vec<String> = AMOUNT_COLUMNS
+                .iter()
+                .map(|c| format!("t.cum_{c} AS {c}"))
+                .collect();
+            return format!(
+                "SELECT key, {AMOUNTS} FROM (SELECT t.key AS key, {} FROM usage_totals t \
+                 WHERE {whole}) s {order} LIMIT {limit}",
+                totals.join(", ")
+            );
+        }
+        UsageRead::WholeCount => {
+            return format!("SELECT COUNT(*) FROM usage_totals t WHERE {whole}");
+        }
+        UsageRead::Cut => {}
+    }
     let differences: Vec<String> = AMOUNT_COLUMNS
         .iter()
         .map(|c| {
@@ -228,6 +236,10 @@ pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String, count: UsageCount) -> St
                  - COALESCE(b.cum_{c}, 0) AS {c}"
             )
         })
+        .collect();
+    let totals: Vec<String> = AMOUNT_COLUMNS
+        .iter()
+        .map(|c| format!("t.cum_{c}"))
         .collect();
     let last_before = |bound: &str| {
         format!(
@@ -240,43 +252,52 @@ pub(crate) fn usage_by_sql(p: impl Fn(usize) -> String, count: UsageCount) -> St
            CASE WHEN t.first_bucket >= {since} THEN NULL ELSE {from_bucket} END AS from_bucket, \
            CASE WHEN t.last_bucket < {until} THEN NULL ELSE {to_bucket} END AS to_bucket \
            FROM usage_totals t \
-           WHERE t.scope = {scope} AND t.last_bucket >= {since} AND t.first_bucket < {until}), \
+           WHERE t.scope = {scope} AND t.last_bucket >= {since} AND t.first_bucket < {until} \
+             AND (t.first_bucket < {since} OR t.last_bucket >= {until})), \
          d AS (SELECT w.key, {differences} FROM w \
            LEFT JOIN usage_ledger b ON b.scope = {scope} AND b.key = w.key AND b.bucket = w.from_bucket \
            LEFT JOIN usage_ledger u ON u.scope = {scope} AND u.key = w.key AND u.bucket = w.to_bucket) \
-         {select}",
+         SELECT key, {AMOUNTS} FROM d WHERE runs > 0 {order}",
         totals = totals.join(", "),
         from_bucket = last_before(&since),
         to_bucket = last_before(&until),
         differences = differences.join(", "),
-        select = match count {
-            UsageCount::Rows => format!(
-                "SELECT key, {AMOUNTS} FROM d WHERE runs > 0 \
-                 ORDER BY cost_micros DESC, input_tokens + output_tokens DESC, key LIMIT {limit}"
-            ),
-            _ => "SELECT COUNT(*) FROM d WHERE runs > 0".to_owned(),
-        },
     )
 }
 
-/// What `usage_by_sql` reads.
+/// Which of `usage_by`'s statements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UsageCount {
-    /// The keys and their usage (parameter 4: how many).
-    Rows,
-    /// How many keys used anything in a window with an end.
-    Bounded,
-    /// How many keys used anything from `since` on.
-    OpenEnded,
+pub(crate) enum UsageRead {
+    /// The series wholly inside the window with their totals, the first `limit` by cost.
+    Whole,
+    /// How many series lie wholly inside the window (each used something: a bucket has a run).
+    WholeCount,
+    /// Every series the window cuts through that used something inside it (no limit).
+    Cut,
 }
 
-impl UsageCount {
-    /// The count for a window ending at `until`.
-    pub(crate) fn of(until: Option<i64>) -> Self {
-        match until {
-            Some(_) => UsageCount::Bounded,
-            None => UsageCount::OpenEnded,
-        }
+/// `usage_by`'s answer from its two reads: the first `limit` of both by cost (then tokens, then
+/// key), and how many keys there are (`whole_count` those wholly inside the window).
+pub(crate) fn merge_usage(
+    mut whole: Vec<(String, Usage)>,
+    cut: Vec<(String, Usage)>,
+    whole_count: i64,
+    limit: Option<u32>,
+) -> UsageGroups {
+    let groups = whole_count + cut.len() as i64;
+    whole.extend(cut);
+    whole.sort_by(|(ka, a), (kb, b)| {
+        b.cost_micros
+            .cmp(&a.cost_micros)
+            .then((b.input_tokens + b.output_tokens).cmp(&(a.input_tokens + a.output_tokens)))
+            .then(ka.cmp(kb))
+    });
+    if let Some(limit) = limit {
+        whole.truncate(limit as usize);
+    }
+    UsageGroups {
+        rows: whole,
+        groups,
     }
 }
 

@@ -3,8 +3,8 @@
 use super::SqliteStore;
 use super::inbox::insert_item;
 use crate::usage::{
-    AMOUNTS, TOTALS, UsageCount, spans, totals_add_sql, totals_before_sql, usage_by_sql,
-    windows_use_sql,
+    AMOUNTS, TOTALS, UsageRead, merge_usage, spans, totals_add_sql, totals_before_sql,
+    usage_by_sql, windows_use_sql,
 };
 use crate::{
     BudgetAlert, Change, HoldFacts, Result, UsageGroups, UsageStore, WindowQuery, WindowUse,
@@ -344,29 +344,42 @@ impl UsageStore for SqliteStore {
         until: Option<i64>,
         limit: Option<u32>,
     ) -> Result<UsageGroups> {
-        let limit = limit.map_or(i64::MAX, i64::from);
-        let rows = sqlx::query(&usage_by_sql(|n| format!("?{n}"), UsageCount::Rows))
-            .bind(scope.as_str())
-            .bind(since)
-            .bind(until.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut groups = UsageGroups::default();
-        for row in &rows {
-            groups.rows.push((row.try_get(0)?, usage_at(row, 1)?));
-        }
-        groups.groups = groups.rows.len() as i64;
-        if groups.groups == limit {
-            // There may be more: count them.
-            let count = UsageCount::of(until);
-            let sql = usage_by_sql(|n| format!("?{n}"), count);
-            let mut query = sqlx::query_scalar(&sql).bind(scope.as_str()).bind(since);
-            if let Some(until) = until {
-                query = query.bind(until);
-            }
-            groups.groups = query.fetch_one(&self.pool).await?;
-        }
+        let until = until.unwrap_or(i64::MAX);
+        let wanted = limit.map_or(i64::MAX, i64::from);
+        let read = |read: UsageRead| usage_by_sql(|n| format!("?{n}"), read);
+        let decode = |rows: Vec<SqliteRow>| -> Result<Vec<(String, Usage)>> {
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
+                .collect()
+        };
+        let whole = decode(
+            sqlx::query(&read(UsageRead::Whole))
+                .bind(scope.as_str())
+                .bind(since)
+                .bind(until)
+                .bind(wanted)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let whole_count = if (whole.len() as i64) < wanted {
+            whole.len() as i64
+        } else {
+            sqlx::query_scalar(&read(UsageRead::WholeCount))
+                .bind(scope.as_str())
+                .bind(since)
+                .bind(until)
+                .fetch_one(&self.pool)
+                .await?
+        };
+        let cut = decode(
+            sqlx::query(&read(UsageRead::Cut))
+                .bind(scope.as_str())
+                .bind(since)
+                .bind(until)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let groups = merge_usage(whole, cut, whole_count, limit);
         Ok(groups)
     }
 
