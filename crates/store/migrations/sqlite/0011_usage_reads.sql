@@ -45,7 +45,8 @@ BEGIN UPDATE holds_version SET version = version + 1 WHERE id = 1; END;
 -- Each series' totals: its first and last bucket and its running totals at the last one, kept
 -- in the transaction that adds to the ledger. A window that starts at or before a series' first
 -- bucket (the usual case for a ticket) takes its totals as they are; only a window starting
--- inside a series' history looks up the running total before it.
+-- inside a series' history looks up the running total before it. No index on the buckets: a
+-- report scans its scope's rows in key order (a secondary index would cost a lookup per row).
 CREATE TABLE usage_totals (
     scope             TEXT    NOT NULL,
     key               TEXT    NOT NULL,
@@ -59,8 +60,6 @@ CREATE TABLE usage_totals (
     cum_run_ms        INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-
-CREATE INDEX usage_totals_by_last ON usage_totals (scope, last_bucket);
 
 INSERT INTO usage_totals
 SELECT scope, key, MIN(bucket), MAX(bucket), SUM(runs), SUM(input_tokens), SUM(output_tokens),
