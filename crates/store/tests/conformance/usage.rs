@@ -296,6 +296,30 @@ pub async fn a_rate_limit_parks_the_worker_and_charges_no_attempt<B: Backend>() 
         assert_eq!(facts.parks[0].worker.as_str(), "luci");
         at += 10_000;
     }
+    // A run a spent budget stopped is not charged either (the stores count it with the limits).
+    {
+        let version = store.ticket(&id(1)).await.unwrap().version;
+        at += 1_000_000;
+        let ClaimOutcome::Claimed(run) = store
+            .claim(
+                &request(1, version, Lane::Normal, &format!("b{at}")),
+                &change(at),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let end = RunEnd {
+            failure: Some(FailureClass::BudgetStopped),
+            ..RunEnd::default()
+        };
+        let ended = store
+            .end_run(run.id, run.attempt, &end, &policy, &routes(), &change(at))
+            .await
+            .unwrap();
+        assert_eq!(ended.ticket_state, State::Todo);
+    }
     // Its own failures are charged as its first and second attempts: then it fails.
     for expect in [State::Todo, State::Failed] {
         let version = store.ticket(&id(1)).await.unwrap().version;
