@@ -32,9 +32,6 @@ pub trait UsageStore: Send + Sync {
         limit: Option<u32>,
     ) -> Result<UsageGroups>;
 
-    /// The instance's usage per bucket in `since..until`, in bucket order.
-    async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>>;
-
     /// `key`'s usage between each two consecutive `bounds` (buckets, ascending): one answer per
     /// span, from the running totals at each bound (one lookup per bound, whatever the spans'
     /// length) — a year of local days is 366 lookups, not 35,000 buckets.

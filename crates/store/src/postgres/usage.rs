@@ -378,21 +378,6 @@ impl UsageStore for PgStore {
         Ok(groups)
     }
 
-    async fn usage_buckets(&self, since: i64, until: Option<i64>) -> Result<Vec<(i64, Usage)>> {
-        let sql = format!(
-            "SELECT bucket, {AMOUNTS} FROM usage_ledger WHERE scope = 'instance' AND key = '' \
-             AND bucket >= $1 AND bucket < $2 ORDER BY bucket"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(since)
-            .bind(until.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, usage_at(row, 1)?)))
-            .collect()
-    }
-
     async fn usage_between(&self, key: &LedgerKey, bounds: &[i64]) -> Result<Vec<Usage>> {
         if bounds.len() < 2 {
             return Ok(Vec::new());
