@@ -186,6 +186,10 @@ fn usage_by_day_label_and_ticket_and_bad_input() {
             "--since \"yesterday-ish\"",
         ),
         (
+            vec!["usage", "--by", "day", "--since", "1900-01-01"],
+            "--since: --by day reports at most 3660 days",
+        ),
+        (
             vec!["usage", "--by", "day", "--limit", "3"],
             "--limit: applies to --by worker, pool, ticket or label",
         ),

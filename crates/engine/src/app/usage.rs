@@ -31,6 +31,9 @@ impl UsageBy {
     }
 }
 
+/// The most days `usage --by day` reports (ten years).
+pub const MAX_DAYS: i64 = 3_660;
+
 /// How many tickets `usage --by ticket` shows when not told.
 pub const TICKETS_SHOWN: u32 = 50;
 
@@ -148,6 +151,13 @@ impl App {
                 let mut bounds = vec![from];
                 let mut date = zone.date_of(bucket_start(from));
                 let today = zone.date_of(now);
+                // Two lookups a day: a `--since` from centuries back would be a statement of
+                // hundreds of thousands of them.
+                if (today - date).num_days() > MAX_DAYS {
+                    return Err(AppError::invalid(format!(
+                        "--since: --by day reports at most {MAX_DAYS} days; {date} is further back"
+                    )));
+                }
                 while date <= today {
                     let Some(next) = date.succ_opt() else { break };
                     dates.push(date);
