@@ -73,11 +73,19 @@ pub struct Dispatcher {
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
 /// fail in tests.
 pub async fn count_active(store: &dyn Store) -> Result<ActiveCounts, EngineError> {
+    Ok(count_active_versioned(store).await?.0)
+}
+
+/// [`count_active`], with the holds' version read in the same statement (a dispatch pass judges
+/// by the holds it kept while that version has not moved).
+pub async fn count_active_versioned(
+    store: &dyn Store,
+) -> Result<(ActiveCounts, Option<i64>), EngineError> {
     fail::fail_point!("capacity-count", |arg| Err(EngineError::CapacityUnknown(
         arg.unwrap_or_else(|| "injected failure".to_owned())
     )));
     store
-        .active_counts()
+        .active_counts_versioned()
         .await
         .map_err(|e| EngineError::CapacityUnknown(e.to_string()))
 }
@@ -128,10 +136,10 @@ impl Dispatcher {
             lane: Some(lane),
             ..PassReport::default()
         };
-        let counts = match count_active(self.store.as_ref()).await {
-            Ok(counts) => {
+        let (counts, version) = match count_active_versioned(self.store.as_ref()).await {
+            Ok(counted) => {
                 self.capacity_fact(&CapacityFact::Counted).await?;
-                counts
+                counted
             }
             Err(error) => {
                 tracing::error!(%error, "active runs could not be counted; dispatching nothing");
@@ -148,7 +156,7 @@ impl Dispatcher {
             self.store.as_ref(),
             &self.settings.workforce,
             self.clock.now(),
-            Some(&self.holds_cache),
+            Some((&self.holds_cache, version)),
         )
         .await?;
         self.raise_budget_alerts(&holds).await;
@@ -238,7 +246,7 @@ impl Dispatcher {
         let Some(lane) = report.lane.filter(|_| report.capacity_unknown.is_none()) else {
             return Ok(());
         };
-        let Ok(counts) = count_active(self.store.as_ref()).await else {
+        let Ok((counts, version)) = count_active_versioned(self.store.as_ref()).await else {
             return Ok(());
         };
         let holds = match report.holds.take() {
@@ -248,7 +256,7 @@ impl Dispatcher {
                     self.store.as_ref(),
                     &self.settings.workforce,
                     self.clock.now(),
-                    Some(&self.holds_cache),
+                    Some((&self.holds_cache, version)),
                 )
                 .await?
             }

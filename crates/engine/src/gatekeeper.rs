@@ -56,7 +56,7 @@ pub struct Timings {
     pub decide_us: u64,
     /// The merge, when the repository merges on done.
     pub merge_us: u64,
-    /// Removing the worktree.
+    /// Taking the worktree out of use (its files are deleted afterwards, off this path).
     pub cleanup_us: u64,
 }
 
@@ -424,7 +424,8 @@ impl Gatekeeper {
         Ok(())
     }
 
-    /// Removes a done ticket's worktree (its branch stays) or plain folder; what failed is
+    /// Takes a done ticket's worktree (its branch stays) or plain folder out of use; its files
+    /// are deleted in the background ([`crate::workspace::Trash::empty_later`]). What failed is
     /// noted, not fatal.
     async fn remove_workspace(&self, place: &Place) -> Vec<String> {
         if !tokio::fs::try_exists(&place.workspace)
@@ -437,15 +438,18 @@ impl Gatekeeper {
             path: place.workspace.clone(),
             repo: place.repo.clone(),
         };
-        let removed = crate::workspace::Workspaces::new(
+        let retired = crate::workspace::Workspaces::new(
             &self.settings.workspaces_dir,
             &self.settings.instance_dir,
         )
-        .remove(&workspace)
+        .retire(&workspace)
         .await
         .map_err(|e| e.to_string());
-        match removed {
-            Ok(()) => Vec::new(),
+        match retired {
+            Ok(trash) => {
+                trash.empty_later();
+                Vec::new()
+            }
             Err(error) => {
                 tracing::warn!(workspace = %place.workspace.display(), %error, "removing a done ticket's workspace failed");
                 vec![format!(

@@ -32,19 +32,23 @@ pub struct HoldsView {
 }
 
 /// The facts a dispatcher read last, kept between its passes: a pass whose store reports the
-/// same holds' version (`UsageStore::holds_version`, moved by every write the facts depend on)
-/// and asks the same windows judges by them again instead of reading them. Where the backend
-/// keeps no version, every pass reads.
+/// same holds' version (`UsageStore::holds_version`, moved by every write the facts depend on;
+/// the pass reads it with its capacity count, `DispatchStore::active_counts_versioned`) and
+/// asks the same windows judges by them again instead of reading them. Where the backend keeps
+/// no version, every pass reads.
 #[derive(Debug, Default)]
 pub struct HoldsCache(std::sync::Mutex<Option<(Vec<WindowQuery>, HoldFacts)>>);
 
 impl HoldsCache {
+    /// The facts for `queries`: the kept ones when they were read at `version` (the store's
+    /// holds' version read by the caller just now), else read from the store.
     async fn facts(
         &self,
         store: &dyn Store,
         queries: Vec<WindowQuery>,
+        version: Option<i64>,
     ) -> Result<HoldFacts, StoreError> {
-        if let Some(version) = store.holds_version().await? {
+        if let Some(version) = version {
             let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((asked, facts)) = kept.as_ref()
                 && *asked == queries
@@ -70,12 +74,13 @@ pub async fn gather(
     gather_with(store, workforce, now, None).await
 }
 
-/// [`gather`], judging by `cache`'s facts while the store's holds' version has not moved.
+/// [`gather`], judging by the cache's facts when they were read at the given holds' version
+/// (read by the caller from the store just now; `None`: the backend keeps none, so read).
 pub async fn gather_with(
     store: &dyn Store,
     workforce: &Workforce,
     now: Timestamp,
-    cache: Option<&HoldsCache>,
+    cache: Option<(&HoldsCache, Option<i64>)>,
 ) -> Result<HoldsView, StoreError> {
     let zone = workforce.zone();
     let budgets = workforce.budgets();
@@ -90,7 +95,7 @@ pub async fn gather_with(
         })
         .collect();
     let facts = match cache {
-        Some(cache) => cache.facts(store, queries).await?,
+        Some((cache, version)) => cache.facts(store, queries, version).await?,
         None => store.holds(&queries).await?,
     };
     let mut view = HoldsView::default();

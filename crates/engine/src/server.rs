@@ -62,6 +62,10 @@ pub async fn serve(
         tracing::warn!(count = recovered.len(), "closed orphaned runs at start");
     }
     ready().map_err(ServeError::Start)?;
+    // What retired workspaces a stopped process left in the trash.
+    let workspaces =
+        crate::workspace::Workspaces::new(&settings.workspaces_dir, &settings.instance_dir);
+    tokio::spawn(async move { workspaces.sweep_trash().await });
 
     let dispatcher = Dispatcher::new(store.clone(), settings.clone(), clock.clone());
     let runner = Runner::new(store.clone(), settings.clone(), clock.clone());

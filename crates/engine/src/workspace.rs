@@ -146,12 +146,22 @@ impl Workspaces {
     }
 
     /// Removes a ticket's worktree (the branch and every object stay in the repository), or its
-    /// plain folder. A worktree registered the usual way ([`registration`]) is removed without
-    /// git: its folder, then its admin folder `COMMON/worktrees/NAME` — what `git worktree
-    /// remove --force` deletes. Anything else is left to git: `git worktree remove --force`,
-    /// and when git refuses (a `.git` file that does not point back, say), the folder deleted
-    /// here and `git worktree prune` dropping its registration. A locked worktree stays.
+    /// plain folder: [`Workspaces::retire`], then its trash emptied before returning.
     pub async fn remove(&self, workspace: &Workspace) -> Result<(), WorkspaceError> {
+        self.retire(workspace).await?.empty().await;
+        Ok(())
+    }
+
+    /// Takes a ticket's worktree (the branch and every object stay in the repository) or its
+    /// plain folder out of use; what is left to delete comes back as [`Trash`]. A worktree
+    /// registered the usual way ([`registration`]) is retired without git: its folder, then its
+    /// admin folder `COMMON/worktrees/NAME` — what `git worktree remove --force` deletes — are
+    /// renamed into this workspaces folder's `.trash` (an admin folder on another file system is
+    /// deleted at once), so that for git the worktree is gone when this returns and the files'
+    /// deletion is off the caller's path. Anything else is left to git: `git worktree remove
+    /// --force`, and when git refuses (a `.git` file that does not point back, say), the folder
+    /// deleted here and `git worktree prune` dropping its registration. A locked worktree stays.
+    pub async fn retire(&self, workspace: &Workspace) -> Result<Trash, WorkspaceError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| WorkspaceError::Io { path, source }
@@ -159,18 +169,29 @@ impl Workspaces {
         match &workspace.repo {
             Some(repo) => {
                 let target = workspace.path.to_string_lossy().into_owned();
-                // The lock, the registration and the usual removal: one trip to the blocking
+                // The lock, the registration and the usual retirement: one trip to the blocking
                 // pool.
                 let (root, dir, path) = (self.root.clone(), repo.clone(), workspace.path.clone());
                 let step = tokio::task::spawn_blocking(move || {
                     let lock = lock_worktrees_blocking(&root, &dir)?;
                     Ok::<_, WorkspaceError>(match registration(&dir, &path) {
                         Registration::Admin(admin) => {
-                            // `remove_dir_all` removes a symlink, never what it points at.
-                            std::fs::remove_dir_all(&path).map_err(io(&path))?;
-                            match std::fs::remove_dir_all(&admin) {
-                                Ok(()) => Removal::Done,
-                                Err(_) => Removal::Prune(lock),
+                            let mut trash = Trash::default();
+                            // A rename moves a symlink, never what it points at; so does
+                            // `remove_dir_all` delete one.
+                            if let Some(aside) = set_aside(&root, &path) {
+                                trash.0.push(aside);
+                            } else {
+                                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                            }
+                            if let Some(aside) = set_aside(&root, &admin) {
+                                trash.0.push(aside);
+                                Removal::Done(trash)
+                            } else {
+                                match std::fs::remove_dir_all(&admin) {
+                                    Ok(()) => Removal::Done(trash),
+                                    Err(_) => Removal::Prune(lock, trash),
+                                }
                             }
                         }
                         Registration::Locked => Removal::Git(lock, true),
@@ -183,20 +204,20 @@ impl Workspaces {
                     source: std::io::Error::other(join.to_string()),
                 })??;
                 match step {
-                    Removal::Done => Ok(()),
-                    Removal::Prune(_lock) => {
+                    Removal::Done(trash) => Ok(trash),
+                    Removal::Prune(_lock, trash) => {
                         git(repo, &["worktree", "prune"]).await?;
-                        Ok(())
+                        Ok(trash)
                     }
                     Removal::Git(_lock, true) => {
                         git(repo, &["worktree", "remove", "--force", &target]).await?;
-                        Ok(())
+                        Ok(Trash::default())
                     }
                     Removal::Git(_lock, false) => {
                         let Err(error) =
                             git(repo, &["worktree", "remove", "--force", &target]).await
                         else {
-                            return Ok(());
+                            return Ok(Trash::default());
                         };
                         match tokio::fs::remove_dir_all(&workspace.path).await {
                             Ok(()) => {}
@@ -206,18 +227,126 @@ impl Workspaces {
                             Err(source) => return Err(io(&workspace.path)(source)),
                         }
                         git(repo, &["worktree", "prune"]).await?;
-                        Ok(())
+                        Ok(Trash::default())
                     }
                 }
             }
-            None => tokio::fs::remove_dir_all(&workspace.path)
-                .await
-                .map_err(|source| WorkspaceError::Io {
-                    path: workspace.path.clone(),
-                    source,
-                }),
+            None => {
+                let (root, path) = (self.root.clone(), workspace.path.clone());
+                let aside = tokio::task::spawn_blocking(move || set_aside(&root, &path))
+                    .await
+                    .ok()
+                    .flatten();
+                match aside {
+                    Some(aside) => Ok(Trash(vec![aside])),
+                    None => tokio::fs::remove_dir_all(&workspace.path)
+                        .await
+                        .map(|()| Trash::default())
+                        .map_err(io(&workspace.path)),
+                }
+            }
         }
     }
+
+    /// Deletes what a retirement left in the trash and nobody emptied (a process that stopped
+    /// between the rename and the deletion). The server calls it at start.
+    pub async fn sweep_trash(&self) {
+        let trash = self.root.join(TRASH);
+        let found = tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(&trash)
+                .map(|entries| entries.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        Trash(found).empty().await;
+    }
+}
+
+/// The folder of a workspaces folder where retired workspaces wait for their deletion.
+const TRASH: &str = ".trash";
+
+/// Folders taken out of use by [`Workspaces::retire`], to delete. Nothing reads them: emptying
+/// later (or never, until the server's next start sweeps them) changes no outcome.
+#[derive(Debug, Default)]
+pub struct Trash(Vec<PathBuf>);
+
+impl Trash {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Deletes the folders, in the blocking pool. A folder already gone (a sweep deleted it) is
+    /// fine; any other failure is logged and left for the next sweep.
+    pub async fn empty(self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let deleted = tokio::task::spawn_blocking(move || {
+            for path in self.0 {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "deleting a retired workspace failed");
+                    }
+                }
+            }
+        })
+        .await;
+        if let Err(error) = deleted {
+            tracing::warn!(%error, "deleting retired workspaces failed");
+        }
+    }
+}
+
+/// Deletions of trash started by [`Trash::empty_later`] in this process and not yet awaited.
+static EMPTYING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+impl Trash {
+    /// Empties the trash in a task of its own: the caller does not wait for the deletion (a
+    /// server's request or the gate's answer). A short-lived process awaits
+    /// [`trash_emptied`] before it exits.
+    pub fn empty_later(self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let handle = tokio::spawn(self.empty());
+        let mut pending = EMPTYING.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+    }
+}
+
+/// Waits for every deletion [`Trash::empty_later`] started in this process.
+pub async fn trash_emptied() {
+    let pending = std::mem::take(&mut *EMPTYING.lock().unwrap_or_else(|e| e.into_inner()));
+    for handle in pending {
+        let _ = handle.await;
+    }
+}
+
+/// Renames `path` into the trash of the workspaces folder `root` under a name of its own;
+/// `None` when it cannot be (another file system, say: the caller deletes it in place).
+fn set_aside(root: &Path, path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let trash = root.join(TRASH);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&trash)
+        .ok()?;
+    let name = path.file_name()?.to_string_lossy();
+    let aside = trash.join(format!(
+        "{name}.{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::rename(path, &aside).ok()?;
+    Some(aside)
 }
 
 /// Takes the lock of `repo`'s worktree list (see [`Workspaces::lock_worktrees`]), blocking.
@@ -249,9 +378,9 @@ fn lock_worktrees_blocking(root: &Path, repo: &Path) -> Result<WorktreeLock, Wor
 
 /// What is left of a worktree's removal after the blocking part, under the held lock.
 enum Removal {
-    Done,
+    Done(Trash),
     /// The folder is gone, its admin folder could not be removed: git drops it.
-    Prune(#[allow(dead_code)] WorktreeLock),
+    Prune(#[allow(dead_code)] WorktreeLock, Trash),
     /// Git removes it (`true`: a locked worktree, whose refusal stands).
     Git(#[allow(dead_code)] WorktreeLock, bool),
 }

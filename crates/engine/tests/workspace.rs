@@ -169,6 +169,63 @@ async fn a_removed_worktree_leaves_no_registration_and_its_branch_stays() {
     );
 }
 
+/// What a folder holds, relative paths sorted (empty when it does not exist).
+fn listing(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_retired_worktree_is_gone_for_git_at_once_and_its_trash_is_deleted_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(dir.path());
+    let root = dir.path().join("workspaces");
+    let workspaces = Workspaces::new(&root, dir.path());
+    let ticket = TicketId::new(&TicketKey::default(), 8);
+    let ws = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    std::fs::write(ws.path.join("new.txt"), "new\n").unwrap();
+    let admin = repo.join(".git/worktrees/MC-8");
+    let trash = workspaces.retire(&ws).await.unwrap();
+    // For git and for the next attempt, the worktree is gone now; its files wait in the trash.
+    assert!(!ws.path.exists());
+    assert!(!admin.exists());
+    assert_eq!(worktrees(&repo).len(), 1);
+    assert!(!trash.is_empty());
+    assert_eq!(listing(&root.join(".trash")).len(), 2, "the folder and its admin folder");
+    git(&repo, &["rev-parse", "--verify", "refs/heads/mission/MC-8"]);
+    let again = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
+    assert!(again.path.join("README").is_file());
+    trash.empty().await;
+    assert_eq!(listing(&root.join(".trash")), Vec::<String>::new());
+
+    // What a process left in the trash (it stopped before deleting) is swept.
+    let left = workspaces.retire(&again).await.unwrap();
+    assert_eq!(listing(&root.join(".trash")).len(), 2);
+    drop(left);
+    workspaces.sweep_trash().await;
+    assert_eq!(listing(&root.join(".trash")), Vec::<String>::new());
+    assert_eq!(worktrees(&repo).len(), 1);
+
+    // A plain folder is set aside the same way.
+    let plain = workspaces
+        .prepare(&TicketId::new(&TicketKey::default(), 9), None)
+        .await
+        .unwrap();
+    std::fs::write(plain.path.join("f"), "x").unwrap();
+    let trash = workspaces.retire(&plain).await.unwrap();
+    assert!(!plain.path.exists());
+    trash.empty().await;
+    assert_eq!(listing(&root.join(".trash")), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_hostile_git_file_deletes_nothing_outside_the_worktree() {
     let dir = tempfile::tempdir().unwrap();

@@ -52,7 +52,13 @@ fn main() -> std::process::ExitCode {
             )));
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        let outcome = run(cli).await;
+        // A done ticket's worktree is deleted after the answer is out; not after the process.
+        mission_engine::workspace::trash_emptied().await;
+        outcome
+    });
+    match outcome {
         Ok(code) => code,
         Err(err) => report(err),
     }

@@ -12,6 +12,11 @@ pub trait DispatchStore: Send + Sync {
     /// Active runs counted per worker and pool.
     async fn active_counts(&self) -> Result<ActiveCounts>;
 
+    /// Active runs counted, and the holds' version (`UsageStore::holds_version`) read in the same
+    /// statement: what a dispatch pass reads first, so that judging by the holds it kept costs
+    /// no round trip of its own. `None` where the backend keeps no version.
+    async fn active_counts_versioned(&self) -> Result<(ActiveCounts, Option<i64>)>;
+
     /// Todo tickets of `lane` assigned to one of `workers`, out of backoff at `now`, with no open
     /// dependency: highest priority first, at most `limit`. A narrowing of the board for the
     /// dispatcher, which still asks the policy about each.

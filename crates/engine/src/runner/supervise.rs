@@ -316,14 +316,17 @@ impl<'a> Supervision<'a> {
                 }
             }
         }
-        let view = match crate::holds::gather_with(
-            runner.store.as_ref(),
-            workforce,
-            now,
-            Some(&runner.holds_cache),
-        )
-        .await
-        {
+        let read = async {
+            let version = runner.store.holds_version().await?;
+            crate::holds::gather_with(
+                runner.store.as_ref(),
+                workforce,
+                now,
+                Some((&runner.holds_cache, version)),
+            )
+            .await
+        };
+        let view = match read.await {
             Ok(view) => view,
             Err(error) => {
                 tracing::warn!(run.id = %run.id, %error, "the budgets could not be read for the budget check");

@@ -272,6 +272,11 @@ impl DispatchStore for PgStore {
         active_counts_in(&mut conn).await
     }
 
+    /// PostgreSQL keeps no holds' version (see `UsageStore::holds_version`).
+    async fn active_counts_versioned(&self) -> Result<(ActiveCounts, Option<i64>)> {
+        Ok((self.active_counts().await?, None))
+    }
+
     async fn dispatch_candidates(
         &self,
         lane: Lane,

@@ -257,6 +257,31 @@ impl DispatchStore for SqliteStore {
         active_counts_in(&mut conn).await
     }
 
+    async fn active_counts_versioned(&self) -> Result<(ActiveCounts, Option<i64>)> {
+        // One statement, one snapshot: the version's row first (a worker is never NULL).
+        let rows = sqlx::query(
+            "SELECT NULL, NULL, version FROM holds_version WHERE id = 1 \
+             UNION ALL \
+             SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut counts, mut version) = (ActiveCounts::default(), None);
+        for row in rows {
+            let worker: Option<String> = row.try_get(0)?;
+            let value: i64 = row.try_get(2)?;
+            match worker {
+                None => version = Some(value),
+                Some(worker) => {
+                    let pool: String = row.try_get(1)?;
+                    counts.add_many(&worker, &pool, u32::try_from(value).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        let version = version.ok_or_else(|| StoreError::backend("the holds' version row is missing"))?;
+        Ok((counts, Some(version)))
+    }
+
     async fn dispatch_candidates(
         &self,
         lane: Lane,

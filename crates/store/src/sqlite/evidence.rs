@@ -127,26 +127,35 @@ async fn reverify(
     change: &Change,
     only_changes: bool,
 ) -> Result<bool> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT ticket, evidence, status FROM evidence WHERE id = ?")
-            .bind(id.get())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((_, evidence, status)) = row.filter(|(owner, ..)| *owner == ticket.to_string()) else {
+    // One statement in the common case: the record updated (unless unchanged and only changes
+    // are asked for) and its evidence returned.
+    let updated: Option<String> = sqlx::query_scalar(
+        "UPDATE evidence SET status = ?, verified_at = ?, failure = ? \
+         WHERE id = ? AND ticket = ? AND (? = 0 OR status <> ?) RETURNING evidence",
+    )
+    .bind(verification.status())
+    .bind(verification.at().as_millis())
+    .bind(verification.failure())
+    .bind(id.get())
+    .bind(ticket.to_string())
+    .bind(only_changes)
+    .bind(verification.status())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(evidence) = updated else {
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM evidence WHERE id = ? AND ticket = ?")
+                .bind(id.get())
+                .bind(ticket.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if owned.is_some() && only_changes {
+            return Ok(false);
+        }
         return Err(StoreError::backend(format!(
             "evidence {id} is not a record of {ticket}"
         )));
     };
-    if only_changes && status == verification.status() {
-        return Ok(false);
-    }
-    sqlx::query("UPDATE evidence SET status = ?, verified_at = ?, failure = ? WHERE id = ?")
-        .bind(verification.status())
-        .bind(verification.at().as_millis())
-        .bind(verification.failure())
-        .bind(id.get())
-        .execute(&mut *conn)
-        .await?;
     let evidence: Evidence = serde_json::from_str(&evidence)
         .map_err(|_| StoreError::Corrupt(format!("invalid evidence {evidence:?}")))?;
     let mut data = verification_data(verification);

@@ -715,6 +715,7 @@ pub async fn the_holds_version_moves_with_every_write_the_holds_read<B: Backend>
     let store = t.store();
     let Some(start) = store.holds_version().await.unwrap() else {
         assert_eq!(store.holds(&[]).await.unwrap().version, None);
+        assert_eq!(store.active_counts_versioned().await.unwrap().1, None);
         return;
     };
     assert_eq!(store.holds(&[]).await.unwrap().version, Some(start));
@@ -757,6 +758,11 @@ pub async fn the_holds_version_moves_with_every_write_the_holds_read<B: Backend>
 
     let run = claim(&store, 1, 10).await;
     moved(&mut last, version().await, "a claim");
+    // The dispatcher reads the version with its capacity count, in one snapshot.
+    let (counts, counted_at) = store.active_counts_versioned().await.unwrap();
+    assert_eq!(counted_at, Some(last));
+    assert_eq!(counts.total, 1);
+    assert_eq!(counts, store.active_counts().await.unwrap());
     let relabel = TicketPatch {
         labels: Some(vec!["ui".to_owned()]),
         ..TicketPatch::default()
