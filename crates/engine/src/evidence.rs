@@ -39,7 +39,7 @@ pub async fn run_test(
     let started = Instant::now();
     let (exit_code, output) = match confined_test(settings, ticket, test, workspace).await {
         Err(why) => (None, format!("{why}\n").into_bytes()),
-        Ok(mut cmd) => match cmd.spawn() {
+        Ok(mut cmd) => match cmd.spawn().await {
             Err(error) => (
                 None,
                 format!("cannot start {}: {error}\n", test.command[0]).into_bytes(),
@@ -124,7 +124,7 @@ async fn confined_test(
     ticket: &Ticket,
     test: &TestCommand,
     workspace: &Path,
-) -> Result<tokio::process::Command, String> {
+) -> Result<sandbox::Confined, String> {
     let name = ticket.assignee.as_ref().ok_or_else(|| {
         format!(
             "{} has no assignee whose sandbox the test could run in",

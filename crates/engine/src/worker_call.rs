@@ -179,6 +179,7 @@ pub async fn run(app: &App, call: Call<'_>) -> Result<CallEnd, String> {
     }
     let mut child = cmd
         .spawn()
+        .await
         .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let pid = i64::from(child.id().unwrap_or_default());
     let (exit_code, timed_out) = match tokio::time::timeout(call.timeout, child.wait()).await {

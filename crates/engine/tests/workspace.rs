@@ -199,7 +199,11 @@ async fn a_retired_worktree_is_gone_for_git_at_once_and_its_trash_is_deleted_lat
     assert!(!admin.exists());
     assert_eq!(worktrees(&repo).len(), 1);
     assert!(!trash.is_empty());
-    assert_eq!(listing(&root.join(".trash")).len(), 2, "the folder and its admin folder");
+    assert_eq!(
+        listing(&root.join(".trash")).len(),
+        2,
+        "the folder and its admin folder"
+    );
     git(&repo, &["rev-parse", "--verify", "refs/heads/mission/MC-8"]);
     let again = workspaces.prepare(&ticket, Some("repo")).await.unwrap();
     assert!(again.path.join("README").is_file());

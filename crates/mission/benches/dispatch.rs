@@ -442,9 +442,9 @@ fn start_server_with(log: &str, worker: &str) -> (tempfile::TempDir, Guard, Path
 
 /// Pickup with the run's Landlock policy (the default) next to a worker with `sandbox = "off"`:
 /// two idle servers, the tickets alternating between them, so that both see the same machine.
-/// `sandbox = "off"` still starts through the launcher (capabilities, `no_new_privs`, the run's
-/// home and socket), so the difference is the Landlock policy alone; the launcher's own `exec`
-/// is in both lines and is measured by `--bench sandbox` against a direct start.
+/// `sandbox = "off"` is still confined (its starting thread drops capabilities and sets
+/// `no_new_privs`; the run's home and socket), so the difference is the Landlock policy; the
+/// whole confined start against a direct, unconfined one is measured by `--bench sandbox`.
 async fn sandbox_on_and_off() {
     let (on_dir, on_server, _) = start_server("warn");
     let (off_dir, off_server, _) = start_server_with("warn", "sandbox = \"off\"\n");
@@ -469,11 +469,11 @@ async fn sandbox_on_and_off() {
     let off = Stats::new(off);
     println!(
         "{}",
-        off.line("pickup, sandbox = \"off\" (launcher, no Landlock)")
+        off.line("pickup, sandbox = \"off\" (confined, no Landlock)")
     );
-    println!("{}", on.line("pickup, sandbox on (launcher + Landlock)"));
+    println!("{}", on.line("pickup, sandbox on (confined + Landlock)"));
     println!(
-        "  Landlock adds {:.2} ms at p50 (the launcher's exec is in both: --bench sandbox)",
+        "  Landlock adds {:.2} ms at p50 (the confined start against a direct one: --bench sandbox)",
         (on.percentile(0.5).as_secs_f64() - off.percentile(0.5).as_secs_f64()) * 1000.0
     );
     on_store.close().await;

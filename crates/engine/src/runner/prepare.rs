@@ -27,8 +27,8 @@ pub(super) struct Prepared {
     pub(super) command: CommandSpec,
     /// The run's environment, without its token.
     pub(super) env: Vec<(String, String)>,
-    /// The launcher's spec file, when the run starts through the launcher.
-    pub(super) spec_file: Option<PathBuf>,
+    /// The run's sandbox (`None`: no launcher configured, the run starts unconfined).
+    pub(super) confine: Option<sandbox::Spec>,
     /// The protected branch of the workspace's repository and its commit before the run.
     pub(super) protected: Option<(String, String)>,
     /// The run's callback socket (`RUN_DIR/mission.sock`), bound, to be served while it runs.
@@ -197,12 +197,12 @@ impl Runner {
         let log = Log::create(&log_path, self.settings.dispatch.log_cap_bytes)
             .await
             .map_err(|e| io_failed(&log_path, e))?;
-        let spec_file = match &self.settings.sandbox.launcher {
+        let confine = match &self.settings.sandbox.launcher {
             Some(_) => Some(
-                self.write_spec(
+                self.spec(
                     &worker, &workspace, &run_dir, &home, &program, &command, &env, run_as,
                 )
-                .await?,
+                .await,
             ),
             None => None,
         };
@@ -242,7 +242,7 @@ impl Runner {
             program,
             command,
             env,
-            spec_file,
+            confine,
             protected,
             callbacks: Some(callbacks),
         })
@@ -274,9 +274,9 @@ impl Runner {
             })
     }
 
-    /// Writes the launcher's spec: the program and the run's sandbox.
+    /// The run's sandbox: the program and what it may touch.
     #[allow(clippy::too_many_arguments)]
-    async fn write_spec(
+    async fn spec(
         &self,
         worker: &WorkerConfig,
         workspace: &Workspace,
@@ -286,9 +286,9 @@ impl Runner {
         command: &CommandSpec,
         env: &[(String, String)],
         run_as: Option<(u32, u32)>,
-    ) -> Result<PathBuf, RunEnd> {
+    ) -> sandbox::Spec {
         let access = sandbox::workspace_access(&workspace.path).await;
-        let spec = Confinement {
+        Confinement {
             worker,
             workspace: &access,
             run_dir,
@@ -298,12 +298,7 @@ impl Runner {
             env,
             run_as,
         }
-        .spec(&self.settings);
-        let spec_file = run_dir.join("sandbox.json");
-        let text = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| failed(FailureClass::AgentError, format!("sandbox spec: {e}")))?;
-        write_private(&spec_file, &text).await?;
-        Ok(spec_file)
+        .spec(&self.settings)
     }
 
     /// Starts the prepared run's process — through the launcher, which sandboxes it — in its
@@ -322,24 +317,14 @@ impl Runner {
             program,
             command,
             env,
-            spec_file,
+            confine,
             ..
         } = prepared;
-        let mut cmd = match (&self.settings.sandbox.launcher, spec_file) {
-            (Some(launcher), Some(spec_file)) => {
-                let mut cmd = tokio::process::Command::new(launcher);
-                cmd.arg(crate::sandbox::launch::COMMAND)
-                    .arg("--spec")
-                    .arg(spec_file)
-                    .arg("--")
-                    .args(&command.args);
-                cmd
-            }
-            _ => {
-                let mut cmd = tokio::process::Command::new(program);
-                cmd.args(&command.args);
-                cmd
-            }
+        let mut cmd = match confine {
+            Some(spec) => sandbox::confine(&self.settings, spec.clone(), &command.args)
+                .await
+                .map_err(|e| failed(FailureClass::AgentError, format!("sandbox: {e}")))?,
+            None => sandbox::Confined::direct(program, &command.args),
         };
         cmd.current_dir(&workspace.path)
             .env_clear()
@@ -364,7 +349,7 @@ impl Runner {
             Some(_) => workspace::head(&workspace.path).await,
             None => None,
         };
-        let mut child = match cmd.spawn() {
+        let mut child = match cmd.spawn().await {
             Ok(child) => child,
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound

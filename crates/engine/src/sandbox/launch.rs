@@ -50,10 +50,7 @@ pub fn run(spec_file: &Path, args: &[OsString]) -> (u8, String) {
             spec.status_file.display()
         );
     }
-    // The run folder is the run's own: written after the restriction, as the run's user.
-    if let Ok(text) = serde_json::to_vec_pretty(&status) {
-        let _ = std::fs::write(&spec.status_file, text);
-    }
+    write_status(&spec, &status);
     let error = std::process::Command::new(&spec.program)
         .arg0(&spec.arg0)
         .args(args)
@@ -64,7 +61,42 @@ pub fn run(spec_file: &Path, args: &[OsString]) -> (u8, String) {
     )
 }
 
-/// Applies everything of `spec` to this process, in order; returns what was enforced.
+/// Writes what was enforced to the spec's status file (JSON, its owner's alone). The run folder
+/// is the run's own: written after the restriction, as the run's user, never through a symlink.
+/// Best effort: the file only reports.
+pub fn write_status(spec: &Spec, status: &Status) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(text) = serde_json::to_vec_pretty(status) else {
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&spec.status_file);
+    if let Ok(mut file) = file {
+        let _ = file.write_all(&text);
+    }
+}
+
+/// Restricts the calling thread as the launcher restricts its process, for a thread made to
+/// start one confined program and end (`super::Confined::spawn`): in Linux the Landlock
+/// domain, `no_new_privs` and the capability sets are each thread's own, and a process this
+/// thread starts inherits them — across its `exec`, as the launcher's program does. Changing the
+/// user is not a thread's own (glibc changes every thread's): a spec with `run_as` is refused;
+/// such processes start through the launcher.
+pub fn restrict_thread(spec: &Spec) -> Result<Status, String> {
+    if spec.run_as.is_some() {
+        return Err("a run as another user starts through the launcher".to_owned());
+    }
+    restrict(spec)
+}
+
+/// Applies everything of `spec` to this thread (the launcher's only one), in order; returns
+/// what was enforced.
 fn restrict(spec: &Spec) -> Result<Status, String> {
     let mut status = Status::default();
     let ruleset = if spec.landlock {

@@ -309,37 +309,134 @@ impl Confinement<'_> {
         }
     }
 
-    /// Writes the spec into the process's folder (`sandbox.json`, its owner's alone) and returns
-    /// the command that starts `args` through the launcher — or, with no launcher configured
-    /// (engine tests), the program itself. Its environment is `env` and nothing else.
-    pub async fn command(
-        &self,
-        settings: &Settings,
-        args: &[String],
-    ) -> std::io::Result<tokio::process::Command> {
-        let mut command = match &settings.sandbox.launcher {
-            Some(launcher) => {
-                let spec_file = self.run_dir.join("sandbox.json");
-                let text = serde_json::to_vec_pretty(&self.spec(settings))
-                    .map_err(std::io::Error::other)?;
-                write_private(&spec_file, &text).await?;
-                let mut command = tokio::process::Command::new(launcher);
-                command
-                    .arg(launch::COMMAND)
-                    .arg("--spec")
-                    .arg(&spec_file)
-                    .arg("--")
-                    .args(args);
-                command
-            }
-            None => {
-                let mut command = tokio::process::Command::new(self.program);
-                command.args(args);
-                command
-            }
+    /// The command that starts `args` confined by this spec ([`confine`]). Its environment is
+    /// `env` and nothing else.
+    pub async fn command(&self, settings: &Settings, args: &[String]) -> std::io::Result<Confined> {
+        let mut confined = match settings.sandbox.launcher {
+            Some(_) => confine(settings, self.spec(settings), args).await?,
+            None => Confined::direct(self.program, args),
         };
-        command.env_clear().envs(self.env.iter().cloned());
-        Ok(command)
+        confined.env_clear().envs(self.env.iter().cloned());
+        Ok(confined)
+    }
+}
+
+/// A confined process's command, and the restriction its start applies. Configure it as a
+/// [`tokio::process::Command`] (it derefs to one); start it with [`Confined::spawn`].
+pub struct Confined {
+    command: tokio::process::Command,
+    /// Applied by [`Confined::spawn`] to a thread of its own, which then starts the command.
+    restrict: Option<Spec>,
+}
+
+/// The command that starts `spec.program` with `args` confined by `spec`:
+///
+/// - without a launcher (engine tests, which have no `mission` binary): the program itself,
+///   unconfined;
+/// - to run as another user: through the launcher binary (`sandbox.json` written into the
+///   process's folder, its owner's alone), which changes the user before it `exec`s the
+///   program — a user change is a whole process's;
+/// - otherwise: the program itself, started by [`Confined::spawn`] from a thread made for that
+///   start, restricted first ([`launch::restrict_thread`]) — the same restriction as the
+///   launcher's, without a second `exec` on the pickup path.
+pub async fn confine(
+    settings: &Settings,
+    spec: Spec,
+    args: &[String],
+) -> std::io::Result<Confined> {
+    match &settings.sandbox.launcher {
+        None => Ok(Confined::direct(&spec.program, args)),
+        Some(launcher) if spec.run_as.is_some() => {
+            let spec_file = spec
+                .status_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("sandbox.json");
+            let text = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other)?;
+            write_private(&spec_file, &text).await?;
+            let mut command = tokio::process::Command::new(launcher);
+            command
+                .arg(launch::COMMAND)
+                .arg("--spec")
+                .arg(&spec_file)
+                .arg("--")
+                .args(args);
+            Ok(Confined {
+                command,
+                restrict: None,
+            })
+        }
+        Some(_) => Ok(Confined::restricted(spec, args)),
+    }
+}
+
+impl Confined {
+    /// The program itself, unconfined (no launcher configured).
+    pub fn direct(program: &Path, args: &[String]) -> Confined {
+        let mut command = tokio::process::Command::new(program);
+        command.args(args);
+        Confined {
+            command,
+            restrict: None,
+        }
+    }
+
+    /// `spec.program` with `args`, restricted by `spec` when [`Confined::spawn`] starts it (a
+    /// spec with `run_as` fails to start: see [`launch::restrict_thread`]).
+    pub fn restricted(spec: Spec, args: &[String]) -> Confined {
+        let mut command = tokio::process::Command::new(&spec.program);
+        command.arg0(&spec.arg0).args(args);
+        Confined {
+            command,
+            restrict: Some(spec),
+        }
+    }
+
+    /// Starts the process. A restricted start happens in a new thread that restricts itself,
+    /// writes what was enforced to the spec's status file (as the launcher writes it: restricted,
+    /// before anything of the program runs), starts the process (which inherits the
+    /// restriction) and ends — never a thread of a pool, which would go on restricted. A thread
+    /// that cannot restrict itself starts nothing.
+    pub async fn spawn(&mut self) -> std::io::Result<tokio::process::Child> {
+        let Some(spec) = self.restrict.take() else {
+            return self.command.spawn();
+        };
+        let mut command = std::mem::replace(&mut self.command, tokio::process::Command::new("/"));
+        let runtime = tokio::runtime::Handle::current();
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("mission-confine".to_owned())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                let started = match launch::restrict_thread(&spec) {
+                    Ok(status) => {
+                        launch::write_status(&spec, &status);
+                        command.spawn().map(|child| (child, status))
+                    }
+                    Err(error) => Err(std::io::Error::other(format!("sandbox: {error}"))),
+                };
+                let _ = sender.send(started);
+            })?;
+        let (child, status) = answer
+            .await
+            .map_err(|_| std::io::Error::other("sandbox: the starting thread ended"))??;
+        if status.landlock == "partial" || status.landlock == "unavailable" {
+            tracing::warn!(landlock = %status.landlock, "Landlock is not fully enforced on this kernel");
+        }
+        Ok(child)
+    }
+}
+
+impl std::ops::Deref for Confined {
+    type Target = tokio::process::Command;
+    fn deref(&self) -> &Self::Target {
+        &self.command
+    }
+}
+
+impl std::ops::DerefMut for Confined {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.command
     }
 }
 

@@ -278,7 +278,8 @@ impl DispatchStore for SqliteStore {
                 }
             }
         }
-        let version = version.ok_or_else(|| StoreError::backend("the holds' version row is missing"))?;
+        let version =
+            version.ok_or_else(|| StoreError::backend("the holds' version row is missing"))?;
         Ok((counts, Some(version)))
     }
 
