@@ -1,7 +1,10 @@
-//! The launcher: `mission __run-sandboxed --spec FILE -- PROGRAM ARGS…`, started by the runner as
-//! the leader of the run's process group. In this one process, single-threaded and before
-//! anything of the agent runs, it restricts itself — everything it restricts is inherited
-//! across `exec` by the agent and whatever the agent starts — and then becomes the agent.
+//! The restriction itself, and the launcher: `mission __run-sandboxed --spec FILE -- PROGRAM
+//! ARGS…` (or the `mission-sandbox` binary), which the runner starts as the leader of the run's
+//! process group only for a run that changes its user. In that one process, single-threaded and
+//! before anything of the agent runs, it restricts itself — everything it restricts is inherited
+//! across `exec` by the agent and whatever the agent starts — and then becomes the agent. Other
+//! runs are started by a thread that applies the same restriction to itself
+//! ([`restrict_thread`]).
 //!
 //! The order matters: the Landlock ruleset is built while every path can still be opened; the
 //! capability bounding set is emptied while the process still holds `CAP_SETPCAP`; the user is

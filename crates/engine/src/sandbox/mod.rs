@@ -1,9 +1,11 @@
 //! The sandbox of a run: what its process tree may read and write, and how that is enforced.
 //!
-//! The runner does not start an agent directly. It starts the `mission` binary itself as the
-//! launcher (`mission __run-sandboxed --spec FILE -- PROGRAM ARGS…`, a hidden command) in the
-//! run's new process group; the launcher applies, in its own process and before `exec`, what must
-//! hold for the whole tree the agent will start ([`launch`]):
+//! The runner never starts an agent with the server's own rights. The thread that starts it
+//! is made for that start and restricts itself first ([`Confined::spawn`],
+//! [`launch::restrict_thread`]) — or, for a run that changes its user, the runner starts the
+//! launcher binary (`mission-sandbox`, or `mission __run-sandboxed`), which restricts itself
+//! before `exec` ([`launch::run`]). Either way, before anything of the agent runs, what must
+//! hold for the whole tree the agent will start is in place:
 //!
 //! 1. a Landlock ruleset (when the worker's `sandbox` is on and the kernel has Landlock):
 //!    read-write the run's workspace, its run folder (with its private temp folder) and the
@@ -16,12 +18,12 @@
 //! 3. the configured unprivileged `run_as` user, when the server runs as root;
 //! 4. `PR_SET_NO_NEW_PRIVS`;
 //!
-//! then `exec`s the agent. The server marks itself non-dumpable, so that a run of the same user
+//! then the agent is `exec`'d. The server marks itself non-dumpable, so that a run of the same user
 //! cannot read its environment either.
 //!
 //! [`Policy`] is what a run may touch, built by the runner from the run's folders and the
-//! worker's configuration; [`Spec`] is what the runner hands the launcher (a JSON file in the
-//! run folder). [`probe`] tells what the kernel offers, once, for the server to report.
+//! worker's configuration; [`Spec`] is the program and its restriction (for the launcher, a
+//! JSON file in the run folder). [`probe`] tells what the kernel offers, once, for the server to report.
 
 pub mod launch;
 
@@ -55,7 +57,8 @@ impl Landlock {
 /// How runs are sandboxed, resolved once for the engines.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxSettings {
-    /// The launcher (the `mission` binary). `None` starts runs directly, without any of the
+    /// The launcher binary, for runs that change their user (`Some`: processes start confined;
+    /// the others by a restricted thread). `None` starts runs directly, without any of the
     /// sandbox — for engine tests that have no `mission` binary.
     pub launcher: Option<PathBuf>,
     /// What the kernel offers.
@@ -544,7 +547,8 @@ fn program_paths(program: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// What the runner hands the launcher: the file `sandbox.json` in the run folder.
+/// A confined process: its program and restriction (for the launcher, the file `sandbox.json`
+/// in its folder).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
     /// The program to execute, resolved (absolute).
