@@ -5,10 +5,12 @@
 //!   command's own time (the harness runs it again), and the gate's own overhead — the whole
 //!   call less the test command: the ticket read, the commit re-verified (the branch's ref and
 //!   the loose commit read from the repository's files: the branch points at it, so no git
-//!   process), the decision's write transaction, the worktree removed (its folder and its
-//!   registration under `.git/worktrees/`, in-process, under the repository's worktree lock).
-//!   No git process runs in the measured call on this path; the removal's time is the file
-//!   system's (about 15 unlinks and rmdirs, slow on a busy disk).
+//!   process), the decision's write transaction, the worktree retired (its folder and its
+//!   registration under `.git/worktrees/` renamed into the workspaces' trash, in-process, under
+//!   the repository's worktree lock). No git process runs in the measured call on this path.
+//!   The retired worktree's files are deleted after the answer (`Trash::empty_later`; `mission
+//!   ticket done` waits for it before its process exits): that deletion is timed apart, after
+//!   each call and before the next, so it never overlaps a measured call.
 //! - Acting on an inbox item (`App::inbox_act`, dismissed): one write transaction.
 //!
 //! Run: `cargo bench -p mission --bench gate`.
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
-const SAMPLES: usize = 40;
+const SAMPLES: usize = 100;
 
 fn main() {
     let tickets: usize = std::env::var("BENCH_TICKETS")
@@ -156,6 +158,7 @@ async fn run(tickets: usize) {
     let mut verify = Vec::new();
     let mut decide = Vec::new();
     let mut cleanup = Vec::new();
+    let mut deleted = Vec::new();
     for i in 0..SAMPLES {
         // A ticket in review with a commit in its worktree, recorded by the harness (setup).
         let draft = TicketDraft {
@@ -223,6 +226,9 @@ async fn run(tickets: usize) {
         let closing = app.close_ticket(&ticket.id, &Actor::cli()).await.unwrap();
         let elapsed = started.elapsed();
         assert!(closing.done);
+        let deleting = Instant::now();
+        mission_engine::workspace::trash_emptied().await;
+        deleted.push(deleting.elapsed());
         let us = Duration::from_micros;
         let checks = us(closing.timings.checks_us);
         verify.push(us(closing.timings.verify_us));
@@ -254,7 +260,11 @@ async fn run(tickets: usize) {
     );
     println!(
         "{}",
-        Stats::new(cleanup).line("    worktree removed (folder + registration)")
+        Stats::new(cleanup).line("    worktree retired (renamed into the trash)")
+    );
+    println!(
+        "{}",
+        Stats::new(deleted).line("  after the answer: the retired worktree deleted")
     );
 
     // Inbox: acting on an item is one write transaction.
