@@ -304,6 +304,24 @@ pub struct TelegramConfig {
     /// Stop sending (notifications wait, in order) and stop reading replies.
     #[serde(default)]
     pub paused: bool,
+    /// Messages a second at most (Telegram answers 429 above about 30 a second).
+    #[serde(default = "telegram_rate")]
+    pub max_per_second: u32,
+}
+
+/// `[notify.telegram] max_per_second` when not given.
+pub const TELEGRAM_RATE: u32 = 25;
+
+/// `[[notify.webhooks]] max_per_second` when not given: a backlog drains at this pace, leaving
+/// the machine to the dispatcher (see README, "Notifications").
+pub const WEBHOOK_RATE: u32 = 600;
+
+fn telegram_rate() -> u32 {
+    TELEGRAM_RATE
+}
+
+fn webhook_rate() -> u32 {
+    WEBHOOK_RATE
 }
 
 fn telegram_api_base() -> String {
@@ -335,6 +353,9 @@ pub struct WebhookConfig {
     /// How long one delivery may take.
     #[serde(default = "ten_seconds", deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
+    /// Deliveries a second at most; 0: as fast as the endpoint answers.
+    #[serde(default = "webhook_rate")]
+    pub max_per_second: u32,
 }
 
 /// The name of the Telegram channel in the outbox.
@@ -368,6 +389,8 @@ pub struct TelegramSettings {
     pub poll_timeout: Duration,
     pub timeout: Duration,
     pub paused: bool,
+    /// Messages a second at most (at least 1).
+    pub max_per_second: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -386,6 +409,8 @@ pub struct WebhookSettings {
     pub topics: BTreeSet<Topic>,
     pub paused: bool,
     pub timeout: Duration,
+    /// Deliveries a second at most; 0: no limit.
+    pub max_per_second: u32,
 }
 
 impl NotifySettings {
@@ -493,6 +518,12 @@ impl NotifyConfig {
                         "must be between 1s and 50s",
                     ));
                 }
+                if t.max_per_second == 0 {
+                    return Err(ConfigError::new(
+                        "notify.telegram.max_per_second",
+                        "must be at least 1 (Telegram limits bots to about 30 messages a second)",
+                    ));
+                }
                 Some(TelegramSettings {
                     token,
                     chat_id: t.chat_id,
@@ -502,6 +533,7 @@ impl NotifyConfig {
                     poll_timeout: t.poll_timeout,
                     timeout: t.timeout,
                     paused: t.paused,
+                    max_per_second: t.max_per_second,
                 })
             }
         };
@@ -530,6 +562,7 @@ impl NotifyConfig {
                 topics: topics(&key("events"), &w.events)?,
                 paused: w.paused,
                 timeout: w.timeout,
+                max_per_second: w.max_per_second,
             });
         }
         Ok(NotifySettings {

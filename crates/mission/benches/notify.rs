@@ -1,7 +1,11 @@
 //! Notification benchmark: 10,000 queued notifications drained by `mission serve` to a local
 //! webhook receiver (signed, one HTTP/1.1 keep-alive connection, a 204 each), and the
-//! dispatcher's pickup latency (a ticket's commit to its agent's start) measured in the same run
-//! twice: with an idle outbox, then while the 10,000 drain.
+//! dispatcher's pickup latency (a ticket's commit to its agent's start) measured in the same run:
+//! with an idle outbox, then while the 10,000 drain — in rounds (BENCH_ROUNDS, 3), the pickups
+//! of every round pooled per side, so that the machine's drift during the run falls on both.
+//!
+//! The webhook's `max_per_second` is the default (`WEBHOOK_RATE`) unless BENCH_RATE sets it (0:
+//! no pace).
 //!
 //! Run: `cargo bench -p mission --bench notify` (BENCH_NOTIFICATIONS changes the count).
 
@@ -116,7 +120,10 @@ url = "{url}"
 secret = "{SECRET}"
 events = ["ping"]
 timeout = "5s"
-"#,
+{rate}"#,
+        rate = std::env::var("BENCH_RATE")
+            .map(|r| format!("max_per_second = {r}\n"))
+            .unwrap_or_default(),
         worker = bin.join("fake-worker").display()
     );
     let dir = tempfile::tempdir().unwrap();
@@ -223,85 +230,100 @@ fn main() {
         .unwrap();
         println!("notify benchmark: {count} notifications to a local webhook receiver");
 
-        // Baseline: the outbox idle.
-        let server = start(dir.path());
-        let idle = pickups(dir.path(), &store, "idle", None).await;
-        drop(server);
-        assert_eq!(seen.count.load(Ordering::SeqCst), 0);
-
-        // Queue the notifications while no server runs (one transaction), then start it: the
-        // sender drains them while the pickups are measured again.
-        let now = Timestamp::now().as_millis();
-        let pool = sqlx::SqlitePool::connect(&format!(
-            "sqlite:{}",
-            dir.path().join("data/mission.db").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
-             INSERT INTO outbox (channel, topic, payload, created_at, next_attempt_at) \
-             SELECT 'sink', 'ping', json_object('n', i), ?, ? FROM n",
-        )
-        .bind(count as i64)
-        .bind(now)
-        .bind(now)
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        let started = Instant::now();
-        let server = start(dir.path());
-        let draining = pickups(dir.path(), &store, "draining", Some((&seen, count))).await;
-        while seen.count.load(Ordering::SeqCst) < count {
-            assert!(started.elapsed() < Duration::from_secs(600), "not drained");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let first = u128::from(seen.first_ns.load(Ordering::SeqCst));
-        let last = u128::from(seen.last_ns.load(Ordering::SeqCst));
-        let span = Duration::from_nanos((last - first) as u64);
-        // Everything recorded as sent, not only received.
-        loop {
-            let pending = store
-                .outbox(&mission_store::OutboxFilter {
-                    status: Some(mission_core::notify::OutboxStatus::Pending),
-                    limit: 1,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            if pending.is_empty() {
-                break;
+        // Rounds, so that the machine's drift falls on both sides alike: the outbox idle, then
+        // `count` notifications queued while no server runs (one transaction) and drained by
+        // a new server while the pickups are measured again.
+        let rounds: usize = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        let (mut idle_all, mut busy_all) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            seen.count.store(0, Ordering::SeqCst);
+            let server = start(dir.path());
+            let idle = pickups(dir.path(), &store, "idle", None).await;
+            drop(server);
+            assert_eq!(seen.count.load(Ordering::SeqCst), 0);
+            let now = Timestamp::now().as_millis();
+            let pool = sqlx::SqlitePool::connect(&format!(
+                "sqlite:{}",
+                dir.path().join("data/mission.db").display()
+            ))
+            .await
+            .unwrap();
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+                 INSERT INTO outbox (channel, topic, payload, created_at, next_attempt_at) \
+                 SELECT 'sink', 'ping', json_object('n', i), ?, ? FROM n",
+            )
+            .bind(count as i64)
+            .bind(now)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            let started = Instant::now();
+            let server = start(dir.path());
+            let draining = pickups(dir.path(), &store, "draining", Some((&seen, count))).await;
+            while seen.count.load(Ordering::SeqCst) < count {
+                assert!(started.elapsed() < Duration::from_secs(600), "not drained");
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let first = u128::from(seen.first_ns.load(Ordering::SeqCst));
+            let last = u128::from(seen.last_ns.load(Ordering::SeqCst));
+            let span = Duration::from_nanos((last - first) as u64);
+            // Everything recorded as sent, not only received.
+            loop {
+                let pending = store
+                    .outbox(&mission_store::OutboxFilter {
+                        status: Some(mission_core::notify::OutboxStatus::Pending),
+                        limit: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let recorded = started.elapsed();
+            drop(server);
+            // Only the pickups that started before the drain ended count as "draining".
+            let measured = draining.len();
+            let draining: Vec<Duration> = draining
+                .into_iter()
+                .filter(|(_, at)| *at <= last)
+                .map(|(d, _)| d)
+                .collect();
+            let idle: Vec<Duration> = idle.into_iter().map(|(d, _)| d).collect();
+            println!(
+                "round {round}: drain {count} in {:.2}s = {:.0}/s (first to last request), all recorded sent {:.2}s after the server started; pickups p50 idle {:.1} ms, draining {:.1} ms ({} of {measured} before the last request)",
+                span.as_secs_f64(),
+                count as f64 / span.as_secs_f64(),
+                recorded.as_secs_f64(),
+                Stats::new(idle.clone()).percentile(0.5).as_secs_f64() * 1000.0,
+                Stats::new(draining.clone()).percentile(0.5).as_secs_f64() * 1000.0,
+                draining.len(),
+            );
+            idle_all.extend(idle);
+            busy_all.extend(draining);
         }
-        let recorded = started.elapsed();
-        drop(server);
-        // Only the pickups that started before the drain ended count as "draining".
-        let measured = draining.len();
-        let draining: Vec<(Duration, u128)> =
-            draining.into_iter().filter(|(_, at)| *at <= last).collect();
-        let during = draining.len();
-        println!(
-            "{:<58} {} in {:.2}s = {:.0}/s (first to last request); all recorded sent {:.2}s after the server started",
-            "drain",
-            count,
-            span.as_secs_f64(),
-            count as f64 / span.as_secs_f64(),
-            recorded.as_secs_f64()
-        );
-        let idle = Stats::new(idle.into_iter().map(|(d, _)| d).collect());
+        let idle = Stats::new(idle_all);
         println!("{}", idle.line("pickup, outbox idle: commit -> agent started"));
-        if draining.is_empty() {
+        if busy_all.is_empty() {
             println!("no pickup finished while the outbox drained");
             return;
         }
-        let busy = Stats::new(draining.into_iter().map(|(d, _)| d).collect());
+        let busy = Stats::new(busy_all);
         println!("{}", busy.line("pickup, outbox draining: commit -> agent started"));
+        let ratio = |q: f64| busy.percentile(q).as_secs_f64() / idle.percentile(q).as_secs_f64();
         println!(
-            "{:<58} {during} of {measured} pickups finished before the last notification arrived; p99 draining / idle = {:.2}",
-            "overlap",
-            busy.percentile(0.99).as_secs_f64() / idle.percentile(0.99).as_secs_f64()
+            "draining / idle, every round pooled: p50 {:.2}, p90 {:.2}, p99 {:.2}",
+            ratio(0.5),
+            ratio(0.9),
+            ratio(0.99)
         );
         store.close().await;
     });

@@ -671,6 +671,10 @@ fn bad_notification_settings_are_refused_naming_the_line() {
         ),
         ("\n[notify.telegram]\nchat_id = 1\n", "notify.telegram"),
         (
+            "\n[notify.telegram]\nchat_id = 1\nbot_token = \"1:abcdefghij\"\nmax_per_second = 0\n",
+            "notify.telegram.max_per_second",
+        ),
+        (
             "\n[[notify.webhooks]]\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"tickets\"]\n",
             "notify.webhooks[0].events",
         ),
@@ -871,4 +875,81 @@ async fn approve_and_reject_buttons_act_on_review_requests() {
         .collect();
     assert_eq!(answered.len(), 3);
     assert_eq!(answered[0]["text"], "Not allowed.");
+}
+
+/// A backlog drains at its channel's pace: with `max_per_second = 4`, a batch is one delivery
+/// (a tenth of a second's allowance, at least one) and the next begins no sooner than a quarter
+/// of a second after it; six queued notifications take at least five such steps, never less.
+#[test]
+fn a_backlog_drains_at_the_channels_pace() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let receiver = {
+        let arrivals = arrivals.clone();
+        FakeHttp::start(Arc::new(move |_r: &Request| {
+            arrivals.lock().unwrap().push(std::time::Instant::now());
+            Reply::json(204, json!({}))
+        }))
+    };
+    let config = format!(
+        r#"{fast}
+[notify]
+poll_interval = "100ms"
+
+[[notify.webhooks]]
+name = "paced"
+url = "{hook}/in"
+secret = "{SECRET}"
+events = ["ping"]
+max_per_second = 4
+"#,
+        fast = common::FAST,
+        hook = receiver.url(),
+    );
+    let instance = Instance::with_fake_workers(&config);
+    instance.run(&["status"]);
+    // Six notifications queued before the server starts.
+    let path = instance.path().join("data/mission.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for n in 0..6 {
+            sqlx::query(
+                "INSERT INTO outbox (channel, topic, payload, created_at, next_attempt_at) \
+                 VALUES ('paced', 'ping', json_object('n', ?), ?, ?)",
+            )
+            .bind(n)
+            .bind(now)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    });
+    let _served = Served::start(&instance, &[]);
+    wait_for(Duration::from_secs(30), || {
+        arrivals.lock().unwrap().len() >= 6
+    });
+    let arrivals = arrivals.lock().unwrap().clone();
+    let span = arrivals[5] - arrivals[0];
+    // Five steps of 250 ms; a little less is allowed for the jitter of each request's own time
+    // after its step began. Without the pace the six arrive within a few milliseconds.
+    assert!(
+        span >= Duration::from_millis(1150),
+        "six deliveries in {span:?}: faster than 4 a second"
+    );
+    let sent = sqlite(
+        &instance,
+        "SELECT COUNT(*) FROM outbox WHERE channel = 'paced' AND status = 'sent'",
+    );
+    assert_eq!(sent, vec![vec![json!(6)]]);
 }

@@ -81,6 +81,10 @@ pub trait Channel: Send + Sync {
         u32::try_from(fits).unwrap_or(BATCH).clamp(1, BATCH)
     }
     async fn deliver(&self, item: &OutboxItem) -> Attempted;
+    /// Deliveries a second at most; 0: no limit.
+    fn max_per_second(&self) -> u32 {
+        0
+    }
 }
 
 /// A number in `[0, 1)` for the backoff's jitter.
@@ -177,7 +181,12 @@ pub async fn pass(
     settings: &NotifySettings,
     clock: &dyn Clock,
 ) -> Result<usize, mission_store::StoreError> {
-    let size = channel.batch();
+    // A paced channel takes at most a tenth of a second's allowance at a time, so that its
+    // pace holds over short spans too, not only on average.
+    let size = match channel.max_per_second() {
+        0 => channel.batch(),
+        rate => channel.batch().min((rate / 10).max(1)),
+    };
     let lease = channel.timeout().saturating_mul(size) + Duration::from_secs(1);
     crate::foreground::yield_to_foreground(YIELD_LIMIT).await;
     let batch = store
@@ -207,6 +216,7 @@ async fn run_channel(
         if *stopped.borrow() {
             return;
         }
+        let began = tokio::time::Instant::now();
         let worked = if channel.paused() {
             0
         } else {
@@ -219,6 +229,14 @@ async fn run_channel(
             }
         };
         if worked > 0 {
+            // A backlog drains at the channel's pace: the next batch starts no sooner than
+            // this one's share of a second after it began.
+            if let Some(next) = paced(began, worked, channel.max_per_second()) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
             continue;
         }
         // Idle: until the head's retry time, or the poll interval.
@@ -236,6 +254,17 @@ async fn run_channel(
             _ = stopped.changed() => {}
         }
     }
+}
+
+/// When a batch of `worked` deliveries begun at `began` lets the next one begin, at
+/// `max_per_second` (0: at once, `None`).
+fn paced(
+    began: tokio::time::Instant,
+    worked: usize,
+    max_per_second: u32,
+) -> Option<tokio::time::Instant> {
+    (max_per_second > 0)
+        .then(|| began + Duration::from_secs_f64(worked as f64 / f64::from(max_per_second)))
 }
 
 /// The HTTP client of every channel: rustls (ring), no proxy from the environment, no

@@ -44,6 +44,7 @@ pub struct Bot {
     poll_timeout: Duration,
     timeout: Duration,
     paused: bool,
+    max_per_second: u32,
     http: reqwest::Client,
     store: Arc<dyn Store>,
     dashboard: Option<String>,
@@ -95,6 +96,7 @@ impl Bot {
             poll_timeout: settings.poll_timeout,
             timeout: settings.timeout,
             paused: settings.paused,
+            max_per_second: settings.max_per_second,
             http,
             store,
             dashboard,
@@ -378,6 +380,10 @@ impl Channel for Bot {
     /// send and its record leaves one message's lease to expire.
     fn batch(&self) -> u32 {
         1
+    }
+
+    fn max_per_second(&self) -> u32 {
+        self.max_per_second
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Attempted {

@@ -128,6 +128,10 @@ impl Channel for Webhook {
         self.settings.timeout
     }
 
+    fn max_per_second(&self) -> u32 {
+        self.settings.max_per_second
+    }
+
     async fn deliver(&self, item: &OutboxItem) -> Attempted {
         let id = message_id(item.id);
         let body = body(item.topic, item.created_at, &id, &item.payload);

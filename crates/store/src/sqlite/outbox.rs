@@ -88,6 +88,39 @@ pub(super) async fn enqueue_for_event(
     Ok(())
 }
 
+/// Rows of one statement at most (each binds a few values; SQLite allows 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `?, ?, …` for `n` values.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The rows `ids`, by id, in one statement per [`ROWS_PER_STATEMENT`]; a missing row is an error.
+async fn load_many(conn: &mut SqliteConnection, ids: &[i64]) -> Result<BTreeMap<i64, OutboxItem>> {
+    let mut found = BTreeMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbox WHERE id IN ({})",
+            marks(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let item = decode(&row)?;
+            found.insert(item.id, item);
+        }
+    }
+    if let Some(missing) = ids.iter().find(|id| !found.contains_key(id)) {
+        return Err(StoreError::Corrupt(format!(
+            "outbox row {missing} vanished"
+        )));
+    }
+    Ok(found)
+}
+
 async fn load(conn: &mut SqliteConnection, id: i64) -> Result<OutboxItem> {
     let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = ?");
     let row = sqlx::query(&sql)
@@ -198,13 +231,20 @@ impl OutboxStore for SqliteStore {
             if item.next_attempt_at > now || !free {
                 break;
             }
-            sqlx::query("UPDATE outbox SET lease_until = ? WHERE id = ?")
-                .bind(until.as_millis())
-                .bind(item.id)
-                .execute(&mut *tx)
-                .await?;
             item.lease_until = Some(until);
             claimed.push(item);
+        }
+        // One statement leases the batch: the write lock is held for as short as can be.
+        for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE outbox SET lease_until = ? WHERE id IN ({})",
+                marks(chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(until.as_millis());
+            for item in chunk {
+                query = query.bind(item.id);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(claimed)
@@ -217,34 +257,28 @@ impl OutboxStore for SqliteStore {
     ) -> Result<Vec<OutboxItem>> {
         let mut tx = self.write_tx().await?;
         let at = change.at.as_millis();
-        let mut items = Vec::new();
+        let ids: Vec<i64> = results.iter().map(|r| r.id).collect();
+        let current = load_many(&mut tx, &ids).await?;
+        // The common case, a sent row, is settled in bulk (one UPDATE for the batch, one INSERT
+        // of its attempts); the rare ones row by row.
+        let mut sent: Vec<(i64, Option<&str>)> = Vec::new();
+        let mut attempts: Vec<(&DeliveryResult, i64, bool, Option<&str>)> = Vec::new();
         for result in results {
-            let current = load(&mut tx, result.id).await?;
+            let current = &current[&result.id];
             if current.status != OutboxStatus::Pending {
-                items.push(current);
                 continue;
             }
-            let (ok, error) = match &result.outcome {
+            let number = i64::from(current.attempts) + 1;
+            match &result.outcome {
                 DeliveryOutcome::Released => {
                     sqlx::query("UPDATE outbox SET lease_until = NULL WHERE id = ?")
                         .bind(result.id)
                         .execute(&mut *tx)
                         .await?;
-                    items.push(load(&mut tx, result.id).await?);
-                    continue;
                 }
                 DeliveryOutcome::Sent { remote_id } => {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, \
-                         lease_until = NULL, sent_at = ?, remote_id = ?, last_error = NULL \
-                         WHERE id = ?",
-                    )
-                    .bind(at)
-                    .bind(remote_id)
-                    .bind(result.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    (true, None)
+                    sent.push((result.id, remote_id.as_deref()));
+                    attempts.push((result, number, true, None));
                 }
                 DeliveryOutcome::Retry { error, at: retry } => {
                     sqlx::query(
@@ -256,7 +290,7 @@ impl OutboxStore for SqliteStore {
                     .bind(result.id)
                     .execute(&mut *tx)
                     .await?;
-                    (false, Some(error))
+                    attempts.push((result, number, false, Some(error)));
                 }
                 DeliveryOutcome::Dead { error, finding } => {
                     sqlx::query(
@@ -272,26 +306,46 @@ impl OutboxStore for SqliteStore {
                         ..AuditPass::default()
                     };
                     record_audit_in(&mut tx, &pass, change).await?;
-                    (false, Some(error))
+                    attempts.push((result, number, false, Some(error)));
                 }
-            };
-            sqlx::query(
-                "INSERT INTO outbox_attempts (outbox, number, at, ok, http_status, latency_ms, \
-                 error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(result.id)
-            .bind(i64::from(current.attempts) + 1)
-            .bind(at)
-            .bind(ok)
-            .bind(result.http_status.map(i64::from))
-            .bind(millis(result.latency))
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
-            items.push(load(&mut tx, result.id).await?);
+            }
         }
+        for chunk in sent.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, lease_until = NULL, \
+                 sent_at = ?, remote_id = sent.remote_id, last_error = NULL \
+                 FROM (SELECT column1 AS id, column2 AS remote_id FROM (VALUES {})) AS sent \
+                 WHERE outbox.id = sent.id",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(at);
+            for (id, remote_id) in chunk {
+                query = query.bind(id).bind(remote_id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO outbox_attempts (outbox, number, at, ok, http_status, latency_ms, \
+                 error) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (result, number, ok, error) in chunk {
+                query = query
+                    .bind(result.id)
+                    .bind(number)
+                    .bind(at)
+                    .bind(ok)
+                    .bind(result.http_status.map(i64::from))
+                    .bind(millis(result.latency))
+                    .bind(error);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut settled = load_many(&mut tx, &ids).await?;
         tx.commit().await?;
-        Ok(items)
+        Ok(ids.iter().filter_map(|id| settled.remove(id)).collect())
     }
 
     async fn outbox(&self, filter: &OutboxFilter) -> Result<Vec<OutboxItem>> {
