@@ -24,6 +24,20 @@ fn a_ticket_added_from_the_cli_is_picked_up_at_once() {
 }
 
 #[test]
+fn a_server_deletes_what_a_stopped_process_left_in_the_workspaces_trash() {
+    let instance = Instance::with_fake_workers(FAST);
+    // A done ticket's worktree renamed into the trash by a process that stopped before it
+    // deleted it.
+    let left = instance.path().join("data/workspaces/.trash/MC-9.4242.0");
+    std::fs::create_dir_all(left.join("src")).unwrap();
+    std::fs::write(left.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let server = instance.serve();
+    common::wait_for(Duration::from_secs(10), || !left.exists());
+    assert!(instance.path().join("data/workspaces").is_dir());
+    server.stop();
+}
+
+#[test]
 fn sigterm_stops_runs_and_leaves_them_recoverable() {
     let instance = Instance::with_fake_workers(FAST);
     let server = instance.serve();
