@@ -39,7 +39,7 @@ pub async fn run_test(
     let started = Instant::now();
     let (exit_code, output) = match confined_test(settings, ticket, test, workspace).await {
         Err(why) => (None, format!("{why}\n").into_bytes()),
-        Ok(mut cmd) => match cmd.spawn().await {
+        Ok(cmd) => match cmd.spawn().await {
             Err(error) => (
                 None,
                 format!("cannot start {}: {error}\n", test.command[0]).into_bytes(),

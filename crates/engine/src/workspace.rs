@@ -544,16 +544,7 @@ mod tests {
     use mission_core::{TicketId, TicketKey};
     use std::path::Path;
 
-    fn git(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
+    use mission_testkit::git;
 
     /// The usual registration is found (and removed without git); a locked worktree and a
     /// `.git` file naming anything but its own admin folder are left to git.

@@ -6,24 +6,9 @@
 use mission_core::CommitSha;
 use mission_core::evidence::CommitCheck;
 use mission_engine::git::{self, local};
+use mission_testkit::git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn sha(text: &str) -> CommitSha {
     CommitSha::parse(text).unwrap()

@@ -2,34 +2,14 @@
 
 use mission_core::{TicketId, TicketKey};
 use mission_engine::workspace::{Workspaces, branch_name, head};
+use mission_testkit::{git, git_repo};
 use std::path::Path;
 use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test]
 async fn a_worktree_per_ticket_reused_across_attempts_and_removed_through_git() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README"), "x\n").unwrap();
-    git(&repo, &["add", "README"]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
+    let repo = git_repo(&dir.path().join("repo"));
 
     let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
     let ticket = TicketId::new(&TicketKey::default(), 12);
@@ -79,12 +59,7 @@ async fn a_ticket_without_a_repository_gets_a_plain_folder_and_a_bad_repository_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worktrees_of_one_repository_are_added_and_removed_concurrently_without_a_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README"), "x\n").unwrap();
-    git(&repo, &["add", "README"]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
+    let repo = git_repo(&dir.path().join("repo"));
     let workspaces = Workspaces::new(dir.path().join("workspaces"), dir.path());
     // Git reads the worktree list while adding one; without a lock, a second `add` meanwhile
     // fails now and then ("failed to read .git/worktrees/…/commondir").
@@ -131,13 +106,7 @@ fn worktrees(repo: &Path) -> Vec<String> {
 }
 
 fn init_repo(dir: &Path) -> std::path::PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README"), "x\n").unwrap();
-    git(&repo, &["add", "README"]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
-    repo
+    git_repo(&dir.join("repo"))
 }
 
 #[tokio::test]

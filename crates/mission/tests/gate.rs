@@ -5,42 +5,15 @@
 mod common;
 
 use common::{FAST, Instance};
+use mission_testkit::git;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.invalid",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A git repository with one commit on `main`, in the instance folder.
 fn make_repo(instance: &Instance, name: &str) -> std::path::PathBuf {
-    let repo = instance.path().join(name);
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README.md"), "# test\n").unwrap();
-    git(&repo, &["add", "README.md"]);
-    git(&repo, &["commit", "-q", "-m", "initial"]);
-    repo
+    mission_testkit::git_repo(&instance.path().join(name))
 }
 
 fn executable(path: &Path, text: &str) {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{FAST, Instance, alive, wait_for};
+use mission_testkit::git;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -49,27 +50,9 @@ fn results(instance: &Instance, id: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A repository `repo` in the instance folder with one commit on `main`.
 fn make_repo(instance: &Instance) -> std::path::PathBuf {
-    let repo = instance.path().join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README"), "x\n").unwrap();
-    git(&repo, &["add", "README"]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
-    repo
+    mission_testkit::git_repo(&instance.path().join("repo"))
 }
 
 fn run_once(instance: &Instance) -> Value {

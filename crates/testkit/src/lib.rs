@@ -53,6 +53,41 @@ pub fn fake_agent_bin_dir(dir: &Path) -> PathBuf {
     bin
 }
 
+/// Runs `git -C dir ARGS` as a test's author (`user.name` and `user.email` set) and returns its
+/// standard output, trimmed; panics with git's error when it fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Makes `repo` (and its parents) a git repository with one commit (a `README`) on `main`;
+/// returns it.
+pub fn git_repo(repo: &Path) -> PathBuf {
+    std::fs::create_dir_all(repo).unwrap_or_else(|e| panic!("{}: {e}", repo.display()));
+    git(repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "x\n").unwrap();
+    git(repo, &["add", "README"]);
+    git(repo, &["commit", "-q", "-m", "init"]);
+    repo.to_path_buf()
+}
+
 /// This process's `PATH` with `dir` in front.
 pub fn path_with(dir: &Path) -> OsString {
     let rest = std::env::var_os("PATH").unwrap_or_default();

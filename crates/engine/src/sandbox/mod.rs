@@ -400,11 +400,14 @@ impl Confined {
     /// before anything of the program runs), starts the process (which inherits the
     /// restriction) and ends — never a thread of a pool, which would go on restricted. A thread
     /// that cannot restrict itself starts nothing.
-    pub async fn spawn(&mut self) -> std::io::Result<tokio::process::Child> {
-        let Some(spec) = self.restrict.take() else {
-            return self.command.spawn();
+    pub async fn spawn(self) -> std::io::Result<tokio::process::Child> {
+        let Confined {
+            mut command,
+            restrict,
+        } = self;
+        let Some(spec) = restrict else {
+            return command.spawn();
         };
-        let mut command = std::mem::replace(&mut self.command, tokio::process::Command::new("/"));
         let runtime = tokio::runtime::Handle::current();
         let (sender, answer) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

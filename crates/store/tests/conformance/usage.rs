@@ -285,32 +285,13 @@ pub async fn a_rate_limit_parks_the_worker_and_charges_no_attempt<B: Backend>() 
         assert_eq!(facts.parks[0].worker.as_str(), "luci");
         at += 10_000;
     }
-    // A run a spent budget stopped is not charged either (the stores count it with the limits).
-    {
-        let version = store.ticket(&id(1)).await.unwrap().version;
-        at += 1_000_000;
-        let ClaimOutcome::Claimed(run) = store
-            .claim(
-                &request(1, version, Lane::Normal, &format!("b{at}")),
-                &change(at),
-            )
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
-        let end = RunEnd {
-            failure: Some(FailureClass::BudgetStopped),
-            ..RunEnd::default()
-        };
-        let ended = store
-            .end_run(run.id, run.attempt, &end, &policy, &routes(), &change(at))
-            .await
-            .unwrap();
-        assert_eq!(ended.ticket_state, State::Todo);
-    }
-    // Its own failures are charged as its first and second attempts: then it fails.
-    for expect in [State::Todo, State::Failed] {
+    // A run a spent budget stopped is not charged either (the stores count it with the limits);
+    // its own failures are charged as its first and second attempts: then it fails.
+    for (failure, expect) in [
+        (FailureClass::BudgetStopped, State::Todo),
+        (FailureClass::AgentError, State::Todo),
+        (FailureClass::AgentError, State::Failed),
+    ] {
         let version = store.ticket(&id(1)).await.unwrap().version;
         at += 1_000_000;
         let ClaimOutcome::Claimed(run) = store
@@ -324,14 +305,14 @@ pub async fn a_rate_limit_parks_the_worker_and_charges_no_attempt<B: Backend>() 
             panic!()
         };
         let end = RunEnd {
-            failure: Some(FailureClass::AgentError),
+            failure: Some(failure),
             ..RunEnd::default()
         };
         let ended = store
             .end_run(run.id, run.attempt, &end, &policy, &routes(), &change(at))
             .await
             .unwrap();
-        assert_eq!(ended.ticket_state, expect);
+        assert_eq!(ended.ticket_state, expect, "{failure:?}");
     }
 }
 
@@ -573,6 +554,22 @@ async fn ledger_matches_hand_sums<B: Backend>(
             end_at - (started - i as i64),
         ));
     }
+    // The usage of the ended runs that `keep` takes, summed by hand.
+    let hand_sum = |keep: &dyn Fn(&RandomRun, Timestamp) -> bool| {
+        ended
+            .iter()
+            .filter(|(r, at, _)| keep(r, *at))
+            .fold(Usage::default(), |sum, (r, _, ms)| {
+                sum.plus(Usage {
+                    runs: 1,
+                    input_tokens: r.input,
+                    output_tokens: r.output,
+                    cached_tokens: 0,
+                    cost_micros: r.cents * 10_000,
+                    run_ms: *ms,
+                })
+            })
+    };
     // Each local day of the zone over the four days: per label, by the ledger and by hand.
     let mut date = zone.date_of(Timestamp::from_millis(base));
     for _ in 0..5 {
@@ -590,19 +587,9 @@ async fn ledger_matches_hand_sums<B: Backend>(
             .unwrap()
             .rows;
         for label in ["docs", "ui"] {
-            let mut hand = Usage::default();
-            for (r, at, ms) in &ended {
-                if zone.date_of(*at) == date && labels[r.ticket as usize].contains(&label) {
-                    hand = hand.plus(Usage {
-                        runs: 1,
-                        input_tokens: r.input,
-                        output_tokens: r.output,
-                        cached_tokens: 0,
-                        cost_micros: r.cents * 10_000,
-                        run_ms: *ms,
-                    });
-                }
-            }
+            let hand = hand_sum(&|r, at| {
+                zone.date_of(at) == date && labels[r.ticket as usize].contains(&label)
+            });
             let got = by_label
                 .iter()
                 .find(|(k, _)| k == label)
@@ -615,19 +602,7 @@ async fn ledger_matches_hand_sums<B: Backend>(
             .usage_between(&LedgerKey::instance(), &[bucket_of(start), bucket_of(end)])
             .await
             .unwrap();
-        let hand_day = ended
-            .iter()
-            .filter(|(_, at, _)| zone.date_of(*at) == date)
-            .fold(Usage::default(), |sum, (r, _, ms)| {
-                sum.plus(Usage {
-                    runs: 1,
-                    input_tokens: r.input,
-                    output_tokens: r.output,
-                    cached_tokens: 0,
-                    cost_micros: r.cents * 10_000,
-                    run_ms: *ms,
-                })
-            });
+        let hand_day = hand_sum(&|_, at| zone.date_of(at) == date);
         prop_assert_eq!(day, vec![hand_day], "the instance on {}", date);
         // From the day's start on, open-ended: per ticket, by the ledger and by hand.
         let by_ticket = store
@@ -635,19 +610,7 @@ async fn ledger_matches_hand_sums<B: Backend>(
             .await
             .unwrap();
         for n in 0..3i64 {
-            let hand = ended
-                .iter()
-                .filter(|(r, at, _)| r.ticket == n && *at >= start)
-                .fold(Usage::default(), |sum, (r, _, ms)| {
-                    sum.plus(Usage {
-                        runs: 1,
-                        input_tokens: r.input,
-                        output_tokens: r.output,
-                        cached_tokens: 0,
-                        cost_micros: r.cents * 10_000,
-                        run_ms: *ms,
-                    })
-                });
+            let hand = hand_sum(&|r, at| r.ticket == n && at >= start);
             let got = by_ticket
                 .rows
                 .iter()
