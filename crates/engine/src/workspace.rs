@@ -542,7 +542,6 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
 mod tests {
     use super::{Registration, Workspaces, registration};
     use mission_core::{TicketId, TicketKey};
-    use std::path::Path;
 
     use mission_testkit::git;
 

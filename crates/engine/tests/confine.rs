@@ -95,7 +95,7 @@ async fn a_spec_that_changes_the_user_is_not_started_by_a_thread() {
     std::fs::create_dir(dir.path().join("own")).unwrap();
     let mut spec = spec(dir.path(), false);
     spec.run_as = Some((65534, 65534));
-    let mut confined = Confined::restricted(spec, &["-c".to_owned(), "true".to_owned()]);
+    let confined = Confined::restricted(spec, &["-c".to_owned(), "true".to_owned()]);
     let error = confined.spawn().await.unwrap_err();
     assert!(error.to_string().contains("launcher"), "{error}");
 }

@@ -8,7 +8,6 @@ use mission_core::evidence::CommitCheck;
 use mission_engine::git::{self, local};
 use mission_testkit::git;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn sha(text: &str) -> CommitSha {
     CommitSha::parse(text).unwrap()

@@ -4,7 +4,6 @@ use mission_core::{TicketId, TicketKey};
 use mission_engine::workspace::{Workspaces, branch_name, head};
 use mission_testkit::{git, git_repo};
 use std::path::Path;
-use std::process::Command;
 
 #[tokio::test]
 async fn a_worktree_per_ticket_reused_across_attempts_and_removed_through_git() {
