@@ -51,9 +51,13 @@ fn main() {
         .unwrap();
     let seconds = Duration::from_secs(env_number("BENCH_CLAIM_SECONDS", 5));
     let pickups = env_number("BENCH_PICKUPS", 200) as usize;
+    let only_pickup = std::env::var("BENCH_ONLY_PICKUP").is_ok();
     runtime.block_on(async {
         for ends in [Ends::ThroughTheStore, Ends::InBulk] {
-            for per_transaction in [1, 64] {
+            for per_transaction in [1, 24, 64] {
+                if only_pickup {
+                    break;
+                }
                 for claimers in [1, 3] {
                     claims(&cluster, claimers, per_transaction, ends, seconds).await;
                 }
@@ -254,10 +258,13 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
             Command::new(MISSION)
                 .arg("--config")
                 .arg(dir.join("mission.toml"))
-                .arg("serve")
-                .env("MISSION_LOG", "warn")
+                .args(["serve", "--bind", "127.0.0.1:0"])
+                .env(
+                    "MISSION_LOG",
+                    std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
                 .spawn()
                 .unwrap(),
         ));
@@ -325,4 +332,12 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
         ))
     );
     drop(servers);
+    if let Ok(keep) = std::env::var("BENCH_KEEP_LOGS") {
+        for (n, dir) in folders.iter().enumerate() {
+            let _ = std::fs::copy(
+                dir.join("serve.log"),
+                format!("{keep}/serve-{nodes}-{n}.log"),
+            );
+        }
+    }
 }

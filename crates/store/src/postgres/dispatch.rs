@@ -9,16 +9,19 @@
 use super::PgStore;
 use super::events::append_event;
 use super::rows::ticket_id;
-use super::tickets::{apply_transition, lock_ticket};
+use super::tickets::{Moving, apply_transitions, lock_tickets};
 use crate::{
     CapacityFact, Change, ClaimOutcome, ClaimRefusal, ClaimRequest, DispatchStore, Result,
     StoreError,
 };
 use async_trait::async_trait;
 use mission_core::transition::Via;
-use mission_core::{ActiveCounts, EventKind, Lane, Name, Run, RunId, State, TicketId, Timestamp};
+use mission_core::{
+    ActiveCounts, EventKind, Lane, Name, Run, RunId, State, Ticket, TicketId, Timestamp,
+};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The `dispatcher_state` row of the capacity fact; its values are `CapacityFact::as_str`.
@@ -156,113 +159,208 @@ pub(super) async fn capacity_fact_in(
     Ok(Some((fact, Timestamp::from_millis(updated_at))))
 }
 
-async fn claim_in(
+/// What a pass's claim request comes to before anything is written.
+enum Planned {
+    Refused(ClaimRefusal),
+    /// The k-th claim to write.
+    Claim(usize),
+    /// The same ticket as the k-th claim of this batch.
+    Again(usize),
+}
+
+/// A batch of claims inside the caller's write transaction, each its own compare-and-set as if
+/// made one after the other in the order given, in a few statements whatever their number: the
+/// tickets locked and read at once, their live runs looked up at once, capacity counted once
+/// and then counted on by each claim, the runs inserted, the tickets moved and their events
+/// written in one statement each.
+async fn claim_batch(
     tx: &mut PgConnection,
-    request: &ClaimRequest,
+    requests: &[ClaimRequest],
     change: &Change,
-) -> Result<ClaimOutcome> {
-    let current = lock_ticket(&mut *tx, &request.ticket).await?;
+) -> Result<Vec<ClaimOutcome>> {
+    let ids: Vec<TicketId> = requests.iter().map(|r| r.ticket.clone()).collect();
+    let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let tickets = lock_tickets(&mut *tx, &ids).await?;
     // A live run, or a run whose process may still be exiting (it reported its end, or was
     // stopped, but its supervisor has not seen the process gone), blocks a new attempt —
     // whatever the ticket's state says (an operator may have moved it meanwhile).
-    let run: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE ticket = $1 \
+    let live: HashMap<String, i64> = sqlx::query_as(
+        "SELECT DISTINCT ON (ticket) ticket, id FROM runs WHERE ticket = ANY($1) \
          AND (ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)) \
-         ORDER BY id DESC LIMIT 1",
+         ORDER BY ticket, id DESC",
     )
-    .bind(request.ticket.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(run) = run {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed {
-            run: RunId::new(run),
-        }));
-    }
-    if current.state != State::Todo || current.version != request.expected_version {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::Changed {
-            state: current.state,
-            version: current.version,
-        }));
-    }
-    if Lane::of(current.resume) != request.lane {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::WrongLane));
-    }
-    let counts = active_counts_in(&mut *tx).await?;
-    if let Err(full) = request.limits.check(&counts) {
-        return Ok(ClaimOutcome::Refused(ClaimRefusal::CapacityFull {
-            detail: full.detail,
-        }));
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut counts = active_counts_in(&mut *tx).await?;
+
+    let mut planned = Vec::with_capacity(requests.len());
+    let mut claims: Vec<&ClaimRequest> = Vec::new();
+    let mut claiming: HashMap<&str, usize> = HashMap::new();
+    for (request, key) in requests.iter().zip(&keys) {
+        if let Some(&k) = claiming.get(key.as_str()) {
+            planned.push(Planned::Again(k));
+            continue;
+        }
+        if let Some(&run) = live.get(key) {
+            planned.push(Planned::Refused(ClaimRefusal::AlreadyClaimed {
+                run: RunId::new(run),
+            }));
+            continue;
+        }
+        let current = &tickets[key];
+        if current.state != State::Todo || current.version != request.expected_version {
+            planned.push(Planned::Refused(ClaimRefusal::Changed {
+                state: current.state,
+                version: current.version,
+            }));
+            continue;
+        }
+        if Lane::of(current.resume) != request.lane {
+            planned.push(Planned::Refused(ClaimRefusal::WrongLane));
+            continue;
+        }
+        if let Err(full) = request.limits.check(&counts) {
+            planned.push(Planned::Refused(ClaimRefusal::CapacityFull {
+                detail: full.detail,
+            }));
+            continue;
+        }
+        counts.add(request.limits.worker.as_str(), &request.limits.pool);
+        claiming.insert(key.as_str(), claims.len());
+        planned.push(Planned::Claim(claims.len()));
+        claims.push(request);
     }
 
-    let attempt = current.current_attempt().next();
-    let lease_until = change.at.as_millis() + millis(request.lease);
-    // The partial unique index `runs_one_active_per_ticket` refuses a second live run of the
-    // ticket, should anything get past the check above.
-    let run_id: i64 = sqlx::query_scalar(
+    let runs = if claims.is_empty() {
+        Vec::new()
+    } else {
+        insert_claims(&mut *tx, &claims, &tickets, change).await?
+    };
+    Ok(planned
+        .into_iter()
+        .map(|plan| match plan {
+            Planned::Refused(refusal) => ClaimOutcome::Refused(refusal),
+            Planned::Claim(k) => ClaimOutcome::Claimed(Box::new(runs[k].clone())),
+            Planned::Again(k) => {
+                ClaimOutcome::Refused(ClaimRefusal::AlreadyClaimed { run: runs[k].id })
+            }
+        })
+        .collect())
+}
+
+/// Writes the accepted claims: their runs, their tickets moved to running (one `ticket.moved`
+/// each, in order), their old decisions deleted. Returns the runs, in order.
+async fn insert_claims(
+    tx: &mut PgConnection,
+    claims: &[&ClaimRequest],
+    tickets: &HashMap<String, Ticket>,
+    change: &Change,
+) -> Result<Vec<Run>> {
+    let keys: Vec<String> = claims.iter().map(|r| r.ticket.to_string()).collect();
+    let attempts: Vec<_> = keys
+        .iter()
+        .map(|key| tickets[key].current_attempt().next())
+        .collect();
+    let leases: Vec<i64> = claims
+        .iter()
+        .map(|r| change.at.as_millis() + millis(r.lease))
+        .collect();
+    // The partial unique index `runs_one_active_per_ticket` refuses a second live run of a
+    // ticket, should anything get past the checks.
+    let inserted: HashMap<String, i64> = sqlx::query_as(
         "INSERT INTO runs (ticket, attempt, worker, pool, lane, node, token_hash, started_at, \
-         heartbeat_at, lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
-         RETURNING id",
+         heartbeat_at, lease_expires_at) \
+         SELECT c.ticket, c.attempt, c.worker, c.pool, c.lane, c.node, c.token_hash, $1, $1, \
+         c.lease FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::bigint[]) WITH ORDINALITY \
+         AS c(ticket, attempt, worker, pool, lane, node, token_hash, lease, ord) \
+         ORDER BY c.ord RETURNING ticket, id",
     )
-    .bind(request.ticket.to_string())
-    .bind(attempt.get())
-    .bind(request.limits.worker.as_str())
-    .bind(&request.limits.pool)
-    .bind(request.lane.as_str())
-    .bind(&request.node)
-    .bind(&request.token_hash)
     .bind(change.at.as_millis())
-    .bind(lease_until)
-    .fetch_one(&mut *tx)
-    .await?;
-    let run_id = RunId::new(run_id);
-    let extra = json!({ "run": run_id, "attempt": attempt, "worker": request.limits.worker, "lane": request.lane });
-    apply_transition(
-        &mut *tx,
-        current,
-        State::Running,
-        Via::Claim,
-        extra,
-        change,
-        |t| {
-            t.attempts = attempt.get();
-            t.resume = false;
-            t.not_before = None;
-        },
+    .bind(&keys)
+    .bind(attempts.iter().map(|a| a.get()).collect::<Vec<i64>>())
+    .bind(
+        claims
+            .iter()
+            .map(|r| r.limits.worker.as_str())
+            .collect::<Vec<_>>(),
     )
+    .bind(
+        claims
+            .iter()
+            .map(|r| r.limits.pool.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(claims.iter().map(|r| r.lane.as_str()).collect::<Vec<_>>())
+    .bind(claims.iter().map(|r| r.node.as_str()).collect::<Vec<_>>())
+    .bind(
+        claims
+            .iter()
+            .map(|r| r.token_hash.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&leases)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut runs = Vec::with_capacity(claims.len());
+    let mut moves = Vec::with_capacity(claims.len());
+    for (((request, key), attempt), lease_until) in
+        claims.iter().zip(&keys).zip(&attempts).zip(&leases)
+    {
+        let run_id = RunId::new(*inserted.get(key).ok_or_else(|| {
+            StoreError::Corrupt(format!("the run claimed for {key} was not inserted"))
+        })?);
+        moves.push(Moving {
+            ticket: tickets[key].clone(),
+            to: State::Running,
+            via: Via::Claim,
+            extra: json!({ "run": run_id, "attempt": attempt, "worker": request.limits.worker, "lane": request.lane }),
+        });
+        runs.push(Run {
+            id: run_id,
+            ticket: request.ticket.clone(),
+            attempt: *attempt,
+            worker: request.limits.worker.clone(),
+            pool: request.limits.pool.clone(),
+            lane: request.lane,
+            node: request.node.clone(),
+            started_at: change.at,
+            heartbeat_at: change.at,
+            lease_expires_at: Timestamp::from_millis(*lease_until),
+            pid: None,
+            workspace: None,
+            session_id: None,
+            head_before: None,
+            head_after: None,
+            log_path: None,
+            ended_at: None,
+            outcome: None,
+            failure_class: None,
+            detail: None,
+            exit_code: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: None,
+        });
+    }
+    apply_transitions(&mut *tx, moves, change, |i, t| {
+        t.attempts = attempts[i].get();
+        t.resume = false;
+        t.not_before = None;
+    })
     .await?;
     // A claimed ticket's old decisions no longer describe it; when it waits again, the new
     // decision is recorded afresh.
-    sqlx::query("DELETE FROM dispatch_decisions WHERE ticket = $1")
-        .bind(request.ticket.to_string())
+    sqlx::query("DELETE FROM dispatch_decisions WHERE ticket = ANY($1)")
+        .bind(&keys)
         .execute(&mut *tx)
         .await?;
-    let run = Run {
-        id: run_id,
-        ticket: request.ticket.clone(),
-        attempt,
-        worker: request.limits.worker.clone(),
-        pool: request.limits.pool.clone(),
-        lane: request.lane,
-        node: request.node.clone(),
-        started_at: change.at,
-        heartbeat_at: change.at,
-        lease_expires_at: Timestamp::from_millis(lease_until),
-        pid: None,
-        workspace: None,
-        session_id: None,
-        head_before: None,
-        head_after: None,
-        log_path: None,
-        ended_at: None,
-        outcome: None,
-        failure_class: None,
-        detail: None,
-        exit_code: None,
-        input_tokens: None,
-        output_tokens: None,
-        cost_usd: None,
-    };
-    Ok(ClaimOutcome::Claimed(Box::new(run)))
+    Ok(runs)
 }
 
 #[async_trait]
@@ -449,10 +547,7 @@ impl DispatchStore for PgStore {
         change: &Change,
     ) -> Result<Vec<ClaimOutcome>> {
         let mut tx = self.write_tx().await?;
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for request in requests {
-            outcomes.push(claim_in(&mut tx, request, change).await?);
-        }
+        let outcomes = claim_batch(&mut tx, requests, change).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

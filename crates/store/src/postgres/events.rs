@@ -15,7 +15,7 @@ use sqlx::{PgConnection, Postgres};
 pub(super) const EVENT_SEQ_COUNTER: &str = "event_seq";
 
 /// Appends one event inside the caller's write transaction: every event the store writes goes
-/// through here.
+/// through here or through `append_events`.
 pub(super) async fn append_event(
     conn: &mut PgConnection,
     kind: EventKind,
@@ -23,24 +23,56 @@ pub(super) async fn append_event(
     change: &Change,
     data: &Value,
 ) -> Result<i64> {
-    let seq: Option<i64> = sqlx::query_scalar(
-        "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = $1 RETURNING value) \
+    let seqs = append_events(conn, &[(kind, ticket, data)], change).await?;
+    Ok(seqs[0])
+}
+
+/// Appends events, in the order given, inside the caller's write transaction, in one statement:
+/// the counter moves by their number and they take its last values, in order. Returns their
+/// sequence numbers.
+pub(super) async fn append_events(
+    conn: &mut PgConnection,
+    events: &[(EventKind, Option<&TicketId>, &Value)],
+    change: &Change,
+) -> Result<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let kinds: Vec<&str> = events.iter().map(|(kind, _, _)| kind.as_str()).collect();
+    let tickets: Vec<Option<String>> = events
+        .iter()
+        .map(|(_, ticket, _)| ticket.map(|t| t.to_string()))
+        .collect();
+    let data: Vec<String> = events.iter().map(|(_, _, data)| data.to_string()).collect();
+    let mut seqs: Vec<i64> = sqlx::query_scalar(
+        "WITH next AS (UPDATE counters SET value = value + $2 WHERE name = $1 RETURNING value) \
          INSERT INTO events (seq, at, kind, ticket, actor, data) \
-         SELECT value, $2, $3, $4, $5, $6 FROM next RETURNING seq",
+         SELECT next.value - $2 + e.ord, $3, e.kind, e.ticket, $4, e.data \
+         FROM next, UNNEST($5::text[], $6::text[], $7::text[]) WITH ORDINALITY \
+         AS e(kind, ticket, data, ord) ORDER BY e.ord RETURNING seq",
     )
     .bind(EVENT_SEQ_COUNTER)
+    .bind(count)
     .bind(change.at.as_millis())
-    .bind(kind.as_str())
-    .bind(ticket.map(|t| t.to_string()))
     .bind(change.actor.as_str())
-    .bind(data.to_string())
-    .fetch_optional(&mut *conn)
+    .bind(&kinds)
+    .bind(&tickets)
+    .bind(&data)
+    .fetch_all(&mut *conn)
     .await?;
-    let seq =
-        seq.ok_or_else(|| StoreError::Corrupt("the event sequence counter is missing".to_owned()))?;
-    // The notifications of the fact, in its transaction (`OutboxStore`).
-    super::outbox::enqueue_for_event(conn, seq, kind, ticket, change, data).await?;
-    Ok(seq)
+    if seqs.len() != events.len() {
+        return Err(StoreError::Corrupt(
+            "the event sequence counter is missing".to_owned(),
+        ));
+    }
+    // The i-th event took the i-th number, whatever order RETURNING lists them in.
+    seqs.sort_unstable();
+    for (&seq, (kind, ticket, data)) in seqs.iter().zip(events) {
+        // The notifications of the fact, in its transaction (`OutboxStore`).
+        super::outbox::enqueue_for_event(conn, seq, *kind, *ticket, change, data).await?;
+    }
+    Ok(seqs)
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 //! `write_tx`, holding the event counter from its first statement.
 
 use super::PgStore;
-use super::events::append_event;
+use super::events::{append_event, append_events};
 use super::rows::{
     self, SUMMARY_COLUMNS, TICKET_COLUMNS, decode_summary, decode_ticket, state_from_db,
 };
@@ -51,58 +51,128 @@ pub(super) async fn apply_transition(
     change: &Change,
     adjust: impl FnOnce(&mut Ticket),
 ) -> Result<Ticket> {
-    let id = &ticket.id.clone();
     let from = ticket.state;
-    let effects = plan_transition(from, to, via).map_err(|source| StoreError::Transition {
-        id: id.clone(),
-        source,
-    })?;
-    if effects.close_question {
+    adjust(&mut ticket);
+    ticket.state = from;
+    let moved = apply_transitions(
+        conn,
+        vec![Moving {
+            ticket,
+            to,
+            via,
+            extra,
+        }],
+        change,
+        |_, _| {},
+    )
+    .await?;
+    Ok(moved.into_iter().next().expect("one ticket moved"))
+}
+
+/// A ticket read in this transaction, the state it moves to, the path, and the fields its
+/// `ticket.moved` event carries besides `{from, to, via}`.
+pub(super) struct Moving {
+    pub ticket: Ticket,
+    pub to: State,
+    pub via: Via,
+    pub extra: Value,
+}
+
+/// `apply_transition` for several tickets at once, in a few statements whatever their number
+/// (a dispatch pass's claims): every transition is checked before anything is written;
+/// `adjust(i, ticket)` adjusts the i-th; the events are written in the order given.
+pub(super) async fn apply_transitions(
+    conn: &mut PgConnection,
+    moves: Vec<Moving>,
+    change: &Change,
+    mut adjust: impl FnMut(usize, &mut Ticket),
+) -> Result<Vec<Ticket>> {
+    let mut closing = Vec::new();
+    for moving in &moves {
+        let id = &moving.ticket.id;
+        let effects =
+            plan_transition(moving.ticket.state, moving.to, moving.via).map_err(|source| {
+                StoreError::Transition {
+                    id: id.clone(),
+                    source,
+                }
+            })?;
+        if effects.close_question {
+            closing.push(id.to_string());
+        }
+    }
+    if !closing.is_empty() {
         sqlx::query(
             "UPDATE questions SET closed_at = $1 \
-             WHERE ticket = $2 AND answer IS NULL AND closed_at IS NULL",
+             WHERE ticket = ANY($2) AND answer IS NULL AND closed_at IS NULL",
         )
         .bind(change.at.as_millis())
-        .bind(id.to_string())
+        .bind(&closing)
         .execute(&mut *conn)
         .await?;
     }
-    adjust(&mut ticket);
-    ticket.state = to;
-    ticket.updated_at = change.at;
-    ticket.version += 1;
-    sqlx::query(
-        "UPDATE tickets SET state = $1, updated_at = $2, state_since = $2, version = $3, \
-         attempts = $4, resume = $5, not_before = $6 WHERE id = $7",
-    )
-    .bind(to.as_str())
-    .bind(change.at.as_millis())
-    .bind(ticket.version)
-    .bind(ticket.attempts)
-    .bind(ticket.resume)
-    .bind(ticket.not_before.map(|t| t.as_millis()))
-    .bind(id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    let mut data = serde_json::json!({ "from": from, "to": to, "via": via });
-    if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
-        for (k, v) in extra {
-            if !v.is_null() {
-                data.insert(k, v);
+    let mut moved = Vec::with_capacity(moves.len());
+    let mut data = Vec::with_capacity(moves.len());
+    for (i, moving) in moves.into_iter().enumerate() {
+        let Moving {
+            mut ticket,
+            to,
+            via,
+            extra,
+        } = moving;
+        let from = ticket.state;
+        adjust(i, &mut ticket);
+        ticket.state = to;
+        ticket.updated_at = change.at;
+        ticket.version += 1;
+        let mut event = serde_json::json!({ "from": from, "to": to, "via": via });
+        if let (Value::Object(event), Value::Object(extra)) = (&mut event, extra) {
+            for (k, v) in extra {
+                if !v.is_null() {
+                    event.insert(k, v);
+                }
             }
         }
+        moved.push(ticket);
+        data.push(event);
     }
-    append_event(conn, EventKind::TicketMoved, Some(id), change, &data).await?;
-    Ok(ticket)
+    let ids: Vec<String> = moved.iter().map(|t| t.id.to_string()).collect();
+    let states: Vec<&str> = moved.iter().map(|t| t.state.as_str()).collect();
+    let versions: Vec<i64> = moved.iter().map(|t| t.version).collect();
+    let attempts: Vec<i64> = moved.iter().map(|t| t.attempts).collect();
+    let resumes: Vec<bool> = moved.iter().map(|t| t.resume).collect();
+    let not_before: Vec<Option<i64>> = moved
+        .iter()
+        .map(|t| t.not_before.map(|at| at.as_millis()))
+        .collect();
+    sqlx::query(
+        "UPDATE tickets t SET state = m.state, updated_at = $1, state_since = $1, \
+         version = m.version, attempts = m.attempts, resume = m.resume, \
+         not_before = m.not_before \
+         FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bool[], \
+         $7::bigint[]) AS m(id, state, version, attempts, resume, not_before) WHERE t.id = m.id",
+    )
+    .bind(change.at.as_millis())
+    .bind(&ids)
+    .bind(&states)
+    .bind(&versions)
+    .bind(&attempts)
+    .bind(&resumes)
+    .bind(&not_before)
+    .execute(&mut *conn)
+    .await?;
+    let events: Vec<_> = moved
+        .iter()
+        .zip(&data)
+        .map(|(ticket, data)| (EventKind::TicketMoved, Some(&ticket.id), data))
+        .collect();
+    append_events(conn, &events, change).await?;
+    Ok(moved)
 }
 
-/// Loads a ticket and its dependency ids; `lock` also locks the ticket's row until the end of the
-/// transaction.
-async fn load(conn: &mut PgConnection, id: &TicketId, lock: bool) -> Result<Ticket> {
-    let sql = format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
+/// Loads a ticket and its dependency ids.
+pub(super) async fn load_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
     let row = sqlx::query(&sql)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
@@ -116,14 +186,22 @@ async fn load(conn: &mut PgConnection, id: &TicketId, lock: bool) -> Result<Tick
     decode_ticket(&row, deps)
 }
 
-/// Loads a ticket and its dependency ids.
-pub(super) async fn load_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
-    load(conn, id, false).await
-}
-
-/// Loads a ticket and locks its row until the end of the transaction.
-pub(super) async fn lock_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
-    load(conn, id, true).await
+/// Loads tickets and locks their rows until the end of the transaction (in number order, in
+/// two statements whatever their number), keyed by id. A missing one is `NotFound`: the first of
+/// `ids`, in their order.
+pub(super) async fn lock_tickets(
+    conn: &mut PgConnection,
+    ids: &[TicketId],
+) -> Result<HashMap<String, Ticket>> {
+    let tickets: HashMap<String, Ticket> = select_with_dependencies(conn, ids, true)
+        .await?
+        .into_iter()
+        .map(|(ticket, _)| (ticket.id.to_string(), ticket))
+        .collect();
+    if let Some(missing) = ids.iter().find(|id| !tickets.contains_key(&id.to_string())) {
+        return Err(StoreError::NotFound(missing.clone()));
+    }
+    Ok(tickets)
 }
 
 /// The states of a ticket's dependencies (`None` for one that does not exist), by id.
@@ -159,11 +237,27 @@ pub(super) async fn load_tickets_with_dependencies(
     conn: &mut PgConnection,
     ids: &[TicketId],
 ) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
+    select_with_dependencies(conn, ids, false).await
+}
+
+/// `load_tickets_with_dependencies`; `lock` also locks the tickets' rows, in number order.
+async fn select_with_dependencies(
+    conn: &mut PgConnection,
+    ids: &[TicketId],
+    lock: bool,
+) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1)");
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1){}",
+        if lock {
+            " ORDER BY number FOR UPDATE"
+        } else {
+            ""
+        }
+    );
     let rows = sqlx::query(&sql)
         .bind(&wanted)
         .fetch_all(&mut *conn)

@@ -64,6 +64,7 @@ macro_rules! conformance_suite {
                 tickets::events_page_and_filter_by_ticket,
                 tickets::errors_have_kinds,
                 runs::claims_are_compare_and_set,
+                runs::a_claim_batch_decides_each_claim_in_turn,
                 runs::reports_from_a_superseded_attempt_are_fenced,
                 runs::ask_and_answer_move_the_ticket_between_lanes,
                 runs::a_ticket_is_not_claimed_again_while_its_last_process_may_still_run,

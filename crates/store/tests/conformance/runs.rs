@@ -531,3 +531,149 @@ pub async fn orphaned_attempts_are_not_charged_but_bounded<B: Backend>() {
         .collect();
     assert_eq!(failed, [Some(id(1)), Some(id(2))]);
 }
+
+/// One `claim_many` decides each of its claims as if they were made one after the other in its
+/// order: a ticket claimed earlier in the batch is already claimed, capacity taken earlier in the
+/// batch counts, refusals write nothing; the claims' events follow the batch's order. A batch
+/// naming a ticket that does not exist writes nothing at all.
+pub async fn a_claim_batch_decides_each_claim_in_turn<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    let batch = (1..=6)
+        .map(|i| new_ticket(&format!("t{i}"), Some("luci")))
+        .collect();
+    store
+        .create_tickets(&key(), batch, &change(1))
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(earlier) = store
+        .claim(&request(5, 1, Lane::Normal, "earlier"), &change(2))
+        .await
+        .unwrap()
+    else {
+        panic!("the earlier claim was refused")
+    };
+    let before = store.last_event_seq().await.unwrap();
+
+    // luci may run 2 (one is taken), the instance 3.
+    let mut larry = request(6, 1, Lane::Normal, "t6");
+    larry.limits.worker = Name::parse("larry").unwrap();
+    let requests = vec![
+        request(1, 1, Lane::Normal, "t1"),
+        request(1, 1, Lane::Normal, "t1-again"),
+        request(2, 7, Lane::Normal, "t2"),
+        request(5, 1, Lane::Normal, "t5"),
+        request(3, 1, Lane::NeedsInput, "t3"),
+        request(4, 1, Lane::Normal, "t4"),
+        larry,
+    ];
+    let outcomes = store.claim_many(&requests, &change(3)).await.unwrap();
+    assert_eq!(outcomes.len(), requests.len());
+    let claimed = |i: usize| match &outcomes[i] {
+        ClaimOutcome::Claimed(run) => run.clone(),
+        other => panic!("request {i}: {other:?}"),
+    };
+    let (first, last) = (claimed(0), claimed(6));
+    assert_eq!(
+        (first.ticket.clone(), first.attempt, first.worker.as_str()),
+        (id(1), Attempt::new(1), "luci")
+    );
+    assert_eq!(
+        (last.ticket.clone(), last.worker.as_str()),
+        (id(6), "larry")
+    );
+    assert!(first.id < last.id, "runs are numbered in the batch's order");
+    let refused = |i: usize| match &outcomes[i] {
+        ClaimOutcome::Refused(refusal) => refusal.clone(),
+        other => panic!("request {i}: {other:?}"),
+    };
+    assert_eq!(
+        refused(1),
+        ClaimRefusal::AlreadyClaimed { run: first.id },
+        "claimed earlier in the batch"
+    );
+    assert_eq!(
+        refused(2),
+        ClaimRefusal::Changed {
+            state: State::Todo,
+            version: 1
+        }
+    );
+    assert_eq!(refused(3), ClaimRefusal::AlreadyClaimed { run: earlier.id });
+    assert_eq!(refused(4), ClaimRefusal::WrongLane);
+    assert!(
+        matches!(refused(5), ClaimRefusal::CapacityFull { .. }),
+        "the batch's own first claim filled luci's second slot"
+    );
+
+    // Exactly the two claims' events, in the batch's order, numbered densely.
+    let events = store
+        .events(&mission_store::EventQuery {
+            since: before,
+            ticket: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let moved: Vec<(i64, String, String, i64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                e.kind.as_str().to_owned(),
+                e.ticket
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                e.data["run"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        vec![
+            (
+                before + 1,
+                "ticket.moved".into(),
+                id(1).to_string(),
+                first.id.get()
+            ),
+            (
+                before + 2,
+                "ticket.moved".into(),
+                id(6).to_string(),
+                last.id.get()
+            ),
+        ]
+    );
+    for (n, state, version) in [
+        (1, State::Running, 2),
+        (2, State::Todo, 1),
+        (3, State::Todo, 1),
+        (4, State::Todo, 1),
+        (6, State::Running, 2),
+    ] {
+        let ticket = store.ticket(&id(n)).await.unwrap();
+        assert_eq!((ticket.state, ticket.version), (state, version), "t{n}");
+    }
+    assert_eq!(store.ticket(&id(6)).await.unwrap().attempts, 1);
+
+    // A ticket that does not exist: the whole batch is refused, nothing written.
+    let seq = store.last_event_seq().await.unwrap();
+    let err = store
+        .claim_many(
+            &[
+                request(2, 1, Lane::Normal, "t2-b"),
+                request(99, 1, Lane::Normal, "t99"),
+            ],
+            &change(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(ref missing) if *missing == id(99)),
+        "{err:?}"
+    );
+    assert_eq!(store.last_event_seq().await.unwrap(), seq);
+    assert_eq!(store.ticket(&id(2)).await.unwrap().state, State::Todo);
+}
