@@ -368,13 +368,6 @@ fn now_ns() -> u128 {
 /// Pickups measured per path.
 const PICKUPS: usize = 200;
 
-/// A log line's time (`2026-11-28T04:11:10.130426Z …`) in nanoseconds since the epoch.
-fn log_time_ns(line: &str) -> Option<u128> {
-    let stamp = line.split_whitespace().next()?;
-    let time = chrono::DateTime::parse_from_rfc3339(stamp).ok()?;
-    u128::try_from(time.timestamp_nanos_opt()?).ok()
-}
-
 /// Waits until the ticket's run is over, so that each pickup is measured alone.
 async fn settled(store: &SqliteStore, ticket: &TicketId) {
     loop {
@@ -404,7 +397,7 @@ fn add_through_cli(dir: &Path, i: usize) -> (TicketId, u128) {
     let committed = stderr
         .lines()
         .find(|l| l.contains("ticket created"))
-        .and_then(log_time_ns)
+        .and_then(mission_testkit::breakdown::log_time_ns)
         .expect("the CLI logs its commit");
     (id, committed)
 }
@@ -479,41 +472,6 @@ async fn sandbox_on_and_off() {
     on_store.close().await;
     off_store.close().await;
     drop((on_server, off_server));
-}
-
-/// The steps of one pickup, from the server's debug log: (label, from, to) in nanoseconds.
-fn breakdown(log: &str, ticket: &str, committed: u128, started: u128) -> Option<Vec<Duration>> {
-    let lines: Vec<(u128, &str)> = log
-        .lines()
-        .filter_map(|l| Some((log_time_ns(l)?, l)))
-        .filter(|(t, _)| *t >= committed && *t <= started)
-        .collect();
-    let first = |needle: &str, of_ticket: bool| {
-        lines
-            .iter()
-            .find(|(_, l)| {
-                l.contains(needle)
-                    && (!of_ticket
-                        || l.contains(&format!("ticket.id={ticket} "))
-                        || l.ends_with(&format!("ticket.id={ticket}")))
-            })
-            .map(|(t, _)| *t)
-    };
-    let woken = first("woken", false)?;
-    let pass = lines
-        .iter()
-        .find(|(t, l)| *t >= woken && l.contains("pass started"))
-        .map(|(t, _)| *t)?;
-    let claimed = first(" claimed", true)?;
-    let workspace = first("workspace ready", true)?;
-    let spawned = first("spawned", true)?;
-    let points = [committed, woken, pass, claimed, workspace, spawned, started];
-    Some(
-        points
-            .windows(2)
-            .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0]) as u64))
-            .collect(),
-    )
 }
 
 async fn serve(fake: &Path) {
@@ -594,35 +552,11 @@ async fn serve(fake: &Path) {
         settled(&store, &id).await;
     }
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let labels = [
-        "  commit -> server woken",
-        "  woken -> pass started",
-        "  pass started -> claim committed",
-        "  claim committed -> workspace ready",
-        "  workspace ready -> process spawned",
-        "  spawned -> agent running (exec, start-up)",
-    ];
-    let mut steps: Vec<Vec<Duration>> = vec![Vec::new(); labels.len()];
-    let mut missing = 0;
-    for (id, committed, started) in &picks {
-        match breakdown(&log, &id.to_string(), *committed, *started) {
-            Some(parts) => {
-                for (step, part) in steps.iter_mut().zip(parts) {
-                    step.push(part);
-                }
-            }
-            None => missing += 1,
-        }
-    }
-    println!(
-        "pickup breakdown through the CLI ({} pickups, server at debug level; {missing} without a full trace):",
-        picks.len() - missing
-    );
-    for (label, step) in labels.iter().zip(steps) {
-        if !step.is_empty() {
-            println!("{}", Stats::new(step).line(label));
-        }
-    }
+    let picks: Vec<(String, u128, u128)> = picks
+        .into_iter()
+        .map(|(id, committed, started)| (id.to_string(), committed, started))
+        .collect();
+    mission_testkit::breakdown::report("pickup breakdown through the CLI", &log, &picks);
     store.close().await;
     drop(server);
 }

@@ -1,7 +1,8 @@
 //! PostgreSQL benchmark, on one local PostgreSQL (the test kit's throwaway cluster, fsync on):
 //!
 //! - durable claims per second through the store, by 1 and by 3 claimers each with its own
-//!   connections (as 1 and 3 nodes): one claim per transaction, and a pass's 64 per transaction;
+//!   connections (as 1 and 3 nodes): one claim per transaction, 24 (the concurrency the
+//!   graphile-worker script runs at) and a pass's most, 64;
 //!   every claimed run is ended again right after its transaction (as runs end under a cap; live
 //!   runs stay few). Either through the store (`end_run`, one transaction per run, under the
 //!   event counter like the claims: a claim and an end per run, as a job queue's figure counts
@@ -9,9 +10,11 @@
 //!   transaction, no event: the claims alone);
 //! - pickup latency with 1 and with 3 `mission serve` nodes: from the commit of a runnable ticket
 //!   (then a NOTIFY, as the CLI sends) to its agent process started (the fake agent stamps its own
-//!   start time), whichever node claims it.
+//!   start time), whichever node claims it;
+//! - where a pickup's time goes, step by step, on one node at debug level.
 //!
-//! Run: `cargo bench -p mission --bench postgres` (BENCH_CLAIM_SECONDS, BENCH_PICKUPS scale it).
+//! Run: `cargo bench -p mission --bench postgres` (BENCH_CLAIM_SECONDS, BENCH_PICKUPS scale it;
+//! BENCH_ONLY_PICKUP skips the claims).
 //! `bench/graphile-worker.sh` measures graphile-worker on the same kind of cluster, for
 //! comparison.
 
@@ -29,6 +32,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
+
+/// The pause after a run's end before the next pickup's commit.
+const SETTLE: Duration = Duration::from_millis(30);
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -64,8 +70,10 @@ fn main() {
             }
         }
         for nodes in [1, 3] {
-            pickup(&cluster, nodes, pickups).await;
+            pickup(&cluster, nodes, pickups, false).await;
         }
+        // Where the time goes, on one node at debug level (which costs a little itself).
+        pickup(&cluster, 1, pickups / 2, true).await;
     });
 }
 
@@ -230,8 +238,9 @@ fn now_ns() -> u128 {
 }
 
 /// `nodes` servers on one database with the fake agent as their worker; `count` tickets, one at
-/// a time: commit, NOTIFY, then the agent's own start stamp, on whichever node runs it.
-async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
+/// a time: commit, NOTIFY, then the agent's own start stamp, on whichever node runs it. With
+/// `traced`, the servers log at debug level and the steps of each pickup are printed instead.
+async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
     let url = cluster.create_schema();
     let root = tempfile::tempdir().unwrap();
     let bin = mission_testkit::fake_agent_bin_dir(root.path());
@@ -261,7 +270,11 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
                 .args(["serve", "--bind", "127.0.0.1:0"])
                 .env(
                     "MISSION_LOG",
-                    std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+                    if traced {
+                        "warn,mission_engine=debug"
+                    } else {
+                        "warn"
+                    },
                 )
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
@@ -274,6 +287,7 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
     let store = open(&url).await;
     let notifier = Notifier::new(&url).unwrap();
     let mut latencies = Vec::new();
+    let mut traces = Vec::new();
     for i in 0..count {
         let draft = TicketDraft {
             title: format!("pickup {i}"),
@@ -316,7 +330,10 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
         latencies.push(Duration::from_nanos(
             started_ns.saturating_sub(committed) as u64
         ));
-        // Let the run finish before the next, so each pickup is measured alone.
+        traces.push((ticket.id.to_string(), committed, started_ns));
+        // Let the run finish, and its server settle what follows a run's end (its pass, its
+        // records), before the next: each pickup is measured alone, not racing the last one's
+        // aftermath.
         loop {
             let state = store.ticket(&ticket.id).await.unwrap().state;
             if state != mission_core::State::Running && state != mission_core::State::Todo {
@@ -324,20 +341,22 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize) {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        tokio::time::sleep(SETTLE).await;
     }
-    println!(
-        "{}",
-        Stats::new(latencies).line(&format!(
-            "pickup latency, {nodes} node(s): commit -> agent started"
-        ))
-    );
     drop(servers);
-    if let Ok(keep) = std::env::var("BENCH_KEEP_LOGS") {
-        for (n, dir) in folders.iter().enumerate() {
-            let _ = std::fs::copy(
-                dir.join("serve.log"),
-                format!("{keep}/serve-{nodes}-{n}.log"),
-            );
-        }
+    if traced {
+        let log = std::fs::read_to_string(folders[0].join("serve.log")).unwrap();
+        mission_testkit::breakdown::report(
+            &format!("pickup breakdown, {nodes} node(s)"),
+            &log,
+            &traces,
+        );
+    } else {
+        println!(
+            "{}",
+            Stats::new(latencies).line(&format!(
+                "pickup latency, {nodes} node(s): commit -> agent started"
+            ))
+        );
     }
 }

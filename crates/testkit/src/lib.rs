@@ -8,6 +8,7 @@
 //! // now start the fake agent, which imitates the CLI it was run as.
 //! ```
 
+pub mod breakdown;
 pub mod crash;
 pub mod pg;
 pub mod process;

@@ -1,7 +1,6 @@
 //! A run's output: lines read from its pipes (capped, cancel-safe) and the capped log file they
 //! are written to.
 
-use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 /// The most kept of one output line; the rest of a longer line is dropped and counted.
@@ -100,20 +99,14 @@ pub(super) struct Log {
 }
 
 impl Log {
-    pub(super) async fn create(path: &Path, cap: u64) -> std::io::Result<Log> {
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .await?;
-        Ok(Log {
-            file,
+    /// A log on a file already opened for writing.
+    pub(super) fn from_std(file: std::fs::File, cap: u64) -> Log {
+        Log {
+            file: tokio::fs::File::from_std(file),
             written: 0,
             cap,
             truncated: false,
-        })
+        }
     }
 
     pub(super) async fn write(&mut self, line: &[u8]) {

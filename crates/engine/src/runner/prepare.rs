@@ -52,11 +52,86 @@ fn io_failed(path: &Path, error: std::io::Error) -> RunEnd {
     )
 }
 
-/// Writes a file only its owner can read (the run's files hold ticket text and answers).
-async fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunEnd> {
-    sandbox::write_private(path, bytes)
-        .await
-        .map_err(|e| io_failed(path, e))
+/// What a run's start writes and looks up on disk before its process exists, done on one
+/// blocking thread: the run folder and its private temp folder, the ticket, answer and prompt
+/// files (only their owner can read them: they hold ticket text and answers), the worker's
+/// private home, the program's lookup, the log file, the workspace's git folders and the
+/// callback socket.
+struct RunFiles {
+    run_dir: PathBuf,
+    tmp_dir: PathBuf,
+    ticket: (PathBuf, Vec<u8>),
+    answer: Option<(PathBuf, Vec<u8>)>,
+    prompt: (PathBuf, Vec<u8>),
+    /// A private home to make, and the runtime it is seeded for.
+    home: Option<(PathBuf, RuntimeKind)>,
+    /// The program as named, and the run's `PATH` to look a bare name up on.
+    program: PathBuf,
+    path: Option<String>,
+    log_path: PathBuf,
+    workspace: PathBuf,
+}
+
+/// What `RunFiles::write` made and found.
+struct Written {
+    program: PathBuf,
+    log: std::fs::File,
+    access: sandbox::WorkspaceAccess,
+    callbacks: std::os::unix::net::UnixListener,
+}
+
+impl RunFiles {
+    /// Blocking. The first failure is the run's end, naming the path.
+    fn write(self) -> Result<Written, RunEnd> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        sandbox::make_private_dir_now(&self.tmp_dir).map_err(|e| io_failed(&self.tmp_dir, e))?;
+        for (path, bytes) in std::iter::once(&self.ticket).chain(&self.answer) {
+            sandbox::write_private_now(path, bytes).map_err(|e| io_failed(path, e))?;
+        }
+        if let Some((home, runtime)) = &self.home {
+            sandbox::make_private_dir_now(home).map_err(|e| io_failed(home, e))?;
+            seed_home(home, *runtime);
+        }
+        let (prompt_file, prompt) = &self.prompt;
+        sandbox::write_private_now(prompt_file, prompt).map_err(|e| io_failed(prompt_file, e))?;
+        let looked_up = self.program.to_string_lossy();
+        let program =
+            sandbox::resolve_program(&looked_up, self.path.as_deref()).ok_or_else(|| {
+                failed(
+                    FailureClass::RuntimeMissing,
+                    format!(
+                        "cannot start {}: not found, or not an executable file",
+                        self.program.display()
+                    ),
+                )
+            })?;
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.log_path)
+            .map_err(|e| io_failed(&self.log_path, e))?;
+        let access = sandbox::WorkspaceAccess::of(&self.workspace);
+        // The run's callback socket, for its user alone.
+        let socket = self.run_dir.join(crate::callback::SOCKET_FILE);
+        let _ = std::fs::remove_file(&socket);
+        let (_handle, address) =
+            crate::callback::address(&self.run_dir).map_err(|e| io_failed(&self.run_dir, e))?;
+        let callbacks = std::os::unix::net::UnixListener::bind(&address)
+            .and_then(|listener| {
+                std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .map_err(|e| io_failed(&socket, e))?;
+        Ok(Written {
+            program,
+            log,
+            access,
+            callbacks,
+        })
+    }
 }
 
 impl Runner {
@@ -98,13 +173,10 @@ impl Runner {
             .join(run.ticket.to_string())
             .join(run.attempt.to_string());
         let tmp_dir = run_dir.join("tmp");
-        sandbox::make_private_dir(&tmp_dir)
-            .await
-            .map_err(|e| io_failed(&tmp_dir, e))?;
         let ticket_file = run_dir.join("ticket.md");
-        write_private(&ticket_file, &ticket_text(&ticket)).await?;
-
+        let mut ticket_bytes = ticket_text(&ticket);
         let answer_file = run_dir.join("answer.md");
+        let mut answer_bytes = None;
         let resume_context = if run.lane == Lane::NeedsInput {
             let context = self.store.resume_context(&run.ticket).await.map_err(|e| {
                 failed(
@@ -117,7 +189,6 @@ impl Runner {
                     "Question: {}\n\nAnswer: {}\n",
                     context.question, context.answer
                 );
-                write_private(&answer_file, text.as_bytes()).await?;
                 // An agent whose session cannot be resumed starts afresh: its ticket text then
                 // carries the question and the answer.
                 let resumable = context
@@ -125,23 +196,17 @@ impl Runner {
                     .as_deref()
                     .is_some_and(mission_agents::valid_session_id);
                 if !resumable && worker.runtime != RuntimeKind::Shell {
-                    let mut with_answer = ticket_text(&ticket);
-                    with_answer.extend_from_slice(b"\n\n---\n");
-                    with_answer.extend_from_slice(text.as_bytes());
-                    write_private(&ticket_file, &with_answer).await?;
+                    ticket_bytes.extend_from_slice(b"\n\n---\n");
+                    ticket_bytes.extend_from_slice(text.as_bytes());
                 }
+                answer_bytes = Some(text.into_bytes());
             }
             context
         } else {
             None
         };
 
-        let home = sandbox::worker_home(&self.settings, run.worker.as_str(), &worker)
-            .await
-            .map_err(|e| io_failed(&self.settings.sandbox.homes_dir, e))?;
-        if worker.home == HomeMode::Private {
-            seed_home(&home, worker.runtime).await;
-        }
+        let home = sandbox::home_of(&self.settings, run.worker.as_str(), &worker);
         let prompt_file = run_dir.join("prompt.md");
         let branch = workspace
             .repo
@@ -167,7 +232,6 @@ impl Runner {
             .for_worker(&run.worker)
             .render(&context)
             .map_err(|e| failed(FailureClass::RuntimeMissing, format!("prompt: {e}")))?;
-        write_private(&prompt_file, prompt.as_bytes()).await?;
 
         let session = resume_context.as_ref().and_then(|c| c.session_id.clone());
         let spec = LaunchSpec {
@@ -191,22 +255,45 @@ impl Runner {
         };
         let command = mission_agents::command(&spec);
         let env = self.environment(run, &worker, &home, &tmp_dir, &ticket_file, &run_dir);
-        let program = self.find_program(&command.program, &env).await?;
-
         let log_path = run_dir.join("output.log");
-        let log = Log::create(&log_path, self.settings.dispatch.log_cap_bytes)
+
+        // The run folder's files, the home, the program's lookup, the log and the callback
+        // socket: one trip to the blocking pool, not one per file.
+        let files = RunFiles {
+            run_dir: run_dir.clone(),
+            tmp_dir: tmp_dir.clone(),
+            ticket: (ticket_file.clone(), ticket_bytes),
+            answer: answer_bytes.map(|bytes| (answer_file.clone(), bytes)),
+            prompt: (prompt_file.clone(), prompt.into_bytes()),
+            home: (worker.home == HomeMode::Private).then(|| (home.clone(), worker.runtime)),
+            program: self.resolve_program(&command.program),
+            path: env
+                .iter()
+                .find(|(name, _)| name == "PATH")
+                .map(|(_, value)| value.clone()),
+            log_path: log_path.clone(),
+            workspace: workspace.path.clone(),
+        };
+        let written = tokio::task::spawn_blocking(move || files.write())
             .await
-            .map_err(|e| io_failed(&log_path, e))?;
+            .map_err(|e| failed(FailureClass::AgentError, format!("preparing the run: {e}")))??;
+        let log = Log::from_std(written.log, self.settings.dispatch.log_cap_bytes);
+        let program = written.program;
         let confine = match &self.settings.sandbox.launcher {
-            Some(_) => Some(
-                self.spec(
-                    &worker, &workspace, &run_dir, &home, &program, &command, &env, run_as,
-                )
-                .await,
-            ),
+            Some(_) => Some(self.spec(
+                &worker,
+                &written.access,
+                &run_dir,
+                &home,
+                &program,
+                &command,
+                &env,
+                run_as,
+            )),
             None => None,
         };
-        let callbacks = bind_callbacks(&run_dir).await?;
+        let callbacks = tokio::net::UnixListener::from_std(written.callbacks)
+            .map_err(|e| io_failed(&run_dir.join(crate::callback::SOCKET_FILE), e))?;
         if let Some((uid, gid)) = run_as {
             // The run's user must reach its folders: the folders above them may be entered (not
             // listed) by others.
@@ -248,38 +335,12 @@ impl Runner {
         })
     }
 
-    /// The program to start: a relative path with a slash is relative to the instance folder, a
-    /// bare name is looked up on the run's `PATH`. Not found: the runtime is missing.
-    async fn find_program(
-        &self,
-        program: &str,
-        env: &[(String, String)],
-    ) -> Result<PathBuf, RunEnd> {
-        let named = self.resolve_program(program);
-        let path = env
-            .iter()
-            .find(|(name, _)| name == "PATH")
-            .map(|(_, value)| value.clone());
-        let shown = named.display().to_string();
-        let looked_up = named.to_string_lossy().into_owned();
-        tokio::task::spawn_blocking(move || sandbox::resolve_program(&looked_up, path.as_deref()))
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                failed(
-                    FailureClass::RuntimeMissing,
-                    format!("cannot start {shown}: not found, or not an executable file"),
-                )
-            })
-    }
-
     /// The run's sandbox: the program and what it may touch.
     #[allow(clippy::too_many_arguments)]
-    async fn spec(
+    fn spec(
         &self,
         worker: &WorkerConfig,
-        workspace: &Workspace,
+        access: &sandbox::WorkspaceAccess,
         run_dir: &Path,
         home: &Path,
         program: &Path,
@@ -287,10 +348,9 @@ impl Runner {
         env: &[(String, String)],
         run_as: Option<(u32, u32)>,
     ) -> sandbox::Spec {
-        let access = sandbox::workspace_access(&workspace.path).await;
         Confinement {
             worker,
-            workspace: &access,
+            workspace: access,
             run_dir,
             home,
             program,
@@ -391,13 +451,13 @@ impl Runner {
 }
 
 /// Seeds a worker's private home with what its CLI needs and cannot make itself: for Codex, the
-/// server's `config.toml` (its model providers; never `auth.json`), once. Best effort.
-async fn seed_home(home: &Path, runtime: RuntimeKind) {
+/// server's `config.toml` (its model providers; never `auth.json`), once. Best effort; blocking.
+fn seed_home(home: &Path, runtime: RuntimeKind) {
     if runtime != RuntimeKind::Codex {
         return;
     }
     let target = home.join(".codex/config.toml");
-    if tokio::fs::try_exists(&target).await.unwrap_or(true) {
+    if std::fs::exists(&target).unwrap_or(true) {
         return;
     }
     let source = match (std::env::var_os("CODEX_HOME"), std::env::var_os("HOME")) {
@@ -405,27 +465,11 @@ async fn seed_home(home: &Path, runtime: RuntimeKind) {
         (None, Some(real_home)) => PathBuf::from(real_home).join(".codex/config.toml"),
         (None, None) => return,
     };
-    if let Ok(text) = tokio::fs::read(&source).await
-        && sandbox::make_private_dir(&home.join(".codex"))
-            .await
-            .is_ok()
+    if let Ok(text) = std::fs::read(&source)
+        && sandbox::make_private_dir_now(&home.join(".codex")).is_ok()
     {
-        let _ = write_private(&target, &text).await;
+        let _ = sandbox::write_private_now(&target, &text);
     }
-}
-
-/// Binds the run's callback socket in its folder, for its user alone.
-async fn bind_callbacks(run_dir: &Path) -> Result<tokio::net::UnixListener, RunEnd> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = run_dir.join(crate::callback::SOCKET_FILE);
-    let _ = tokio::fs::remove_file(&path).await;
-    let (_handle, address) =
-        crate::callback::address(run_dir).map_err(|e| io_failed(run_dir, e))?;
-    let listener = tokio::net::UnixListener::bind(&address).map_err(|e| io_failed(&path, e))?;
-    tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .await
-        .map_err(|e| io_failed(&path, e))?;
-    Ok(listener)
 }
 
 /// Gives the run's folders (recursively) to its user.

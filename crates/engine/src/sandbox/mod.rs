@@ -452,15 +452,20 @@ pub async fn worker_home(
     name: &str,
     worker: &WorkerConfig,
 ) -> std::io::Result<PathBuf> {
+    let home = home_of(settings, name, worker);
+    if worker.home == HomeMode::Private {
+        make_private_dir(&home).await?;
+    }
+    Ok(home)
+}
+
+/// Where `worker_home` is, without making it: `worker`'s private home, or the server's.
+pub fn home_of(settings: &Settings, name: &str, worker: &WorkerConfig) -> PathBuf {
     match worker.home {
-        HomeMode::Private => {
-            let home = settings.sandbox.homes_dir.join(name);
-            make_private_dir(&home).await?;
-            Ok(home)
-        }
-        HomeMode::Real => Ok(std::env::var_os("HOME")
+        HomeMode::Private => settings.sandbox.homes_dir.join(name),
+        HomeMode::Real => std::env::var_os("HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"))),
+            .unwrap_or_else(|| PathBuf::from("/")),
     }
 }
 
@@ -468,13 +473,21 @@ pub async fn worker_home(
 /// repository's folders.
 pub async fn workspace_access(path: &Path) -> WorkspaceAccess {
     let root = path.to_owned();
-    let git = tokio::task::spawn_blocking(move || GitAccess::of_worktree(&root))
+    tokio::task::spawn_blocking(move || WorkspaceAccess::of(&root))
         .await
-        .ok()
-        .flatten();
-    WorkspaceAccess {
-        path: path.to_owned(),
-        git,
+        .unwrap_or_else(|_| WorkspaceAccess {
+            path: path.to_owned(),
+            git: None,
+        })
+}
+
+impl WorkspaceAccess {
+    /// `workspace_access`, on the calling thread (blocking).
+    pub fn of(path: &Path) -> WorkspaceAccess {
+        WorkspaceAccess {
+            path: path.to_owned(),
+            git: GitAccess::of_worktree(path),
+        }
     }
 }
 
@@ -492,6 +505,19 @@ pub async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.flush().await
 }
 
+/// `write_private`, on the calling thread (blocking).
+pub fn write_private_now(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
 /// Creates a folder (and its parents) only its owner can enter.
 pub async fn make_private_dir(path: &Path) -> std::io::Result<()> {
     tokio::fs::DirBuilder::new()
@@ -499,6 +525,15 @@ pub async fn make_private_dir(path: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(path)
         .await
+}
+
+/// `make_private_dir`, on the calling thread (blocking).
+pub fn make_private_dir_now(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// The uid and gid of `user`, whom the runs of a worker with `run_as` become. Only a server
