@@ -271,9 +271,11 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
                 .env(
                     "MISSION_LOG",
                     if traced {
-                        "warn,mission_engine=debug"
+                        // BENCH_TRACE_LOG: another filter for the traced server.
+                        std::env::var("BENCH_TRACE_LOG")
+                            .unwrap_or_else(|_| "warn,mission_engine=debug".to_owned())
                     } else {
-                        "warn"
+                        "warn".to_owned()
                     },
                 )
                 .stdout(Stdio::null())
@@ -346,6 +348,10 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
     drop(servers);
     if traced {
         let log = std::fs::read_to_string(folders[0].join("serve.log")).unwrap();
+        // BENCH_KEEP_LOG: where to keep the traced server's log.
+        if let Ok(keep) = std::env::var("BENCH_KEEP_LOG") {
+            std::fs::write(keep, &log).unwrap();
+        }
         mission_testkit::breakdown::report(
             &format!("pickup breakdown, {nodes} node(s)"),
             &log,

@@ -456,16 +456,21 @@ fn seed_home(home: &Path, runtime: RuntimeKind) {
     if runtime != RuntimeKind::Codex {
         return;
     }
-    let target = home.join(".codex/config.toml");
-    if std::fs::exists(&target).unwrap_or(true) {
-        return;
-    }
     let source = match (std::env::var_os("CODEX_HOME"), std::env::var_os("HOME")) {
         (Some(codex_home), _) => PathBuf::from(codex_home).join("config.toml"),
         (None, Some(real_home)) => PathBuf::from(real_home).join(".codex/config.toml"),
         (None, None) => return,
     };
-    if let Ok(text) = std::fs::read(&source)
+    seed_codex_config(home, &source);
+}
+
+/// Copies Codex's `source` configuration into `home`, unless it has one already.
+fn seed_codex_config(home: &Path, source: &Path) {
+    let target = home.join(".codex/config.toml");
+    if std::fs::exists(&target).unwrap_or(true) {
+        return;
+    }
+    if let Ok(text) = std::fs::read(source)
         && sandbox::make_private_dir_now(&home.join(".codex")).is_ok()
     {
         let _ = sandbox::write_private_now(&target, &text);
@@ -480,4 +485,38 @@ async fn give_to(paths: Vec<PathBuf>, uid: u32, gid: u32) -> Result<(), RunEnd> 
             format!("giving the run's folders to its user: {detail}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_home_gets_codexs_configuration_once_and_for_its_owner_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("server-config.toml");
+        std::fs::write(&source, "model = \"o3\"\n").unwrap();
+        let home = dir.path().join("home");
+        sandbox::make_private_dir_now(&home).unwrap();
+        seed_codex_config(&home, &source);
+        let target = home.join(".codex/config.toml");
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "model = \"o3\"\n"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&target), mode(&home.join(".codex"))), (0o600, 0o700));
+        // The worker's own edits are kept.
+        std::fs::write(&target, "model = \"mine\"\n").unwrap();
+        seed_codex_config(&home, &source);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "model = \"mine\"\n"
+        );
+        // No server configuration: nothing is made.
+        let bare = dir.path().join("bare");
+        seed_codex_config(&bare, &dir.path().join("missing.toml"));
+        assert!(!bare.join(".codex").exists());
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! Claims run in a `write_tx`: the event counter, which every claim and every end of a run takes
 //! first, serializes them, so capacity re-counted inside the transaction is exact on any number
-//! of nodes; the ticket's row is locked before it is compared. (A `SKIP LOCKED` scan would skip
+//! of nodes; the tickets' rows are locked before they are compared. A pass's claims take a few
+//! statements whatever their number (`claim_batch`). (A `SKIP LOCKED` scan would skip
 //! nothing here: no other transaction can hold a ticket's row lock without holding the counter.)
 
 use super::PgStore;

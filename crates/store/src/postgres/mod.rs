@@ -8,9 +8,10 @@
 //!   writers"). It is the counterpart of SQLite's `BEGIN IMMEDIATE`: under it, a read-then-write
 //!   transaction never acts on a stale read, since every statement of READ COMMITTED sees what
 //!   the writers before it committed.
-//! - **Claims** are such transactions: the ticket row is locked (`FOR UPDATE`) and capacity is
-//!   re-counted under the counter's lock, which every claim and every end of a run holds, so no
-//!   two claimers, on any number of nodes, count the same free slot. The partial unique index on
+//! - **Claims** are such transactions: a pass's tickets are locked (`FOR UPDATE`, one statement)
+//!   and capacity is re-counted under the counter's lock, which every claim and every end of a run
+//!   holds, so no two claimers, on any number of nodes, count the same free slot; each claim of
+//!   the batch then counts on the ones before it. The partial unique index on
 //!   live runs stays the last guard.
 //! - **Writes without an event** (heartbeats, pids, sessions, cursors, task run pids, the
 //!   scheduler's lease, node heartbeats, server heartbeats, API tokens, idempotency keys, a
