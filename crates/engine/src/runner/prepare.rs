@@ -82,7 +82,7 @@ struct Written {
 
 impl RunFiles {
     /// Blocking. The first failure is the run's end, naming the path.
-    fn write(self) -> Result<Written, RunEnd> {
+    fn write(self) -> Result<Written, Box<RunEnd>> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         sandbox::make_private_dir_now(&self.tmp_dir).map_err(|e| io_failed(&self.tmp_dir, e))?;
         for (path, bytes) in std::iter::once(&self.ticket).chain(&self.answer) {
@@ -276,7 +276,8 @@ impl Runner {
         };
         let written = tokio::task::spawn_blocking(move || files.write())
             .await
-            .map_err(|e| failed(FailureClass::AgentError, format!("preparing the run: {e}")))??;
+            .map_err(|e| failed(FailureClass::AgentError, format!("preparing the run: {e}")))?
+            .map_err(|end| *end)?;
         let log = Log::from_std(written.log, self.settings.dispatch.log_cap_bytes);
         let program = written.program;
         let confine = match &self.settings.sandbox.launcher {
