@@ -142,7 +142,10 @@ pub fn topic_of(kind: EventKind, data: &Value) -> Option<Topic> {
             _ => None,
         },
         EventKind::TicketMoved if text("to") == Some("failed") => Some(Topic::TicketFailed),
-        EventKind::TicketMoved if data.get("run").is_some_and(|r| !r.is_null()) => {
+        // A move a run's end made (it names the run); a claim names its run too, but starts it.
+        EventKind::TicketMoved
+            if data.get("run").is_some_and(|r| !r.is_null()) && text("via") != Some("claim") =>
+        {
             Some(Topic::RunFinished)
         }
         EventKind::RunEnded => Some(Topic::RunFinished),
@@ -678,6 +681,11 @@ mod tests {
                 Some(Topic::RunFinished),
             ),
             (EventKind::TicketMoved, json!({"to": "todo"}), None),
+            (
+                EventKind::TicketMoved,
+                json!({"to": "running", "via": "claim", "run": 3}),
+                None,
+            ),
             (
                 EventKind::IncidentOpened,
                 json!({}),

@@ -68,10 +68,13 @@ pub(super) async fn append_events(
     }
     // The i-th event took the i-th number, whatever order RETURNING lists them in.
     seqs.sort_unstable();
-    for (&seq, (kind, ticket, data)) in seqs.iter().zip(events) {
-        // The notifications of the fact, in its transaction (`OutboxStore`).
-        super::outbox::enqueue_for_event(conn, seq, *kind, *ticket, change, data).await?;
-    }
+    // The notifications of the facts, in their transaction (`OutboxStore`).
+    let numbered: Vec<_> = seqs
+        .iter()
+        .zip(events)
+        .map(|(&seq, &(kind, ticket, data))| (seq, kind, ticket, data))
+        .collect();
+    super::outbox::enqueue_for_events(conn, &numbered, change).await?;
     Ok(seqs)
 }
 

@@ -1,4 +1,4 @@
-//! The outbox in PostgreSQL: rows queued by `append_event` (`enqueue_for_event`), claimed in
+//! The outbox in PostgreSQL: rows queued by `append_events` (`enqueue_for_events`), claimed in
 //! order under a lease (the channel's head rows locked `FOR UPDATE`, so two servers never claim
 //! the same row), settled with one attempt row each. Claims and records write no event and do not
 //! take the event counter, except a record with a dead row, whose incident writes an event.
@@ -60,30 +60,41 @@ fn decode(row: &PgRow) -> Result<OutboxItem> {
     })
 }
 
-/// Queues the notifications of an event inside its transaction: one row per channel subscribed
-/// to its topic. Called by `append_event` for every event.
-pub(super) async fn enqueue_for_event(
+/// Queues the notifications of events inside their transaction, in one statement: one row per
+/// channel subscribed to each event's topic, in the events' order (then the channels'). Called by
+/// `append_events` for every event it writes.
+pub(super) async fn enqueue_for_events(
     conn: &mut PgConnection,
-    seq: i64,
-    kind: EventKind,
-    ticket: Option<&TicketId>,
+    events: &[(i64, EventKind, Option<&TicketId>, &Value)],
     change: &Change,
-    data: &Value,
 ) -> Result<()> {
-    let Some(topic) = topic_of(kind, data) else {
+    let mut seqs = Vec::new();
+    let mut tickets = Vec::new();
+    let mut payloads = Vec::new();
+    let mut topics = Vec::new();
+    for &(seq, kind, ticket, data) in events {
+        if let Some(topic) = topic_of(kind, data) {
+            seqs.push(seq);
+            tickets.push(ticket.map(|t| t.to_string()));
+            payloads.push(payload(kind, seq, ticket, change, data).to_string());
+            topics.push(topic.as_str());
+        }
+    }
+    if seqs.is_empty() {
         return Ok(());
-    };
+    }
     sqlx::query(
         "INSERT INTO outbox (channel, topic, event_seq, ticket, payload, created_at, \
-         next_attempt_at) SELECT channel, topic, $1, $2, $3, $4, $5 FROM notify_subscriptions \
-         WHERE topic = $6 ORDER BY channel",
+         next_attempt_at) SELECT s.channel, s.topic, e.seq, e.ticket, e.payload, $1, $1 \
+         FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[]) \
+         AS e(seq, ticket, payload, topic) \
+         JOIN notify_subscriptions s ON s.topic = e.topic ORDER BY e.seq, s.channel",
     )
-    .bind(seq)
-    .bind(ticket.map(|t| t.to_string()))
-    .bind(payload(kind, seq, ticket, change, data).to_string())
     .bind(change.at.as_millis())
-    .bind(change.at.as_millis())
-    .bind(topic.as_str())
+    .bind(&seqs)
+    .bind(&tickets)
+    .bind(&payloads)
+    .bind(&topics)
     .execute(&mut *conn)
     .await?;
     Ok(())

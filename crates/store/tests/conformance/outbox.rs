@@ -92,11 +92,12 @@ pub async fn notifications_are_queued_with_their_fact_for_subscribed_channels<B:
     store
         .set_subscriptions(&[
             subscription("hook", &[Topic::TicketFailed, Topic::FailedTicketItem]),
+            subscription("runs", &[Topic::RunFinished]),
             subscription("telegram", &[Topic::Question]),
         ])
         .await
         .unwrap();
-    assert_eq!(store.subscriptions().await.unwrap().len(), 2);
+    assert_eq!(store.subscriptions().await.unwrap().len(), 3);
     store
         .create_tickets(&key(), vec![new_ticket("a", Some("luci"))], &change(1))
         .await
@@ -111,6 +112,10 @@ pub async fn notifications_are_queued_with_their_fact_for_subscribed_channels<B:
     assert!(
         rows(&store, "hook").await.is_empty(),
         "a creation and a claim notify nobody"
+    );
+    assert!(
+        rows(&store, "runs").await.is_empty(),
+        "a claim starts a run: it is not a run finished"
     );
     let end = RunEnd {
         failure: Some(FailureClass::RuntimeMissing),
