@@ -3,7 +3,9 @@
 
 use crate::{Change, Result};
 use async_trait::async_trait;
-use mission_core::{ActiveCounts, Lane, Name, Run, RunId, SlotLimits, State, TicketId, Timestamp};
+use mission_core::{
+    ActiveCounts, Attempt, Lane, Name, Run, RunId, SlotLimits, State, TicketId, Timestamp,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -115,6 +117,40 @@ pub struct ClaimRequest {
     pub node: String,
     pub token_hash: String,
     pub lease: Duration,
+}
+
+impl ClaimRequest {
+    /// The run this request starts when granted: run `id`, its ticket's `attempt`, claimed at
+    /// `at` (its first heartbeat), its lease from then.
+    pub(crate) fn granted(&self, id: RunId, attempt: Attempt, at: Timestamp) -> Run {
+        let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        Run {
+            id,
+            ticket: self.ticket.clone(),
+            attempt,
+            worker: self.limits.worker.clone(),
+            pool: self.limits.pool.clone(),
+            lane: self.lane,
+            node: self.node.clone(),
+            started_at: at,
+            heartbeat_at: at,
+            lease_expires_at: Timestamp::from_millis(at.as_millis().saturating_add(lease)),
+            pid: None,
+            workspace: None,
+            session_id: None,
+            head_before: None,
+            head_after: None,
+            log_path: None,
+            ended_at: None,
+            outcome: None,
+            failure_class: None,
+            detail: None,
+            exit_code: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

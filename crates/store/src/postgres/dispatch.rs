@@ -310,9 +310,7 @@ async fn insert_claims(
     .collect();
     let mut runs = Vec::with_capacity(claims.len());
     let mut moves = Vec::with_capacity(claims.len());
-    for (((request, key), attempt), lease_until) in
-        claims.iter().zip(&keys).zip(&attempts).zip(&leases)
-    {
+    for ((request, key), attempt) in claims.iter().zip(&keys).zip(&attempts) {
         let run_id = RunId::new(*inserted.get(key).ok_or_else(|| {
             StoreError::Corrupt(format!("the run claimed for {key} was not inserted"))
         })?);
@@ -322,32 +320,7 @@ async fn insert_claims(
             via: Via::Claim,
             extra: json!({ "run": run_id, "attempt": attempt, "worker": request.limits.worker, "lane": request.lane }),
         });
-        runs.push(Run {
-            id: run_id,
-            ticket: request.ticket.clone(),
-            attempt: *attempt,
-            worker: request.limits.worker.clone(),
-            pool: request.limits.pool.clone(),
-            lane: request.lane,
-            node: request.node.clone(),
-            started_at: change.at,
-            heartbeat_at: change.at,
-            lease_expires_at: Timestamp::from_millis(*lease_until),
-            pid: None,
-            workspace: None,
-            session_id: None,
-            head_before: None,
-            head_after: None,
-            log_path: None,
-            ended_at: None,
-            outcome: None,
-            failure_class: None,
-            detail: None,
-            exit_code: None,
-            input_tokens: None,
-            output_tokens: None,
-            cost_usd: None,
-        });
+        runs.push(request.granted(run_id, *attempt, change.at));
     }
     apply_transitions(&mut *tx, moves, change, |i, t| {
         t.attempts = attempts[i].get();

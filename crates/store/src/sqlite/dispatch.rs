@@ -11,7 +11,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use mission_core::transition::Via;
-use mission_core::{ActiveCounts, EventKind, Lane, Name, Run, RunId, State, TicketId, Timestamp};
+use mission_core::{ActiveCounts, EventKind, Lane, Name, RunId, State, TicketId, Timestamp};
 use serde_json::{Value, json};
 use sqlx::{Row, Sqlite, SqliteConnection};
 use std::time::Duration;
@@ -221,32 +221,7 @@ async fn claim_in(
         .bind(request.ticket.to_string())
         .execute(&mut *tx)
         .await?;
-    let run = Run {
-        id: run_id,
-        ticket: request.ticket.clone(),
-        attempt,
-        worker: request.limits.worker.clone(),
-        pool: request.limits.pool.clone(),
-        lane: request.lane,
-        node: request.node.clone(),
-        started_at: change.at,
-        heartbeat_at: change.at,
-        lease_expires_at: Timestamp::from_millis(lease_until),
-        pid: None,
-        workspace: None,
-        session_id: None,
-        head_before: None,
-        head_after: None,
-        log_path: None,
-        ended_at: None,
-        outcome: None,
-        failure_class: None,
-        detail: None,
-        exit_code: None,
-        input_tokens: None,
-        output_tokens: None,
-        cost_usd: None,
-    };
+    let run = request.granted(run_id, attempt, change.at);
     Ok(ClaimOutcome::Claimed(Box::new(run)))
 }
 
