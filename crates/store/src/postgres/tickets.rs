@@ -78,8 +78,8 @@ pub(super) struct Moving {
     pub extra: Value,
 }
 
-/// `apply_transition` for several tickets at once, in a few statements whatever their number
-/// (a dispatch pass's claims): every transition is checked before anything is written;
+/// `apply_transition` for several distinct tickets at once, in a few statements whatever their
+/// number (a dispatch pass's claims): every transition is checked before anything is written;
 /// `adjust(i, ticket)` adjusts the i-th; the events are written in the order given.
 pub(super) async fn apply_transitions(
     conn: &mut PgConnection,
