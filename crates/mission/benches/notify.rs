@@ -6,7 +6,7 @@
 //! (BENCH_PICKUPS per side and round, 200).
 //!
 //! The webhook's `max_per_second` is the default (`WEBHOOK_RATE`) unless BENCH_RATE sets it (0:
-//! no pace).
+//! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level).
 //!
 //! Run: `cargo bench -p mission --bench notify` (BENCH_NOTIFICATIONS changes the count).
 
@@ -146,15 +146,34 @@ timeout = "5s"
     dir
 }
 
+/// BENCH_TRACE: the servers log at debug level, and each side's pickups are printed step by
+/// step (the debug log costs a little itself).
+fn traced() -> bool {
+    std::env::var("BENCH_TRACE").is_ok()
+}
+
 fn start(dir: &Path) -> Guard {
     let server = Guard(
         Command::new(MISSION)
             .arg("--config")
             .arg(dir.join("mission.toml"))
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("MISSION_LOG", "warn")
+            .env(
+                "MISSION_LOG",
+                if traced() {
+                    "warn,mission_engine=debug"
+                } else {
+                    "warn"
+                },
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("serve.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap(),
     );
@@ -180,7 +199,7 @@ async fn pickups(
     store: &SqliteStore,
     tag: &str,
     until: Option<(&Received, u64)>,
-) -> Vec<(Duration, u128)> {
+) -> Vec<(Duration, u128, (String, u128, u128))> {
     let socket = dir.join("data/wake.sock");
     let mut out = Vec::new();
     for i in 0..pickups_per_round() {
@@ -211,6 +230,7 @@ async fn pickups(
         out.push((
             Duration::from_nanos(started.saturating_sub(committed) as u64),
             started,
+            (ticket.id.to_string(), committed, started),
         ));
         settled(store, &ticket.id).await;
     }
@@ -248,6 +268,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(3);
         let (mut idle_all, mut busy_all) = (Vec::new(), Vec::new());
+        let (mut idle_traces, mut busy_traces) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
             seen.count.store(0, Ordering::SeqCst);
             let server = start(dir.path());
@@ -302,12 +323,14 @@ fn main() {
             drop(server);
             // Only the pickups that started before the drain ended count as "draining".
             let measured = draining.len();
-            let draining: Vec<Duration> = draining
+            let draining: Vec<_> = draining
                 .into_iter()
-                .filter(|(_, at)| *at <= last)
-                .map(|(d, _)| d)
+                .filter(|(_, at, _)| *at <= last)
                 .collect();
-            let idle: Vec<Duration> = idle.into_iter().map(|(d, _)| d).collect();
+            idle_traces.extend(idle.iter().map(|(_, _, t)| t.clone()));
+            busy_traces.extend(draining.iter().map(|(_, _, t)| t.clone()));
+            let draining: Vec<Duration> = draining.into_iter().map(|(d, _, _)| d).collect();
+            let idle: Vec<Duration> = idle.into_iter().map(|(d, _, _)| d).collect();
             println!(
                 "round {round}: drain {count} in {:.2}s = {:.0}/s (first to last request), all recorded sent {:.2}s after the server started; pickups p50 idle {:.1} ms, draining {:.1} ms ({} of {measured} before the last request)",
                 span.as_secs_f64(),
@@ -335,6 +358,12 @@ fn main() {
             ratio(0.9),
             ratio(0.99)
         );
+        if traced() {
+            let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+            let breakdown = mission_testkit::breakdown::report;
+            breakdown("pickup breakdown, outbox idle", &log, &idle_traces);
+            breakdown("pickup breakdown, outbox draining", &log, &busy_traces);
+        }
         store.close().await;
     });
 }

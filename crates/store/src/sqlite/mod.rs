@@ -34,7 +34,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Executor, Sqlite, SqliteConnection, Transaction};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -127,8 +129,30 @@ pub struct SqliteStore {
     /// SQLite's busy handler (1 ms, 2, 5 … up to 100 ms a try), so under a steady stream of
     /// other writes (the notification sender draining a backlog) an unlucky writer — a claim —
     /// waited for hundreds of milliseconds. Queued here it waits for the transactions ahead of
-    /// it only. Writers of other processes (the CLI) still meet the busy handler.
-    turn: tokio::sync::Mutex<()>,
+    /// it only. The turn is the database file's, shared by every store this process has open on
+    /// it (`mission serve` has three: the dispatcher's, the HTTP side's, the sender's). Writers
+    /// of other processes (the CLI) still meet the busy handler.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The writers' turn of the database file at `path`, shared by every store of this process on
+/// that file (its canonical path), made when the first is opened.
+fn turn_of(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    type Turns = std::sync::Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>;
+    static TURNS: OnceLock<Turns> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut turns = TURNS
+        .get_or_init(Turns::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(turn) = turns.get(&key).and_then(Weak::upgrade) {
+        return turn;
+    }
+    // Forget the files no store has open any more.
+    turns.retain(|_, turn| turn.strong_count() > 0);
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    turns.insert(key, Arc::downgrade(&turn));
+    turn
 }
 
 /// A write transaction holding its writer's turn until it commits or is dropped. Derefs to the
@@ -201,19 +225,19 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             pool,
-            turn: tokio::sync::Mutex::new(()),
+            turn: turn_of(path),
         })
     }
 
     /// A write transaction, holding the write lock from its first statement, begun in this
     /// process's writers' turn (see `turn`).
     async fn write_tx(&self) -> Result<WriteTx<'_>> {
-        let turn = self.turn.lock().await;
+        let turn = self.write_turn().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx { tx, _turn: turn })
     }
 
-    /// This process's turn to write, for a single statement outside a transaction.
+    /// This process's turn to write (for a single statement outside a transaction, too).
     async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.turn.lock().await
     }
@@ -295,5 +319,70 @@ impl StoreAdmin for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TicketStore;
+    use mission_core::{Actor, TicketDraft, TicketKey, Timestamp};
+    use std::time::Duration;
+
+    async fn open(path: &Path) -> SqliteStore {
+        let store = SqliteStore::open(
+            path,
+            OpenOptions {
+                create: true,
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    async fn add(store: &SqliteStore) -> Result<()> {
+        let draft = TicketDraft {
+            title: "t".to_owned(),
+            ..TicketDraft::default()
+        }
+        .validate()
+        .unwrap();
+        let change = crate::Change::new(Actor::new("test"), Timestamp::from_millis(1));
+        store
+            .create_tickets(&TicketKey::default(), vec![draft], &change)
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn the_stores_of_one_file_take_one_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mission.db");
+        let a = Arc::new(open(&path).await);
+        let b = Arc::new(open(&dir.path().join(".").join("mission.db")).await);
+        let other = open(&dir.path().join("other.db")).await;
+        assert!(Arc::ptr_eq(&a.turn, &b.turn), "one file, one turn");
+        assert!(!Arc::ptr_eq(&a.turn, &other.turn));
+
+        // While a writer of `a` has the turn, `b`'s writer waits in line (not in SQLite's busy
+        // handler: its lock is free), and writes once the turn passes to it.
+        let held = a.write_turn().await;
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { add(&b).await }
+        });
+        add(&other).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "b's writer waits for a's turn");
+        drop(held);
+        waiting.await.unwrap().unwrap();
+        let numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM tickets")
+            .fetch_all(&a.pool)
+            .await
+            .unwrap();
+        assert_eq!(numbers, [1]);
     }
 }
