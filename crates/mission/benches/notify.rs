@@ -6,7 +6,8 @@
 //! (BENCH_PICKUPS per side and round, 200).
 //!
 //! The webhook's `max_per_second` is the default (`WEBHOOK_RATE`) unless BENCH_RATE sets it (0:
-//! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level).
+//! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level);
+//! BENCH_SETTLE_MS pauses after each run's end before the next pickup.
 //!
 //! Run: `cargo bench -p mission --bench notify` (BENCH_NOTIFICATIONS changes the count).
 
@@ -146,6 +147,13 @@ timeout = "5s"
     dir
 }
 
+fn settle_ms() -> u64 {
+    std::env::var("BENCH_SETTLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// BENCH_TRACE: the servers log at debug level, and each side's pickups are printed step by
 /// step (the debug log costs a little itself).
 fn traced() -> bool {
@@ -233,6 +241,9 @@ async fn pickups(
             (ticket.id.to_string(), committed, started),
         ));
         settled(store, &ticket.id).await;
+        // BENCH_SETTLE_MS: a pause after each run's end, so that the next pickup does not race
+        // the last one's aftermath (0, the default: the next pickup at once).
+        tokio::time::sleep(Duration::from_millis(settle_ms())).await;
     }
     out
 }
