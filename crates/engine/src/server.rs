@@ -20,7 +20,7 @@ use crate::runner::{RunReport, Runner};
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::tasks::TaskContext;
-use crate::wake::{WakeSignal, Waker};
+use crate::wake::WakeSignal;
 use mission_core::{Actor, Lane, Timestamp};
 use mission_store::prelude::*;
 use std::future::Future;
@@ -111,7 +111,7 @@ pub async fn serve(
             match dispatcher.claim_runnable(lane).await {
                 Ok(mut report) => {
                     for (run, token) in std::mem::take(&mut report.claimed) {
-                        supervise(&mut runs, &runner, &stopped, &wake, run, token);
+                        supervise(&mut runs, &runner, &stopped, run, token);
                     }
                     passes.push(report);
                 }
@@ -132,7 +132,7 @@ pub async fn serve(
         tokio::select! {
             _ = wake.notified() => tracing::debug!("woken"),
             Some((run, token)) = task_claims.recv() => {
-                supervise(&mut runs, &runner, &stopped, &wake, run, token);
+                supervise(&mut runs, &runner, &stopped, run, token);
             }
             Some(_) = runs.join_next(), if !runs.is_empty() => {}
             _ = reconcile.tick() => {
@@ -157,23 +157,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// Supervises a claimed run in the server's set; when it ends, a slot is free: the dispatcher
-/// looks for work at once.
+/// Supervises a claimed run in the server's set. When it ends, a slot is free: the server's loop
+/// sees the run join and passes again at once — once; a wake-up besides would cost a second,
+/// empty pass that a ticket committed meanwhile waits behind.
 fn supervise(
     runs: &mut JoinSet<RunReport>,
     runner: &Runner,
     stopped: &watch::Receiver<bool>,
-    wake: &WakeSignal,
     run: mission_core::Run,
     token: String,
 ) {
-    let (runner, stopped, wake) = (runner.clone(), stopped.clone(), wake.clone());
+    let (runner, stopped) = (runner.clone(), stopped.clone());
     let starting = Foreground::enter();
-    runs.spawn(async move {
-        let report = runner.run_started_as(run, token, stopped, starting).await;
-        wake.wake();
-        report
-    });
+    runs.spawn(async move { runner.run_started_as(run, token, stopped, starting).await });
 }
 
 /// Records the heartbeat, then the verdict if it changed, every beat until `stopped`. A failure

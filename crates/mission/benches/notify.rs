@@ -3,11 +3,12 @@
 //! dispatcher's pickup latency (a ticket's commit to its agent's start) measured in the same run:
 //! with an idle outbox, then while the 10,000 drain — in rounds (BENCH_ROUNDS, 3), the pickups
 //! of every round pooled per side, so that the machine's drift during the run falls on both
-//! (BENCH_PICKUPS per side and round, 200).
+//! (BENCH_PICKUPS per side and round, 500).
 //!
 //! The webhook's `max_per_second` is the default (`WEBHOOK_RATE`) unless BENCH_RATE sets it (0:
 //! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level);
-//! BENCH_SETTLE_MS pauses after each run's end before the next pickup.
+//! BENCH_SETTLE_MS pauses after each run's end before the next pickup; BENCH_KEEP_LOG keeps the
+//! servers' log there.
 //!
 //! Run: `cargo bench -p mission --bench notify` (BENCH_NOTIFICATIONS changes the count).
 
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Pickups per side and round, unless BENCH_PICKUPS says otherwise: with the default three
-/// rounds, 600 per side, so that the p99 is a rank among many (the 6th largest), not one outlier.
-const PICKUPS: usize = 200;
+/// rounds, 1,500 per side, so that the p99 is a rank among many (the 15th largest), not one outlier.
+const PICKUPS: usize = 500;
 
 fn pickups_per_round() -> usize {
     std::env::var("BENCH_PICKUPS")
@@ -169,7 +170,7 @@ fn start(dir: &Path) -> Guard {
             .env(
                 "MISSION_LOG",
                 if traced() {
-                    "warn,mission_engine=debug"
+                    "warn,mission_engine=debug,mission_store=debug"
                 } else {
                     "warn"
                 },
@@ -371,9 +372,17 @@ fn main() {
         );
         if traced() {
             let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+            // BENCH_KEEP_LOG: where to keep the servers' log.
+            if let Ok(keep) = std::env::var("BENCH_KEEP_LOG") {
+                std::fs::write(keep, &log).unwrap();
+            }
             let breakdown = mission_testkit::breakdown::report;
             breakdown("pickup breakdown, outbox idle", &log, &idle_traces);
             breakdown("pickup breakdown, outbox draining", &log, &busy_traces);
+            println!("slowest pickups while draining, with the server's log:");
+            mission_testkit::breakdown::slowest(&log, &busy_traces, 4);
+            println!("slowest pickups with the outbox idle, with the server's log:");
+            mission_testkit::breakdown::slowest(&log, &idle_traces, 2);
         }
         store.close().await;
     });

@@ -24,6 +24,26 @@ fn a_ticket_added_from_the_cli_is_picked_up_at_once() {
 }
 
 #[test]
+fn a_slot_freed_by_a_runs_end_is_filled_at_once() {
+    // One run at a time, and the reconcile interval long: the second ticket waits for the
+    // first's run, and only the pass that follows its end can explain a quick start. The worker
+    // exits without calling back (a callback wakes the server by itself).
+    let instance = Instance::with_script_worker(
+        &FAST.replace("max_workers = 8", "max_workers = 1").replace(
+            "reconcile_interval = \"100ms\"",
+            "reconcile_interval = \"1h\"",
+        ),
+        "exit 0\n",
+    );
+    let first = instance.add(&["--title", "first", "--assignee", "script"]);
+    let second = instance.add(&["--title", "second", "--assignee", "script"]);
+    let server = instance.serve();
+    instance.wait_for_state(&first, "review", Duration::from_secs(10));
+    instance.wait_for_state(&second, "review", Duration::from_secs(10));
+    server.stop();
+}
+
+#[test]
 fn a_server_deletes_what_a_stopped_process_left_in_the_workspaces_trash() {
     let instance = Instance::with_fake_workers(FAST);
     // A done ticket's worktree renamed into the trash by a process that stopped before it

@@ -83,3 +83,26 @@ pub fn report(title: &str, log: &str, pickups: &[(String, u128, u128)]) {
         }
     }
 }
+
+/// Prints the `n` slowest of `pickups` (ticket, committed, started) with every log line between
+/// their commit and their agent's start, each stamped with its offset from the commit: where an
+/// outlier's time went, when the steps of `report` do not say.
+pub fn slowest(log: &str, pickups: &[(String, u128, u128)], n: usize) {
+    let mut by_latency: Vec<&(String, u128, u128)> = pickups.iter().collect();
+    by_latency.sort_by_key(|(_, committed, started)| std::cmp::Reverse(started - committed));
+    for (ticket, committed, started) in by_latency.into_iter().take(n) {
+        println!(
+            "{ticket}: {:.1} ms from commit to agent start",
+            (started - committed) as f64 / 1e6
+        );
+        for line in log.lines() {
+            if let Some(at) = log_time_ns(line)
+                && at >= *committed
+                && at <= *started
+            {
+                let text = line.split_once(' ').map_or(line, |(_, rest)| rest);
+                println!("  +{:7.2} ms {text}", (at - committed) as f64 / 1e6);
+            }
+        }
+    }
+}

@@ -160,11 +160,37 @@ fn turn_of(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
 pub(crate) struct WriteTx<'a> {
     tx: Transaction<'static, Sqlite>,
     _turn: tokio::sync::MutexGuard<'a, ()>,
+    timing: WriteTiming,
 }
+
+/// When a write transaction asked for its turn, got it, and had SQLite's write lock: a slow
+/// transaction says at debug level which of its steps took the time.
+struct WriteTiming {
+    asked: std::time::Instant,
+    turn: std::time::Duration,
+    begin: std::time::Duration,
+}
+
+/// A write transaction slower than this, from asking for its turn to its commit, is logged.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl WriteTx<'_> {
     pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
-        self.tx.commit().await
+        let before_commit = self.timing.asked.elapsed();
+        let committed = self.tx.commit().await;
+        let total = self.timing.asked.elapsed();
+        if total > SLOW_WRITE {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            tracing::debug!(
+                total_ms = ms(total),
+                turn_ms = ms(self.timing.turn),
+                begin_ms = ms(self.timing.begin),
+                body_ms = ms(before_commit - self.timing.turn - self.timing.begin),
+                commit_ms = ms(total - before_commit),
+                "slow write transaction"
+            );
+        }
+        committed
     }
 }
 
@@ -232,9 +258,19 @@ impl SqliteStore {
     /// A write transaction, holding the write lock from its first statement, begun in this
     /// process's writers' turn (see `turn`).
     async fn write_tx(&self) -> Result<WriteTx<'_>> {
+        let asked = std::time::Instant::now();
         let turn = self.write_turn().await;
+        let turned = asked.elapsed();
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(WriteTx {
+            tx,
+            _turn: turn,
+            timing: WriteTiming {
+                asked,
+                turn: turned,
+                begin: asked.elapsed() - turned,
+            },
+        })
     }
 
     /// This process's turn to write (for a single statement outside a transaction, too).
