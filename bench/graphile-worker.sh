@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # graphile-worker on a local PostgreSQL, for comparison with `cargo bench -p mission --bench
 # postgres`: jobs per second with 1 and 3 worker processes (each with the same concurrency), and
-# pickup latency (add_job committed -> task handler called). Not run in CI: it installs
+# pickup latency (add_job committed -> task handler called; and -> a process the handler starts
+# running, as a run's start does). Not run in CI: it installs
 # graphile-worker from npm into a temporary folder and needs Node.js 18 or later.
 #
 #   bench/graphile-worker.sh                 # a throwaway cluster (fsync on), like the test kit's
@@ -43,7 +44,7 @@ npm install --silent --no-audit --no-fund "graphile-worker@$version" >/dev/null
 
 cat > bench.mjs <<'JS'
 import { run, runMigrations, makeWorkerUtils, Logger } from "graphile-worker";
-import { fork } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 
 const connectionString = process.env.DATABASE_URL;
 const jobs = Number(process.env.JOBS ?? 20000);
@@ -97,9 +98,38 @@ if (process.argv[2] === "worker") {
     samples.push(Math.max(0, Number(at - committed) / 1e6));
   }
   await runner.stop();
-  samples.sort((a, b) => a - b);
-  const p = (q) => samples[Math.round((samples.length - 1) * q)].toFixed(3);
-  console.log(`graphile-worker pickup latency (add_job -> handler): n=${samples.length} p50=${p(0.5)}ms p90=${p(0.9)}ms p99=${p(0.99)}ms max=${p(1)}ms`);
+  const line = (label, xs) => {
+    xs.sort((a, b) => a - b);
+    const p = (q) => xs[Math.round((xs.length - 1) * q)].toFixed(3);
+    console.log(`graphile-worker ${label}: n=${xs.length} p50=${p(0.5)}ms p90=${p(0.9)}ms p99=${p(0.99)}ms max=${p(1)}ms`);
+  };
+  line("pickup latency (add_job -> handler)", samples);
+
+  // The same, with the handler starting a process, as a run's start does: add_job committed ->
+  // the process running (it prints the wall clock, nanoseconds, first thing: `date +%s%N`).
+  const wallNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+  const spawned = [];
+  let started;
+  const spawner = await run({
+    connectionString, concurrency, noHandleSignals: true, pollInterval: 2000, logger,
+    taskList: {
+      spawn: () => new Promise((done) => {
+        let out = "";
+        const child = spawn("date", ["+%s%N"]);
+        child.stdout.on("data", (d) => { out += d; });
+        child.on("close", () => { started(BigInt(out.trim())); done(); });
+      }),
+    },
+  });
+  for (let i = 0; i < pickups; i++) {
+    const handled = new Promise((r) => { started = r; });
+    await utils.addJob("spawn", {});
+    const committed = wallNs();
+    const at = await handled;
+    spawned.push(Math.max(0, Number(at - committed) / 1e6));
+  }
+  await spawner.stop();
+  line("pickup latency with a process (add_job -> process running)", spawned);
   await utils.release();
 }
 JS

@@ -130,13 +130,26 @@ impl Dispatcher {
     /// candidates. The server starts the claimed runs before the second half, so that the
     /// decisions' bookkeeping is never on the path from a commit to an agent's start.
     pub async fn claim_runnable(&self, lane: Lane) -> Result<PassReport, StoreError> {
-        tracing::debug!(%lane, "pass started");
+        let mut reports = self.claim_runnable_lanes(&[lane]).await?;
+        reports.pop().unwrap_or_else(|| {
+            Ok(PassReport {
+                lane: Some(lane),
+                ..PassReport::default()
+            })
+        })
+    }
+
+    /// The first half of a pass over `lanes`, in their order (the first has the first call on
+    /// capacity): capacity is counted, its fact recorded and the holds read once for all of
+    /// them; each lane then claims against what is left after the lanes before it. A lane whose
+    /// claims fail has its error in its place; the others still claim.
+    pub async fn claim_runnable_lanes(
+        &self,
+        lanes: &[Lane],
+    ) -> Result<Vec<Result<PassReport, StoreError>>, StoreError> {
+        tracing::debug!(?lanes, "pass started");
         let _timer = crate::stats::PassTimer::start();
-        let mut report = PassReport {
-            lane: Some(lane),
-            ..PassReport::default()
-        };
-        let (counts, version) = match count_active_versioned(self.store.as_ref()).await {
+        let (mut counts, version) = match count_active_versioned(self.store.as_ref()).await {
             Ok(counted) => {
                 self.capacity_fact(&CapacityFact::Counted).await?;
                 counted
@@ -148,22 +161,55 @@ impl Dispatcher {
                     error: error.clone(),
                 };
                 self.capacity_fact(&fact).await?;
-                report.capacity_unknown = Some(error);
-                return Ok(report);
+                return Ok(lanes
+                    .iter()
+                    .map(|lane| {
+                        Ok(PassReport {
+                            lane: Some(*lane),
+                            capacity_unknown: Some(error.clone()),
+                            ..PassReport::default()
+                        })
+                    })
+                    .collect());
             }
         };
-        let mut holds = crate::holds::gather_with(
+        let mut holds = self.gather_holds(version).await?;
+        self.raise_budget_alerts(&holds).await;
+        let mut reports = Vec::with_capacity(lanes.len());
+        for &lane in lanes {
+            let mut report = PassReport {
+                lane: Some(lane),
+                ..PassReport::default()
+            };
+            let claimed = self
+                .claim_candidates(lane, counts.clone(), &mut holds, &mut report)
+                .await;
+            // The next lane counts this one's runs: those claimed, not those refused. (The
+            // holds keep counting a refused claim against a runs budget until the next pass —
+            // on the safe side; a refusal means another writer moved, which wakes the server.)
+            for (run, _) in &report.claimed {
+                counts.add(run.worker.as_str(), &run.pool);
+            }
+            reports.push(claimed.map(|()| report));
+        }
+        for report in reports.iter_mut().flatten() {
+            report.holds = Some(holds.clone());
+        }
+        Ok(reports)
+    }
+
+    /// The holds as the store has them at `version` (kept from the last pass while it holds).
+    async fn gather_holds(
+        &self,
+        version: Option<i64>,
+    ) -> Result<crate::holds::HoldsView, StoreError> {
+        crate::holds::gather_with(
             self.store.as_ref(),
             &self.settings.workforce,
             self.clock.now(),
             Some((&self.holds_cache, version)),
         )
-        .await?;
-        self.raise_budget_alerts(&holds).await;
-        self.claim_candidates(lane, counts, &mut holds, &mut report)
-            .await?;
-        report.holds = Some(holds);
-        Ok(report)
+        .await
     }
 
     /// A budget past its soft limit raises an inbox alert, and one reaching its hard limit
@@ -251,15 +297,7 @@ impl Dispatcher {
         };
         let holds = match report.holds.take() {
             Some(holds) => holds,
-            None => {
-                crate::holds::gather_with(
-                    self.store.as_ref(),
-                    &self.settings.workforce,
-                    self.clock.now(),
-                    Some((&self.holds_cache, version)),
-                )
-                .await?
-            }
+            None => self.gather_holds(version).await?,
         };
         let recorded = self
             .record_changed_decisions(lane, &counts, &holds.holds, report)

@@ -107,16 +107,22 @@ pub async fn serve(
         // each claimed run's start are foreground work (`foreground.rs`).
         let pass = Foreground::enter();
         let mut passes = Vec::new();
-        for lane in [Lane::NeedsInput, Lane::Normal] {
-            match dispatcher.claim_runnable(lane).await {
-                Ok(mut report) => {
-                    for (run, token) in std::mem::take(&mut report.claimed) {
-                        supervise(&mut runs, &runner, &stopped, run, token);
+        let lanes = [Lane::NeedsInput, Lane::Normal];
+        match dispatcher.claim_runnable_lanes(&lanes).await {
+            Ok(reports) => {
+                for (lane, report) in lanes.iter().zip(reports) {
+                    match report {
+                        Ok(mut report) => {
+                            for (run, token) in std::mem::take(&mut report.claimed) {
+                                supervise(&mut runs, &runner, &stopped, run, token);
+                            }
+                            passes.push(report);
+                        }
+                        Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
                     }
-                    passes.push(report);
                 }
-                Err(error) => tracing::error!(%lane, %error, "dispatch pass failed"),
             }
+            Err(error) => tracing::error!(%error, "dispatch pass failed"),
         }
         drop(pass);
         let mut passed = !passes.is_empty();

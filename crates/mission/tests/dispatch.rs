@@ -101,6 +101,28 @@ fn the_lanes_take_only_their_own_tickets() {
 }
 
 #[test]
+fn one_pass_over_both_lanes_gives_the_needs_input_lane_the_first_slot() {
+    // One slot: the answered ticket takes it, and the normal lane, counting that claim, does
+    // not even try for the plain ticket (a try would be refused by the store's re-count).
+    let instance = Instance::with_fake_workers(&FAST.replace("max_workers = 8", "max_workers = 1"));
+    let asks = instance.add_with_body("asks first", "luci", b"fake-agent: ask Which branch?\n");
+    instance.dispatch(&["--lane", "normal"]);
+    assert_eq!(instance.state(&asks), "needs_input");
+    instance.ok(&["ticket", "answer", &asks, "main"]);
+    let plain = instance.add(&["--title", "plain", "--assignee", "luci"]);
+
+    let report = instance.dispatch(&[]);
+    let passes = report["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 2, "{report}");
+    assert_eq!(passes[0]["lane"], "needs-input");
+    assert_eq!(passes[0]["claimed_tickets"], serde_json::json!([asks]));
+    assert_eq!(passes[1]["lane"], "normal");
+    assert_eq!(passes[1]["claimed_tickets"], serde_json::json!([]));
+    assert_eq!(passes[1]["refused"], serde_json::json!([]), "{report}");
+    assert_eq!(instance.state(&plain), "todo");
+}
+
+#[test]
 fn a_pass_decides_the_same_whoever_triggers_it() {
     // Scenario 3: the CLI's pass and the server's pass, on identical boards.
     let board = |instance: &Instance| {

@@ -28,24 +28,35 @@ impl DispatchOutcome {
 }
 
 impl App {
-    /// One pass of each lane, in order; what the passes claimed is supervised to its end, also
-    /// when a later lane's pass fails (that failure is returned after).
+    /// One pass over the lanes, in order; what it claimed is supervised to its end, also when a
+    /// lane's part of the pass fails (the first failure is returned after).
     pub async fn dispatch_once(&self, lanes: &[Lane]) -> AppResult<DispatchOutcome> {
         let dispatcher = Dispatcher::new(
             self.store.clone(),
             self.settings.clone(),
             self.clock.clone(),
         );
+        // The server's pass: every lane's claims (capacity counted once), then each lane's
+        // decisions.
         let mut passes = Vec::new();
         let mut failure = None;
-        for lane in lanes {
-            match dispatcher.dispatch_once(*lane).await {
-                Ok(pass) => passes.push(pass),
-                Err(error) => {
-                    failure = Some(AppError::from(error));
-                    break;
+        match dispatcher.claim_runnable_lanes(lanes).await {
+            Ok(reports) => {
+                for report in reports {
+                    match report {
+                        Ok(mut pass) => {
+                            if let Err(error) = dispatcher.record_decisions(&mut pass).await {
+                                failure.get_or_insert(AppError::from(error));
+                            }
+                            passes.push(pass);
+                        }
+                        Err(error) => {
+                            failure.get_or_insert(AppError::from(error));
+                        }
+                    }
                 }
             }
+            Err(error) => failure = Some(AppError::from(error)),
         }
         let claimed: Vec<(Run, String)> = passes
             .iter_mut()

@@ -493,16 +493,8 @@ impl WorkspaceAccess {
 
 /// Writes a file only its owner can read.
 pub async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .await?;
-    file.write_all(bytes).await?;
-    file.flush().await
+    let (path, bytes) = (path.to_owned(), bytes.to_owned());
+    blocking(move || write_private_now(&path, &bytes)).await
 }
 
 /// `write_private`, on the calling thread (blocking).
@@ -520,11 +512,17 @@ pub fn write_private_now(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Creates a folder (and its parents) only its owner can enter.
 pub async fn make_private_dir(path: &Path) -> std::io::Result<()> {
-    tokio::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
+    let path = path.to_owned();
+    blocking(move || make_private_dir_now(&path)).await
+}
+
+/// Runs blocking file work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
         .await
+        .map_err(std::io::Error::other)?
 }
 
 /// `make_private_dir`, on the calling thread (blocking).

@@ -231,8 +231,31 @@ async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, 
         None => vec![Lane::NeedsInput, Lane::Normal],
     };
     let (mut claimed, mut refused, mut candidates) = (0, 0, 0);
-    for lane in lanes {
-        let report = dispatcher.dispatch_once(lane).await?;
+    // The server's pass: every lane's claims (capacity counted once), then each lane's
+    // decisions. Every claimed run goes to the runner first, whatever else failed.
+    let mut passes = Vec::new();
+    let mut failure = None;
+    for report in dispatcher.claim_runnable_lanes(&lanes).await? {
+        match report {
+            Ok(mut report) => {
+                claimed += report.claimed.len() as i64;
+                for run in std::mem::take(&mut report.claimed) {
+                    context
+                        .runs
+                        .send(run)
+                        .map_err(|_| EngineError::Task("the runner is gone".to_owned()))?;
+                }
+                passes.push(report);
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    for mut report in passes {
         if let Some(error) = report.capacity_unknown {
             return Ok(TaskResult::new(
                 Outcome::Degraded,
@@ -240,15 +263,9 @@ async fn dispatch(context: &TaskContext, spec: &TaskSpec) -> Result<TaskResult, 
             )
             .count("claimed", claimed));
         }
-        claimed += report.claimed.len() as i64;
         refused += report.refused.len() as i64;
         candidates += i64::from(report.candidates);
-        for run in report.claimed {
-            context
-                .runs
-                .send(run)
-                .map_err(|_| EngineError::Task("the runner is gone".to_owned()))?;
-        }
+        dispatcher.record_decisions(&mut report).await?;
     }
     let result = if claimed > 0 {
         TaskResult::new(Outcome::Acted, format!("claimed {claimed}"))
