@@ -68,7 +68,22 @@ pub struct Dispatcher {
     alerts: Arc<std::sync::Mutex<std::collections::HashSet<AlertKey>>>,
     /// The holds' facts of the last pass, judged by again while the store's version holds.
     holds_cache: Arc<crate::holds::HoldsCache>,
+    /// Each lane's decision cursor as this dispatcher moved it, written to the store at most
+    /// every `CURSOR_WRITE_INTERVAL` (see `record_changed_decisions`).
+    cursors: Arc<std::sync::Mutex<std::collections::HashMap<Lane, LaneCursor>>>,
 }
+
+/// Where a lane's decisions stand in this process, and when the store was last told.
+#[derive(Clone, Copy, Debug)]
+struct LaneCursor {
+    seq: i64,
+    written: std::time::Instant,
+}
+
+/// How often a lane's decision cursor is written to the store while it moves. Between writes the
+/// stored cursor lags: a process that stops looks again at the events since — and records
+/// nothing twice, since a decision is recorded only when its fingerprint changed.
+const CURSOR_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Counts active runs: the one place capacity is counted. The failpoint `capacity-count` makes it
 /// fail in tests.
@@ -112,6 +127,7 @@ impl Dispatcher {
             clock,
             alerts: Arc::default(),
             holds_cache: Arc::default(),
+            cursors: Arc::default(),
         }
     }
 
@@ -314,7 +330,15 @@ impl Dispatcher {
         holds: &Holds,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let cursor = self.store.decision_cursor(lane).await?;
+        let kept = self
+            .cursors
+            .lock()
+            .ok()
+            .and_then(|cursors| cursors.get(&lane).copied());
+        let cursor = match kept {
+            Some(kept) => kept.seq,
+            None => self.store.decision_cursor(lane).await?,
+        };
         let (touched, last) = self
             .store
             .touched_tickets(lane, cursor, TOUCHED_EVENTS_PER_PASS)
@@ -334,9 +358,21 @@ impl Dispatcher {
             }
         }
         if last > cursor {
-            self.store
-                .set_decision_cursor(lane, last, &self.change())
-                .await?;
+            // A write per pass would put a commit (an fsync) into every pass's aftermath, where
+            // the next ticket's pickup waits behind it: the store is told at most every
+            // `CURSOR_WRITE_INTERVAL`; this process goes on from where it got.
+            let written = match kept {
+                Some(kept) if kept.written.elapsed() < CURSOR_WRITE_INTERVAL => kept.written,
+                _ => {
+                    self.store
+                        .set_decision_cursor(lane, last, &self.change())
+                        .await?;
+                    std::time::Instant::now()
+                }
+            };
+            if let Ok(mut cursors) = self.cursors.lock() {
+                cursors.insert(lane, LaneCursor { seq: last, written });
+            }
         }
         Ok(())
     }
