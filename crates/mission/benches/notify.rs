@@ -170,9 +170,13 @@ fn start(dir: &Path) -> Guard {
             .env(
                 "MISSION_LOG",
                 if traced() {
-                    "warn,mission_engine=debug,mission_store=debug"
+                    // BENCH_TRACE_LOG: another filter (`mission_store=trace` times every
+                    // write transaction).
+                    std::env::var("BENCH_TRACE_LOG").unwrap_or_else(|_| {
+                        "warn,mission_engine=debug,mission_store=debug".to_owned()
+                    })
                 } else {
-                    "warn"
+                    "warn".to_owned()
                 },
             )
             .stdout(Stdio::null())

@@ -163,6 +163,13 @@ pub struct OpenOptions {
     /// background, so that no commit of its own (a claim) pays for a checkpoint. Other backends
     /// ignore it.
     pub background_checkpoint: bool,
+    /// Commits return before the log reaches the disk (SQLite `synchronous=NORMAL` in WAL mode:
+    /// the log is synced at the next checkpoint; PostgreSQL `synchronous_commit=off`). A crash
+    /// of the process loses nothing; a crash of the machine may roll back the last commits. Only
+    /// for bookkeeping whose loss is redone harmlessly — the notification sender's delivery
+    /// records: a lost one means the notification is sent again, with the same id — so that it
+    /// holds the writers' turn for no fsync of its own. Decisions never use it.
+    pub deferred_durability: bool,
 }
 
 impl Default for OpenOptions {
@@ -172,6 +179,7 @@ impl Default for OpenOptions {
             max_connections: 4,
             busy_timeout: Duration::from_secs(30),
             background_checkpoint: false,
+            deferred_durability: false,
         }
     }
 }

@@ -300,9 +300,14 @@ pub async fn sync_subscriptions(
 
 /// Starts the sender: records the configured subscriptions, then one task per channel, and
 /// Telegram's update poller. `app` is how replies and button presses act (the same use cases as
-/// the CLI and the dashboard). Returns the tasks; they end when `stopped` turns true.
+/// the CLI and the dashboard). The channels claim and record their deliveries on `deliveries`,
+/// which may defer its commits' durability (`OpenOptions::deferred_durability`): a delivery
+/// record lost with the machine means a redelivery with the same id; Telegram's update offset
+/// and what replies do are written on `store`, durably. Returns the tasks; they end when
+/// `stopped` turns true.
 pub async fn start(
     store: Arc<dyn Store>,
+    deliveries: Arc<dyn Store>,
     app: App,
     clock: Arc<dyn Clock>,
     stopped: watch::Receiver<bool>,
@@ -341,7 +346,7 @@ pub async fn start(
             "notification channel"
         );
         tasks.push(tokio::spawn(run_channel(
-            store.clone(),
+            deliveries.clone(),
             channel,
             settings.clone(),
             clock.clone(),

@@ -83,10 +83,25 @@ pub async fn open_for_server(instance: &Instance) -> Result<Arc<dyn Store>, CliE
 }
 
 /// The HTTP side's own store connections (beside the server's), so that requests can never
-/// take the connections the dispatcher and runners need. The store is already migrated.
+/// take the connections the dispatcher and runners need. The store is already migrated. Its
+/// commits never checkpoint SQLite's log either: a checkpoint run by a commit holds the
+/// writers' turn the dispatcher's claims wait for.
 pub async fn open_web_store(instance: &Instance) -> Result<Arc<dyn Store>, CliError> {
     let options = OpenOptions {
         max_connections: WEB_CONNECTIONS,
+        background_checkpoint: true,
+        ..OpenOptions::default()
+    };
+    open_store(instance, options).await
+}
+
+/// The store the notification sender's channels record their deliveries on: commits that do not
+/// wait for the disk (`OpenOptions::deferred_durability`), nor checkpoint the log.
+pub async fn open_delivery_store(instance: &Instance) -> Result<Arc<dyn Store>, CliError> {
+    let options = OpenOptions {
+        max_connections: CLI_CONNECTIONS,
+        background_checkpoint: true,
+        deferred_durability: true,
         ..OpenOptions::default()
     };
     open_store(instance, options).await

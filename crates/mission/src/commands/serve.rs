@@ -134,8 +134,13 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         Arc::new(SystemClock),
         web_waker.clone(),
     );
+    // The channels' delivery records are bookkeeping a redelivery makes good: their commits
+    // need not wait for the disk, and so hold the writers' turn the dispatcher's claims take
+    // for less (`OpenOptions::deferred_durability`).
+    let deliveries = super::open_delivery_store(&instance).await?;
     let notifier = mission_engine::notify::start(
         notify_store.clone(),
+        deliveries,
         notify_app,
         Arc::new(SystemClock),
         stopped.clone(),

@@ -145,6 +145,15 @@ impl PgStore {
                     "idle_in_transaction_session_timeout",
                     millis_text(IDLE_IN_TRANSACTION_TIMEOUT),
                 ),
+                (
+                    "synchronous_commit",
+                    if options.deferred_durability {
+                        "off"
+                    } else {
+                        "on"
+                    }
+                    .to_owned(),
+                ),
             ]);
         // One connection first, so that a server that cannot be reached (or a database that does
         // not exist) is reported as what it is, not as the pool's timeout after its retries.

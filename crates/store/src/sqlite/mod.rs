@@ -164,7 +164,7 @@ pub(crate) struct WriteTx<'a> {
 }
 
 /// When a write transaction asked for its turn, got it, and had SQLite's write lock: a slow
-/// transaction says at debug level which of its steps took the time.
+/// transaction says at debug level which of its steps took the time (every one, at trace level).
 struct WriteTiming {
     asked: std::time::Instant,
     turn: std::time::Duration,
@@ -179,16 +179,30 @@ impl WriteTx<'_> {
         let before_commit = self.timing.asked.elapsed();
         let committed = self.tx.commit().await;
         let total = self.timing.asked.elapsed();
-        if total > SLOW_WRITE {
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-            tracing::debug!(
-                total_ms = ms(total),
-                turn_ms = ms(self.timing.turn),
-                begin_ms = ms(self.timing.begin),
-                body_ms = ms(before_commit - self.timing.turn - self.timing.begin),
-                commit_ms = ms(total - before_commit),
-                "slow write transaction"
-            );
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let slow = total > SLOW_WRITE;
+        if slow || tracing::enabled!(tracing::Level::TRACE) {
+            let (turn, begin) = (self.timing.turn, self.timing.begin);
+            let (body, commit) = (before_commit - turn - begin, total - before_commit);
+            if slow {
+                tracing::debug!(
+                    total_ms = ms(total),
+                    turn_ms = ms(turn),
+                    begin_ms = ms(begin),
+                    body_ms = ms(body),
+                    commit_ms = ms(commit),
+                    "slow write transaction"
+                );
+            } else {
+                tracing::trace!(
+                    total_ms = ms(total),
+                    turn_ms = ms(turn),
+                    begin_ms = ms(begin),
+                    body_ms = ms(body),
+                    commit_ms = ms(commit),
+                    "write transaction"
+                );
+            }
         }
         committed
     }
@@ -233,7 +247,11 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(options.create)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if options.deferred_durability {
+                SqliteSynchronous::Normal
+            } else {
+                SqliteSynchronous::Full
+            })
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
         let connect = if options.background_checkpoint {
@@ -420,5 +438,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(numbers, [1]);
+    }
+
+    #[tokio::test]
+    async fn only_a_store_opened_for_deferred_durability_commits_without_waiting_for_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mission.db");
+        let durable = open(&path).await;
+        let deferred = SqliteStore::open(
+            &path,
+            OpenOptions {
+                deferred_durability: true,
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        // SQLite's `synchronous`: 2 FULL (every commit syncs the log), 1 NORMAL (in WAL mode, the
+        // log is synced at checkpoints).
+        let level = |store: &SqliteStore| {
+            let pool = store.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(level(&durable).await, 2);
+        assert_eq!(level(&deferred).await, 1);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&deferred.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal", "NORMAL is crash-safe only in WAL mode");
     }
 }
