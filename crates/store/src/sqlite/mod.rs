@@ -130,8 +130,8 @@ pub struct SqliteStore {
     /// other writes (the notification sender draining a backlog) an unlucky writer — a claim —
     /// waited for hundreds of milliseconds. Queued here it waits for the transactions ahead of
     /// it only. The turn is the database file's, shared by every store this process has open on
-    /// it (`mission serve` has three: the dispatcher's, the HTTP side's, the sender's). Writers
-    /// of other processes (the CLI) still meet the busy handler.
+    /// it (`mission serve` has four: the dispatcher's, the HTTP side's, the sender's and its
+    /// channels' deliveries'). Writers of other processes (the CLI) still meet the busy handler.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
 
