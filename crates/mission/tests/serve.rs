@@ -44,6 +44,40 @@ fn a_slot_freed_by_a_runs_end_is_filled_at_once() {
 }
 
 #[test]
+fn the_notification_sender_runs_at_a_lower_cpu_priority_than_the_dispatcher() {
+    // A channel, so that the sender has work to wait for.
+    let instance = Instance::with_fake_workers(&format!(
+        "{FAST}\n[[notify.webhooks]]\nname = \"hook\"\nurl = \"http://127.0.0.1:9/nobody\"\n\
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"health.changed\"]\n"
+    ));
+    let server = instance.serve();
+    // Each thread's nice value, by name: `/proc/PID/task/TID/stat`, field 19.
+    let nice_of = |wanted: &str| -> Vec<i64> {
+        let tasks = format!("/proc/{}/task", server.pid());
+        std::fs::read_dir(tasks)
+            .unwrap()
+            .filter_map(|task| {
+                let task = task.ok()?.path();
+                let name = std::fs::read_to_string(task.join("comm")).ok()?;
+                (name.trim() == wanted).then_some(())?;
+                let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+                let after_name = stat.rsplit_once(')')?.1;
+                after_name.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    };
+    let main = nice_of("mission");
+    assert_eq!(main.len(), 1);
+    let sender = nice_of("mission-notify");
+    assert_eq!(
+        sender,
+        [(main[0] + 10).min(19)],
+        "one sender thread, ten nice values below the server's own (at most 19)"
+    );
+    server.stop();
+}
+
+#[test]
 fn a_server_deletes_what_a_stopped_process_left_in_the_workspaces_trash() {
     let instance = Instance::with_fake_workers(FAST);
     // A done ticket's worktree renamed into the trash by a process that stopped before it

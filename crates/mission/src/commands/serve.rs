@@ -26,7 +26,8 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     };
     let mut term = handler(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = handler(tokio::signal::unix::SignalKind::interrupt())?;
-    let instance = crate::config::load(config)?;
+    // Shared with the notification sender's thread.
+    let instance = Arc::new(crate::config::load(config)?);
     // One server per instance: the lock is held for the life of the process, and taken before
     // anything (the store, the wake socket) is touched.
     let _lock = super::supervisor::lock_instance(&instance.data_dir)?;
@@ -124,29 +125,21 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
         }
     };
     let http = tokio::spawn(mission_web::serve(listener, web, http_stopped, HTTP_GRACE));
-    // The notification sender: its own store connections and tasks, nothing the dispatcher
-    // waits for. Replies and button presses from Telegram act through the same use cases as
-    // the HTTP side, and wake this server like them.
-    let notify_store = open_web_store(&instance).await?;
-    let notify_app = App::new(
-        notify_store.clone(),
-        settings.clone(),
-        Arc::new(SystemClock),
-        web_waker.clone(),
-    );
-    // The channels' delivery records are bookkeeping a redelivery makes good: their commits
-    // need not wait for the disk, and so hold the writers' turn the dispatcher's claims take
-    // for less (`OpenOptions::deferred_durability`).
-    let deliveries = super::open_delivery_store(&instance).await?;
-    let notifier = mission_engine::notify::start(
-        notify_store.clone(),
-        deliveries,
-        notify_app,
-        Arc::new(SystemClock),
-        stopped.clone(),
-    )
-    .await
-    .map_err(CliError::usage)?;
+    // The notification sender: its own thread, runtime, store connections and tasks, nothing
+    // the dispatcher waits for (`notify_thread`). Replies and button presses from Telegram act
+    // through the same use cases as the HTTP side, and wake this server like them.
+    let (notify_started, sender_started) = tokio::sync::oneshot::channel();
+    let sender = {
+        let (instance, settings) = (instance.clone(), settings.clone());
+        let (waker, stopped) = (web_waker.clone(), stopped.clone());
+        std::thread::Builder::new()
+            .name(NOTIFY_THREAD.to_owned())
+            .spawn(move || notify_thread(instance, settings, waker, stopped, notify_started))
+            .map_err(|e| CliError::internal(format!("cannot start the notification sender: {e}")))?
+    };
+    sender_started
+        .await
+        .map_err(|_| CliError::internal("the notification sender did not start"))??;
     let served = mission_engine::server::serve(
         store.clone(),
         settings.clone(),
@@ -165,13 +158,90 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> Result<ExitCode, Cli
     for listener in listeners {
         listener.abort();
     }
-    for task in notifier {
-        let _ = task.await;
+    if tokio::task::spawn_blocking(move || sender.join())
+        .await
+        .map_or(true, |joined| joined.is_err())
+    {
+        tracing::error!("the notification sender panicked");
     }
-    notify_store.close().await;
     let _ = std::fs::remove_file(&settings.wake_socket);
     served.map_err(|e| CliError::internal(e.to_string()))?;
     web_store.close().await;
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The notification sender's thread's name.
+pub const NOTIFY_THREAD: &str = "mission-notify";
+
+/// How much lower than the server's the notification sender's CPU priority is (nice values).
+const NOTIFY_NICENESS: i32 = 10;
+
+/// The notification sender, on a thread of its own at a lower CPU priority (`NOTIFY_NICENESS`),
+/// with a runtime of its own: its HTTP work, signing and store bookkeeping yield the machine's
+/// cores to the dispatcher and the runs it starts (on two cores, a drain at 600 a second took a
+/// share of every pickup). Its stores are opened here, so that their connection threads inherit
+/// the priority. Reports its start on `started`; returns when `stopped` turns true and its tasks
+/// ended.
+fn notify_thread(
+    instance: Arc<crate::config::Instance>,
+    settings: Arc<mission_engine::Settings>,
+    waker: Arc<dyn Waker>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    started: tokio::sync::oneshot::Sender<Result<(), CliError>>,
+) {
+    // On Linux a nice value is a thread's own; no pid names the calling thread. Relative to the
+    // server's own (19 is the lowest).
+    let niceness = rustix::process::getpriority_process(None).and_then(|own| {
+        rustix::process::setpriority_process(None, (own + NOTIFY_NICENESS).min(19))
+    });
+    if let Err(error) = niceness {
+        tracing::warn!(%error, "the notification sender keeps the server's CPU priority");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = started.send(Err(CliError::internal(format!(
+                "cannot start the notification sender: {error}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let opened = async {
+            let notify_store = open_web_store(&instance).await?;
+            let app = App::new(notify_store.clone(), settings, Arc::new(SystemClock), waker);
+            // The channels' delivery records are bookkeeping a redelivery makes good: their
+            // commits need not wait for the disk, and so hold the writers' turn the
+            // dispatcher's claims take for less (`OpenOptions::deferred_durability`).
+            let deliveries = super::open_delivery_store(&instance).await?;
+            let tasks = mission_engine::notify::start(
+                notify_store.clone(),
+                deliveries.clone(),
+                app,
+                Arc::new(SystemClock),
+                stopped,
+            )
+            .await
+            .map_err(CliError::usage)?;
+            Ok::<_, CliError>((notify_store, deliveries, tasks))
+        }
+        .await;
+        match opened {
+            Err(error) => {
+                let _ = started.send(Err(error));
+            }
+            Ok((notify_store, deliveries, tasks)) => {
+                let _ = started.send(Ok(()));
+                for task in tasks {
+                    let _ = task.await;
+                }
+                deliveries.close().await;
+                notify_store.close().await;
+            }
+        }
+    });
 }
