@@ -164,7 +164,8 @@ pub(crate) struct WriteTx<'a> {
 }
 
 /// When a write transaction asked for its turn, got it, and had SQLite's write lock: a slow
-/// transaction says at debug level which of its steps took the time (every one, at trace level).
+/// transaction says at debug level which of its steps took the time (every one does when the
+/// store logs at trace level).
 struct WriteTiming {
     asked: std::time::Instant,
     turn: std::time::Duration,
@@ -179,30 +180,19 @@ impl WriteTx<'_> {
         let before_commit = self.timing.asked.elapsed();
         let committed = self.tx.commit().await;
         let total = self.timing.asked.elapsed();
-        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let slow = total > SLOW_WRITE;
         if slow || tracing::enabled!(tracing::Level::TRACE) {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
             let (turn, begin) = (self.timing.turn, self.timing.begin);
-            let (body, commit) = (before_commit - turn - begin, total - before_commit);
-            if slow {
-                tracing::debug!(
-                    total_ms = ms(total),
-                    turn_ms = ms(turn),
-                    begin_ms = ms(begin),
-                    body_ms = ms(body),
-                    commit_ms = ms(commit),
-                    "slow write transaction"
-                );
-            } else {
-                tracing::trace!(
-                    total_ms = ms(total),
-                    turn_ms = ms(turn),
-                    begin_ms = ms(begin),
-                    body_ms = ms(body),
-                    commit_ms = ms(commit),
-                    "write transaction"
-                );
-            }
+            tracing::debug!(
+                slow,
+                total_ms = ms(total),
+                turn_ms = ms(turn),
+                begin_ms = ms(begin),
+                body_ms = ms(before_commit - turn - begin),
+                commit_ms = ms(total - before_commit),
+                "write transaction"
+            );
         }
         committed
     }
