@@ -1,16 +1,20 @@
-//! Notification benchmark: 10,000 queued notifications drained by `mission serve` to a local
-//! webhook receiver (signed, one HTTP/1.1 keep-alive connection, a 204 each), and the
-//! dispatcher's pickup latency (a ticket's commit to its agent's start) measured in the same run:
-//! with an idle outbox, then while the 10,000 drain — in rounds (BENCH_ROUNDS, 3), the pickups
-//! of every round pooled per side, so that the machine's drift during the run falls on both
-//! (BENCH_PICKUPS per side and round, 500).
+//! Notification benchmark: `mission serve` drains notifications to a local webhook receiver
+//! (signed, one HTTP/1.1 keep-alive connection, a 204 each), and the dispatcher's pickup latency
+//! (a ticket's commit to its agent's start) is measured in the same run.
+//!
+//! Pickups with the outbox idle and while it drains are taken in windows interleaved on one
+//! server, so that both sides see the same minutes of this shared machine: a draining window
+//! queues 10,000 notifications (BENCH_NOTIFICATIONS) in one transaction and takes pickups until
+//! the receiver has them all — its drain rate is first to last request —; an idle window, with
+//! the outbox empty, takes as many pickups. Windows go on until each side has 1,500 pickups
+//! (BENCH_PICKUPS), so that the p99 is a rank among many (the 15th largest).
 //!
 //! The webhook's `max_per_second` is the default (`WEBHOOK_RATE`) unless BENCH_RATE sets it (0:
-//! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level);
-//! BENCH_SETTLE_MS pauses after each run's end before the next pickup; BENCH_KEEP_LOG keeps the
-//! servers' log there.
+//! no pace). BENCH_TRACE prints each side's pickups step by step (servers at debug level, or
+//! BENCH_TRACE_LOG's filter); BENCH_SETTLE_MS pauses after each run's end before the next
+//! pickup; BENCH_KEEP_LOG keeps the servers' log there.
 //!
-//! Run: `cargo bench -p mission --bench notify` (BENCH_NOTIFICATIONS changes the count).
+//! Run: `cargo bench -p mission --bench notify`.
 
 use mission_core::{Actor, TicketDraft, TicketId, TicketKey, Timestamp};
 use mission_store::prelude::*;
@@ -28,16 +32,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MISSION: &str = env!("CARGO_BIN_EXE_mission");
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-/// Pickups per side and round, unless BENCH_PICKUPS says otherwise: with the default three
-/// rounds, 1,500 per side, so that the p99 is a rank among many (the 15th largest), not one outlier.
-const PICKUPS: usize = 500;
-
-fn pickups_per_round() -> usize {
-    std::env::var("BENCH_PICKUPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(PICKUPS)
-}
+/// Pickups per side, unless BENCH_PICKUPS says otherwise.
+const PICKUPS: u64 = 1_500;
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -149,10 +145,7 @@ timeout = "5s"
 }
 
 fn settle_ms() -> u64 {
-    std::env::var("BENCH_SETTLE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    env_number("BENCH_SETTLE_MS", 0)
 }
 
 /// BENCH_TRACE: the servers log at debug level, and each side's pickups are printed step by
@@ -204,18 +197,23 @@ async fn settled(store: &SqliteStore, ticket: &TicketId) {
     }
 }
 
-/// Pickups one after the other: commit in this process, wake the server's socket, wait for the
-/// agent's own start stamp. Returns the latencies and when each was measured. With `until`,
-/// stops once the receiver has seen that many notifications.
+/// A pickup: its latency, and the ticket with its commit and agent-start times (ns since the
+/// epoch), for the trace.
+type Pickup = (Duration, (String, u128, u128));
+
+/// Pickups one after the other, at most `limit`: commit in this process, wake the server's
+/// socket, wait for the agent's own start stamp. With `until`, stops once the receiver has seen
+/// that many notifications.
 async fn pickups(
     dir: &Path,
     store: &SqliteStore,
     tag: &str,
+    limit: usize,
     until: Option<(&Received, u64)>,
-) -> Vec<(Duration, u128, (String, u128, u128))> {
+) -> Vec<Pickup> {
     let socket = dir.join("data/wake.sock");
     let mut out = Vec::new();
-    for i in 0..pickups_per_round() {
+    for i in 0..limit {
         if let Some((seen, count)) = until
             && seen.count.load(Ordering::SeqCst) >= count
         {
@@ -242,7 +240,6 @@ async fn pickups(
         let started = mission_testkit::agent_started_ns(dir, &ticket.id.to_string());
         out.push((
             Duration::from_nanos(started.saturating_sub(committed) as u64),
-            started,
             (ticket.id.to_string(), committed, started),
         ));
         settled(store, &ticket.id).await;
@@ -253,11 +250,60 @@ async fn pickups(
     out
 }
 
-fn main() {
-    let count: u64 = std::env::var("BENCH_NOTIFICATIONS")
+/// Queues `count` ping notifications in one transaction, from this process (as a CLI or the
+/// HTTP side would).
+async fn queue(db: &Path, count: u64) {
+    let now = Timestamp::now().as_millis();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+         INSERT INTO outbox (channel, topic, payload, created_at, next_attempt_at) \
+         SELECT 'sink', 'ping', json_object('n', i), ?, ? FROM n",
+    )
+    .bind(count as i64)
+    .bind(now)
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+/// Until the receiver has seen `count` requests in all and every row is recorded as sent.
+async fn drained(store: &SqliteStore, seen: &Received, count: u64) {
+    let started = Instant::now();
+    while seen.count.load(Ordering::SeqCst) < count {
+        assert!(started.elapsed() < Duration::from_secs(600), "not drained");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    loop {
+        let pending = store
+            .outbox(&mission_store::OutboxFilter {
+                status: Some(mission_core::notify::OutboxStatus::Pending),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let chunk = env_number("BENCH_NOTIFICATIONS", 10_000);
+    let per_side = env_number("BENCH_PICKUPS", PICKUPS) as usize;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -265,8 +311,9 @@ fn main() {
     runtime.block_on(async move {
         let (url, seen) = receiver();
         let dir = instance(&url);
+        let db = dir.path().join("data/mission.db");
         let store = SqliteStore::open(
-            &dir.path().join("data/mission.db"),
+            &db,
             SqliteOptions {
                 max_connections: 2,
                 ..SqliteOptions::default()
@@ -274,102 +321,84 @@ fn main() {
         )
         .await
         .unwrap();
-        println!("notify benchmark: {count} notifications to a local webhook receiver");
+        println!(
+            "notify benchmark: windows with the outbox idle and windows draining {chunk} \
+             notifications to a local webhook receiver, interleaved, until {per_side} pickups a side"
+        );
+        let server = start(dir.path());
+        // A few pickups first, so that neither side pays for the server's first moments.
+        pickups(dir.path(), &store, "warm-up", 20, None).await;
 
-        // Rounds, so that the machine's drift falls on both sides alike: the outbox idle, then
-        // `count` notifications queued while no server runs (one transaction) and drained by
-        // a new server while the pickups are measured again.
-        let rounds: usize = std::env::var("BENCH_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
+        // Idle and draining windows interleaved on the same server, so that both sides see the
+        // same minutes of this machine: a draining window queues `chunk` notifications (one
+        // transaction, as a CLI or the HTTP side would) and takes pickups until the receiver
+        // has seen them all (only those that started before its last request count); an idle
+        // window, with nothing queued, takes as many. Pairs alternate which side goes first.
         let (mut idle_all, mut busy_all) = (Vec::new(), Vec::new());
         let (mut idle_traces, mut busy_traces) = (Vec::new(), Vec::new());
-        for round in 1..=rounds {
-            seen.count.store(0, Ordering::SeqCst);
-            let server = start(dir.path());
-            let idle = pickups(dir.path(), &store, "idle", None).await;
-            drop(server);
-            assert_eq!(seen.count.load(Ordering::SeqCst), 0);
-            let now = Timestamp::now().as_millis();
-            let pool = sqlx::SqlitePool::connect(&format!(
-                "sqlite:{}",
-                dir.path().join("data/mission.db").display()
-            ))
-            .await
-            .unwrap();
-            sqlx::query(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
-                 INSERT INTO outbox (channel, topic, payload, created_at, next_attempt_at) \
-                 SELECT 'sink', 'ping', json_object('n', i), ?, ? FROM n",
-            )
-            .bind(count as i64)
-            .bind(now)
-            .bind(now)
-            .execute(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
-            let started = Instant::now();
-            let server = start(dir.path());
-            let draining = pickups(dir.path(), &store, "draining", Some((&seen, count))).await;
-            while seen.count.load(Ordering::SeqCst) < count {
-                assert!(started.elapsed() < Duration::from_secs(600), "not drained");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let first = u128::from(seen.first_ns.load(Ordering::SeqCst));
-            let last = u128::from(seen.last_ns.load(Ordering::SeqCst));
-            let span = Duration::from_nanos((last - first) as u64);
-            // Everything recorded as sent, not only received.
-            loop {
-                let pending = store
-                    .outbox(&mission_store::OutboxFilter {
-                        status: Some(mission_core::notify::OutboxStatus::Pending),
-                        limit: 1,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
-                if pending.is_empty() {
-                    break;
+        let mut rates = Vec::new();
+        let mut total = 0;
+        let mut pair = 0;
+        while idle_all.len() < per_side || busy_all.len() < per_side {
+            let mut taken = 0;
+            for draining in [pair % 2 == 0, pair % 2 == 1] {
+                if draining {
+                    let base = seen.count.load(Ordering::SeqCst);
+                    queue(&db, chunk).await;
+                    total += chunk;
+                    // The window opens with the drain's first request.
+                    let (first, first_count) = loop {
+                        let count = seen.count.load(Ordering::SeqCst);
+                        if count > base {
+                            break (seen.last_ns.load(Ordering::SeqCst), count);
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    };
+                    let window =
+                        pickups(dir.path(), &store, "draining", usize::MAX, Some((&seen, total)))
+                            .await;
+                    drained(&store, &seen, total).await;
+                    let last = u128::from(seen.last_ns.load(Ordering::SeqCst));
+                    rates.push(
+                        (total - first_count) as f64
+                            / Duration::from_nanos(last as u64 - first).as_secs_f64(),
+                    );
+                    for (latency, trace) in window {
+                        if trace.2 <= last {
+                            busy_all.push(latency);
+                            busy_traces.push(trace);
+                            taken += 1;
+                        }
+                    }
+                } else {
+                    // As many as the pair's draining window took, or the last one's.
+                    let n = if taken > 0 { taken } else { busy_all.len() / pair.max(1) };
+                    let window = pickups(dir.path(), &store, "idle", n.max(50), None).await;
+                    for (latency, trace) in window {
+                        idle_all.push(latency);
+                        idle_traces.push(trace);
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            let recorded = started.elapsed();
-            drop(server);
-            // Only the pickups that started before the drain ended count as "draining".
-            let measured = draining.len();
-            let draining: Vec<_> = draining
-                .into_iter()
-                .filter(|(_, at, _)| *at <= last)
-                .collect();
-            idle_traces.extend(idle.iter().map(|(_, _, t)| t.clone()));
-            busy_traces.extend(draining.iter().map(|(_, _, t)| t.clone()));
-            let draining: Vec<Duration> = draining.into_iter().map(|(d, _, _)| d).collect();
-            let idle: Vec<Duration> = idle.into_iter().map(|(d, _, _)| d).collect();
-            println!(
-                "round {round}: drain {count} in {:.2}s = {:.0}/s (first to last request), all recorded sent {:.2}s after the server started; pickups p50 idle {:.1} ms, draining {:.1} ms ({} of {measured} before the last request)",
-                span.as_secs_f64(),
-                count as f64 / span.as_secs_f64(),
-                recorded.as_secs_f64(),
-                Stats::new(idle.clone()).percentile(0.5).as_secs_f64() * 1000.0,
-                Stats::new(draining.clone()).percentile(0.5).as_secs_f64() * 1000.0,
-                draining.len(),
-            );
-            idle_all.extend(idle);
-            busy_all.extend(draining);
+            pair += 1;
         }
+        drop(server);
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "{} draining windows, {total} notifications: drained at {:.0}/s (median window; \
+             slowest {:.0}/s, fastest {:.0}/s; first to last request)",
+            rates.len(),
+            rates[rates.len() / 2],
+            rates[0],
+            rates[rates.len() - 1],
+        );
         let idle = Stats::new(idle_all);
         println!("{}", idle.line("pickup, outbox idle: commit -> agent started"));
-        if busy_all.is_empty() {
-            println!("no pickup finished while the outbox drained");
-            return;
-        }
         let busy = Stats::new(busy_all);
         println!("{}", busy.line("pickup, outbox draining: commit -> agent started"));
         let ratio = |q: f64| busy.percentile(q).as_secs_f64() / idle.percentile(q).as_secs_f64();
         println!(
-            "draining / idle, every round pooled: p50 {:.2}, p90 {:.2}, p99 {:.2}",
+            "draining / idle, windows interleaved: p50 {:.2}, p90 {:.2}, p99 {:.2}",
             ratio(0.5),
             ratio(0.9),
             ratio(0.99)
