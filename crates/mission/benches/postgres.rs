@@ -14,7 +14,7 @@
 //! - where a pickup's time goes, step by step, on one node at debug level.
 //!
 //! Run: `cargo bench -p mission --bench postgres` (BENCH_CLAIM_SECONDS, BENCH_PICKUPS scale it;
-//! BENCH_ONLY_PICKUP skips the claims).
+//! BENCH_ONLY_PICKUP skips the claims; BENCH_LOG logs the bench's own store to stderr).
 //! `bench/graphile-worker.sh` measures graphile-worker on the same kind of cluster, for
 //! comparison.
 
@@ -44,6 +44,13 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // BENCH_LOG: a log filter for this process's own store (its statements: `sqlx::query=debug`).
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cluster = Cluster::start();
     println!(
         "postgres benchmark: PostgreSQL at 127.0.0.1:{} (fsync {})",

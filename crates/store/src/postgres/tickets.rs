@@ -172,18 +172,43 @@ pub(super) async fn apply_transitions(
 
 /// Loads a ticket and its dependency ids.
 pub(super) async fn load_ticket(conn: &mut PgConnection, id: &TicketId) -> Result<Ticket> {
-    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
+    Ok(load_ticket_with_dependencies(conn, id).await?.0)
+}
+
+/// A ticket with its dependencies and their states, in one statement (one snapshot, one round
+/// trip: a dispatch pass reads each candidate this way).
+pub(super) async fn load_ticket_with_dependencies(
+    conn: &mut PgConnection,
+    id: &TicketId,
+) -> Result<(Ticket, Vec<DependencyState>)> {
+    // Both arrays aggregate the same rows in the same order; a dependency that names no
+    // ticket has a NULL state.
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS}, dep.ids, dep.states FROM tickets t \
+         LEFT JOIN LATERAL (SELECT array_agg(d.depends_on ORDER BY d.depends_on) AS ids, \
+         array_agg(u.state ORDER BY d.depends_on) AS states FROM ticket_dependencies d \
+         LEFT JOIN tickets u ON u.id = d.depends_on WHERE d.ticket = t.id) dep ON TRUE \
+         WHERE t.id = $1"
+    );
     let row = sqlx::query(&sql)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-    let deps: Vec<String> =
-        sqlx::query_scalar("SELECT depends_on FROM ticket_dependencies WHERE ticket = $1")
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-    decode_ticket(&row, deps)
+    let ids: Vec<String> = row.try_get::<Option<Vec<String>>, _>("ids")?.unwrap_or_default();
+    let states: Vec<Option<String>> = row
+        .try_get::<Option<Vec<Option<String>>>, _>("states")?
+        .unwrap_or_default();
+    let mut deps = Vec::with_capacity(ids.len());
+    for (dep, state) in ids.iter().zip(states) {
+        deps.push(DependencyState {
+            id: rows::ticket_id(dep)?,
+            state: state.map(|s| state_from_db(&s)).transpose()?,
+        });
+    }
+    deps.sort_by(|a, b| a.id.cmp(&b.id));
+    let ticket = decode_ticket(&row, ids)?;
+    Ok((ticket, deps))
 }
 
 /// Loads tickets and locks their rows until the end of the transaction (in number order, in
@@ -202,32 +227,6 @@ pub(super) async fn lock_tickets(
         return Err(StoreError::NotFound(missing.clone()));
     }
     Ok(tickets)
-}
-
-/// The states of a ticket's dependencies (`None` for one that does not exist), by id.
-pub(super) async fn dependency_states(
-    conn: &mut PgConnection,
-    id: &TicketId,
-) -> Result<Vec<DependencyState>> {
-    let rows = sqlx::query(
-        "SELECT d.depends_on, t.state FROM ticket_dependencies d \
-         LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = $1",
-    )
-    .bind(id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut deps = Vec::with_capacity(rows.len());
-    for row in rows {
-        deps.push(DependencyState {
-            id: rows::ticket_id(&row.try_get::<String, _>(0)?)?,
-            state: row
-                .try_get::<Option<String>, _>(1)?
-                .map(|s| state_from_db(&s))
-                .transpose()?,
-        });
-    }
-    deps.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(deps)
 }
 
 /// Many tickets with their dependencies' states, in `ids`' order, in two statements whatever
@@ -424,23 +423,16 @@ impl TicketStore for PgStore {
     }
 
     async fn ticket(&self, id: &TicketId) -> Result<Ticket> {
-        // One snapshot for the ticket and its dependency ids.
-        let mut tx = self.read_tx().await?;
-        let ticket = load_ticket(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(ticket)
+        let mut conn = self.pool.acquire().await?;
+        load_ticket(&mut conn, id).await
     }
 
     async fn ticket_with_dependencies(
         &self,
         id: &TicketId,
     ) -> Result<(Ticket, Vec<DependencyState>)> {
-        // A read transaction, so that the ticket and its dependencies come from one snapshot.
-        let mut tx = self.read_tx().await?;
-        let ticket = load_ticket(&mut tx, id).await?;
-        let deps = dependency_states(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok((ticket, deps))
+        let mut conn = self.pool.acquire().await?;
+        load_ticket_with_dependencies(&mut conn, id).await
     }
 
     async fn list_tickets(&self, filter: &TicketFilter) -> Result<Vec<TicketSummary>> {

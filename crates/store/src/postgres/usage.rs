@@ -299,30 +299,42 @@ async fn windows_use(conn: &mut PgConnection, windows: &[WindowQuery]) -> Result
 #[async_trait]
 impl UsageStore for PgStore {
     async fn holds(&self, windows: &[WindowQuery]) -> Result<HoldFacts> {
-        let mut tx = self.read_tx().await?;
+        // The parks and the breakers in one statement (one snapshot); with budgets, their
+        // windows' use in the same read transaction.
+        let sql = format!(
+            "SELECT {PARK_COLUMNS}, NULL::BIGINT AS failures, NULL::BIGINT AS opened_at, 0 AS kind \
+             FROM worker_parks UNION ALL \
+             SELECT subject, NULL, NULL, NULL, NULL, NULL, failures, opened_at, 1 FROM breakers \
+             ORDER BY 9, 1"
+        );
+        let (windows, rows) = if windows.is_empty() {
+            (Vec::new(), sqlx::query(&sql).fetch_all(&self.pool).await?)
+        } else {
+            let mut tx = self.read_tx().await?;
+            let used = windows_use(&mut tx, windows).await?;
+            let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            (used, rows)
+        };
         let mut facts = HoldFacts {
-            windows: windows_use(&mut tx, windows).await?,
+            windows,
             ..HoldFacts::default()
         };
-        let sql = format!("SELECT {PARK_COLUMNS} FROM worker_parks ORDER BY worker");
-        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
-            facts.parks.push(decode_park(&row)?);
-        }
-        for row in sqlx::query("SELECT subject, failures, opened_at FROM breakers ORDER BY subject")
-            .fetch_all(&mut *tx)
-            .await?
-        {
+        for row in rows {
+            if row.try_get::<i32, _>(8)? == 0 {
+                facts.parks.push(decode_park(&row)?);
+                continue;
+            }
             facts.breakers.push((
                 row.try_get(0)?,
                 Breaker {
-                    failures: u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
+                    failures: u32::try_from(row.try_get::<i64, _>(6)?).unwrap_or(u32::MAX),
                     opened_at: row
-                        .try_get::<Option<i64>, _>(2)?
+                        .try_get::<Option<i64>, _>(7)?
                         .map(Timestamp::from_millis),
                 },
             ));
         }
-        tx.commit().await?;
         Ok(facts)
     }
 

@@ -60,6 +60,7 @@ macro_rules! conformance_suite {
                 tickets::moves_are_checked_against_the_current_state,
                 tickets::unknown_ticket_is_not_found,
                 tickets::edits_reject_cycles_and_record_only_what_changed,
+                tickets::a_ticket_reads_with_its_dependencies_states_in_order,
                 tickets::listing_filters_and_orders_by_priority,
                 tickets::events_page_and_filter_by_ticket,
                 tickets::errors_have_kinds,

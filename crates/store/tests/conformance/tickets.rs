@@ -2,7 +2,7 @@
 //! current state, edits, listing, the event log, and the kinds of errors.
 
 use super::Backend;
-use crate::common::{change, key, new_ticket};
+use crate::common::{change, key, new_ticket, operator_move};
 use mission_core::transition::Via;
 use mission_core::{State, TicketId, TicketPatch};
 use mission_store::{ErrorKind, EventQuery, Move, StoreError, TicketFilter};
@@ -252,6 +252,45 @@ pub async fn edits_reject_cycles_and_record_only_what_changed<B: Backend>() {
     let (_, dep_states) = store.ticket_with_dependencies(&id(1)).await.unwrap();
     assert_eq!(dep_states.len(), 1);
     assert_eq!(dep_states[0].state, Some(State::Triage));
+}
+
+/// A ticket read with its dependencies: their ids and their states as they are now, in id order
+/// (MC-2 before MC-10), whatever the order they were named in.
+pub async fn a_ticket_reads_with_its_dependencies_states_in_order<B: Backend>() {
+    let t = B::fresh().await;
+    let store = t.store();
+    let batch = (1..=10)
+        .map(|i| new_ticket(&format!("t{i}"), (i % 2 == 0).then_some("luci")))
+        .collect();
+    store
+        .create_tickets(&key(), batch, &change(1))
+        .await
+        .unwrap();
+    let mut dependent = new_ticket("t11", Some("luci"));
+    dependent.depends_on = vec![id(10), id(2), id(3)];
+    store
+        .create_tickets(&key(), vec![dependent], &change(2))
+        .await
+        .unwrap();
+    store
+        .move_ticket(&id(10), &operator_move(State::Blocked), &change(3))
+        .await
+        .unwrap();
+    let (ticket, deps) = store.ticket_with_dependencies(&id(11)).await.unwrap();
+    assert_eq!(ticket.depends_on, vec![id(2), id(3), id(10)]);
+    assert_eq!(ticket, store.ticket(&id(11)).await.unwrap());
+    let mut expected = Vec::new();
+    for n in [2, 3, 10] {
+        expected.push((id(n), Some(store.ticket(&id(n)).await.unwrap().state)));
+    }
+    let got: Vec<_> = deps.into_iter().map(|d| (d.id, d.state)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        got.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        vec![Some(State::Todo), Some(State::Triage), Some(State::Blocked)]
+    );
+    let (plain, none) = store.ticket_with_dependencies(&id(1)).await.unwrap();
+    assert!(plain.depends_on.is_empty() && none.is_empty());
 }
 
 pub async fn listing_filters_and_orders_by_priority<B: Backend>() {

@@ -285,6 +285,26 @@ pub async fn a_rate_limit_parks_the_worker_and_charges_no_attempt<B: Backend>() 
         assert_eq!(facts.parks[0].worker.as_str(), "luci");
         at += 10_000;
     }
+    // Parks and breakers are read together: with a breaker beside the park, both come back.
+    let breakers = BreakerPolicy {
+        failures: 1,
+        cooldown: Duration::from_secs(60),
+    };
+    let (opened, _) = store
+        .record_breaker(
+            &mission_store::task_subject("nightly"),
+            mission_core::breaker::Verdict::Failure,
+            &breakers,
+            Timestamp::from_millis(at),
+        )
+        .await
+        .unwrap();
+    let facts = store.holds(&[]).await.unwrap();
+    assert_eq!(
+        (facts.parks.len(), facts.parks[0].worker.as_str()),
+        (1, "luci")
+    );
+    assert_eq!(facts.breakers, vec![("task:nightly".to_owned(), opened)]);
     // A run a spent budget stopped is not charged either (the stores count it with the limits);
     // its own failures are charged as its first and second attempts: then it fails.
     for (failure, expect) in [
