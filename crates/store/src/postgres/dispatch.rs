@@ -184,18 +184,30 @@ async fn claim_batch(
     let tickets = lock_tickets(&mut *tx, &ids).await?;
     // A live run, or a run whose process may still be exiting (it reported its end, or was
     // stopped, but its supervisor has not seen the process gone), blocks a new attempt —
-    // whatever the ticket's state says (an operator may have moved it meanwhile).
-    let live: HashMap<String, i64> = sqlx::query_as(
-        "SELECT DISTINCT ON (ticket) ticket, id FROM runs WHERE ticket = ANY($1) \
-         AND (ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)) \
-         ORDER BY ticket, id DESC",
+    // whatever the ticket's state says (an operator may have moved it meanwhile). With the live
+    // runs counted by worker and pool, in one statement (its first rows have no pool).
+    let rows = sqlx::query(
+        "SELECT * FROM (SELECT DISTINCT ON (ticket) ticket, NULL::TEXT AS pool, id FROM runs \
+         WHERE ticket = ANY($1) AND (ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)) \
+         ORDER BY ticket, id DESC) live \
+         UNION ALL \
+         SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
     )
     .bind(&keys)
     .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let mut counts = active_counts_in(&mut *tx).await?;
+    .await?;
+    let mut live: HashMap<String, i64> = HashMap::new();
+    let mut counts = ActiveCounts::default();
+    for row in rows {
+        let name: String = row.try_get(0)?;
+        let value: i64 = row.try_get(2)?;
+        match row.try_get::<Option<String>, _>(1)? {
+            None => {
+                live.insert(name, value);
+            }
+            Some(pool) => counts.add_many(&name, &pool, u32::try_from(value).unwrap_or(u32::MAX)),
+        }
+    }
 
     let mut planned = Vec::with_capacity(requests.len());
     let mut claims: Vec<&ClaimRequest> = Vec::new();

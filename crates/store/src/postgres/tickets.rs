@@ -212,17 +212,25 @@ pub(super) async fn load_ticket_with_dependencies(
 }
 
 /// Loads tickets and locks their rows until the end of the transaction (in number order, in
-/// two statements whatever their number), keyed by id. A missing one is `NotFound`: the first of
+/// one statement whatever their number), keyed by id. A missing one is `NotFound`: the first of
 /// `ids`, in their order.
 pub(super) async fn lock_tickets(
     conn: &mut PgConnection,
     ids: &[TicketId],
 ) -> Result<HashMap<String, Ticket>> {
-    let tickets: HashMap<String, Ticket> = select_with_dependencies(conn, ids, true)
-        .await?
-        .into_iter()
-        .map(|(ticket, _)| (ticket.id.to_string(), ticket))
-        .collect();
+    let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS}, dep.ids FROM tickets t \
+         LEFT JOIN LATERAL (SELECT array_agg(d.depends_on) AS ids FROM ticket_dependencies d \
+         WHERE d.ticket = t.id) dep ON TRUE \
+         WHERE t.id = ANY($1) ORDER BY t.number FOR UPDATE OF t"
+    );
+    let mut tickets = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(&sql).bind(&wanted).fetch_all(&mut *conn).await? {
+        let deps: Vec<String> = row.try_get::<Option<Vec<String>>, _>("ids")?.unwrap_or_default();
+        let ticket = decode_ticket(&row, deps)?;
+        tickets.insert(ticket.id.to_string(), ticket);
+    }
     if let Some(missing) = ids.iter().find(|id| !tickets.contains_key(&id.to_string())) {
         return Err(StoreError::NotFound(missing.clone()));
     }
@@ -236,27 +244,11 @@ pub(super) async fn load_tickets_with_dependencies(
     conn: &mut PgConnection,
     ids: &[TicketId],
 ) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
-    select_with_dependencies(conn, ids, false).await
-}
-
-/// `load_tickets_with_dependencies`; `lock` also locks the tickets' rows, in number order.
-async fn select_with_dependencies(
-    conn: &mut PgConnection,
-    ids: &[TicketId],
-    lock: bool,
-) -> Result<Vec<(Ticket, Vec<DependencyState>)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let sql = format!(
-        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1){}",
-        if lock {
-            " ORDER BY number FOR UPDATE"
-        } else {
-            ""
-        }
-    );
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1)");
     let rows = sqlx::query(&sql)
         .bind(&wanted)
         .fetch_all(&mut *conn)
