@@ -14,7 +14,9 @@
 //! - where a pickup's time goes, step by step, on one node at debug level.
 //!
 //! Run: `cargo bench -p mission --bench postgres` (BENCH_CLAIM_SECONDS, BENCH_PICKUPS scale it;
-//! BENCH_ONLY_PICKUP skips the claims; BENCH_LOG logs the bench's own store to stderr).
+//! BENCH_ONLY_PICKUP skips the claims; BENCH_LOG logs the bench's own store to stderr;
+//! BENCH_VS=PATH measures another build's `mission` binary's pickups in the same run, in
+//! alternating rounds).
 //! `bench/graphile-worker.sh` measures graphile-worker on the same kind of cluster, for
 //! comparison.
 
@@ -76,11 +78,39 @@ fn main() {
                 }
             }
         }
+        // BENCH_VS: another build's `mission` binary, measured in the same run, in alternating
+        // rounds (this build first in odd rounds, the other in even ones).
+        let mut builds = vec![("this build".to_owned(), MISSION.to_owned())];
+        if let Ok(other) = std::env::var("BENCH_VS") {
+            builds.push((format!("vs {other}"), other));
+        }
+        let rounds = if builds.len() > 1 { 4 } else { 1 };
         for nodes in [1, 3] {
-            pickup(&cluster, nodes, pickups, false).await;
+            let mut latencies = vec![Vec::new(); builds.len()];
+            for round in 0..rounds {
+                for k in 0..builds.len() {
+                    let k = if round % 2 == 0 {
+                        k
+                    } else {
+                        builds.len() - 1 - k
+                    };
+                    let each = (pickups / rounds).max(1);
+                    let mut got = pickup(&cluster, &builds[k].1, nodes, each, false).await;
+                    latencies[k].append(&mut got);
+                }
+            }
+            for ((name, _), latencies) in builds.iter().zip(latencies) {
+                let label = format!("pickup latency, {nodes} node(s): commit -> agent started");
+                let label = if builds.len() > 1 {
+                    format!("{label} ({name})")
+                } else {
+                    label
+                };
+                println!("{}", Stats::new(latencies).line(&label));
+            }
         }
         // Where the time goes, on one node at debug level (which costs a little itself).
-        pickup(&cluster, 1, pickups / 2, true).await;
+        pickup(&cluster, MISSION, 1, pickups / 2, true).await;
     });
 }
 
@@ -247,7 +277,13 @@ fn now_ns() -> u128 {
 /// `nodes` servers on one database with the fake agent as their worker; `count` tickets, one at
 /// a time: commit, NOTIFY, then the agent's own start stamp, on whichever node runs it. With
 /// `traced`, the servers log at debug level and the steps of each pickup are printed instead.
-async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
+async fn pickup(
+    cluster: &Cluster,
+    mission: &str,
+    nodes: usize,
+    count: usize,
+    traced: bool,
+) -> Vec<Duration> {
     let url = cluster.create_schema();
     let root = tempfile::tempdir().unwrap();
     let bin = mission_testkit::fake_agent_bin_dir(root.path());
@@ -262,7 +298,7 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
             bin.join("fake-worker").display()
         );
         std::fs::write(dir.join("mission.toml"), config).unwrap();
-        let out = Command::new(MISSION)
+        let out = Command::new(mission)
             .args(["init", dir.to_str().unwrap()])
             .output()
             .unwrap();
@@ -271,7 +307,7 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
             std::fs::remove_file(entry.path()).unwrap();
         }
         servers.push(Guard(
-            Command::new(MISSION)
+            Command::new(mission)
                 .arg("--config")
                 .arg(dir.join("mission.toml"))
                 .args(["serve", "--bind", "127.0.0.1:0"])
@@ -364,12 +400,6 @@ async fn pickup(cluster: &Cluster, nodes: usize, count: usize, traced: bool) {
             &log,
             &traces,
         );
-    } else {
-        println!(
-            "{}",
-            Stats::new(latencies).line(&format!(
-                "pickup latency, {nodes} node(s): commit -> agent started"
-            ))
-        );
     }
+    latencies
 }

@@ -195,7 +195,9 @@ pub(super) async fn load_ticket_with_dependencies(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-    let ids: Vec<String> = row.try_get::<Option<Vec<String>>, _>("ids")?.unwrap_or_default();
+    let ids: Vec<String> = row
+        .try_get::<Option<Vec<String>>, _>("ids")?
+        .unwrap_or_default();
     let states: Vec<Option<String>> = row
         .try_get::<Option<Vec<Option<String>>>, _>("states")?
         .unwrap_or_default();
@@ -226,8 +228,14 @@ pub(super) async fn lock_tickets(
          WHERE t.id = ANY($1) ORDER BY t.number FOR UPDATE OF t"
     );
     let mut tickets = HashMap::with_capacity(ids.len());
-    for row in sqlx::query(&sql).bind(&wanted).fetch_all(&mut *conn).await? {
-        let deps: Vec<String> = row.try_get::<Option<Vec<String>>, _>("ids")?.unwrap_or_default();
+    for row in sqlx::query(&sql)
+        .bind(&wanted)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let deps: Vec<String> = row
+            .try_get::<Option<Vec<String>>, _>("ids")?
+            .unwrap_or_default();
         let ticket = decode_ticket(&row, deps)?;
         tickets.insert(ticket.id.to_string(), ticket);
     }
