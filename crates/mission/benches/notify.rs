@@ -371,7 +371,8 @@ fn main() {
                         }
                     }
                 } else {
-                    // As many as the pair's draining window took, or the last one's.
+                    // As many as the pair's draining window took; going first, the draining
+                    // windows' average so far (50 at least).
                     let n = if taken > 0 { taken } else { busy_all.len() / pair.max(1) };
                     let window = pickups(dir.path(), &store, "idle", n.max(50), None).await;
                     for (latency, trace) in window {
