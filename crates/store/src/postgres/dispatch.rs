@@ -38,12 +38,12 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// Live runs counted per worker and pool, inside the caller's transaction.
+/// The live runs counted by worker and pool.
+const ACTIVE_COUNTS: &str =
+    "SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool";
+
 pub(super) async fn active_counts_in(conn: &mut PgConnection) -> Result<ActiveCounts> {
-    let rows = sqlx::query(
-        "SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(ACTIVE_COUNTS).fetch_all(&mut *conn).await?;
     let mut counts = ActiveCounts::default();
     for row in rows {
         let worker: String = row.try_get(0)?;
@@ -186,16 +186,12 @@ async fn claim_batch(
     // stopped, but its supervisor has not seen the process gone), blocks a new attempt —
     // whatever the ticket's state says (an operator may have moved it meanwhile). With the live
     // runs counted by worker and pool, in one statement (its first rows have no pool).
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT * FROM (SELECT DISTINCT ON (ticket) ticket, NULL::TEXT AS pool, id FROM runs \
          WHERE ticket = ANY($1) AND (ended_at IS NULL OR (pid IS NOT NULL AND exited_at IS NULL)) \
-         ORDER BY ticket, id DESC) live \
-         UNION ALL \
-         SELECT worker, pool, COUNT(*) FROM runs WHERE ended_at IS NULL GROUP BY worker, pool",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
+         ORDER BY ticket, id DESC) live UNION ALL {ACTIVE_COUNTS}"
+    );
+    let rows = sqlx::query(&sql).bind(&keys).fetch_all(&mut *tx).await?;
     let mut live: HashMap<String, i64> = HashMap::new();
     let mut counts = ActiveCounts::default();
     for row in rows {

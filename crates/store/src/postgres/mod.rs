@@ -173,15 +173,21 @@ impl PgStore {
     /// statement to its commit, so event-writing transactions commit one at a time, in the order
     /// of their sequence numbers.
     async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
-        // One round trip: the lock is taken in the statement that begins the transaction (a
-        // missing counter row is found by `append_events`, which then writes nothing).
-        Ok(self
-            .pool
-            .begin_with(format!(
-                "BEGIN; SELECT value FROM counters WHERE name = '{}' FOR UPDATE",
-                events::EVENT_SEQ_COUNTER
-            ))
-            .await?)
+        // Two round trips, not one `BEGIN; SELECT … FOR UPDATE`: a lock timeout in such a
+        // statement leaves its pooled connection in an aborted transaction, which the next
+        // user of the connection then meets (`a_write_blocked_past_the_lock_timeout_is_unavailable`).
+        let mut tx = self.pool.begin().await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = $1 FOR UPDATE")
+                .bind(events::EVENT_SEQ_COUNTER)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked.is_none() {
+            return Err(StoreError::Corrupt(
+                "the event sequence counter is missing".to_owned(),
+            ));
+        }
+        Ok(tx)
     }
 
     /// A transaction that writes no event: it locks only the rows it changes.

@@ -175,26 +175,21 @@ pub(super) async fn load_ticket(conn: &mut PgConnection, id: &TicketId) -> Resul
     Ok(load_ticket_with_dependencies(conn, id).await?.0)
 }
 
-/// A ticket with its dependencies and their states, in one statement (one snapshot, one round
-/// trip: a dispatch pass reads each candidate this way).
-pub(super) async fn load_ticket_with_dependencies(
-    conn: &mut PgConnection,
-    id: &TicketId,
-) -> Result<(Ticket, Vec<DependencyState>)> {
-    // Both arrays aggregate the same rows in the same order; a dependency that names no
-    // ticket has a NULL state.
-    let sql = format!(
+/// Tickets with their dependencies' ids and states, `rest` being the query's `WHERE` clause and
+/// what follows it: one statement (one snapshot, one round trip) whatever their number. Both
+/// arrays aggregate the same rows in the same order; a dependency that names no ticket has a
+/// NULL state. Every read of a ticket goes through here.
+fn tickets_with_dependencies_sql(rest: &str) -> String {
+    format!(
         "SELECT {TICKET_COLUMNS}, dep.ids, dep.states FROM tickets t \
          LEFT JOIN LATERAL (SELECT array_agg(d.depends_on ORDER BY d.depends_on) AS ids, \
          array_agg(u.state ORDER BY d.depends_on) AS states FROM ticket_dependencies d \
-         LEFT JOIN tickets u ON u.id = d.depends_on WHERE d.ticket = t.id) dep ON TRUE \
-         WHERE t.id = $1"
-    );
-    let row = sqlx::query(&sql)
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+         LEFT JOIN tickets u ON u.id = d.depends_on WHERE d.ticket = t.id) dep ON TRUE {rest}"
+    )
+}
+
+/// A row of `tickets_with_dependencies_sql`: the ticket, and its dependencies' states by id.
+fn decode_with_dependencies(row: &sqlx::postgres::PgRow) -> Result<(Ticket, Vec<DependencyState>)> {
     let ids: Vec<String> = row
         .try_get::<Option<Vec<String>>, _>("ids")?
         .unwrap_or_default();
@@ -209,8 +204,21 @@ pub(super) async fn load_ticket_with_dependencies(
         });
     }
     deps.sort_by(|a, b| a.id.cmp(&b.id));
-    let ticket = decode_ticket(&row, ids)?;
-    Ok((ticket, deps))
+    Ok((decode_ticket(row, ids)?, deps))
+}
+
+/// A ticket with its dependencies and their states (a dispatch pass reads each candidate this
+/// way).
+pub(super) async fn load_ticket_with_dependencies(
+    conn: &mut PgConnection,
+    id: &TicketId,
+) -> Result<(Ticket, Vec<DependencyState>)> {
+    let row = sqlx::query(&tickets_with_dependencies_sql("WHERE t.id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    decode_with_dependencies(&row)
 }
 
 /// Loads tickets and locks their rows until the end of the transaction (in number order, in
@@ -221,22 +229,15 @@ pub(super) async fn lock_tickets(
     ids: &[TicketId],
 ) -> Result<HashMap<String, Ticket>> {
     let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let sql = format!(
-        "SELECT {TICKET_COLUMNS}, dep.ids FROM tickets t \
-         LEFT JOIN LATERAL (SELECT array_agg(d.depends_on) AS ids FROM ticket_dependencies d \
-         WHERE d.ticket = t.id) dep ON TRUE \
-         WHERE t.id = ANY($1) ORDER BY t.number FOR UPDATE OF t"
-    );
+    let sql =
+        tickets_with_dependencies_sql("WHERE t.id = ANY($1) ORDER BY t.number FOR UPDATE OF t");
     let mut tickets = HashMap::with_capacity(ids.len());
     for row in sqlx::query(&sql)
         .bind(&wanted)
         .fetch_all(&mut *conn)
         .await?
     {
-        let deps: Vec<String> = row
-            .try_get::<Option<Vec<String>>, _>("ids")?
-            .unwrap_or_default();
-        let ticket = decode_ticket(&row, deps)?;
+        let (ticket, _) = decode_with_dependencies(&row)?;
         tickets.insert(ticket.id.to_string(), ticket);
     }
     if let Some(missing) = ids.iter().find(|id| !tickets.contains_key(&id.to_string())) {
@@ -245,7 +246,7 @@ pub(super) async fn lock_tickets(
     Ok(tickets)
 }
 
-/// Many tickets with their dependencies' states, in `ids`' order, in two statements whatever
+/// Many tickets with their dependencies' states, in `ids`' order, in one statement whatever
 /// their number (the health snapshot asks the policy about each waiting ticket). Ids that name
 /// no ticket are left out.
 pub(super) async fn load_tickets_with_dependencies(
@@ -256,26 +257,17 @@ pub(super) async fn load_tickets_with_dependencies(
         return Ok(Vec::new());
     }
     let wanted: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ANY($1)");
-    let rows = sqlx::query(&sql)
+    let sql = tickets_with_dependencies_sql("WHERE t.id = ANY($1)");
+    let mut loaded = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(&sql)
         .bind(&wanted)
         .fetch_all(&mut *conn)
-        .await?;
-    let edges: Vec<crate::tickets::Edge> = sqlx::query_as(
-        "SELECT d.ticket, d.depends_on, t.state FROM ticket_dependencies d \
-         LEFT JOIN tickets t ON t.id = d.depends_on WHERE d.ticket = ANY($1)",
-    )
-    .bind(&wanted)
-    .fetch_all(&mut *conn)
-    .await?;
-    crate::tickets::assemble_with_dependencies(
-        ids,
-        rows,
-        edges,
-        |row| Ok(row.try_get("id")?),
-        decode_ticket,
-        state_from_db,
-    )
+        .await?
+    {
+        let (ticket, deps) = decode_with_dependencies(&row)?;
+        loaded.insert(ticket.id.to_string(), (ticket, deps));
+    }
+    Ok(wanted.iter().filter_map(|id| loaded.remove(id)).collect())
 }
 
 async fn ticket_exists(conn: &mut PgConnection, id: &TicketId) -> Result<bool> {
